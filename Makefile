@@ -1,0 +1,53 @@
+# The two commands of the README: `make demo` and `make test`. Both set up
+# everything they need on a fresh machine (a virtualenv in .venv; for tests,
+# Debian's chromium for the browser tests).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit browser bench sample clean
+
+demo: $(STAMP)
+	$(BIN)/forensics demo
+
+test: $(STAMP) chromium lint typecheck unit browser
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "forensics needs Python >= 3.11; set PYTHON=python3.11")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Browser tests drive Debian's chromium (never a downloaded browser).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check forensics tests bench
+	$(BIN)/ruff format --check forensics tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -m "not browser"
+
+browser: $(STAMP) chromium
+	$(BIN)/pytest -m browser
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/signals.py
+
+# Rebuild the shipped sample (the exact command is in data_samples/README.md).
+sample: $(STAMP)
+	$(BIN)/forensics simulate --scenario postmortem-2025 --seed 7 --out data_samples/postmortem-2025
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

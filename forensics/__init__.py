@@ -1,0 +1,43 @@
+"""forensics: separate overlapping LLM-serving bugs in request logs.
+
+>>> import forensics
+>>> wb = forensics.open(":memory:")
+>>> wb.close()
+"""
+
+from forensics.config import Config
+from forensics.errors import (
+    ConfigError,
+    ForensicsError,
+    IngestError,
+    MissingColumnError,
+    QueryError,
+    SchemaError,
+    UnknownNameError,
+)
+from forensics.ingest import FileSummary, IngestSummary
+from forensics.schema import CANONICAL_COLUMNS, Column, Mapping, UserSignal
+from forensics.signals import SignalParams
+from forensics.workbench import Workbench, open
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "Column",
+    "Config",
+    "ConfigError",
+    "FileSummary",
+    "ForensicsError",
+    "IngestError",
+    "IngestSummary",
+    "Mapping",
+    "MissingColumnError",
+    "QueryError",
+    "SchemaError",
+    "SignalParams",
+    "UnknownNameError",
+    "UserSignal",
+    "Workbench",
+    "open",
+]

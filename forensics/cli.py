@@ -1,0 +1,244 @@
+"""The ``forensics`` command: parse arguments, call the library, print, exit.
+
+A ``ForensicsError`` becomes one line on stderr and exit code 2 (input the user
+must fix); a traceback means a bug in forensics.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from forensics.config import Config
+from forensics.errors import ForensicsError
+from forensics.schema import Mapping, schema_markdown
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_SAMPLE = Path("data_samples") / "postmortem-2025"
+"""Where the demo looks for the shipped sample, relative to the working directory."""
+
+
+def _fail_cleanly(func: F) -> F:
+    """Turn a ForensicsError into one line on stderr and its exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ForensicsError as exc:
+            summary = getattr(exc, "summary", None)
+            if summary is not None:
+                click.echo(summary.table())
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        "db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="DuckDB database file [default: $FORENSICS_DB or ./forensics.duckdb].",
+    )(func)
+
+
+def _db_path(db: Path | None) -> str:
+    return str(db) if db is not None else Config.from_env().db
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="forensics")
+def main() -> None:
+    """Separate overlapping LLM-serving bugs in request logs.
+
+    Load logs with `ingest`, then slice, separate and report. Every command
+    takes --help. Exit codes: 0 ok, 2 input you must fix, 1 a bug in forensics.
+    """
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@_db_option
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file renaming your columns to canonical names (see README 'Mapping files').",
+)
+@click.option("--privacy", is_flag=True, help="Hash user/session ids and keep no response text.")
+@click.option("--salt", envvar="FORENSICS_SALT", help="Salt for --privacy [env: FORENSICS_SALT].")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@_fail_cleanly
+def ingest(
+    paths: tuple[str, ...],
+    db: Path | None,
+    mapping: Path | None,
+    privacy: bool,
+    salt: str | None,
+    quiet: bool,
+) -> None:
+    """Load request logs (Parquet, JSON lines, CSV; .gz ok) into the database.
+
+    PATHS are files, directories (searched recursively) or glob patterns.
+    Bad rows are quarantined in the rejected_rows table with their reason; a
+    file missing a required column is refused (exit 2) and nothing from it is
+    written. Re-ingesting a file adds nothing.
+    """
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db)) as wb:
+        summary = wb.ingest(
+            *paths,
+            mapping=Mapping.load(mapping) if mapping else None,
+            privacy=privacy,
+            salt=salt,
+            errors="collect",
+        )
+    if not quiet:
+        click.echo(summary.table())
+        click.echo(f"database: {summary.db}")
+    if summary.refused:
+        for f in summary.refused:
+            click.echo(f"error: {f.message}", err=True)
+        sys.exit(2)
+
+
+@main.command("ingest-events")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@_db_option
+@_fail_cleanly
+def ingest_events_command(path: Path, db: Path | None) -> None:
+    """Load change events (deploys, config and load-balancer changes).
+
+    PATH is CSV or JSON with columns ts, kind, and optionally description and
+    scope. Loading the same events twice adds nothing.
+    """
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db)) as wb:
+        result = wb.ingest_events(path)
+    click.echo(
+        f"{result.path}: read {result.rows_read}, loaded {result.accepted}, "
+        f"rejected {result.rejected_total}, already present {result.duplicates}"
+    )
+
+
+@main.command()
+@click.option(
+    "--scenario",
+    default="postmortem-2025",
+    show_default=True,
+    help="Scenario name; --list shows them.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=None,
+    help="Number of requests [default: the scenario's].",
+)
+@click.option(
+    "--seed", type=int, default=7, show_default=True, help="Random seed; same seed, same bytes."
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
+@click.option("--list", "list_", is_flag=True, help="List the scenarios and exit.")
+@_fail_cleanly
+def simulate(scenario: str, rows: int | None, seed: int, out: Path | None, list_: bool) -> None:
+    """Write a synthetic incident: requests.parquet, events.csv and truth.json.
+
+    The postmortem-2025 scenario reproduces the three overlapping bugs of the
+    Aug-Sep 2025 postmortem; the others each test one kind of bug.
+    """
+    from forensics.simulate import SCENARIOS
+    from forensics.simulate import simulate as run_simulation
+
+    if list_:
+        for name, spec in SCENARIOS.items():
+            click.echo(f"{name:22} {spec.description}")
+        return
+    if out is None:
+        raise click.UsageError("--out DIR is required (or --list)")
+    result = run_simulation(scenario, rows=rows, seed=seed, out=out)
+    click.echo(f"wrote {result.rows:,} requests to {out} (scenario {scenario}, seed {seed})")
+
+
+@main.command()
+@click.option("--markdown", is_flag=True, help="Print as a Markdown table (as in the README).")
+def schema(markdown: bool) -> None:
+    """Show the canonical request-log schema."""
+    from forensics.schema import CANONICAL_COLUMNS
+
+    if markdown:
+        click.echo(schema_markdown())
+        return
+    for c in CANONICAL_COLUMNS:
+        flag = "required" if c.required else "optional"
+        click.echo(f"{c.name:16} {c.dtype:12} {flag:9} {c.description}")
+
+
+@main.command()
+@_db_option
+@_fail_cleanly
+def info(db: Path | None) -> None:
+    """Show what a database holds: tables, files, rejected rows by reason."""
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db), read_only=True) as wb:
+        for table, n in wb.counts().items():
+            click.echo(f"{table:16} {n:>12,}")
+        reasons = wb.rejected_by_reason()
+        if reasons.height:
+            click.echo("\nrejected rows by reason:")
+            for row in reasons.iter_rows(named=True):
+                click.echo(f"  {row['source_file']}: {row['reason']} {row['rows']:,}")
+
+
+@main.command()
+@click.option(
+    "--sample",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_SAMPLE,
+    show_default=True,
+    help="Directory holding requests.parquet and events.csv.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("build") / "demo",
+    show_default=True,
+    help="Where the demo database and report go.",
+)
+@_fail_cleanly
+def demo(sample: Path, out: Path) -> None:
+    """Run the whole investigation on the shipped sample, start to finish."""
+    from forensics.workbench import open as open_workbench
+
+    requests = sample / "requests.parquet"
+    events = sample / "events.csv"
+    if not requests.is_file():
+        raise click.UsageError(
+            f"{requests} not found: run from the repository root, or pass --sample DIR "
+            "(make one with `forensics simulate --out DIR`)"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    db_path = out / "demo.duckdb"
+    for stale in (db_path, db_path.with_suffix(".duckdb.wal")):
+        stale.unlink(missing_ok=True)
+    with open_workbench(db_path) as wb:
+        summary = wb.ingest(requests, errors="raise")
+        click.echo(summary.table())
+        if events.is_file():
+            result = wb.ingest_events(events)
+            click.echo(f"events: {result.accepted} loaded from {events}")
+    click.echo(f"database: {db_path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,222 @@
+"""The DuckDB file: opening it, the tables every other step relies on, and tracing.
+
+Tables (a contract other tools rely on):
+
+``requests``
+    One row per accepted request: every canonical column (null when the input
+    lacked it), the user's extra columns, one boolean column per signal, and two
+    provenance columns, ``_source_file_id`` (see ``ingested_files``) and
+    ``_source_row`` (line or row number in that file).
+``rejected_rows``
+    Quarantined input rows: source file, row number, column, reason code, the
+    bad value and the raw content.
+``events``
+    Change events (deploys, config and load-balancer changes).
+``ingested_files``
+    One row per file ingested: content hash and counts (provenance for reports).
+``signal_definitions``
+    The signal registry as stored: built-in detectors and the user's own.
+``forensics_meta``
+    Key/value settings of this database (schema version, privacy mode).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from forensics.config import Config
+from forensics.errors import ConfigError
+
+__all__ = ["SCHEMA_VERSION", "Database", "Tracer"]
+
+logger = logging.getLogger("forensics")
+
+SCHEMA_VERSION = "1"
+"""Bumped when the layout of the tables changes."""
+
+Tracer = Callable[[str, Mapping[str, Any] | Sequence[Any] | None], None]
+
+_FIXED_TABLES = {
+    "rejected_rows": """
+        CREATE TABLE IF NOT EXISTS rejected_rows (
+            source_file VARCHAR NOT NULL,
+            file_id INTEGER,
+            row_number BIGINT,
+            "column" VARCHAR,
+            reason VARCHAR NOT NULL,
+            bad_value VARCHAR,
+            raw VARCHAR,
+            ingested_at TIMESTAMPTZ NOT NULL
+        )""",
+    "events": """
+        CREATE TABLE IF NOT EXISTS events (
+            ts TIMESTAMPTZ NOT NULL,
+            kind VARCHAR NOT NULL,
+            description VARCHAR,
+            scope VARCHAR,
+            source_file VARCHAR
+        )""",
+    "ingested_files": """
+        CREATE TABLE IF NOT EXISTS ingested_files (
+            file_id INTEGER PRIMARY KEY,
+            path VARCHAR NOT NULL,
+            sha256 VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            bytes BIGINT NOT NULL,
+            rows_read BIGINT NOT NULL,
+            accepted BIGINT NOT NULL,
+            rejected BIGINT NOT NULL,
+            duplicates BIGINT NOT NULL,
+            ingested_at TIMESTAMPTZ NOT NULL,
+            mapping VARCHAR,
+            privacy BOOLEAN NOT NULL
+        )""",
+    "signal_definitions": """
+        CREATE TABLE IF NOT EXISTS signal_definitions (
+            name VARCHAR PRIMARY KEY,
+            description VARCHAR,
+            kind VARCHAR NOT NULL,
+            source_column VARCHAR,
+            op VARCHAR,
+            value DOUBLE
+        )""",
+    "forensics_meta": """
+        CREATE TABLE IF NOT EXISTS forensics_meta (
+            key VARCHAR PRIMARY KEY,
+            value VARCHAR
+        )""",
+}
+
+
+class Database:
+    """One DuckDB connection, with every statement traced and timed.
+
+    Parameters
+    ----------
+    path
+        The database file (created if missing), or ``":memory:"``.
+    read_only
+        Open without write access (several readers can share a file).
+    trace
+        Called with each SQL statement and its parameters before it runs,
+        e.g. ``trace=print``.
+    config
+        Process settings; ``Config.from_env()`` when omitted.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        read_only: bool = False,
+        trace: Tracer | None = None,
+        config: Config | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.config = config or Config.from_env()
+        self.trace = trace
+        if read_only and self.path != ":memory:" and not Path(self.path).exists():
+            raise ConfigError(
+                f"{self.path}: no such database; create it with `forensics ingest FILE --db {self.path}`"
+            )
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as exc:
+            raise ConfigError(f"{self.path}: cannot open the database ({exc})") from None
+        self.read_only = read_only
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET memory_limit = $limit", {"limit": self.config.memory_limit})
+        if self.config.threads:
+            self.con.execute("SET threads = $threads", {"threads": self.config.threads})
+        if not read_only:
+            self.create_fixed_tables()
+
+    # -- statements -----------------------------------------------------------------
+
+    def _traced(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None
+    ) -> Mapping[str, Any] | Sequence[Any] | None:
+        """Trace a statement; return its parameters without names the SQL does not use.
+
+        DuckDB refuses named parameters a statement does not reference, and
+        callers often share one parameter dict between several statements.
+        """
+        if isinstance(params, Mapping):
+            params = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
+        if self.trace is not None:
+            self.trace(sql, params)
+        logger.debug("SQL %s params=%r", sql, params)
+        return params
+
+    def execute(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement and fetch all its rows."""
+        params = self._traced(sql, params)
+        result = self.con.execute(sql, params) if params else self.con.execute(sql)
+        return result.fetchall()
+
+    def frame(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query and return its result as a Polars DataFrame."""
+        bound = self._traced(sql, params)
+        rel = self.con.sql(sql, params=dict(bound) if bound else None)
+        if rel is None:
+            return pl.DataFrame()
+        return rel.pl()
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
+        """Run a query that returns one value."""
+        rows = self.execute(sql, params)
+        return rows[0][0] if rows else None
+
+    # -- schema ---------------------------------------------------------------------
+
+    def create_fixed_tables(self) -> None:
+        """Create the tables whose layout does not depend on the data (idempotent)."""
+        for ddl in _FIXED_TABLES.values():
+            self.execute(ddl)
+        self.execute(
+            "INSERT OR IGNORE INTO forensics_meta VALUES ('schema_version', $v)",
+            {"v": SCHEMA_VERSION},
+        )
+
+    def tables(self) -> set[str]:
+        """Names of the tables in the main schema."""
+        rows = self.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND database_name = current_database()"
+        )
+        return {r[0] for r in rows}
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> DuckDB type of a table, in table order ({} if it does not exist)."""
+        rows = self.execute(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+            "AND schema_name = 'main' AND database_name = current_database() "
+            "ORDER BY column_index",
+            {"t": table},
+        )
+        return {name: dtype for name, dtype in rows}
+
+    def meta(self, key: str) -> str | None:
+        """A value of ``forensics_meta``."""
+        if "forensics_meta" not in self.tables():
+            return None
+        return self.scalar("SELECT value FROM forensics_meta WHERE key = $k", {"k": key})
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of ``forensics_meta``."""
+        self.execute(
+            "INSERT OR REPLACE INTO forensics_meta VALUES ($k, $v)", {"k": key, "v": value}
+        )
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.con.close()

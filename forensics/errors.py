@@ -1,0 +1,99 @@
+"""The one exception hierarchy of forensics.
+
+Every error a user can cause is a ``ForensicsError``. Its message names the file,
+row, column, what was expected and what to do next; the same facts are kept as
+attributes so that callers (the CLI, tests, notebooks) can act on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "ConfigError",
+    "ForensicsError",
+    "IngestError",
+    "MissingColumnError",
+    "QueryError",
+    "SchemaError",
+    "UnknownNameError",
+]
+
+
+class ForensicsError(Exception):
+    """Base class of every error forensics raises on purpose.
+
+    The CLI prints the message on one line and exits with ``exit_code``.
+    """
+
+    exit_code: int = 2
+
+
+class ConfigError(ForensicsError):
+    """A setting, mapping file or environment variable is wrong."""
+
+
+class SchemaError(ForensicsError):
+    """The columns of an input do not fit the canonical request-log schema."""
+
+
+class MissingColumnError(SchemaError):
+    """A file lacks one or more required columns (after the mapping is applied)."""
+
+    def __init__(
+        self, message: str, *, path: str, missing: Sequence[str], found: Sequence[str]
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        """The file that was refused."""
+        self.missing = tuple(missing)
+        """The required columns it lacks."""
+        self.found = tuple(found)
+        """The columns it does have."""
+
+    @classmethod
+    def for_file(
+        cls, path: str, missing: Iterable[str], found: Iterable[str]
+    ) -> MissingColumnError:
+        """Build the message for a file that lacks required columns."""
+        missing, found = sorted(missing), list(found)
+        shown = ", ".join(found) if found else "(none)"
+        message = (
+            f"{path}: missing required column(s) {', '.join(missing)}; "
+            f"the file has: {shown}. Nothing from this file was written. "
+            "If these columns exist under other names, map them with "
+            "--mapping FILE.toml, e.g. [columns]\n"
+            + "\n".join(f'{m} = "<your column>"' for m in missing)
+        )
+        return cls(message, path=path, missing=missing, found=found)
+
+
+class IngestError(ForensicsError):
+    """A whole file could not be read (corrupt, truncated, unreadable)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        """The file concerned, when there is one."""
+
+
+class QueryError(ForensicsError):
+    """A query asked for something the database cannot answer."""
+
+
+class UnknownNameError(QueryError):
+    """A column, signal or option name that does not exist."""
+
+    def __init__(self, message: str, *, name: str, valid: Sequence[str]) -> None:
+        super().__init__(message)
+        self.name = name
+        """The name that was asked for."""
+        self.valid = tuple(valid)
+        """The names that would have been accepted."""
+
+    @classmethod
+    def for_name(cls, what: str, name: str, valid: Iterable[str]) -> UnknownNameError:
+        """Build the message for an unknown column, signal or dimension."""
+        valid = sorted(valid)
+        message = f"unknown {what} {name!r}; valid {what}s: {', '.join(valid) or '(none)'}"
+        return cls(message, name=name, valid=valid)

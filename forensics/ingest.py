@@ -1,0 +1,1163 @@
+"""Readers, validation and quarantine: request logs and change events into DuckDB.
+
+Each file goes in atomically, in one transaction:
+
+1. its content hash is looked up in ``ingested_files``: a file seen before adds nothing;
+2. Parquet is read by DuckDB directly; CSV and JSON lines are split into rows in
+   Python (exact line numbers, bad UTF-8 and malformed lines caught per row) and
+   staged as text in a temporary table;
+3. the columns are renamed by the mapping and checked: a file missing a
+   required column is refused and nothing from it is written;
+4. one SQL statement types every canonical column, finds each row's first
+   problem (``REASONS``), computes the signals and inserts the good rows; bad
+   rows go to ``rejected_rows`` with their reason and raw content;
+5. a request_id seen twice is settled: the same content is an exact duplicate
+   (skipped, counted), different content is rejected as ``duplicate_conflict``.
+
+For every file: rows read = accepted + rejected + duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from tqdm.auto import tqdm
+
+from forensics.db import Database
+from forensics.errors import (
+    ConfigError,
+    ForensicsError,
+    IngestError,
+    MissingColumnError,
+    SchemaError,
+)
+from forensics.readers import (
+    FORMATS,
+    Format,
+    Source,
+    detect_format,
+    file_sha256,
+    open_csv,
+    open_json,
+    open_parquet,
+    resolve_paths,
+)
+from forensics.schema import (
+    CANONICAL_COLUMNS,
+    IDENTITY_COLUMNS,
+    INTERNAL_PREFIX,
+    REQUIRED_COLUMNS,
+    Column,
+    Mapping,
+    UserSignal,
+    quote_identifier,
+)
+from forensics.signals import (
+    DEGRADED,
+    DETECTORS,
+    SignalParams,
+    degraded_expression,
+    register_functions,
+    signal_expressions,
+    user_signal_expression,
+)
+
+__all__ = [
+    "FORMATS",
+    "REASONS",
+    "FileSummary",
+    "IngestSummary",
+    "detect_format",
+    "ingest_events",
+    "ingest_files",
+    "resolve_paths",
+]
+
+logger = logging.getLogger("forensics")
+
+REASONS: dict[str, str] = {
+    "invalid_utf8": "the line is not valid UTF-8",
+    "malformed_json": "the line is not valid JSON",
+    "not_a_json_object": "the line is JSON but not an object",
+    "wrong_field_count": "the CSV row has more or fewer fields than the header",
+    "missing_required": "a required column is null or empty",
+    "bad_timestamp": "ts is neither ISO-8601 nor an epoch number",
+    "wrong_type": "a value does not have the column's type",
+    "out_of_range": "a value is outside the column's valid range",
+    "duplicate_conflict": "the request_id was seen before with different content",
+}
+"""Every reason a row can be quarantined for, in the order rows are checked."""
+
+TS_VALID_FROM = "1990-01-01"
+"""Timestamps before this are rejected as out of range (usually a wrong epoch unit)."""
+TS_VALID_TO = "2100-01-01"
+"""Timestamps from this on are rejected as out of range."""
+
+_PROVENANCE = ("_source_file_id", "_source_row")
+_EPOCH_SQL = {
+    "s": "to_timestamp({x})",
+    "ms": "make_timestamptz(CAST(round({x} * 1000) AS BIGINT))",
+    "us": "make_timestamptz(CAST(round({x}) AS BIGINT))",
+    "ns": "make_timestamptz(CAST(round({x} / 1000) AS BIGINT))",
+}
+
+
+# -- results ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    """What happened to one input file."""
+
+    path: str
+    """The file as given (resolved)."""
+    format: str
+    """parquet, jsonl, json or csv."""
+    status: Literal["ingested", "already ingested", "refused", "empty"]
+    """ingested; already ingested (same content hash; nothing added); refused (a
+    file-level problem, nothing written); empty (no rows)."""
+    rows_read: int = 0
+    """Data rows (or non-blank lines) read from the file."""
+    accepted: int = 0
+    """Rows written to ``requests``."""
+    rejected: dict[str, int] = field(default_factory=dict)
+    """Rows written to ``rejected_rows``, by reason code."""
+    duplicates: int = 0
+    """Exact duplicates skipped (same request_id, same content)."""
+    sha256: str = ""
+    """Content hash of the file."""
+    message: str | None = None
+    """Why it was refused or skipped."""
+    notes: tuple[str, ...] = ()
+    """Things the user should know (renamed columns, widened types...)."""
+
+    @property
+    def rejected_total(self) -> int:
+        """Number of rows rejected, all reasons together."""
+        return sum(self.rejected.values())
+
+
+@dataclass(frozen=True)
+class IngestSummary:
+    """The result of one ingest run, file by file."""
+
+    files: tuple[FileSummary, ...]
+    """One entry per file, in the order they were read."""
+    db: str
+    """The database written to."""
+
+    @property
+    def rows_read(self) -> int:
+        """Rows read over all files."""
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def accepted(self) -> int:
+        """Rows accepted over all files."""
+        return sum(f.accepted for f in self.files)
+
+    @property
+    def rejected(self) -> int:
+        """Rows rejected over all files."""
+        return sum(f.rejected_total for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        """Exact duplicates skipped over all files."""
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def refused(self) -> tuple[FileSummary, ...]:
+        """Files refused as a whole."""
+        return tuple(f for f in self.files if f.status == "refused")
+
+    def table(self) -> str:
+        """A plain-text table of the per-file counts, for terminals and logs."""
+        header = ("file", "status", "read", "accepted", "rejected", "duplicates")
+        rows = [header]
+        for f in self.files:
+            rows.append(
+                (
+                    f.path,
+                    f.status,
+                    str(f.rows_read),
+                    str(f.accepted),
+                    str(f.rejected_total),
+                    str(f.duplicates),
+                )
+            )
+        if len(self.files) > 1:
+            rows.append(
+                (
+                    "total",
+                    "",
+                    str(self.rows_read),
+                    str(self.accepted),
+                    str(self.rejected),
+                    str(self.duplicates),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        lines = []
+        for i, r in enumerate(rows):
+            cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1])]
+            cells += [c.rjust(w) for c, w in zip(r[2:], widths[2:], strict=True)]
+            lines.append("  ".join(cells).rstrip())
+            if i == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        for f in self.files:
+            if f.rejected:
+                reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(f.rejected.items()))
+                lines.append(f"{f.path}: rejected by reason: {reasons}")
+            if f.message:
+                lines.append(f"{f.path}: {f.message}")
+            for note in f.notes:
+                lines.append(f"{f.path}: note: {note}")
+        return "\n".join(lines)
+
+
+# -- column plan --------------------------------------------------------------------
+
+
+_NUMERIC_TYPES = (
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+    "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "REAL",
+)  # fmt: skip
+_INTEGER_TYPES = _NUMERIC_TYPES[:10]
+
+
+def _is_numeric(dtype: str) -> bool:
+    return dtype.upper().startswith(_NUMERIC_TYPES) or dtype.upper().startswith("DECIMAL")
+
+
+def _is_integer(dtype: str) -> bool:
+    return dtype.upper() in _INTEGER_TYPES
+
+
+def _is_text(dtype: str) -> bool:
+    return dtype.upper() in ("VARCHAR", "JSON") or dtype.upper().startswith("VARCHAR")
+
+
+def _is_nested(dtype: str) -> bool:
+    upper = dtype.upper()
+    return upper.endswith("]") or upper.startswith(("STRUCT", "MAP", "UNION", "LIST"))
+
+
+@dataclass
+class _Check:
+    condition: str
+    reason: str
+    column: str
+    bad_value: str
+
+
+@dataclass
+class _Plan:
+    """How each source column becomes a typed column of ``requests``."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    """Target column -> SQL producing its typed value."""
+    checks: list[_Check] = field(default_factory=list)
+    """Row checks, in order; the first failing one is the row's reason."""
+    extras: dict[str, str] = field(default_factory=dict)
+    """User's extra column -> DuckDB type in ``requests``."""
+    notes: list[str] = field(default_factory=list)
+    """Things to tell the user."""
+
+
+def _text_value(src: str) -> str:
+    return f"NULLIF(trim(CAST({src} AS VARCHAR)), '')"
+
+
+def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> tuple[str, str]:
+    """Return (value SQL, parse-failure condition SQL) for the ``ts`` column."""
+    upper = dtype.upper()
+    epoch = _EPOCH_SQL[epoch_unit]
+    if upper.startswith("TIMESTAMP") or upper == "DATE":
+        return f"CAST({src} AS TIMESTAMPTZ)", "false"
+    if _is_numeric(dtype):
+        value = epoch.format(x=f"CAST({src} AS DOUBLE)")
+        return f"CASE WHEN isfinite(CAST({src} AS DOUBLE)) THEN {value} END", (
+            f"{src} IS NOT NULL AND NOT isfinite(CAST({src} AS DOUBLE))"
+        )
+    if _is_text(dtype):
+        text = _text_value(src)
+        number = f"try_cast({text} AS DOUBLE)"
+        value = (
+            f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+(\\.[0-9]*)?') "
+            f"THEN {epoch.format(x=number)} ELSE try_cast({text} AS TIMESTAMPTZ) END"
+        )
+        return value, f"{text} IS NOT NULL AND ({value}) IS NULL"
+    return "CAST(NULL AS TIMESTAMPTZ)", f"{src} IS NOT NULL"
+
+
+def _plan_integer(src: str, dtype: str) -> tuple[str, str]:
+    if _is_integer(dtype):
+        return f"CAST({src} AS BIGINT)", "false"
+    if _is_numeric(dtype):
+        d = f"CAST({src} AS DOUBLE)"
+        ok = f"isfinite({d}) AND {d} = floor({d})"
+        return f"CASE WHEN {ok} THEN CAST({d} AS BIGINT) END", f"{src} IS NOT NULL AND NOT ({ok})"
+    if _is_text(dtype):
+        text = _text_value(src)
+        d = f"try_cast({text} AS DOUBLE)"
+        ok = f"{d} IS NOT NULL AND isfinite({d}) AND {d} = floor({d}) AND abs({d}) < 9e15"
+        return (
+            f"CASE WHEN {ok} THEN CAST({d} AS BIGINT) END",
+            f"{text} IS NOT NULL AND NOT ({ok})",
+        )
+    return "CAST(NULL AS BIGINT)", f"{src} IS NOT NULL"
+
+
+def _plan_double(src: str, dtype: str) -> tuple[str, str]:
+    if _is_numeric(dtype):
+        d = f"CAST({src} AS DOUBLE)"
+        return f"CASE WHEN isfinite({d}) THEN {d} END", f"{src} IS NOT NULL AND NOT isfinite({d})"
+    if _is_text(dtype):
+        text = _text_value(src)
+        d = f"try_cast({text} AS DOUBLE)"
+        return (
+            f"CASE WHEN isfinite({d}) THEN {d} END",
+            f"{text} IS NOT NULL AND NOT coalesce(isfinite({d}), false)",
+        )
+    return "CAST(NULL AS DOUBLE)", f"{src} IS NOT NULL"
+
+
+def _range_condition(col: Column, value: str) -> str | None:
+    parts = []
+    if col.minimum is not None:
+        parts.append(f"{value} < {float(col.minimum)!r}")
+    if col.maximum is not None:
+        parts.append(f"{value} > {float(col.maximum)!r}")
+    if col.allowed is not None:
+        parts.append(f"{value} NOT IN ({', '.join(str(int(a)) for a in col.allowed)})")
+    if not parts:
+        return None
+    return f"{value} IS NOT NULL AND ({' OR '.join(parts)})"
+
+
+def _plan_columns(
+    path: Path,
+    source: Source,
+    mapping: Mapping,
+    reserved: set[str],
+) -> tuple[_Plan, dict[str, str]]:
+    """Map source columns to canonical ones and plan typing and checks.
+
+    Returns the plan and canonical name -> source column name.
+    """
+    plan = _Plan()
+    renames = mapping.renames
+    canonical_names = {c.name for c in CANONICAL_COLUMNS}
+    lower_canonical = {c.lower(): c for c in canonical_names}
+    canonical_src: dict[str, str] = {}
+    extra_src: dict[str, str] = {}
+    for name in source.columns:
+        target = renames.get(name)
+        if target is None and name in canonical_names and name not in mapping.columns:
+            target = name
+        if target is None and name.lower() in lower_canonical and name not in renames:
+            candidate = lower_canonical[name.lower()]
+            if candidate not in mapping.columns and candidate not in source.columns:
+                target = candidate
+                plan.notes.append(f"column {name!r} read as {candidate!r}")
+        if target is not None:
+            if target in canonical_src:
+                raise SchemaError(
+                    f"{path}: both {canonical_src[target]!r} and {name!r} map to {target!r}; "
+                    "keep one, or map the other to a different name in the mapping file"
+                )
+            canonical_src[target] = name
+        else:
+            extra_src[name] = name
+    missing = [c for c in REQUIRED_COLUMNS if c not in canonical_src]
+    if missing:
+        raise MissingColumnError.for_file(str(path), missing, list(source.columns))
+
+    for col in CANONICAL_COLUMNS:
+        if col.name not in canonical_src:
+            continue
+        src_name = canonical_src[col.name]
+        src = quote_identifier(src_name)
+        dtype = source.columns[src_name]
+        bad = f"CAST({src} AS VARCHAR)"
+        if _is_nested(dtype):
+            plan.values[col.name] = f"CAST(NULL AS {col.dtype})"
+            plan.checks.append(_Check(f"{src} IS NOT NULL", "wrong_type", col.name, bad))
+            if col.required:
+                plan.checks.append(_Check("true", "missing_required", col.name, bad))
+            continue
+        if col.dtype == "TIMESTAMPTZ":
+            value, failed = _plan_timestamp(src, dtype, mapping.epoch_unit)
+            if col.required:
+                presence = _text_value(src) if _is_text(dtype) else src
+                plan.checks.append(_Check(f"{presence} IS NULL", "missing_required", col.name, bad))
+            plan.checks.append(_Check(failed, "bad_timestamp", col.name, bad))
+            plan.checks.append(
+                _Check(
+                    f"({value}) < TIMESTAMPTZ '{TS_VALID_FROM}' OR ({value}) >= TIMESTAMPTZ '{TS_VALID_TO}'",
+                    "out_of_range",
+                    col.name,
+                    bad,
+                )
+            )
+        elif col.dtype == "BIGINT":
+            value, failed = _plan_integer(src, dtype)
+            plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
+        elif col.dtype == "DOUBLE":
+            value, failed = _plan_double(src, dtype)
+            plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
+        else:
+            value = _text_value(src)
+            if col.required:
+                plan.checks.append(_Check(f"{value} IS NULL", "missing_required", col.name, bad))
+        range_check = _range_condition(col, f"({value})")
+        if range_check is not None:
+            plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))
+        plan.values[col.name] = value
+
+    for name in extra_src:
+        dtype = source.columns[name]
+        target = name
+        if name in reserved or name.startswith(INTERNAL_PREFIX) or name.lower() in canonical_names:
+            target = f"{name.lstrip(INTERNAL_PREFIX)}_input"
+            plan.notes.append(
+                f"column {name!r} clashes with a forensics column; kept as {target!r}"
+            )
+        src = quote_identifier(name)
+        if _is_nested(dtype):
+            plan.values[target] = f"CAST(to_json({src}) AS VARCHAR)"
+            plan.extras[target] = "VARCHAR"
+        else:
+            plan.values[target] = src
+            plan.extras[target] = dtype
+    # Move required-field checks first: a row missing request_id is reported as that.
+    plan.checks.sort(key=lambda c: 0 if c.reason == "missing_required" else 1)
+    return plan, canonical_src
+
+
+def _infer_text_types(db: Database, source: Source, names: Sequence[str]) -> dict[str, str]:
+    """For staged text columns, the narrowest type every value fits: BIGINT, DOUBLE, BOOLEAN or VARCHAR."""
+    if not names:
+        return {}
+    parts = []
+    for i, name in enumerate(names):
+        t = f"NULLIF(trim({quote_identifier(name)}), '')"
+        parts.append(
+            f"bool_and({t} IS NULL OR regexp_full_match({t}, '[+-]?[0-9]{{1,18}}')) AS i{i}, "
+            f"bool_and({t} IS NULL OR try_cast({t} AS DOUBLE) IS NOT NULL) AS d{i}, "
+            f"bool_and({t} IS NULL OR lower({t}) IN ('true', 'false')) AS b{i}, "
+            f"count({t}) AS n{i}"
+        )
+    where = f" WHERE {source.error_expr} IS NULL" if source.error_expr else ""
+    row = db.execute(f"SELECT {', '.join(parts)} FROM {source.relation}{where}", source.params)[0]
+    out = {}
+    for i, name in enumerate(names):
+        is_int, is_double, is_bool, count = row[4 * i : 4 * i + 4]
+        if not count:
+            out[name] = "VARCHAR"
+        elif is_int:
+            out[name] = "BIGINT"
+        elif is_double:
+            out[name] = "DOUBLE"
+        elif is_bool:
+            out[name] = "BOOLEAN"
+        else:
+            out[name] = "VARCHAR"
+    return out
+
+
+# -- the requests table -------------------------------------------------------------
+
+
+def _signal_names(db: Database) -> list[str]:
+    """Signal columns stored in this database (built-in, then the user's), without degraded."""
+    rows = db.execute("SELECT name FROM signal_definitions WHERE kind = 'user' ORDER BY name")
+    return [d.name for d in DETECTORS] + [r[0] for r in rows]
+
+
+def _user_signals(db: Database) -> list[UserSignal]:
+    rows = db.execute(
+        "SELECT name, source_column, op, value, description FROM signal_definitions "
+        "WHERE kind = 'user' ORDER BY name"
+    )
+    return [
+        UserSignal(name=r[0], column=r[1], op=r[2], value=r[3], description=r[4] or "")
+        for r in rows
+    ]
+
+
+def _ensure_requests(db: Database) -> None:
+    if "requests" in db.tables():
+        return
+    cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
+    cols += [f"{quote_identifier(d.name)} BOOLEAN" for d in DETECTORS]
+    cols.append(f"{quote_identifier(DEGRADED)} BOOLEAN")
+    cols += ["_source_file_id INTEGER", "_source_row BIGINT"]
+    db.execute(f"CREATE TABLE requests ({', '.join(cols)})")
+    for d in DETECTORS:
+        db.execute(
+            "INSERT OR IGNORE INTO signal_definitions VALUES ($n, $d, 'detector', NULL, NULL, NULL)",
+            {"n": d.name, "d": d.description},
+        )
+    db.execute(
+        "INSERT OR IGNORE INTO signal_definitions VALUES ($n, $d, 'combined', NULL, NULL, NULL)",
+        {"n": DEGRADED, "d": "Any signal true"},
+    )
+
+
+def define_user_signals(db: Database, signals: Sequence[UserSignal]) -> list[str]:
+    """Register the user's signals, add their columns and (re)compute them on stored rows.
+
+    Returns notes for the user. Recomputes ``degraded`` when anything changed.
+    """
+    notes = []
+    existing = db.columns("requests")
+    changed = False
+    for signal in signals:
+        if signal.name in {c.name for c in CANONICAL_COLUMNS} or signal.name in {
+            d.name for d in DETECTORS
+        } | {DEGRADED}:
+            raise ConfigError(
+                f"signal name {signal.name!r} is taken by a canonical column or built-in signal; "
+                "choose another name in [signals]"
+            )
+        if signal.name in existing and signal.name not in _signal_names(db):
+            raise ConfigError(
+                f"signal name {signal.name!r} is already a column of requests; choose another name"
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO signal_definitions VALUES ($n, $d, 'user', $c, $o, $v)",
+            {
+                "n": signal.name,
+                "d": signal.description,
+                "c": signal.column,
+                "o": signal.op,
+                "v": signal.value,
+            },
+        )
+        if signal.name not in existing:
+            db.execute(f"ALTER TABLE requests ADD COLUMN {quote_identifier(signal.name)} BOOLEAN")
+        if signal.column in existing:
+            db.execute(
+                f"UPDATE requests SET {quote_identifier(signal.name)} = {user_signal_expression(signal)}"
+            )
+        else:
+            notes.append(
+                f"signal {signal.name!r}: column {signal.column!r} is not in the data yet; "
+                "it will be computed for files that have it"
+            )
+        changed = True
+    if changed:
+        db.execute(f"UPDATE requests SET {DEGRADED} = {degraded_expression(_signal_names(db))}")
+    return notes
+
+
+def _ensure_extra_columns(db: Database, plan: _Plan) -> None:
+    """Add the user's new columns to ``requests``; widen a column whose types disagree."""
+    existing = db.columns("requests")
+    lower_existing = {k.lower(): k for k in existing}
+    for name, dtype in plan.extras.items():
+        current = lower_existing.get(name.lower())
+        if current is None:
+            db.execute(f"ALTER TABLE requests ADD COLUMN {quote_identifier(name)} {dtype}")
+        elif existing[current] != dtype and existing[current] != "VARCHAR":
+            db.execute(
+                f"ALTER TABLE requests ALTER COLUMN {quote_identifier(current)} TYPE VARCHAR"
+            )
+            plan.notes.append(
+                f"column {current!r} was {existing[current]} but this file has {dtype}; "
+                "the column is now VARCHAR"
+            )
+
+
+# -- the ingest itself --------------------------------------------------------------
+
+
+def _privacy_settings(db: Database, privacy: bool, salt: str | None) -> str | None:
+    """Check privacy mode against the database; return the salt to hash with, or None."""
+    stored = db.meta("privacy")
+    if stored == "on" and not privacy:
+        raise ConfigError(
+            f"{db.path} was created in privacy mode; ingest into it with --privacy "
+            "(and the same salt), or use another database"
+        )
+    if not privacy:
+        return None
+    if not salt:
+        raise ConfigError(
+            "privacy mode needs a salt to hash user and session ids: pass --salt TEXT "
+            "or set FORENSICS_SALT (it is never stored in the database)"
+        )
+    check = hashlib.sha256(("forensics-salt-check:" + salt).encode()).hexdigest()[:12]
+    if stored != "on":
+        if "requests" in db.tables() and db.scalar(
+            "SELECT count(*) FROM requests WHERE response_text IS NOT NULL OR user_id IS NOT NULL"
+        ):
+            raise ConfigError(
+                f"{db.path} already holds raw text or user ids from an ingest without "
+                "--privacy; use a new database for privacy mode"
+            )
+        db.set_meta("privacy", "on")
+        db.set_meta("salt_check", check)
+    elif db.meta("salt_check") != check:
+        raise ConfigError(
+            f"{db.path}: this salt differs from the one used before, so the same user would "
+            "get a different hash; use the original salt"
+        )
+    return salt
+
+
+def _next_file_id(db: Database) -> int:
+    return int(db.scalar("SELECT coalesce(max(file_id), 0) + 1 FROM ingested_files"))
+
+
+def _problem_sql(checks: Sequence[_Check], error_expr: str | None) -> str:
+    whens = []
+    if error_expr is not None:
+        whens.append(
+            f"WHEN {error_expr} IS NOT NULL THEN struct_pack(reason := {error_expr}, "
+            "col := CAST(NULL AS VARCHAR), bad := CAST(NULL AS VARCHAR))"
+        )
+    for check in checks:
+        whens.append(
+            f"WHEN coalesce({check.condition}, false) THEN struct_pack(reason := "
+            f"'{check.reason}', col := '{check.column}', bad := left({check.bad_value}, 1000))"
+        )
+    if not whens:
+        return "CAST(NULL AS STRUCT(reason VARCHAR, col VARCHAR, bad VARCHAR))"
+    return "CASE " + " ".join(whens) + " END"
+
+
+def _raw_sql(source: Source, privacy_salt: str | None, canonical_src: dict[str, str]) -> str:
+    """SQL for the raw content kept with a rejected row (redacted in privacy mode)."""
+    keep = source.raw_expr if privacy_salt is None and source.raw_expr is not None else None
+    parts = []
+    identity_src = {canonical_src[c] for c in IDENTITY_COLUMNS if c in canonical_src}
+    text_src = canonical_src.get("response_text")
+    for name in source.columns:
+        q = quote_identifier(name)
+        if privacy_salt is not None and name == text_src:
+            continue
+        if privacy_salt is not None and name in identity_src:
+            value = f"left(sha256($salt || CAST({q} AS VARCHAR)), 24)"
+        else:
+            value = q
+        key = name.replace("'", "''")
+        parts.append(f"'{key}', {value}")
+    from_columns = f"CAST(json_object({', '.join(parts)}) AS VARCHAR)" if parts else "NULL"
+    if keep is None:
+        return from_columns
+    return f"coalesce({keep}, {from_columns})"
+
+
+def _ingest_one(
+    db: Database,
+    path: Path,
+    fmt: Format,
+    *,
+    mapping: Mapping,
+    privacy_salt: str | None,
+    params: SignalParams,
+    stage: str,
+) -> FileSummary:
+    sha = file_sha256(path)
+    seen = db.execute(
+        "SELECT file_id, ingested_at FROM ingested_files WHERE sha256 = $sha ORDER BY file_id LIMIT 1",
+        {"sha": sha},
+    )
+    if seen:
+        return FileSummary(
+            path=str(path),
+            format=fmt,
+            status="already ingested",
+            sha256=sha,
+            message=f"same content as file #{seen[0][0]} ingested {seen[0][1]:%Y-%m-%d %H:%M} UTC; nothing added",
+        )
+    if fmt == "parquet":
+        source = open_parquet(db, path)
+    elif fmt == "csv":
+        source = open_csv(db, path, stage)
+    else:
+        source = open_json(db, path, fmt, stage)
+    if source.rows_read == 0 and not source.columns:
+        return FileSummary(
+            path=str(path), format=fmt, status="empty", sha256=sha, message="the file holds no rows"
+        )
+
+    if not source.columns:
+        # Rows were read but none parsed (every line malformed): quarantine them all.
+        return _reject_unparsed(db, path, fmt, sha, source)
+
+    reserved = {d.name for d in DETECTORS} | {DEGRADED} | set(_PROVENANCE)
+    reserved |= set(_signal_names(db))
+    if fmt != "parquet":
+        canonical_names = {c.name for c in CANONICAL_COLUMNS}
+        text_like = [
+            n for n in source.columns if n not in mapping.renames and n not in canonical_names
+        ]
+        source.columns.update({n: "VARCHAR" for n in source.columns})
+        inferred = _infer_text_types(db, source, text_like)
+    else:
+        inferred = {}
+    plan, canonical_src = _plan_columns(path, source, mapping, reserved)
+    if source.rows_read == 0:
+        return FileSummary(
+            path=str(path), format=fmt, status="empty", sha256=sha, message="the file holds no rows"
+        )
+    for name, dtype in inferred.items():
+        target = next(t for t, sql in plan.values.items() if sql == quote_identifier(name))
+        if dtype != "VARCHAR":
+            if dtype == "BOOLEAN":
+                plan.values[target] = f"CAST(lower(trim({quote_identifier(name)})) AS BOOLEAN)"
+            else:
+                plan.values[target] = f"CAST(NULLIF(trim({quote_identifier(name)}), '') AS {dtype})"
+        plan.extras[target] = dtype
+
+    _ensure_requests(db)
+    if mapping.signals:
+        plan.notes.extend(define_user_signals(db, mapping.signals))
+    _ensure_extra_columns(db, plan)
+    table_types = db.columns("requests")
+    for name in plan.extras:
+        if table_types.get(name) == "VARCHAR" and plan.extras[name] != "VARCHAR":
+            plan.values[name] = f"CAST({plan.values[name]} AS VARCHAR)"
+
+    file_id = _next_file_id(db)
+    sql_params: dict[str, Any] = dict(source.params)
+    if privacy_salt is not None:
+        sql_params["salt"] = privacy_salt
+
+    typed = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in plan.values.items())
+    checked = (
+        f"SELECT {source.row_expr} AS _row, {typed}, "
+        f"{_problem_sql(plan.checks, source.error_expr)} AS _problem FROM {source.relation}"
+    )
+    present = [*canonical_src, *plan.extras]
+
+    # Duplicate request_ids among the good rows, or already in the table.
+    dup_ids_sql = (
+        f"SELECT request_id FROM ({checked}) WHERE _problem IS NULL GROUP BY request_id HAVING count(*) > 1 "
+        f"UNION SELECT request_id FROM ({checked}) c WHERE _problem IS NULL AND request_id IN "
+        "(SELECT request_id FROM requests)"
+    )
+    db.execute(f"CREATE OR REPLACE TEMP TABLE _dup_ids AS {dup_ids_sql}", sql_params)
+    keep_rows, duplicates, conflicts = _settle_duplicates(
+        db, checked, sql_params, plan, privacy_salt
+    )
+    db.execute("CREATE OR REPLACE TEMP TABLE _keep_rows (_row BIGINT)")
+    if keep_rows:
+        db.con.register("_keep_batch", pa.table({"_row": pa.array(keep_rows, pa.int64())}))
+        try:
+            db.execute("INSERT INTO _keep_rows SELECT _row FROM _keep_batch")
+        finally:
+            db.con.unregister("_keep_batch")
+
+    # The main statement: type, compute signals, insert.
+    signals = signal_expressions(present, params=params, user_signals=_user_signals(db))
+    signal_items = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in signals)
+    all_signals = [name for name, _ in signals]
+    stored = []
+    for name in plan.values:
+        q = quote_identifier(name)
+        if privacy_salt is not None and name == "response_text":
+            continue
+        if privacy_salt is not None and name in IDENTITY_COLUMNS:
+            stored.append(f"left(sha256($salt || {q}), 24) AS {q}")
+        else:
+            stored.append(q)
+    stored += [quote_identifier(n) for n in all_signals]
+    stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
+    stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
+    insert = (
+        f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM (SELECT *, {signal_items} "
+        f"FROM ({checked}) WHERE _problem IS NULL AND (request_id NOT IN (SELECT request_id FROM _dup_ids) "
+        "OR _row IN (SELECT _row FROM _keep_rows)))"
+    )
+    sql = insert
+    db.execute(sql, {**sql_params, **params.as_parameters(sql)})
+    accepted = int(
+        db.scalar("SELECT count(*) FROM requests WHERE _source_file_id = $f", {"f": file_id})
+    )
+
+    rejected: Counter[str] = Counter()
+    now = datetime.now(UTC)
+    if accepted + duplicates + len(conflicts) != source.rows_read:
+        raw = _raw_sql(source, privacy_salt, canonical_src)
+        db.execute(
+            "INSERT INTO rejected_rows SELECT $file, $fid, _row_out, _problem.col, _problem.reason, "
+            f"_problem.bad, {raw}, $now FROM "
+            f"(SELECT *, {_problem_sql(plan.checks, source.error_expr)} AS _problem, "
+            f"{source.row_expr} AS _row_out FROM {source.relation}) WHERE _problem IS NOT NULL",
+            {**sql_params, "file": str(path), "fid": file_id, "now": now},
+        )
+        for reason, col, n in db.execute(
+            'SELECT reason, "column", count(*) FROM rejected_rows WHERE file_id = $f GROUP BY ALL',
+            {"f": file_id},
+        ):
+            rejected[reason] += int(n)
+            if reason == "out_of_range" and col == "ts":
+                plan.notes.append(
+                    f"{n} timestamp(s) outside {TS_VALID_FROM}..{TS_VALID_TO}: if ts is epoch "
+                    "seconds (or us, ns), set [timestamps] epoch_unit in a --mapping file"
+                )
+    if conflicts:
+        raw = _raw_sql(source, privacy_salt, canonical_src)
+        db.con.register(
+            "_conflicts",
+            pa.table(
+                {
+                    "_row": pa.array([c[0] for c in conflicts], pa.int64()),
+                    "request_id": pa.array([c[1] for c in conflicts], pa.string()),
+                }
+            ),
+        )
+        try:
+            db.execute(
+                "INSERT INTO rejected_rows SELECT $file, $fid, s._row_out, 'request_id', "
+                "'duplicate_conflict', c.request_id, s._raw_out, $now FROM "
+                f"(SELECT {source.row_expr} AS _row_out, {raw} AS _raw_out FROM {source.relation}) s "
+                "JOIN _conflicts c ON c._row = s._row_out",
+                {**sql_params, "file": str(path), "fid": file_id, "now": now},
+            )
+        finally:
+            db.con.unregister("_conflicts")
+        rejected["duplicate_conflict"] += len(conflicts)
+
+    total = accepted + sum(rejected.values()) + duplicates
+    if total != source.rows_read:
+        raise IngestError(
+            f"{path}: internal count mismatch (read {source.rows_read}, accepted {accepted}, "
+            f"rejected {sum(rejected.values())}, duplicates {duplicates}); nothing from this file "
+            "was written. This is a bug in forensics: please report it with the file.",
+            path=str(path),
+        )
+    _record_file(
+        db,
+        file_id,
+        path,
+        sha,
+        fmt,
+        (source.rows_read, accepted, sum(rejected.values()), duplicates),
+        now,
+        mapping.source,
+        privacy_salt is not None,
+    )
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        status="ingested",
+        rows_read=source.rows_read,
+        accepted=accepted,
+        rejected=dict(rejected),
+        duplicates=duplicates,
+        sha256=sha,
+        notes=tuple(plan.notes),
+    )
+
+
+def _record_file(
+    db: Database,
+    file_id: int,
+    path: Path,
+    sha: str,
+    fmt: str,
+    counts: tuple[int, int, int, int],
+    now: datetime,
+    mapping: str | None,
+    privacy: bool,
+) -> None:
+    read, accepted, rejected, duplicates = counts
+    db.execute(
+        "INSERT INTO ingested_files VALUES ($fid, $path, $sha, $fmt, $bytes, $read, $acc, $rej, "
+        "$dup, $now, $mapping, $privacy)",
+        {
+            "fid": file_id,
+            "path": str(path),
+            "sha": sha,
+            "fmt": fmt,
+            "bytes": path.stat().st_size,
+            "read": read,
+            "acc": accepted,
+            "rej": rejected,
+            "dup": duplicates,
+            "now": now,
+            "mapping": mapping,
+            "privacy": privacy,
+        },
+    )
+
+
+def _reject_unparsed(
+    db: Database, path: Path, fmt: Format, sha: str, source: Source
+) -> FileSummary:
+    """Quarantine every row of a file in which no row could be parsed."""
+    file_id = _next_file_id(db)
+    now = datetime.now(UTC)
+    db.execute(
+        "INSERT INTO rejected_rows SELECT $file, $fid, _row, NULL, _error, NULL, _raw, $now "
+        f"FROM {source.relation}",
+        {"file": str(path), "fid": file_id, "now": now},
+    )
+    rejected = dict(db.execute(f"SELECT _error, count(*) FROM {source.relation} GROUP BY _error"))
+    _record_file(
+        db, file_id, path, sha, fmt, (source.rows_read, 0, source.rows_read, 0), now, None, False
+    )
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        status="ingested",
+        rows_read=source.rows_read,
+        rejected={str(k): int(v) for k, v in rejected.items()},
+        sha256=sha,
+        message="no row could be parsed; every row is in rejected_rows",
+    )
+
+
+def _settle_duplicates(
+    db: Database,
+    checked: str,
+    params: dict[str, Any],
+    plan: _Plan,
+    privacy_salt: str | None,
+) -> tuple[list[int], int, list[tuple[int, str]]]:
+    """Decide which rows of duplicated request_ids to keep.
+
+    Returns the rows to keep, the number of exact duplicates, and the
+    conflicting rows as (row, request_id).
+    """
+    if not db.scalar("SELECT count(*) FROM _dup_ids"):
+        return [], 0, []
+    compared = [n for n in plan.values if n in db.columns("requests")]
+    if privacy_salt is not None:
+        compared = [n for n in compared if n != "response_text"]
+
+    def content(prefix: str, hashed: bool) -> str:
+        items = []
+        for n in compared:
+            q = f"{prefix}{quote_identifier(n)}"
+            if hashed and n in IDENTITY_COLUMNS:
+                q = f"left(sha256($salt || {q}), 24)"
+            items.append(f"CAST({q} AS VARCHAR)")
+        return f"md5(CAST(to_json([{', '.join(items)}]) AS VARCHAR))"
+
+    new_rows = db.execute(
+        f"SELECT _row, request_id, {content('', privacy_salt is not None)} FROM ({checked}) "
+        "WHERE _problem IS NULL AND request_id IN (SELECT request_id FROM _dup_ids) ORDER BY _row",
+        params,
+    )
+    old_rows = db.execute(
+        f"SELECT request_id, {content('', False)} FROM requests "
+        "WHERE request_id IN (SELECT request_id FROM _dup_ids)"
+    )
+    first: dict[str, str] = {rid: h for rid, h in old_rows}
+    keep: list[int] = []
+    duplicates = 0
+    conflicts: list[tuple[int, str]] = []
+    for row, rid, digest in new_rows:
+        if rid not in first:
+            first[rid] = digest
+            keep.append(row)
+        elif first[rid] == digest:
+            duplicates += 1
+        else:
+            conflicts.append((row, rid))
+    return keep, duplicates, conflicts
+
+
+def ingest_files(
+    db: Database,
+    paths: Iterable[str | Path],
+    *,
+    mapping: Mapping | None = None,
+    privacy: bool = False,
+    salt: str | None = None,
+    params: SignalParams | None = None,
+    progress: bool = False,
+    errors: Literal["raise", "collect"] = "raise",
+    on_file: Callable[[FileSummary], None] | None = None,
+) -> IngestSummary:
+    """Validate request-log files and load their good rows into ``requests``.
+
+    Parameters
+    ----------
+    db
+        The database to write to.
+    paths
+        Files, directories (searched recursively) and glob patterns; Parquet,
+        JSON lines, JSON arrays and CSV, text formats optionally gzip-compressed.
+    mapping
+        Renames the user's columns to canonical names; see ``schema.Mapping``.
+    privacy
+        Hash ``user_id``/``session_id`` with ``salt`` and keep no response text.
+    salt
+        Salt for privacy mode; falls back to ``FORENSICS_SALT``.
+    params
+        Detector thresholds.
+    progress
+        Draw a progress bar per file.
+    errors
+        ``"raise"``: after trying every file, raise one ``IngestError`` listing
+        the refused files (its ``summary`` attribute holds the full result);
+        ``"collect"``: return the summary with the refused files in it.
+    on_file
+        Called with each file's summary as soon as it is done.
+
+    Returns
+    -------
+    IngestSummary
+        Per file: rows read, accepted, rejected by reason, duplicates.
+    """
+    mapping = mapping or Mapping()
+    params = params or SignalParams()
+    files = resolve_paths(paths)
+    privacy_salt = _privacy_settings(db, privacy, salt or db.config.salt)
+    register_functions(db.con)
+    _ensure_requests(db)
+    summaries = []
+    bar = tqdm(files, desc="ingest", unit="file", disable=not progress, leave=False)
+    for i, path in enumerate(bar):
+        bar.set_postfix_str(path.name)
+        try:
+            fmt = detect_format(path)
+        except IngestError as exc:
+            summaries.append(
+                FileSummary(path=str(path), format="?", status="refused", message=str(exc))
+            )
+            continue
+        db.execute("BEGIN TRANSACTION")
+        try:
+            summary = _ingest_one(
+                db,
+                path,
+                fmt,
+                mapping=mapping,
+                privacy_salt=privacy_salt,
+                params=params,
+                stage=f"_stage_{i}",
+            )
+        except ForensicsError as exc:
+            db.execute("ROLLBACK")
+            summary = FileSummary(path=str(path), format=fmt, status="refused", message=str(exc))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+        finally:
+            for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_ids", "_keep_rows"):
+                db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+        summaries.append(summary)
+        if on_file is not None:
+            on_file(summary)
+    result = IngestSummary(files=tuple(summaries), db=db.path)
+    if errors == "raise" and result.refused:
+        error = IngestError(
+            "refused: " + "; ".join(f.message or f.path for f in result.refused),
+            path=result.refused[0].path,
+        )
+        error.summary = result  # type: ignore[attr-defined]
+        raise error
+    return result
+
+
+# -- change events ------------------------------------------------------------------
+
+EVENT_COLUMNS = ("ts", "kind", "description", "scope")
+"""Columns of an events file; ts and kind are required."""
+
+
+def ingest_events(db: Database, path: str | Path) -> FileSummary:
+    """Load change events (CSV, JSON lines or a JSON array) into ``events``.
+
+    Needs ``ts`` and ``kind``; ``description`` and ``scope`` are optional.
+    Rows without a valid ts or kind are quarantined in ``rejected_rows``; an
+    event already stored (same ts, kind, description, scope) is skipped as a
+    duplicate, so loading a file twice adds nothing.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"{path}: no such file", path=str(path))
+    fmt = detect_format(path)
+    if fmt == "parquet":
+        source = open_parquet(db, path)
+    elif fmt == "csv":
+        source = open_csv(db, path, "_events_stage")
+    else:
+        source = open_json(db, path, fmt, "_events_stage")
+    try:
+        if not source.columns:
+            return FileSummary(path=str(path), format=fmt, status="empty", message="no events")
+        missing = [c for c in ("ts", "kind") if c not in source.columns]
+        if missing:
+            raise MissingColumnError.for_file(str(path), missing, list(source.columns))
+        cols = {c: quote_identifier(c) if c in source.columns else "NULL" for c in EVENT_COLUMNS}
+        ts_value, ts_failed = _plan_timestamp(cols["ts"], source.columns["ts"], "ms")
+        kind = _text_value(cols["kind"])
+        checks = [
+            _Check(
+                f"{_text_value(cols['ts'])} IS NULL",
+                "missing_required",
+                "ts",
+                f"CAST({cols['ts']} AS VARCHAR)",
+            ),
+            _Check(f"{kind} IS NULL", "missing_required", "kind", "NULL"),
+            _Check(ts_failed, "bad_timestamp", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
+        ]
+        text = {
+            c: _text_value(cols[c]) if cols[c] != "NULL" else "CAST(NULL AS VARCHAR)"
+            for c in ("description", "scope")
+        }
+        checked = (
+            f"SELECT {source.row_expr} AS _row, {ts_value} AS ts, {kind} AS kind, "
+            f"{text['description']} AS description, {text['scope']} AS scope, "
+            f"{_problem_sql(checks, source.error_expr)} AS _problem, "
+            f"{_raw_sql(source, None, {})} AS _raw FROM {source.relation}"
+        )
+        db.execute("BEGIN TRANSACTION")
+        try:
+            before = int(db.scalar("SELECT count(*) FROM events"))
+            db.execute(
+                "INSERT INTO events SELECT DISTINCT ts, kind, description, scope, $file FROM "
+                f"({checked}) c WHERE _problem IS NULL AND NOT EXISTS (SELECT 1 FROM events e WHERE "
+                "e.ts = c.ts AND e.kind = c.kind AND e.description IS NOT DISTINCT FROM c.description "
+                "AND e.scope IS NOT DISTINCT FROM c.scope)",
+                {**source.params, "file": str(path)},
+            )
+            accepted = int(db.scalar("SELECT count(*) FROM events")) - before
+            rejected = dict(
+                db.execute(
+                    f"SELECT _problem.reason, count(*) FROM ({checked}) WHERE _problem IS NOT NULL GROUP BY 1",
+                    source.params,
+                )
+            )
+            db.execute(
+                "INSERT INTO rejected_rows SELECT $file, NULL, _row, _problem.col, _problem.reason, "
+                f"_problem.bad, _raw, $now FROM ({checked}) WHERE _problem IS NOT NULL",
+                {**source.params, "file": str(path), "now": datetime.now(UTC)},
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    finally:
+        db.execute("DROP TABLE IF EXISTS temp._events_stage")
+        db.execute("DROP TABLE IF EXISTS temp._events_stage_lines")
+    rejected_total = sum(int(n) for n in rejected.values())
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        status="ingested",
+        rows_read=source.rows_read,
+        accepted=accepted,
+        rejected={k: int(v) for k, v in rejected.items()},
+        duplicates=source.rows_read - accepted - rejected_total,
+    )

@@ -1,0 +1,471 @@
+"""Readers: turn an input file into a relation DuckDB can validate.
+
+Parquet is read by DuckDB directly. JSON lines, JSON arrays and CSV are split
+into rows in Python, which gives exact line numbers and catches bad UTF-8 and
+malformed lines one row at a time, and are staged as text in a temporary
+table; DuckDB then parses the JSON. A file that cannot be read at all
+(truncated gzip, corrupt Parquet, unbalanced CSV quoting) raises ``IngestError``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import gzip
+import hashlib
+import io
+import json
+import zlib
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Literal, cast
+
+import pyarrow as pa
+
+from forensics.db import Database
+from forensics.errors import IngestError, SchemaError
+from forensics.schema import quote_identifier
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "Source",
+    "detect_format",
+    "file_sha256",
+    "open_csv",
+    "open_json",
+    "open_parquet",
+    "resolve_paths",
+]
+
+Format = Literal["parquet", "jsonl", "json", "csv"]
+
+FORMATS: dict[str, Format] = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".csv": "csv",
+    ".tsv": "csv",
+}
+"""File suffix -> format; each text format may also end in ``.gz``."""
+
+_BATCH_ROWS = 200_000
+_CSV_FIELD_LIMIT = 1 << 30
+
+
+# -- paths and formats --------------------------------------------------------------
+
+
+def detect_format(path: str | Path) -> Format:
+    """Return the format of a file from its name (``.gz`` allowed on text formats).
+
+    Examples
+    --------
+    >>> detect_format("logs/day1.jsonl.gz")
+    'jsonl'
+    >>> detect_format("requests.parquet")
+    'parquet'
+    """
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+        if name.endswith((".parquet", ".pq")):
+            raise IngestError(
+                f"{path}: gzip-compressed Parquet is not supported; Parquet compresses "
+                "itself, so decompress it first (gunzip)",
+                path=str(path),
+            )
+    suffix = Path(name).suffix
+    if suffix not in FORMATS:
+        raise IngestError(
+            f"{path}: unknown file type {suffix or '(no suffix)'!r}; supported: "
+            + ", ".join(sorted(FORMATS))
+            + " (text formats may end in .gz)",
+            path=str(path),
+        )
+    return FORMATS[suffix]
+
+
+def _is_supported(path: Path) -> bool:
+    try:
+        detect_format(path)
+    except IngestError:
+        return False
+    return True
+
+
+def resolve_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Expand files, directories (recursively) and glob patterns into a sorted file list.
+
+    A directory contributes only files of a supported type; a name or pattern
+    that matches nothing is an error.
+    """
+    out: list[Path] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and _is_supported(f))
+            if not found:
+                raise IngestError(
+                    f"{p}: directory has no files of a supported type ("
+                    + ", ".join(sorted(FORMATS))
+                    + ")",
+                    path=str(p),
+                )
+            out.extend(found)
+        elif p.is_file():
+            out.append(p)
+        elif any(ch in str(given) for ch in "*?["):
+            matched = sorted(Path(m) for m in glob.glob(str(given), recursive=True))
+            matched = [m for m in matched if m.is_file()]
+            if not matched:
+                raise IngestError(f"{given}: the pattern matches no file", path=str(given))
+            out.extend(matched)
+        else:
+            raise IngestError(f"{given}: no such file or directory", path=str(given))
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes (its identity in ``ingested_files``)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# -- text readers -------------------------------------------------------------------
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    if path.name.lower().endswith(".gz"):
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _corrupt(path: Path, exc: BaseException) -> IngestError:
+    return IngestError(
+        f"{path}: the file is truncated or corrupt ({exc}); nothing from this file was "
+        "written. Copy or export it again and re-run the ingest.",
+        path=str(path),
+    )
+
+
+_BOM = codecs.BOM_UTF8
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """Yield (line number, text, error) for each non-blank line of a JSON-lines file."""
+    try:
+        with _open_binary(path) as fh:
+            for number, raw in enumerate(fh, start=1):
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]
+                line = raw.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                try:
+                    yield number, line.decode("utf-8"), None
+                except UnicodeDecodeError:
+                    yield number, line.decode("utf-8", "backslashreplace"), "invalid_utf8"
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _corrupt(path, exc) from None
+
+
+def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
+    """Yield (element number, JSON text, error) for a file holding one JSON array."""
+    try:
+        with _open_binary(path) as fh:
+            data = fh.read()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _corrupt(path, exc) from None
+    try:
+        items = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise IngestError(
+            f"{path}: not a valid JSON array ({exc}); write one JSON object per line "
+            "(.jsonl) to have bad records quarantined one by one",
+            path=str(path),
+        ) from None
+    for number, item in enumerate(items, start=1):
+        yield number, json.dumps(item, ensure_ascii=False), None
+
+
+def _starts_with_array(path: Path) -> bool:
+    try:
+        with _open_binary(path) as fh:
+            head = fh.read(4096)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _corrupt(path, exc) from None
+    return head.lstrip(_BOM + b" \t\r\n").startswith(b"[")
+
+
+def _csv_dialect(sample: str, path: Path) -> type[csv.Dialect] | csv.Dialect:
+    if path.name.lower().removesuffix(".gz").endswith(".tsv"):
+        return csv.excel_tab
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+        return csv.excel
+
+
+def _csv_rows(
+    path: Path,
+) -> tuple[list[str], Iterator[tuple[int, list[str] | None, str | None, str | None]]]:
+    """Return the header and an iterator of (line, fields, error, raw) for a CSV file."""
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+
+    def open_text() -> io.TextIOWrapper:
+        return io.TextIOWrapper(
+            _open_binary(path), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+
+    try:
+        with open_text() as fh:
+            sample = fh.read(65536)
+        text = open_text()
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _corrupt(path, exc) from None
+    dialect = _csv_dialect(sample, path)
+    reader = csv.reader(text, dialect)
+    try:
+        header = next(reader, None)
+    except (EOFError, OSError, zlib.error, csv.Error) as exc:
+        raise _corrupt(path, exc) from None
+    if header is None:
+        text.close()
+        return [], iter(())
+    header = [h.strip() for h in header]
+
+    def rows() -> Iterator[tuple[int, list[str] | None, str | None, str | None]]:
+        previous = reader.line_num
+        try:
+            for fields in reader:
+                start = previous + 1
+                previous = reader.line_num
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                bad_utf8 = any(_has_surrogates(f) for f in fields)
+                if bad_utf8:
+                    raw = ",".join(_unsurrogate(f) for f in fields)
+                    yield start, None, "invalid_utf8", raw
+                elif len(fields) != len(header):
+                    raw = ",".join(fields)
+                    yield start, None, "wrong_field_count", raw
+                else:
+                    yield start, fields, None, None
+        except (EOFError, OSError, zlib.error) as exc:
+            raise _corrupt(path, exc) from None
+        except csv.Error as exc:
+            raise IngestError(
+                f"{path}: line {reader.line_num}: the CSV cannot be parsed ({exc}); nothing "
+                "from this file was written. Check the quoting around that line.",
+                path=str(path),
+            ) from None
+        finally:
+            text.close()
+
+    return header, rows()
+
+
+def _has_surrogates(value: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _unsurrogate(value: str) -> str:
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+# -- staging ------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """A file opened for validation: a relation name and its columns."""
+
+    relation: str
+    """SQL relation (table function or temp table) to select from."""
+    columns: dict[str, str]
+    """Source column name -> DuckDB type."""
+    row_expr: str
+    """SQL giving the 1-based row or line number."""
+    error_expr: str | None
+    """SQL giving a row-level parse error code, or None."""
+    raw_expr: str | None
+    """SQL giving the raw row text when the reader kept it."""
+    params: dict[str, Any]
+    """Parameters the relation needs."""
+    rows_read: int
+    """Rows in the file."""
+
+
+def _stage_text(
+    db: Database,
+    name: str,
+    columns: Sequence[str],
+    batches: Iterator[list[tuple[Any, ...]]],
+) -> int:
+    """Create temp table ``name`` (``_row``, ``_error``, ``_raw``, columns...) from row batches."""
+    cols = ["_row", "_error", "_raw", *columns]
+    ddl = ", ".join(
+        [f"{quote_identifier(c)} {'BIGINT' if c == '_row' else 'VARCHAR'}" for c in cols]
+    )
+    db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(name)} ({ddl})")
+    total = 0
+    schema = pa.schema([pa.field(c, pa.int64() if c == "_row" else pa.string()) for c in cols])
+    for batch in batches:
+        if not batch:
+            continue
+        arrays = [
+            pa.array(list(values), type=f.type)
+            for values, f in zip(zip(*batch, strict=True), schema, strict=True)
+        ]
+        table = pa.Table.from_arrays(arrays, schema=schema)
+        db.con.register("_stage_batch", table)
+        try:
+            db.execute(f"INSERT INTO {quote_identifier(name)} SELECT * FROM _stage_batch")
+        finally:
+            db.con.unregister("_stage_batch")
+        total += len(batch)
+    return total
+
+
+def _batched(
+    rows: Iterable[tuple[Any, ...]], size: int = _BATCH_ROWS
+) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def open_parquet(db: Database, path: Path) -> Source:
+    """Open a Parquet file in place (DuckDB reads it; nothing is staged)."""
+    params = {"path": str(path)}
+    try:
+        described = db.execute("DESCRIBE SELECT * FROM read_parquet($path)", params)
+        rows_read = db.scalar("SELECT count(*) FROM read_parquet($path)", params)
+    except Exception as exc:  # duckdb raises several unrelated classes for bad files
+        raise IngestError(
+            f"{path}: cannot read as Parquet ({str(exc).splitlines()[0]}); nothing from this "
+            "file was written. Check that it is a complete Parquet file.",
+            path=str(path),
+        ) from None
+    return Source(
+        relation="read_parquet($path, file_row_number = true)",
+        columns={r[0]: r[1] for r in described},
+        row_expr="(file_row_number + 1)",
+        error_expr=None,
+        raw_expr=None,
+        params=params,
+        rows_read=int(rows_read),
+    )
+
+
+def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
+    """Stage a JSON-lines (or JSON array) file as temp table ``stage``, one column per key.
+
+    Each line is checked for UTF-8, JSON validity and being an object; the keys
+    of all valid lines become VARCHAR columns (values as JSON text).
+    """
+    lines = _json_array(path) if fmt == "json" and _starts_with_array(path) else _json_lines(path)
+    line_table = stage + "_lines"
+    rows_read = _stage_text(db, line_table, [], _batched((n, err, text) for n, text, err in lines))
+    lt = quote_identifier(line_table)
+    db.execute(
+        f"UPDATE {lt} SET _error = CASE WHEN NOT json_valid(_raw) THEN 'malformed_json' "
+        "WHEN json_type(_raw) <> 'OBJECT' THEN 'not_a_json_object' END WHERE _error IS NULL"
+    )
+    keys = [
+        r[0]
+        for r in db.execute(
+            f"SELECT key FROM (SELECT unnest(json_keys(_raw)) AS key, _row FROM {lt} "
+            "WHERE _error IS NULL) GROUP BY key ORDER BY min(_row), key"
+        )
+    ]
+    _check_unique_names(path, keys)
+    paths = ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
+    if keys:
+        items = ", ".join(
+            f"CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
+            for i, k in enumerate(keys)
+        )
+        db.execute(
+            f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row, _error, _raw, "
+            f"{items} FROM (SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v "
+            f"FROM {lt})",
+            {"paths": paths},
+        )
+    else:
+        db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT * FROM {lt}")
+    db.execute(f"DROP TABLE {lt}")
+    return Source(
+        relation=quote_identifier(stage),
+        columns=dict.fromkeys(keys, "VARCHAR"),
+        row_expr="_row",
+        error_expr="_error",
+        raw_expr="_raw",
+        params={},
+        rows_read=rows_read,
+    )
+
+
+def open_csv(db: Database, path: Path, stage: str) -> Source:
+    """Stage a CSV/TSV file as temp table ``stage``: the header's columns, as text.
+
+    The delimiter is sniffed; empty fields are null; rows with bad UTF-8 or the
+    wrong number of fields keep their raw text and a row-level error.
+    """
+    header, rows = _csv_rows(path)
+    _check_unique_names(path, header)
+    width = len(header)
+
+    def staged() -> Iterator[tuple[Any, ...]]:
+        for number, fields, error, raw in rows:
+            if fields is None:
+                yield (number, error, raw, *([None] * width))
+            else:
+                yield (number, None, None, *[f if f != "" else None for f in fields])
+
+    rows_read = _stage_text(db, stage, header, _batched(staged()))
+    return Source(
+        relation=quote_identifier(stage),
+        columns=dict.fromkeys(header, "VARCHAR"),
+        row_expr="_row",
+        error_expr="_error",
+        raw_expr="_raw",
+        params={},
+        rows_read=rows_read,
+    )
+
+
+def _check_unique_names(path: Path, names: Sequence[str]) -> None:
+    lowered = Counter(n.lower() for n in names)
+    clashing = sorted({n for n in names if lowered[n.lower()] > 1})
+    if clashing:
+        raise SchemaError(
+            f"{path}: columns {', '.join(repr(c) for c in clashing)} differ only in case; "
+            "DuckDB column names are case-insensitive, so rename one of them in the file"
+        )
+    empty = [i + 1 for i, n in enumerate(names) if not n]
+    if empty:
+        raise SchemaError(
+            f"{path}: header column(s) {', '.join(map(str, empty))} have no name; name them in the file"
+        )

@@ -1,0 +1,355 @@
+"""The canonical request-log schema, in one place.
+
+One row per request. The required columns identify a request and where it ran;
+the optional ones are used when present; any other column is kept as it comes
+and can be used as a dimension. The README's schema table is generated from
+``CANONICAL_COLUMNS`` (``forensics schema --markdown``) and a test keeps the two
+in sync.
+
+A mapping file (TOML) renames a user's columns to canonical names::
+
+    [columns]
+    request_id = "req_uuid"      # canonical = "name in your files"
+    ts = "timestamp_ms"
+
+    [timestamps]
+    epoch_unit = "ms"            # s, ms, us or ns, for numeric timestamps
+
+    [signals.slow]               # a column of yours, declared a signal
+    column = "latency_ms"
+    op = ">"
+    value = 30000
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from forensics.errors import ConfigError
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "DIMENSION_COLUMNS",
+    "EPOCH_UNITS",
+    "IDENTITY_COLUMNS",
+    "INTERNAL_PREFIX",
+    "NUMERIC_DIMENSIONS",
+    "REQUIRED_COLUMNS",
+    "Column",
+    "Mapping",
+    "UserSignal",
+    "column",
+    "quote_identifier",
+    "schema_markdown",
+]
+
+Role = Literal["id", "time", "dimension", "identity", "numeric", "text", "input"]
+
+INTERNAL_PREFIX = "_"
+"""Columns whose name starts with this are forensics' own (provenance), not dimensions."""
+
+EPOCH_UNITS = ("s", "ms", "us", "ns")
+"""Units a numeric ``ts`` may be given in; milliseconds unless the mapping says otherwise."""
+
+
+@dataclass(frozen=True)
+class Column:
+    """One canonical column: its name, type, role and the values it may take."""
+
+    name: str
+    """Canonical name; other tools rely on it."""
+    dtype: str
+    """DuckDB type in the ``requests`` table."""
+    required: bool
+    """A file lacking this column is refused; a row with a null here is rejected."""
+    role: Role
+    """How forensics uses it: a dimension to slice by, an identity, a signal input..."""
+    description: str
+    """One line for the README and ``forensics schema``."""
+    minimum: float | None = None
+    """Smallest valid value (inclusive), for numbers."""
+    maximum: float | None = None
+    """Largest valid value (inclusive), for numbers."""
+    allowed: tuple[int, ...] | None = None
+    """The only valid values, for small integer codes."""
+
+
+CANONICAL_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", "VARCHAR", True, "id", "Unique id of the request."),
+    Column(
+        "ts",
+        "TIMESTAMPTZ",
+        True,
+        "time",
+        "Request time: ISO-8601 with Z or offset (naive means UTC), or epoch "
+        "milliseconds (other units via the mapping). Stored as UTC.",
+    ),
+    Column("model", "VARCHAR", True, "dimension", "Model that served the request."),
+    Column("platform", "VARCHAR", True, "dimension", "Hardware platform, e.g. tpu, gpu, trainium."),
+    Column("routing_pool", "VARCHAR", True, "dimension", "Server pool the router chose."),
+    Column(
+        "surface", "VARCHAR", False, "dimension", "API surface, e.g. first-party, bedrock, vertex."
+    ),
+    Column("region", "VARCHAR", False, "dimension", "Serving region."),
+    Column("server_id", "VARCHAR", False, "dimension", "Replica or host that served it."),
+    Column("user_id", "VARCHAR", False, "identity", "Who sent it (hashed in privacy mode)."),
+    Column(
+        "session_id",
+        "VARCHAR",
+        False,
+        "identity",
+        "Conversation or session (hashed in privacy mode).",
+    ),
+    Column("task", "VARCHAR", False, "dimension", "Kind of task, e.g. code, chat, summarise."),
+    Column("sampler", "VARCHAR", False, "dimension", "Sampling implementation used."),
+    Column(
+        "prompt_language",
+        "VARCHAR",
+        False,
+        "dimension",
+        "Language of the prompt (BCP-47, e.g. en, th, zh-Hans).",
+    ),
+    Column("prompt_tokens", "BIGINT", False, "numeric", "Prompt length in tokens.", minimum=0),
+    Column("output_tokens", "BIGINT", False, "numeric", "Response length in tokens.", minimum=0),
+    Column("batch_size", "BIGINT", False, "numeric", "Batch size the request ran in.", minimum=1),
+    Column(
+        "temperature",
+        "DOUBLE",
+        False,
+        "numeric",
+        "Sampling temperature; 0 means greedy.",
+        minimum=0,
+    ),
+    Column(
+        "response_text",
+        "VARCHAR",
+        False,
+        "text",
+        "The response (dropped after signals are computed in privacy mode).",
+    ),
+    Column(
+        "max_token_rank",
+        "BIGINT",
+        False,
+        "input",
+        "Largest rank among the sampled tokens; 1 = every token was the most probable.",
+        minimum=1,
+    ),
+    Column(
+        "user_feedback", "BIGINT", False, "input", "Thumbs: -1, 0, 1 or null.", allowed=(-1, 0, 1)
+    ),
+    Column(
+        "eval_score",
+        "DOUBLE",
+        False,
+        "input",
+        "Automatic quality score in [0, 1].",
+        minimum=0,
+        maximum=1,
+    ),
+)
+
+_BY_NAME = {c.name: c for c in CANONICAL_COLUMNS}
+
+REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in CANONICAL_COLUMNS if c.required)
+"""Columns every input file must have (after mapping)."""
+
+DIMENSION_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in CANONICAL_COLUMNS if c.role == "dimension"
+)
+"""Canonical categorical columns; extra columns of the user's can be dimensions too."""
+
+NUMERIC_DIMENSIONS: tuple[str, ...] = tuple(
+    c.name for c in CANONICAL_COLUMNS if c.role == "numeric"
+)
+"""Canonical numeric columns that are sliced as ranges."""
+
+IDENTITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in CANONICAL_COLUMNS if c.role == "identity")
+"""Columns that identify people; hashed in privacy mode, never used as dimensions."""
+
+
+def column(name: str) -> Column | None:
+    """Return the canonical column called ``name``, or None for a user's own column.
+
+    Examples
+    --------
+    >>> column("ts").dtype
+    'TIMESTAMPTZ'
+    >>> column("gpu_temperature") is None
+    True
+    """
+    return _BY_NAME.get(name)
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a column or table name for DuckDB SQL.
+
+    Examples
+    --------
+    >>> quote_identifier("routing_pool")
+    '"routing_pool"'
+    >>> print(quote_identifier('a"b'))
+    "a""b"
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+_OPS = (">", ">=", "<", "<=", "==", "!=")
+
+
+@dataclass(frozen=True)
+class UserSignal:
+    """A column of the user's declared as a symptom signal."""
+
+    name: str
+    """Name of the signal column in ``requests``."""
+    column: str
+    """The source column it is computed from."""
+    op: str | None = None
+    """Comparison for numeric columns (``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``); None for a boolean column."""
+    value: float | None = None
+    """Right-hand side of the comparison."""
+    description: str = ""
+    """What it means, shown in the dashboard and reports."""
+
+    def __post_init__(self) -> None:
+        if (self.op is None) != (self.value is None):
+            raise ConfigError(
+                f"signal {self.name!r}: give both op and value (numeric column) or neither "
+                "(boolean column)"
+            )
+        if self.op is not None and self.op not in _OPS:
+            raise ConfigError(
+                f"signal {self.name!r}: op {self.op!r} is not one of {', '.join(_OPS)}"
+            )
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a user's files map onto the canonical schema."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    """canonical name -> the name in the user's files."""
+    epoch_unit: str = "ms"
+    """Unit of numeric timestamps: s, ms, us or ns."""
+    signals: tuple[UserSignal, ...] = ()
+    """Columns of the user's declared as signals."""
+    source: str | None = None
+    """The TOML file this came from, if any."""
+
+    def __post_init__(self) -> None:
+        if self.epoch_unit not in EPOCH_UNITS:
+            raise ConfigError(
+                f"{self.source or 'mapping'}: epoch_unit {self.epoch_unit!r} is not one of "
+                f'{", ".join(EPOCH_UNITS)}; set [timestamps] epoch_unit = "ms" (or s, us, ns)'
+            )
+        sources = list(self.columns.values())
+        doubled = sorted({s for s in sources if sources.count(s) > 1})
+        if doubled:
+            raise ConfigError(
+                f"{self.source or 'mapping'}: column(s) {', '.join(doubled)} mapped to more "
+                "than one canonical name; map each of your columns once"
+            )
+
+    @property
+    def renames(self) -> dict[str, str]:
+        """The user's column name -> canonical name."""
+        return {src: canonical for canonical, src in self.columns.items()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> Mapping:
+        """Read a mapping TOML file.
+
+        Raises ``ConfigError`` naming the file and the offending key.
+        """
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: mapping file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(
+                f"{path}: not valid TOML ({exc}); see README 'Mapping files'"
+            ) from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], *, source: str | None = None) -> Mapping:
+        """Build a mapping from the parsed TOML structure.
+
+        Examples
+        --------
+        >>> Mapping.from_dict({"columns": {"request_id": "id"}}).renames
+        {'id': 'request_id'}
+        """
+        where = source or "mapping"
+        unknown = sorted(set(data) - {"columns", "timestamps", "signals"})
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown section(s) {', '.join(unknown)}; "
+                "valid sections: columns, timestamps, signals"
+            )
+        columns = data.get("columns", {})
+        if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
+            raise ConfigError(
+                f'{where}: [columns] must map canonical names to strings, e.g. ts = "time"'
+            )
+        for canonical in columns:
+            if canonical not in _BY_NAME:
+                raise ConfigError(
+                    f"{where}: [columns] key {canonical!r} is not a canonical column; valid: "
+                    + ", ".join(_BY_NAME)
+                )
+        timestamps = data.get("timestamps", {})
+        if not isinstance(timestamps, dict):
+            raise ConfigError(f'{where}: [timestamps] must be a table, e.g. epoch_unit = "ms"')
+        signals = []
+        raw_signals = data.get("signals", {})
+        if not isinstance(raw_signals, dict):
+            raise ConfigError(f"{where}: [signals] must be a table of tables, e.g. [signals.slow]")
+        for name, spec in raw_signals.items():
+            if not isinstance(spec, dict) or "column" not in spec:
+                raise ConfigError(
+                    f'{where}: [signals.{name}] needs column = "...", and op/value for a numeric column'
+                )
+            extra = sorted(set(spec) - {"column", "op", "value", "description"})
+            if extra:
+                raise ConfigError(
+                    f"{where}: [signals.{name}] unknown key(s) {', '.join(extra)}; "
+                    "valid: column, op, value, description"
+                )
+            value = spec.get("value")
+            signals.append(
+                UserSignal(
+                    name=str(name),
+                    column=str(spec["column"]),
+                    op=spec.get("op"),
+                    value=float(value) if value is not None else None,
+                    description=str(spec.get("description", "")),
+                )
+            )
+        return cls(
+            columns=dict(columns),
+            epoch_unit=str(timestamps.get("epoch_unit", "ms")),
+            signals=tuple(signals),
+            source=source,
+        )
+
+
+def schema_markdown() -> str:
+    """Render the canonical schema as a Markdown table (used in the README).
+
+    Examples
+    --------
+    >>> schema_markdown().splitlines()[0]
+    '| column | type | required | meaning |'
+    """
+    lines = ["| column | type | required | meaning |", "|---|---|---|---|"]
+    for c in CANONICAL_COLUMNS:
+        lines.append(
+            f"| `{c.name}` | {c.dtype} | {'yes' if c.required else ''} | {c.description} |"
+        )
+    return "\n".join(lines)

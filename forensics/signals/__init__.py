@@ -1,0 +1,151 @@
+"""Symptom signals: one detector per module, and the registry every other step reads.
+
+A detector turns canonical columns of one request into a boolean symptom, null
+where the input it needs is absent. Each detector is a SQL expression that
+DuckDB evaluates inside the ingest statement (vectorised, no Python per row);
+a detector that needs Python (parsing a code block) registers a vectorised UDF
+that only looks at the rows that need it.
+
+Adding a detector touches two files: its own module, and ``DETECTORS`` below.
+``degraded`` is any signal true; columns of the user's can be declared signals
+too (``schema.UserSignal``), and then count towards ``degraded``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import polars as pl
+
+from forensics.schema import UserSignal, quote_identifier
+from forensics.signals import (
+    argmax_violation,
+    code_syntax_error,
+    low_eval,
+    negative_feedback,
+    script_mix,
+)
+from forensics.signals._detector import Detector, SignalParams
+
+__all__ = [
+    "DEGRADED",
+    "DETECTORS",
+    "Detector",
+    "SignalParams",
+    "degraded_expression",
+    "detect",
+    "register_functions",
+    "signal_expressions",
+    "user_signal_expression",
+]
+
+DETECTORS: tuple[Detector, ...] = (
+    script_mix.DETECTOR,
+    code_syntax_error.DETECTOR,
+    argmax_violation.DETECTOR,
+    negative_feedback.DETECTOR,
+    low_eval.DETECTOR,
+)
+"""Every built-in detector, in the order their columns appear."""
+
+DEGRADED = "degraded"
+"""Name of the combined signal: any other signal true."""
+
+
+def register_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the Python functions detectors need on a connection (idempotent)."""
+    for detector in DETECTORS:
+        if detector.register is not None:
+            detector.register(con)
+
+
+def user_signal_expression(signal: UserSignal) -> str:
+    """SQL for a user-declared signal: a boolean column, or a comparison on a numeric one.
+
+    Examples
+    --------
+    >>> user_signal_expression(UserSignal("slow", "latency_ms", ">", 3e4))
+    'CAST("latency_ms" AS DOUBLE) > 30000.0'
+    >>> user_signal_expression(UserSignal("flagged", "flag"))
+    'CAST("flag" AS BOOLEAN)'
+    """
+    col = quote_identifier(signal.column)
+    if signal.op is None:
+        return f"CAST({col} AS BOOLEAN)"
+    op = "=" if signal.op == "==" else signal.op
+    # The value is a float the mapping parser produced, never user text.
+    return f"CAST({col} AS DOUBLE) {op} {float(signal.value)!r}"  # type: ignore[arg-type]
+
+
+def signal_expressions(
+    available: Sequence[str],
+    *,
+    params: SignalParams | None = None,
+    user_signals: Sequence[UserSignal] = (),
+) -> list[tuple[str, str]]:
+    """Return ``(name, sql)`` for each built-in and user signal, given the columns present.
+
+    A detector whose inputs are absent yields ``NULL``. The expressions use the
+    named parameters of ``params.as_parameters()``; bind them when executing.
+    ``degraded`` is not included: see ``degraded_expression``.
+    """
+    params = params or SignalParams()
+    present = set(available)
+    out = []
+    for detector in DETECTORS:
+        if all(c in present for c in detector.requires):
+            out.append((detector.name, detector.sql(params)))
+        else:
+            out.append((detector.name, "CAST(NULL AS BOOLEAN)"))
+    for signal in user_signals:
+        expr = (
+            user_signal_expression(signal) if signal.column in present else "CAST(NULL AS BOOLEAN)"
+        )
+        out.append((signal.name, expr))
+    return out
+
+
+def degraded_expression(names: Sequence[str]) -> str:
+    """SQL for ``degraded``: true if any signal is true, null if all are null, else false.
+
+    Examples
+    --------
+    >>> degraded_expression(["a", "b"])
+    'CASE WHEN coalesce("a", false) OR coalesce("b", false) THEN true WHEN "a" IS NULL AND "b" IS NULL THEN NULL ELSE false END'
+    """
+    quoted = [quote_identifier(n) for n in names]
+    any_true = " OR ".join(f"coalesce({q}, false)" for q in quoted)
+    all_null = " AND ".join(f"{q} IS NULL" for q in quoted)
+    return f"CASE WHEN {any_true} THEN true WHEN {all_null} THEN NULL ELSE false END"
+
+
+def detect(
+    frame: pl.DataFrame,
+    *,
+    params: SignalParams | None = None,
+    user_signals: Sequence[UserSignal] = (),
+) -> pl.DataFrame:
+    """Compute every signal for the rows of a Polars frame, in an in-memory DuckDB.
+
+    Uses exactly the SQL that ingest uses. Returns ``frame`` with one boolean
+    column per signal plus ``degraded``.
+
+    Examples
+    --------
+    >>> out = detect(pl.DataFrame({"temperature": [0.0, 0.0, 0.7], "max_token_rank": [1, 3, 3]}))
+    >>> out["argmax_violation"].to_list()
+    [False, True, None]
+    """
+    params = params or SignalParams()
+    con = duckdb.connect()
+    try:
+        register_functions(con)
+        con.register("frame", frame)
+        exprs = signal_expressions(frame.columns, params=params, user_signals=user_signals)
+        inner = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in exprs)
+        degraded = degraded_expression([name for name, _ in exprs])
+        query = f"SELECT *, {degraded} AS {DEGRADED} FROM (SELECT *, {inner} FROM frame)"
+        return con.sql(query, params=params.as_parameters(query)).pl()
+    finally:
+        con.close()

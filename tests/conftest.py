@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny databases and input files built in tmp_path."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+import forensics
+
+REPO = Path(__file__).resolve().parent.parent
+BAD_INPUTS = Path(__file__).resolve().parent / "bad_inputs"
+
+
+def request_row(i: int, **overrides: Any) -> dict[str, Any]:
+    """A valid request row; override any field."""
+    row: dict[str, Any] = {
+        "request_id": f"r{i:05d}",
+        "ts": f"2025-08-{1 + i % 28:02d}T{i % 24:02d}:00:00Z",
+        "model": ["m-a", "m-b"][i % 2],
+        "platform": ["tpu", "gpu", "trainium"][i % 3],
+        "routing_pool": "standard",
+        "prompt_tokens": 100 + i,
+        "temperature": 0.0 if i % 4 == 0 else 0.7,
+        "max_token_rank": 1 + (i % 7 == 0),
+        "eval_score": 0.9,
+    }
+    row.update(overrides)
+    return row
+
+
+@pytest.fixture
+def wb(tmp_path: Path) -> Iterator[forensics.Workbench]:
+    """A fresh workbench on a real DuckDB file in tmp_path."""
+    bench = forensics.open(tmp_path / "test.duckdb")
+    yield bench
+    bench.close()
+
+
+@pytest.fixture
+def write_jsonl(tmp_path: Path) -> Callable[..., Path]:
+    def write(rows: list[dict[str, Any]], name: str = "in.jsonl") -> Path:
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_parquet(tmp_path: Path) -> Callable[..., Path]:
+    def write(rows: list[dict[str, Any]] | pl.DataFrame, name: str = "in.parquet") -> Path:
+        path = tmp_path / name
+        frame = rows if isinstance(rows, pl.DataFrame) else pl.DataFrame(rows)
+        frame.write_parquet(path)
+        return path
+
+    return write

@@ -1,0 +1,59 @@
+import json
+
+from click.testing import CliRunner
+
+from forensics.cli import main
+from tests.conftest import BAD_INPUTS, request_row
+
+
+def _run(*args, env=None):
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def test_ingest_prints_per_file_summary(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(request_row(i)) + "\n" for i in range(5)) + "{bad\n")
+    result = _run("ingest", path, "--db", tmp_path / "x.duckdb")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == ["file", "status", "read", "accepted", "rejected", "duplicates"]
+    assert lines[2].split()[1:] == ["ingested", "6", "5", "1", "0"]
+    assert "malformed_json 1" in result.output
+
+
+def test_missing_column_exits_2_with_one_clear_line(tmp_path):
+    result = _run("ingest", BAD_INPUTS / "missing_column.csv", "--db", tmp_path / "x.duckdb")
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "missing required column(s) routing_pool, ts" in errors[0]
+
+
+def test_unreadable_mapping_exits_2(tmp_path):
+    bad = tmp_path / "m.toml"
+    bad.write_text("[columns]\nnot_canonical = 'x'\n")
+    result = _run("ingest", BAD_INPUTS / "bom.csv", "--db", tmp_path / "x.duckdb", "--mapping", bad)
+    assert result.exit_code == 2
+    assert "not a canonical column" in result.output
+
+
+def test_ingest_events_and_info(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("ts,kind,description\n2025-08-05T00:00:00Z,deploy,x\n")
+    db = tmp_path / "x.duckdb"
+    assert _run("ingest-events", events, "--db", db).exit_code == 0
+    result = _run("info", "--db", db)
+    assert result.exit_code == 0
+    assert "events" in result.output
+    assert " 1" in result.output
+
+
+def test_info_on_a_missing_database_is_a_clear_error(tmp_path):
+    result = _run("info", "--db", tmp_path / "absent.duckdb")
+    assert result.exit_code == 2
+    assert "no such database" in result.output
+
+
+def test_schema_markdown():
+    result = _run("schema", "--markdown")
+    assert result.output.startswith("| column | type | required | meaning |")

@@ -1,0 +1,106 @@
+"""The project's own contracts: packaging, the public API, the README and CI."""
+
+import re
+import subprocess
+import sys
+import tomllib
+
+import pytest
+
+import forensics
+from forensics.schema import schema_markdown
+from tests.conftest import REPO
+
+
+def _pyproject():
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _environment_pip_lines():
+    text = (REPO / "environment.yml").read_text()
+    pip_block = text.split("- pip:", 1)[1]
+    return [
+        line.strip()[2:].strip()
+        for line in pip_block.splitlines()
+        if line.strip().startswith("- ") and not line.strip().startswith("- -e")
+    ]
+
+
+def test_environment_yml_mirrors_pyproject():
+    project = _pyproject()["project"]
+    expected = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert _environment_pip_lines() == expected
+    python = re.search(r"- python(\S+)", (REPO / "environment.yml").read_text()).group(1)
+    assert python == project["requires-python"]
+
+
+def test_top_level_layout():
+    for name in (
+        "README.md",
+        "environment.yml",
+        "notebooks",
+        "forensics",
+        "data_samples",
+        "tests",
+        "pyproject.toml",
+        ".ci/run",
+        "Makefile",
+        "ARCHITECTURE.md",
+    ):
+        assert (REPO / name).exists(), name
+
+
+def test_all_lists_exactly_the_public_names():
+    public = {n for n in vars(forensics) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(forensics, n)).__name__ == "module"}
+    assert set(forensics.__all__) == public - modules
+    for name in forensics.__all__:
+        assert getattr(forensics, name) is not None
+
+
+def _readme():
+    return (REPO / "README.md").read_text()
+
+
+def test_readme_has_the_two_setup_commands_and_ci_runs_the_test_one():
+    readme = _readme()
+    assert "make demo" in readme
+    assert "make test" in readme
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+
+
+def test_readme_schema_table_is_generated_from_the_code():
+    assert schema_markdown() in _readme(), (
+        "run `forensics schema --markdown` and paste it in the README"
+    )
+
+
+def _commands():
+    from forensics.cli import main
+
+    return sorted(main.commands)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_command_has_help_and_is_in_the_readme(command):
+    out = subprocess.run(
+        [sys.executable, "-m", "forensics.cli", command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "Usage:" in out
+    assert len(out.splitlines()) > 3
+    assert f"forensics {command}" in _readme(), f"document `forensics {command}` in the README"
+
+
+def test_top_level_help_lists_commands():
+    out = subprocess.run(
+        [sys.executable, "-m", "forensics.cli", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for command in _commands():
+        assert command in out

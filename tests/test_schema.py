@@ -1,0 +1,55 @@
+import pytest
+
+from forensics.errors import ConfigError
+from forensics.schema import CANONICAL_COLUMNS, REQUIRED_COLUMNS, Mapping, UserSignal, column
+
+
+def test_required_columns_are_the_contract():
+    assert REQUIRED_COLUMNS == ("request_id", "ts", "model", "platform", "routing_pool")
+
+
+def test_every_canonical_column_has_a_type_and_description():
+    for c in CANONICAL_COLUMNS:
+        assert c.dtype, c.name
+        assert c.description, c.name
+    assert column("max_token_rank").minimum == 1
+    assert column("user_feedback").allowed == (-1, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"columns": {"not_a_column": "x"}}, "not a canonical column"),
+        ({"columns": {"ts": 3}}, "must map canonical names to strings"),
+        ({"timestamps": {"epoch_unit": "minutes"}}, "epoch_unit 'minutes'"),
+        ({"colums": {}}, "unknown section"),
+        ({"columns": {"ts": "t", "request_id": "t"}}, "mapped to more than one"),
+        ({"signals": {"slow": {"op": ">"}}}, r"needs column"),
+        ({"signals": {"slow": {"column": "x", "op": ">"}}}, "both op and value"),
+        ({"signals": {"slow": {"column": "x", "op": "~", "value": 1}}}, "is not one of"),
+    ],
+)
+def test_bad_mappings_say_what_is_wrong(data, message):
+    with pytest.raises(ConfigError, match=message):
+        Mapping.from_dict(data, source="m.toml")
+
+
+def test_mapping_file_round_trip(tmp_path):
+    path = tmp_path / "m.toml"
+    path.write_text(
+        '[columns]\nts = "time"\n[timestamps]\nepoch_unit = "s"\n'
+        '[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 30000\ndescription = "slow"\n'
+    )
+    mapping = Mapping.load(path)
+    assert mapping.renames == {"time": "ts"}
+    assert mapping.epoch_unit == "s"
+    assert mapping.signals == (UserSignal("slow", "latency_ms", ">", 30000.0, "slow"),)
+
+
+def test_mapping_file_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"nope\.toml: mapping file not found"):
+        Mapping.load(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[columns\n")
+    with pytest.raises(ConfigError, match=r"bad\.toml: not valid TOML"):
+        Mapping.load(bad)
