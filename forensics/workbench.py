@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
+from forensics import analysis, queries
+from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
 from forensics.db import Database, Tracer
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
+from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.schema import Mapping
 from forensics.signals import SignalParams
+
+WhereLike = MappingABC[str, Any] | Where | None
 
 __all__ = ["Workbench", "open"]
 
@@ -62,16 +68,23 @@ class Workbench:
         """Load request-log files (see ``forensics.ingest.ingest_files``)."""
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.load(mapping)
-        return ingest_files(
-            self.db,
-            paths,
-            mapping=mapping,
-            privacy=privacy,
-            salt=salt,
-            params=params,
-            progress=self.db.config.show_progress() if progress is None else progress,
-            errors=errors,
-        )
+        before = queries.table_counts(self.db)["requests"]
+        try:
+            summary = ingest_files(
+                self.db,
+                paths,
+                mapping=mapping,
+                privacy=privacy,
+                salt=salt,
+                params=params,
+                progress=self.db.config.show_progress() if progress is None else progress,
+                errors=errors,
+            )
+        finally:
+            # Files committed before a refused one are in: the cubes must count them.
+            if queries.table_counts(self.db)["requests"] != before or not queries.cubes(self.db):
+                queries.refresh_cubes(self.db)
+        return summary
 
     def ingest_events(self, path: str | Path) -> FileSummary:
         """Load change events (deploys, config changes) from CSV or JSON."""
@@ -85,41 +98,125 @@ class Workbench:
 
     def counts(self) -> dict[str, int]:
         """Rows in each table: requests, rejected_rows, events, ingested_files."""
-        tables = self.db.tables()
-        out = {}
-        for table in ("requests", "rejected_rows", "events", "ingested_files"):
-            out[table] = (
-                int(self.db.scalar(f"SELECT count(*) FROM {table}")) if table in tables else 0
-            )
-        return out
+        return queries.table_counts(self.db)
 
     def files(self) -> pl.DataFrame:
         """The files ingested so far, with content hashes and row counts."""
-        return self.db.frame("SELECT * FROM ingested_files ORDER BY file_id")
+        return queries.ingested_files(self.db)
 
     def rejected(self, *, reason: str | None = None, limit: int = 1000) -> pl.DataFrame:
-        """Quarantined rows (optionally of one reason code), oldest first."""
-        if reason is None:
-            return self.db.frame(
-                "SELECT * FROM rejected_rows ORDER BY ingested_at, source_file, row_number LIMIT $n",
-                {"n": limit},
-            )
-        return self.db.frame(
-            "SELECT * FROM rejected_rows WHERE reason = $r ORDER BY ingested_at, source_file, "
-            "row_number LIMIT $n",
-            {"r": reason, "n": limit},
-        )
+        """Quarantined rows (optionally of one reason code), with file, row, column and value."""
+        return queries.rejected_rows(self.db, reason=reason, limit=limit)
 
     def rejected_by_reason(self) -> pl.DataFrame:
         """Rejected rows counted by file and reason."""
-        return self.db.frame(
-            "SELECT source_file, reason, count(*) AS rows FROM rejected_rows "
-            "GROUP BY ALL ORDER BY source_file, rows DESC"
-        )
+        return queries.rejected_by_reason(self.db)
 
     def events(self) -> pl.DataFrame:
-        """Change events, in time order."""
-        return self.db.frame("SELECT * FROM events ORDER BY ts")
+        """Change events, in time order: ``ts, kind, description, scope``."""
+        return queries.event_rows(self.db)
+
+    # -- questions ------------------------------------------------------------------
+
+    def signals(self) -> list[str]:
+        """The signals this database holds (built-in, the user's, then ``degraded``)."""
+        return queries.signal_names(self.db)
+
+    def dimensions(self) -> list[Dimension]:
+        """The columns requests can be sliced by, discovered from the data."""
+        return queries.dimensions(self.db)
+
+    def rates(
+        self,
+        by: str | Sequence[str] = (),
+        *,
+        signal: str = "degraded",
+        grain: Grain | None = None,
+        where: WhereLike = None,
+    ) -> pl.DataFrame:
+        """Rate of a signal per group with a Wilson 95% interval.
+
+        Examples
+        --------
+        ``wb.rates(by=["model", "platform"], signal="script_mix", grain="day",
+        where={"surface": ["web"]})`` returns ``ts, model, platform, n,
+        k, rate, ci_low, ci_high``.
+        """
+        return analysis.rates(self.db, by=by, signal=signal, grain=grain, where=where)
+
+    def timeline(
+        self,
+        signal: str = "degraded",
+        *,
+        by: str | Sequence[str] = (),
+        grain: Grain = "day",
+        where: WhereLike = None,
+    ) -> Timeline:
+        """Rate series per group with intervals, change events and change points.
+
+        Examples
+        --------
+        ``wb.timeline("argmax_violation", by="model", grain="day").rates``
+        """
+        return analysis.timeline(self.db, signal, by=by, grain=grain, where=where)
+
+    def compare(
+        self,
+        signal: str = "degraded",
+        *,
+        incident: Sequence[Any],
+        baseline: Sequence[Any] | None = None,
+        dims: Sequence[str] | None = None,
+        where: WhereLike = None,
+    ) -> pl.DataFrame:
+        """Every dimension value, incident window vs baseline, ranked by what explains it.
+
+        Examples
+        --------
+        ``wb.compare("script_mix", incident=("2024-03-10", "2024-03-14"),
+        baseline=("2024-03-01", "2024-03-10")).head(5)``
+        """
+        return analysis.compare(
+            self.db, signal, incident=incident, baseline=baseline, dims=dims, where=where
+        )
+
+    def exposure(self, signal: str = "degraded", *, where: WhereLike = None) -> Exposure:
+        """Users affected, how concentrated, and how sticky (repeat ratio).
+
+        Examples
+        --------
+        ``wb.exposure("low_eval", where={"routing_pool": ["pool-b"]}).summary()``
+        """
+        return analysis.exposure(self.db, signal, where=where)
+
+    def change_points(
+        self, signal: str = "degraded", *, where: WhereLike = None, grain: Grain = "hour"
+    ) -> pl.DataFrame:
+        """Times where the rate changes: ``ts, direction, rate_before, rate_after, ci_low, ci_high``.
+
+        Examples
+        --------
+        ``wb.change_points("script_mix", where={"platform": ["tpu"]}, grain="hour")``
+        """
+        return analysis.change_points(self.db, signal, where=where, grain=grain)
+
+    def cube(self, dims: Sequence[str] | None = None, *, grain: Grain = "hour") -> Cube:
+        """Materialise counts per ``dims`` values x time bucket x signal, kept fresh on ingest.
+
+        Count queries (``rates``, ``timeline``, ``compare``, the dashboard) read
+        the smallest cube that covers them, so their speed no longer depends
+        on the number of requests. A default cube exists after every ingest;
+        ask for another when you slice by dimensions it lacks.
+
+        Examples
+        --------
+        ``wb.cube(["model", "server_id"], grain="day")``
+        """
+        return queries.build_cube(self.db, dims=dims, grain=grain)
+
+    def cubes(self) -> list[Cube]:
+        """The cubes kept in this database, smallest first."""
+        return queries.cubes(self.db)
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -1,0 +1,976 @@
+"""Every SQL statement behind the investigator's questions, each in a named function.
+
+A function takes the ``Database`` and typed arguments and returns a Polars
+DataFrame (or a few plain values). Values are always bound parameters;
+identifiers are checked against the table and quoted by
+``schema.quote_identifier``. Aggregation happens in DuckDB; only what a chart
+or test needs comes back.
+
+Time buckets are computed on integers (``epoch_us(ts) // bucket``), which
+DuckDB groups about four times faster than ``date_trunc`` on a TIMESTAMPTZ.
+True counts use ``count(*) FILTER (WHERE s)``: ``count_if`` of a group where
+the signal is always null is null, not 0.
+
+Cubes
+    A cube is a table of counts per hour (or day) and per combination of some
+    dimensions' values: ``requests`` and, for each signal ``s``, ``n__s``
+    (requests where ``s`` is defined) and ``k__s`` (where it is true). Numeric
+    dimensions enter as buckets (the bucket's lower edge). ``cube_catalog``
+    lists the cubes; ingest rebuilds them all. One default cube is chosen
+    automatically (the dimensions in schema order that keep it under a row
+    budget); ``build_cube(db, dims=...)`` adds others. A count query reads the
+    smallest cube that holds every column it needs at a fine enough grain and
+    whose time bounds fall on bucket edges, and the raw ``requests`` otherwise:
+    the answer is the same, only the speed differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import polars as pl
+
+from forensics.db import Database
+from forensics.errors import QueryError, UnknownNameError
+from forensics.schema import (
+    CANONICAL_COLUMNS,
+    IDENTITY_COLUMNS,
+    INTERNAL_PREFIX,
+    quote_identifier,
+)
+
+__all__ = [
+    "CUBE_MAX_ROWS",
+    "CUBE_MAX_VALUES",
+    "CUBE_MIN_ROWS",
+    "CUBE_REDUCTION",
+    "DIMENSION_MAX_VALUES",
+    "GRAINS",
+    "NUMERIC_DISTINCT_AS_VALUES",
+    "NUMERIC_MAX_BUCKETS",
+    "Cube",
+    "Dimension",
+    "Grain",
+    "Where",
+    "bucket_label",
+    "bucket_range",
+    "bucket_sql",
+    "build_cube",
+    "check_signal",
+    "counts_by",
+    "cubes",
+    "dimension",
+    "dimensions",
+    "discover_dimensions",
+    "event_rows",
+    "ingested_files",
+    "power_of_two_edges",
+    "refresh_cubes",
+    "rejected_by_reason",
+    "rejected_rows",
+    "signal_names",
+    "table_counts",
+    "time_range",
+    "user_sequences",
+    "where_sql",
+]
+
+Grain = Literal["hour", "day"]
+
+GRAINS: tuple[Grain, ...] = ("hour", "day")
+"""Time buckets: UTC hours and UTC days."""
+
+_BUCKET_US = {"hour": 3_600_000_000, "day": 86_400_000_000}
+
+DIMENSION_MAX_VALUES = 2000
+"""A text column with more distinct values than this is an identifier, not a dimension."""
+
+CUBE_MAX_VALUES = 64
+"""Categorical dimensions with at most this many values can go into a cube."""
+
+NUMERIC_MAX_BUCKETS = 8
+"""Numeric columns are cut into at most this many ranges (powers of two)."""
+
+NUMERIC_DISTINCT_AS_VALUES = 12
+"""A numeric column with at most this many distinct values is bucketed value by value."""
+
+CUBE_MIN_ROWS = 50_000
+"""The default cube may always hold this many rows."""
+
+CUBE_MAX_ROWS = 500_000
+"""...and never more than this many (a query over it stays well under 100 ms)."""
+
+CUBE_REDUCTION = 10
+"""...nor more than the raw row count divided by this."""
+
+_NOT_DIMENSIONS = {"request_id", "ts", "response_text", *IDENTITY_COLUMNS}
+_CANONICAL_ORDER = {c.name: i for i, c in enumerate(CANONICAL_COLUMNS)}
+_NUMERIC_TYPES = {
+    "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+    "UINTEGER", "UBIGINT", "FLOAT", "DOUBLE", "REAL",
+}  # fmt: skip
+
+TimeLike = str | datetime | date
+
+
+# -- names ----------------------------------------------------------------------------
+
+
+def signal_names(db: Database) -> list[str]:
+    """Signals stored in this database: built-in first, the user's next, ``degraded`` last.
+
+    Examples
+    --------
+    >>> signal_names(Database(":memory:"))
+    []
+    """
+    tables = db.tables()
+    if "signal_definitions" not in tables or "requests" not in tables:
+        return []
+    rows = db.execute(
+        "SELECT name FROM signal_definitions ORDER BY CASE kind WHEN 'detector' THEN 0 "
+        "WHEN 'user' THEN 1 ELSE 2 END, rowid"
+    )
+    present = db.columns("requests")
+    return [r[0] for r in rows if r[0] in present]
+
+
+def check_signal(db: Database, signal: str) -> str:
+    """Return ``signal`` if the database has it, else raise ``UnknownNameError`` listing them."""
+    names = signal_names(db)
+    if signal not in names:
+        raise UnknownNameError.for_name("signal", signal, names)
+    return signal
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A column requests can be sliced by."""
+
+    name: str
+    """Column name in ``requests``."""
+    kind: Literal["categorical", "numeric"]
+    """Categorical (values) or numeric (ranges)."""
+    cardinality: int
+    """Distinct non-null values (approximate for large tables)."""
+    cubable: bool
+    """Whether a cube can hold it (categorical with few values, or numeric as buckets)."""
+    edges: tuple[float, ...] = ()
+    """For numeric dimensions, the lower edges of the buckets, ascending."""
+
+    @property
+    def by_value(self) -> bool:
+        """Numeric with so few values that each value is its own bucket."""
+        return self.kind == "numeric" and self.cardinality <= NUMERIC_DISTINCT_AS_VALUES
+
+
+def _is_numeric_type(dtype: str) -> bool:
+    upper = dtype.upper()
+    return upper in _NUMERIC_TYPES or upper.startswith("DECIMAL")
+
+
+def _candidate_columns(db: Database) -> dict[str, str]:
+    signals = set()
+    if "signal_definitions" in db.tables():
+        signals = {r[0] for r in db.execute("SELECT name FROM signal_definitions")}
+    out = {}
+    for name, dtype in db.columns("requests").items():
+        if name in _NOT_DIMENSIONS or name in signals or name.startswith(INTERNAL_PREFIX):
+            continue
+        if dtype.upper().startswith(("TIMESTAMP", "DATE", "TIME", "BLOB")) or dtype.endswith("]"):
+            continue
+        out[name] = dtype
+    return out
+
+
+def power_of_two_edges(
+    lo: float, hi: float, *, max_buckets: int = NUMERIC_MAX_BUCKETS
+) -> tuple[float, ...]:
+    """Lower edges of buckets [0, 2^s), [2^s, 2^2s)... covering [lo, hi], at most ``max_buckets``.
+
+    The step ``s`` grows until the buckets fit.
+
+    Examples
+    --------
+    >>> power_of_two_edges(1, 64)
+    (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+    >>> power_of_two_edges(0, 900_000)
+    (0.0, 8.0, 64.0, 512.0, 4096.0, 32768.0, 262144.0)
+    """
+    top = max(hi, 1.0)
+    step = 1
+    while True:
+        edges = [0.0]
+        exponent = step
+        while 2.0**exponent <= top:
+            edges.append(2.0**exponent)
+            exponent += step
+        if len(edges) <= max_buckets:
+            return tuple(edges)
+        step += 1
+
+
+def bucket_sql(column: str, edges: Sequence[float]) -> str:
+    """SQL mapping a numeric column to the lower edge of its bucket (a DOUBLE).
+
+    Values below the first edge fall into the first bucket.
+
+    Examples
+    --------
+    >>> bucket_sql("batch_size", (0.0, 8.0, 32.0))
+    'CASE WHEN "batch_size" IS NULL THEN NULL WHEN "batch_size" >= 32.0 THEN 32.0::DOUBLE WHEN "batch_size" >= 8.0 THEN 8.0::DOUBLE ELSE 0.0::DOUBLE END'
+    """
+    q = quote_identifier(column)
+    parts = [f"CASE WHEN {q} IS NULL THEN NULL"]
+    for edge in reversed(edges[1:]):
+        parts.append(f"WHEN {q} >= {float(edge)!r} THEN {float(edge)!r}::DOUBLE")
+    parts.append(f"ELSE {float(edges[0])!r}::DOUBLE END" if edges else "ELSE NULL END")
+    return " ".join(parts)
+
+
+def _numeric_edges(db: Database, column: str, distinct: int) -> tuple[float, ...]:
+    """Bucket lower edges: every value when there are few, else powers of two."""
+    q = quote_identifier(column)
+    if distinct <= NUMERIC_DISTINCT_AS_VALUES:
+        values = db.execute(
+            f"SELECT DISTINCT CAST({q} AS DOUBLE) AS v FROM requests WHERE {q} IS NOT NULL "
+            "ORDER BY v"
+        )
+        if len(values) <= NUMERIC_DISTINCT_AS_VALUES:
+            return tuple(float(v[0]) for v in values)
+    lo, hi = db.execute(f"SELECT min({q}), max({q}) FROM requests")[0]
+    return power_of_two_edges(float(lo), float(hi))
+
+
+def discover_dimensions(db: Database) -> list[Dimension]:
+    """Scan ``requests`` for the columns it can be sliced by (one pass, approximate counts).
+
+    Canonical dimensions come first in schema order, then the user's own
+    columns by name. Text columns with more than ``DIMENSION_MAX_VALUES``
+    values are identifiers, not dimensions.
+    """
+    if "requests" not in db.tables():
+        return []
+    candidates = _candidate_columns(db)
+    if not candidates or not db.scalar("SELECT count(*) FROM requests"):
+        return []
+    names = sorted(candidates, key=lambda n: (_CANONICAL_ORDER.get(n, len(_CANONICAL_ORDER)), n))
+    items = ", ".join(f"approx_count_distinct({quote_identifier(n)})" for n in names)
+    counts = db.execute(f"SELECT {items} FROM requests")[0]
+    dims = []
+    for name, approx in zip(names, counts, strict=True):
+        count = int(approx or 0)
+        if count == 0:
+            continue
+        if count <= 2 * CUBE_MAX_VALUES:  # exact where it decides anything
+            count = int(db.scalar(f"SELECT count(DISTINCT {quote_identifier(name)}) FROM requests"))
+        if _is_numeric_type(candidates[name]):
+            edges = _numeric_edges(db, name, count)
+            dims.append(Dimension(name, "numeric", count, True, edges))
+        elif count <= DIMENSION_MAX_VALUES:
+            dims.append(Dimension(name, "categorical", count, count <= CUBE_MAX_VALUES))
+    return dims
+
+
+def dimensions(db: Database) -> list[Dimension]:
+    """The dimensions of ``requests``, as recorded when the cubes were last built.
+
+    Falls back to scanning the table when nothing is recorded yet.
+    """
+    if "cube_dimensions" not in db.tables():
+        return discover_dimensions(db)
+    rows = db.execute(
+        "SELECT name, kind, cardinality, cubable, edges FROM cube_dimensions ORDER BY position"
+    )
+    return [
+        Dimension(r[0], r[1], int(r[2]), bool(r[3]), tuple(float(e) for e in (r[4] or ())))
+        for r in rows
+    ]
+
+
+def dimension(db: Database, name: str) -> Dimension:
+    """One dimension by name, or ``UnknownNameError`` listing the valid ones."""
+    dims = {d.name: d for d in dimensions(db)}
+    if name not in dims:
+        raise UnknownNameError.for_name("dimension", name, dims)
+    return dims[name]
+
+
+# -- where filters --------------------------------------------------------------------
+
+
+def as_utc(value: TimeLike | None, what: str) -> datetime | None:
+    """Parse a time bound to an aware UTC datetime (naive means UTC; None stays None).
+
+    Examples
+    --------
+    >>> as_utc("2024-03-10", "start")
+    datetime.datetime(2024, 3, 10, 0, 0, tzinfo=datetime.timezone.utc)
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, date):
+        parsed = datetime(value.year, value.month, value.day)
+    else:
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            raise QueryError(
+                f"{what}: {value!r} is not an ISO-8601 time; use e.g. '2024-03-10' or "
+                "'2024-03-10T06:00:00Z'"
+            ) from None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class Where:
+    """A structured filter: allowed values per column, numeric ranges and a time range.
+
+    Built from a plain mapping so that notebooks can write
+    ``where={"model": ["a", "b"], "batch_size": {"gte": 32}, "ts": ("2024-03-10", None)}``.
+    A list may hold ``None`` to match missing values. Conditions combine with AND.
+
+    Examples
+    --------
+    >>> w = Where.parse({"model": "a", "batch_size": {"gte": 32}, "ts": ("2024-03-10", None)})
+    >>> w.columns == {"model", "batch_size"}, w.start.day
+    (True, 10)
+    """
+
+    values: tuple[tuple[str, tuple[Any, ...]], ...] = ()
+    """(column, allowed values) pairs."""
+    ranges: tuple[tuple[str, float | None, float | None], ...] = ()
+    """(column, gte, lt) numeric ranges; either bound may be None."""
+    start: datetime | None = None
+    """Requests at or after this time."""
+    end: datetime | None = None
+    """Requests before this time."""
+
+    @classmethod
+    def parse(cls, where: Mapping[str, Any] | Where | None) -> Where:
+        """Build a Where from the mapping form (or pass one through)."""
+        if where is None:
+            return cls()
+        if isinstance(where, Where):
+            return where
+        if not isinstance(where, Mapping):
+            raise QueryError(
+                f"where must be a mapping such as {{'model': ['a']}}, not {type(where).__name__}"
+            )
+        values, ranges = [], []
+        start = end = None
+        for column, spec in where.items():
+            if column == "ts":
+                start, end = cls._parse_time(spec)
+            elif isinstance(spec, Mapping):
+                unknown = set(spec) - {"gte", "lt"}
+                if unknown:
+                    raise QueryError(
+                        f"where[{column!r}]: unknown bound(s) {sorted(unknown)}; use 'gte' and 'lt'"
+                    )
+                try:
+                    gte = None if spec.get("gte") is None else float(spec["gte"])
+                    lt = None if spec.get("lt") is None else float(spec["lt"])
+                except (TypeError, ValueError):
+                    raise QueryError(
+                        f"where[{column!r}]: bounds must be numbers, got {dict(spec)!r}"
+                    ) from None
+                ranges.append((column, gte, lt))
+            elif isinstance(spec, str | int | float | bool) or spec is None:
+                values.append((column, (spec,)))
+            else:
+                values.append((column, tuple(spec)))
+        return cls(tuple(values), tuple(ranges), start, end)
+
+    @staticmethod
+    def _parse_time(spec: Any) -> tuple[datetime | None, datetime | None]:
+        if isinstance(spec, Mapping):
+            unknown = set(spec) - {"gte", "lt"}
+            if unknown:
+                raise QueryError(
+                    f"where['ts']: unknown bound(s) {sorted(unknown)}; use 'gte', 'lt'"
+                )
+            return as_utc(spec.get("gte"), "ts"), as_utc(spec.get("lt"), "ts")
+        if isinstance(spec, Sequence) and not isinstance(spec, str) and len(spec) == 2:
+            return as_utc(spec[0], "ts"), as_utc(spec[1], "ts")
+        raise QueryError("where['ts'] must be (start, end) or {'gte': ..., 'lt': ...}")
+
+    @property
+    def columns(self) -> set[str]:
+        """Columns the filter touches (not counting ts)."""
+        return {c for c, _ in self.values} | {c for c, _, _ in self.ranges}
+
+    def merged(self, other: Where) -> Where:
+        """Both filters at once (time ranges intersect)."""
+        start = max((t for t in (self.start, other.start) if t is not None), default=None)
+        end = min((t for t in (self.end, other.end) if t is not None), default=None)
+        return Where(self.values + other.values, self.ranges + other.ranges, start, end)
+
+    def between(self, start: datetime | None, end: datetime | None) -> Where:
+        """Restrict the filter to [start, end) as well."""
+        return self.merged(Where(start=start, end=end))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The mapping form (JSON-friendly), as accepted by ``parse``."""
+        out: dict[str, Any] = {c: list(v) for c, v in self.values}
+        for c, gte, lt in self.ranges:
+            out[c] = {k: v for k, v in (("gte", gte), ("lt", lt)) if v is not None}
+        if self.start or self.end:
+            out["ts"] = [
+                self.start.isoformat() if self.start else None,
+                self.end.isoformat() if self.end else None,
+            ]
+        return out
+
+
+def _bind(params: dict[str, Any], value: Any) -> str:
+    key = f"w{len(params)}"
+    params[key] = value
+    return f"${key}"
+
+
+def where_sql(
+    where: Where,
+    *,
+    columns: Mapping[str, str],
+    params: dict[str, Any],
+    time_column: str = "ts",
+    time_unit_us: int | None = None,
+) -> str:
+    """Compile a Where to a SQL condition over a relation with ``columns``.
+
+    Values are added to ``params`` and referenced as ``$w<i>``. With
+    ``time_unit_us``, the time column holds integer bucket numbers (a cube)
+    and the bounds are converted to bucket numbers (they must be aligned).
+
+    Examples
+    --------
+    >>> params = {}
+    >>> where_sql(Where.parse({"model": ["a", None]}), columns={"model": "VARCHAR"}, params=params)
+    '(list_contains($w0, "model") OR "model" IS NULL)'
+    >>> params
+    {'w0': ['a']}
+    """
+    clauses = []
+    for column, allowed in where.values:
+        if column not in columns:
+            raise UnknownNameError.for_name("column", column, columns)
+        dtype = columns[column]
+        q = quote_identifier(column)
+        present = [v for v in allowed if v is not None]
+        parts = []
+        if present:
+            if _is_numeric_type(dtype):
+                try:
+                    numbers = [float(v) for v in present]
+                except (TypeError, ValueError):
+                    raise QueryError(
+                        f"where[{column!r}]: {column} is numeric; give numbers, got {present!r}"
+                    ) from None
+                parts.append(f"list_contains({_bind(params, numbers)}, CAST({q} AS DOUBLE))")
+            elif dtype.upper() == "BOOLEAN":
+                parts.append(f"list_contains({_bind(params, [bool(v) for v in present])}, {q})")
+            elif dtype.upper() == "VARCHAR":
+                parts.append(f"list_contains({_bind(params, [str(v) for v in present])}, {q})")
+            else:
+                texts = [str(v) for v in present]
+                parts.append(f"list_contains({_bind(params, texts)}, CAST({q} AS VARCHAR))")
+        if len(present) < len(allowed):
+            parts.append(f"{q} IS NULL")
+        clauses.append("(" + " OR ".join(parts) + ")" if len(parts) > 1 else parts[0])
+    for column, gte, lt in where.ranges:
+        if column not in columns:
+            raise UnknownNameError.for_name("column", column, columns)
+        if not _is_numeric_type(columns[column]):
+            raise QueryError(
+                f"where[{column!r}]: a range needs a numeric column; {column} is {columns[column]}"
+            )
+        q = quote_identifier(column)
+        if gte is not None:
+            clauses.append(f"{q} >= {_bind(params, gte)}")
+        if lt is not None:
+            clauses.append(f"{q} < {_bind(params, lt)}")
+    for bound, op in ((where.start, ">="), (where.end, "<")):
+        if bound is None:
+            continue
+        if time_unit_us is None:
+            clauses.append(f"{time_column} {op} {_bind(params, bound)}")
+        else:
+            number = _epoch_us(bound) // time_unit_us
+            clauses.append(f"{time_column} {op} {_bind(params, number)}")
+    return " AND ".join(clauses) if clauses else "true"
+
+
+def _epoch_us(t: datetime) -> int:
+    return round((t - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+
+
+# -- cubes ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cube:
+    """A materialised aggregate of ``requests``."""
+
+    name: str
+    """Its table."""
+    dims: tuple[str, ...]
+    """Dimensions it holds (numeric ones as buckets)."""
+    grain: Grain
+    """Time bucket."""
+    rows: int
+    """Rows in the cube."""
+    source_rows: int
+    """Rows of ``requests`` it was built from."""
+    auto: bool
+    """Chosen automatically (the default cube) rather than asked for."""
+
+
+_CATALOG = """
+    CREATE TABLE IF NOT EXISTS cube_catalog (
+        name VARCHAR PRIMARY KEY, dims VARCHAR[], grain VARCHAR, rows BIGINT,
+        source_rows BIGINT, auto BOOLEAN, built_at TIMESTAMPTZ
+    )"""
+
+
+def cubes(db: Database) -> list[Cube]:
+    """The cubes this database keeps, smallest first."""
+    if "cube_catalog" not in db.tables():
+        return []
+    rows = db.execute(
+        "SELECT name, dims, grain, rows, source_rows, auto FROM cube_catalog ORDER BY rows, name"
+    )
+    return [Cube(r[0], tuple(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows]
+
+
+def _key_sql(d: Dimension) -> str:
+    if d.kind == "numeric":
+        return f"{bucket_sql(d.name, d.edges)} AS {quote_identifier(d.name)}"
+    return quote_identifier(d.name)
+
+
+def _default_cube_dims(db: Database, dims: Sequence[Dimension], source_rows: int) -> list[str]:
+    """Dimensions of the default cube: in schema order, each kept if the cube stays in budget.
+
+    The budget is ``max(CUBE_MIN_ROWS, min(CUBE_MAX_ROWS, rows / CUBE_REDUCTION))``; cube
+    sizes are estimated with approximate distinct counts, one scan per step.
+    """
+    budget = max(CUBE_MIN_ROWS, min(CUBE_MAX_ROWS, source_rows // CUBE_REDUCTION))
+    hour = f"epoch_us(ts) // {_BUCKET_US['hour']}"
+    chosen: list[Dimension] = []
+    remaining = [d for d in dims if d.cubable]
+    while remaining:
+        keys = [hour, *(_key_sql(d).split(" AS ")[0] for d in chosen)]
+        items = ", ".join(
+            f"approx_count_distinct(hash({', '.join([*keys, _key_sql(d).split(' AS ')[0]])}))"
+            for d in remaining
+        )
+        estimates = db.execute(f"SELECT {items} FROM requests")[0]
+        # A dimension too big now stays too big once more are added.
+        fitting = [d for d, e in zip(remaining, estimates, strict=True) if int(e) <= budget]
+        if not fitting:
+            break
+        chosen.append(fitting[0])
+        remaining = fitting[1:]
+    return [d.name for d in chosen]
+
+
+def build_cube(
+    db: Database,
+    *,
+    dims: Sequence[str] | None = None,
+    grain: Grain = "hour",
+    name: str | None = None,
+) -> Cube:
+    """Build (or rebuild) a cube over ``dims`` and record it in ``cube_catalog``.
+
+    Parameters
+    ----------
+    dims
+        Dimensions to keep; None chooses the default cube's (see
+        ``_default_cube_dims``).
+    grain
+        ``"hour"`` or ``"day"``.
+    name
+        Table name; ``cube_<grain>_<n>`` when omitted (the default cube is ``cube_default``).
+    """
+    if grain not in GRAINS:
+        raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)}")
+    if "requests" not in db.tables():
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    known = {d.name: d for d in dimensions(db)}
+    source_rows = int(db.scalar("SELECT count(*) FROM requests"))
+    auto = dims is None
+    if dims is None:
+        dims = _default_cube_dims(db, list(known.values()), source_rows)
+    for d in dims:
+        if d not in known:
+            raise UnknownNameError.for_name("dimension", d, known)
+        if not known[d].cubable:
+            raise QueryError(
+                f"dimension {d!r} has {known[d].cardinality} values, more than a cube holds "
+                f"({CUBE_MAX_VALUES}); filter on it against the raw table instead"
+            )
+    db.execute(_CATALOG)
+    if name is None:
+        existing = {c.name: c for c in cubes(db)}
+        same = [c.name for c in existing.values() if c.dims == tuple(dims) and c.grain == grain]
+        if auto:
+            name = "cube_default"
+        elif same:
+            name = same[0]
+        else:
+            number = 1
+            while f"cube_{grain}_{number}" in existing:
+                number += 1
+            name = f"cube_{grain}_{number}"
+    signals = signal_names(db)
+    keys = [_key_sql(known[d]) for d in dims]
+    measures = ["count(*) AS requests"]
+    for s in signals:
+        q = quote_identifier(s)
+        measures.append(f"count({q}) AS {quote_identifier('n__' + s)}")
+        measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + s)}")
+    select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
+    table = quote_identifier(name)
+    db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM requests GROUP BY ALL")
+    rows = int(db.scalar(f"SELECT count(*) FROM {table}"))
+    db.execute(
+        "INSERT OR REPLACE INTO cube_catalog VALUES ($n, $d, $g, $r, $s, $a, now())",
+        {"n": name, "d": list(dims), "g": grain, "r": rows, "s": source_rows, "a": auto},
+    )
+    return Cube(name, tuple(dims), grain, rows, source_rows, auto)
+
+
+def _record_dimensions(db: Database, dims: Sequence[Dimension]) -> None:
+    db.execute(
+        "CREATE OR REPLACE TABLE cube_dimensions (position INTEGER, name VARCHAR, kind VARCHAR, "
+        "cardinality BIGINT, cubable BOOLEAN, edges DOUBLE[])"
+    )
+    for i, d in enumerate(dims):
+        db.execute(
+            "INSERT INTO cube_dimensions VALUES ($i, $n, $k, $c, $b, $e)",
+            {
+                "i": i,
+                "n": d.name,
+                "k": d.kind,
+                "c": d.cardinality,
+                "b": d.cubable,
+                "e": list(d.edges),
+            },
+        )
+
+
+def refresh_cubes(db: Database) -> list[Cube]:
+    """Rediscover the dimensions and rebuild every cube from ``requests`` (ingest calls this).
+
+    A cube asked for earlier whose dimensions no longer fit is dropped.
+    """
+    if "requests" not in db.tables():
+        return []
+    _record_dimensions(db, discover_dimensions(db))
+    known = {d.name: d for d in dimensions(db)}
+    rebuilt = [build_cube(db)]
+    for cube in cubes(db):
+        if cube.auto:
+            continue
+        if all(d in known and known[d].cubable for d in cube.dims):
+            rebuilt.append(build_cube(db, dims=cube.dims, grain=cube.grain, name=cube.name))
+        else:
+            db.execute(f"DROP TABLE IF EXISTS {quote_identifier(cube.name)}")
+            db.execute("DELETE FROM cube_catalog WHERE name = $n", {"n": cube.name})
+    return rebuilt
+
+
+# -- counting -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a count query reads from: a cube or the raw table."""
+
+    table: str
+    cube: Cube | None
+    columns: dict[str, str]
+
+
+def _aligned(t: datetime | None, grain: Grain) -> bool:
+    return t is None or _epoch_us(t) % _BUCKET_US[grain] == 0
+
+
+def _fits(d: Dimension, where: Where) -> bool:
+    """Whether a cube's bucket column answers the filter on this dimension exactly."""
+    if d.kind != "numeric":
+        return True
+    edges = set(d.edges)
+    for column, allowed in where.values:
+        if column == d.name and not (
+            d.by_value and all(v is None or float(v) in edges for v in allowed)
+        ):
+            return False
+    for column, gte, lt in where.ranges:
+        if column == d.name and any(b is not None and b not in edges for b in (gte, lt)):
+            return False
+    return True
+
+
+def _source(
+    db: Database, needed: set[str], grain: Grain | None, signal: str, where: Where
+) -> _Source:
+    """The smallest cube that answers exactly, else ``requests``."""
+    dims = {d.name: d for d in dimensions(db)}
+    for cube in cubes(db):
+        if grain == "hour" and cube.grain != "hour":
+            continue
+        if not (needed <= set(cube.dims)):
+            continue
+        if not (_aligned(where.start, cube.grain) and _aligned(where.end, cube.grain)):
+            continue
+        if not all(_fits(dims[c], where) for c in needed if c in dims):
+            continue
+        columns = db.columns(cube.name)
+        if f"n__{signal}" not in columns:
+            continue
+        return _Source(cube.name, cube, columns)
+    if "requests" not in db.tables():
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    return _Source("requests", None, db.columns("requests"))
+
+
+def counts_by(
+    db: Database,
+    *,
+    by: Sequence[str],
+    signal: str,
+    grain: Grain | None = None,
+    where: Where | None = None,
+    use_cubes: bool = True,
+) -> pl.DataFrame:
+    """Count requests where ``signal`` is defined (``n``) and true (``k``) per group.
+
+    Numeric dimensions in ``by`` are bucketed (the value is the bucket's lower
+    edge). Reads a cube when one covers ``by`` and ``where``; ``use_cubes=False``
+    forces the raw table (same answer).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``[ts,] *by, n, k`` sorted by the keys; ``ts`` is the bucket start
+        (UTC) when ``grain`` is given. With no ``by`` and no ``grain``, one row
+        (0, 0 when nothing matches).
+    """
+    check_signal(db, signal)
+    if grain is not None and grain not in GRAINS:
+        raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)} or None")
+    where = where or Where()
+    dims = {d.name: d for d in dimensions(db)}
+    for column in by:
+        if column not in dims:
+            raise UnknownNameError.for_name("dimension", column, dims)
+    needed = set(by) | where.columns
+    source = (
+        _source(db, needed, grain, signal, where)
+        if use_cubes
+        else _Source("requests", None, db.columns("requests"))
+    )
+    params: dict[str, Any] = {}
+    keys = []
+    for column in by:
+        d = dims[column]
+        if source.cube is None and d.kind == "numeric":
+            keys.append(_key_sql(d))
+        else:
+            keys.append(quote_identifier(column))
+    if source.cube is None:
+        condition = where_sql(where, columns=source.columns, params=params)
+        measures = [
+            f"count({quote_identifier(signal)}) AS n",
+            f"count(*) FILTER (WHERE {quote_identifier(signal)}) AS k",
+        ]
+        time_key = "epoch_us(ts)"
+        unit = 1
+    else:
+        condition = where_sql(
+            where,
+            columns=source.columns,
+            params=params,
+            time_column="bucket",
+            time_unit_us=_BUCKET_US[source.cube.grain],
+        )
+        measures = [
+            f"CAST(coalesce(sum({quote_identifier('n__' + signal)}), 0) AS BIGINT) AS n",
+            f"CAST(coalesce(sum({quote_identifier('k__' + signal)}), 0) AS BIGINT) AS k",
+        ]
+        time_key = "bucket"
+        unit = _BUCKET_US[source.cube.grain]
+    if grain is not None:
+        keys.insert(0, f"{time_key} // {_BUCKET_US[grain] // unit} AS _bucket")
+    select = ", ".join([*keys, *measures])
+    group = " GROUP BY ALL" if keys else ""
+    inner = f"SELECT {select} FROM {quote_identifier(source.table)} WHERE {condition}{group}"
+    outer = ["*"]
+    if grain is not None:
+        outer = [
+            f"make_timestamptz(_bucket * {_BUCKET_US[grain]}) AS ts",
+            *(quote_identifier(c) for c in by),
+            "n",
+            "k",
+        ]
+    order = " ORDER BY ALL" if keys else ""
+    frame = db.frame(f"SELECT {', '.join(outer)} FROM ({inner}){order}", params)
+    return _typed_counts(frame, by, grain, dims)
+
+
+def _typed_counts(
+    frame: pl.DataFrame, by: Sequence[str], grain: Grain | None, dims: Mapping[str, Dimension]
+) -> pl.DataFrame:
+    schema: dict[str, Any] = {}
+    if grain is not None:
+        schema["ts"] = pl.Datetime("us", "UTC")
+    for column in by:
+        schema[column] = pl.Float64 if dims[column].kind == "numeric" else None
+    if frame.height == 0:
+        empty = {c: (t or pl.Utf8) for c, t in schema.items()}
+        return pl.DataFrame(schema={**empty, "n": pl.Int64, "k": pl.Int64})
+    casts = [pl.col("n").cast(pl.Int64), pl.col("k").cast(pl.Int64)]
+    casts += [pl.col(c).cast(t) for c, t in schema.items() if t is not None]
+    return frame.with_columns(casts)
+
+
+# -- everything else the workbench asks ----------------------------------------------
+
+
+def time_range(db: Database) -> tuple[datetime | None, datetime | None]:
+    """First request time and the end of the last hour that holds one (None, None if empty)."""
+    if "requests" not in db.tables():
+        return None, None
+    first, last = db.execute(
+        f"SELECT min(ts), make_timestamptz((max(epoch_us(ts)) // {_BUCKET_US['hour']} + 1) "
+        f"* {_BUCKET_US['hour']}) FROM requests"
+    )[0]
+    if first is None:
+        return None, None
+    return first.astimezone(UTC), last.astimezone(UTC)
+
+
+def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
+    """Change events within the filter's time range: ``ts, kind, description, scope``."""
+    where = where or Where(start=None, end=None)
+    params: dict[str, Any] = {}
+    condition = where_sql(
+        Where(start=where.start, end=where.end), columns={"ts": "TIMESTAMPTZ"}, params=params
+    )
+    return db.frame(
+        f"SELECT ts, kind, description, scope FROM events WHERE {condition} ORDER BY ts", params
+    )
+
+
+def user_sequences(db: Database, *, signal: str, where: Where | None = None) -> pl.DataFrame:
+    """Per user: requests with the signal defined, how many were true, and consecutive pairs.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``user_id, n, k, pairs, after_true, true_after_true, true_after_false``:
+        ``pairs`` counts consecutive (previous, current) requests of the user
+        where both are defined; ``after_true`` those whose previous was true.
+    """
+    check_signal(db, signal)
+    columns = db.columns("requests")
+    if "user_id" not in columns or not db.scalar(
+        "SELECT count(*) FROM requests WHERE user_id IS NOT NULL"
+    ):
+        raise QueryError(
+            "requests has no user_id values; user exposure needs the user_id column "
+            '(map yours with [columns] user_id = "..." in a --mapping file)'
+        )
+    params: dict[str, Any] = {}
+    condition = where_sql(where or Where(), columns=columns, params=params)
+    s = quote_identifier(signal)
+    sql = (
+        "SELECT user_id, count(*) AS n, count(*) FILTER (WHERE cur) AS k, "
+        "count(prev) AS pairs, count(*) FILTER (WHERE prev) AS after_true, "
+        "count(*) FILTER (WHERE prev AND cur) AS true_after_true, "
+        "count(*) FILTER (WHERE NOT prev AND cur) AS true_after_false FROM ("
+        f"SELECT user_id, {s} AS cur, "
+        f"lag({s}) OVER (PARTITION BY user_id ORDER BY ts, request_id) AS prev "
+        f"FROM requests WHERE {condition} AND user_id IS NOT NULL AND {s} IS NOT NULL"
+        ") GROUP BY user_id ORDER BY user_id"
+    )
+    return db.frame(sql, params)
+
+
+def table_counts(db: Database) -> dict[str, int]:
+    """Rows in requests, rejected_rows, events and ingested_files (0 when absent)."""
+    tables = db.tables()
+    return {
+        t: int(db.scalar(f"SELECT count(*) FROM {t}")) if t in tables else 0
+        for t in ("requests", "rejected_rows", "events", "ingested_files")
+    }
+
+
+def ingested_files(db: Database) -> pl.DataFrame:
+    """The files ingested so far, with content hashes and row counts."""
+    return db.frame("SELECT * FROM ingested_files ORDER BY file_id")
+
+
+def rejected_rows(db: Database, *, reason: str | None = None, limit: int = 1000) -> pl.DataFrame:
+    """Quarantined rows (optionally of one reason code), in the order they were found."""
+    return db.frame(
+        "SELECT * FROM rejected_rows WHERE $reason IS NULL OR reason = $reason "
+        "ORDER BY ingested_at, source_file, row_number LIMIT $n",
+        {"reason": reason, "n": limit},
+    )
+
+
+def rejected_by_reason(db: Database) -> pl.DataFrame:
+    """Rejected rows counted per file and reason: ``source_file, reason, rows``."""
+    return db.frame(
+        "SELECT source_file, reason, count(*) AS rows FROM rejected_rows "
+        "GROUP BY ALL ORDER BY source_file, rows DESC, reason"
+    )
+
+
+def bucket_label(edges: Sequence[float], lower: float | None) -> str:
+    """Human label for the bucket starting at ``lower``.
+
+    Examples
+    --------
+    >>> bucket_label((0.0, 8.0, 32.0), 8.0)
+    '[8, 32)'
+    >>> bucket_label((0.0, 8.0, 32.0), 32.0)
+    '>= 32'
+    >>> bucket_label((0.0, 8.0), None)
+    '(missing)'
+    """
+    if lower is None or (isinstance(lower, float) and math.isnan(lower)):
+        return "(missing)"
+    ordered = sorted(edges)
+    if lower not in ordered:
+        return f"{lower:g}"
+    i = ordered.index(lower)
+    if i + 1 < len(ordered):
+        return f"[{lower:g}, {ordered[i + 1]:g})"
+    return f">= {lower:g}"
+
+
+def bucket_range(edges: Sequence[float], lower: float) -> tuple[float | None, float | None]:
+    """(gte, lt) of the bucket starting at ``lower``: None for an open end.
+
+    Examples
+    --------
+    >>> bucket_range((0.0, 8.0, 32.0), 0.0), bucket_range((0.0, 8.0, 32.0), 32.0)
+    ((None, 8.0), (32.0, None))
+    """
+    ordered = sorted(edges)
+    i = ordered.index(lower)
+    gte = None if i == 0 else lower
+    return gte, (ordered[i + 1] if i + 1 < len(ordered) else None)

@@ -1,0 +1,188 @@
+"""The investigator's questions (rates, timeline, compare, exposure, change points) by hand."""
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+import forensics
+from tests.conftest import request_row
+from tests.test_queries import tiny_rows
+
+
+def _rows_with_low_eval(spec):
+    """spec: (day, platform, model, requests, low) -> rows whose low_eval count is `low`."""
+    rows, i = [], 0
+    for day, platform, model, count, low in spec:
+        for j in range(count):
+            rows.append(
+                request_row(
+                    i,
+                    ts=f"2025-08-{day:02d}T{j % 24:02d}:{j % 60:02d}:00Z",
+                    platform=platform,
+                    model=model,
+                    eval_score=0.2 if j < low else 0.9,
+                    prompt_tokens=500,
+                    user_id=f"u{i % 7}",
+                )
+            )
+            i += 1
+    return rows
+
+
+@pytest.fixture
+def incident(tmp_path, write_parquet):
+    spec = [
+        # baseline day 1: 2% everywhere; incident day 2: tpu at 30%
+        (1, "tpu", "a", 50, 1),
+        (1, "tpu", "b", 50, 1),
+        (1, "gpu", "a", 50, 1),
+        (1, "gpu", "b", 50, 1),
+        (2, "tpu", "a", 50, 15),
+        (2, "tpu", "b", 50, 15),
+        (2, "gpu", "a", 50, 1),
+        (2, "gpu", "b", 50, 1),
+    ]
+    wb = forensics.open(tmp_path / "inc.duckdb")
+    wb.ingest(write_parquet(_rows_with_low_eval(spec)))
+    yield wb
+    wb.close()
+
+
+def test_rates_with_wilson_intervals_at_k_0_and_k_n(tmp_path, write_jsonl):
+    rows = [request_row(i, model="m0", eval_score=0.9) for i in range(20)]
+    rows += [request_row(100 + i, model="m1", eval_score=0.1) for i in range(20)]
+    with forensics.open(tmp_path / "r.duckdb") as wb:
+        wb.ingest(write_jsonl(rows))
+        frame = wb.rates(by="model", signal="low_eval")
+    assert frame.columns == ["model", "n", "k", "rate", "ci_low", "ci_high"]
+    m0, m1 = frame.rows(named=True)
+    assert (m0["n"], m0["k"], m0["rate"], m0["ci_low"]) == (20, 0, 0.0, 0.0)
+    assert m0["ci_high"] == pytest.approx(0.1611, abs=1e-4)  # Wilson 0/20
+    assert (m1["k"], m1["rate"], m1["ci_high"]) == (20, 1.0, 1.0)
+    assert m1["ci_low"] == pytest.approx(1 - 0.1611, abs=1e-4)
+
+
+def test_rates_per_day_and_filter(incident):
+    frame = incident.rates(by=["platform"], signal="low_eval", grain="day", where={"model": "a"})
+    got = [(r["ts"].day, r["platform"], r["n"], r["k"]) for r in frame.iter_rows(named=True)]
+    assert got == [(1, "gpu", 50, 1), (1, "tpu", 50, 1), (2, "gpu", 50, 1), (2, "tpu", 50, 15)]
+
+
+def test_timeline_fills_empty_buckets_and_carries_events(tmp_path, write_jsonl):
+    rows = [request_row(i, ts=f"2025-08-0{1 + 2 * (i % 2)}T10:00:00Z") for i in range(6)]
+    events = tmp_path / "ev.csv"
+    events.write_text("ts,kind,description\n2025-08-02T08:00:00Z,deploy,v2\n")
+    with forensics.open(tmp_path / "t.duckdb") as wb:
+        wb.ingest(write_jsonl(rows))
+        wb.ingest_events(events)
+        line = wb.timeline("low_eval", grain="day")
+    assert [t.day for t in line.rates["ts"]] == [1, 2, 3]
+    assert line.rates["n"].to_list() == [3, 0, 3]
+    assert line.rates["rate"].to_list() == [0.0, None, 0.0]
+    assert line.events["kind"].to_list() == ["deploy"]
+    assert (line.signal, line.grain, line.by) == ("low_eval", "day", ())
+
+
+def test_compare_ranks_the_explaining_value_first_with_numbers_by_hand(incident):
+    frame = incident.compare(
+        "low_eval", incident=("2025-08-02", "2025-08-03"), baseline=("2025-08-01", "2025-08-02")
+    )
+    top = frame.row(0, named=True)
+    assert (top["dimension"], top["value"]) == ("platform", "tpu")
+    assert (top["n_incident"], top["k_incident"], top["n_baseline"], top["k_baseline"]) == (
+        100,
+        30,
+        100,
+        2,
+    )
+    assert top["rate_incident"] == pytest.approx(0.30)
+    assert top["rate_baseline"] == pytest.approx(0.02)
+    assert top["rate_out"] == pytest.approx(0.02)  # gpu during the incident
+    assert top["lift"] == pytest.approx(15.0)
+    assert top["excess"] == pytest.approx(30 - 100 * 0.02)
+    assert top["explains"] == pytest.approx(1.0)  # whole excess: 32 - 200 x 0.02 = 28
+    assert top["share_of_bad_incident"] == pytest.approx(30 / 32)
+    assert top["share_of_bad_baseline"] == pytest.approx(0.5)
+    assert top["diff_low"] < 0.28 < top["diff_high"]
+    assert top["p_adjusted"] < 1e-4
+    by_value = {(r["dimension"], r["value"]): r for r in frame.iter_rows(named=True)}
+    gpu = by_value[("platform", "gpu")]
+    assert gpu["excess"] == pytest.approx(0.0)
+    assert gpu["p_adjusted"] > 0.05
+    # models share the rise equally: each explains half and neither is surprising
+    assert by_value[("model", "a")]["explains"] == pytest.approx(0.5)
+    assert by_value[("model", "a")]["surprise"] == pytest.approx(0.0)
+
+
+def test_compare_default_baseline_is_everything_before(incident):
+    explicit = incident.compare(
+        "low_eval", incident=("2025-08-02", None), baseline=(None, "2025-08-02")
+    )
+    default = incident.compare("low_eval", incident=("2025-08-02", None))
+    assert explicit.equals(default)
+
+
+def test_compare_labels_numeric_buckets(incident):
+    frame = incident.compare("low_eval", incident=("2025-08-02", None), dims=["prompt_tokens"])
+    assert all(v.startswith(("[", ">=")) for v in frame["value"])
+
+
+def test_exposure_by_hand(tmp_path, write_jsonl):
+    with forensics.open(tmp_path / "x.duckdb") as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+        exp = wb.exposure("argmax_violation")
+    # greedy requests in time order: u0 F T F, u1 T T T F, u2 F F T
+    assert (exp.users, exp.users_affected) == (3, 3)
+    assert exp.base_rate[0] == pytest.approx(5 / 10)
+    assert exp.repeat_rate[0] == pytest.approx(2 / 4)  # after a T: u0 F, u1 T T F
+    assert exp.fresh_rate[0] == pytest.approx(2 / 3)  # after an F: u0 T, u2 F T
+    assert exp.repeat_ratio == pytest.approx(1.0)
+    assert dict(exp.per_user.rows()) == {"1": 2, "2": 0, "3-5": 1, "6-10": 0, "11+": 0}
+    summary = exp.summary()
+    assert summary.columns == ["measure", "estimate", "ci_low", "ci_high"]
+    assert (summary["ci_low"] <= summary["estimate"]).all()
+
+
+def _step_rows(hours, onset, *, platform_step="tpu"):
+    rng = np.random.default_rng(11)
+    rows, i = [], 0
+    start = datetime(2025, 8, 1, tzinfo=UTC)
+    for h in range(hours):
+        for platform in ("tpu", "gpu"):
+            rate = 0.25 if (platform == platform_step and h >= onset) else 0.03
+            for _ in range(20):
+                low = rng.random() < rate
+                rows.append(
+                    request_row(
+                        i,
+                        ts=(start + timedelta(hours=h, minutes=int(rng.integers(60)))).isoformat(),
+                        platform=platform,
+                        eval_score=0.2 if low else 0.9,
+                    )
+                )
+                i += 1
+    return rows
+
+
+def test_change_points_find_an_onset_in_the_right_slice(tmp_path, write_parquet):
+    with forensics.open(tmp_path / "cp.duckdb") as wb:
+        wb.ingest(write_parquet(_step_rows(24 * 8, onset=100)))
+        found = wb.change_points("low_eval", where={"platform": ["tpu"]}, grain="hour")
+        assert found["direction"].to_list() == ["up"]
+        onset = datetime(2025, 8, 1, tzinfo=UTC) + timedelta(hours=100)
+        (row,) = found.rows(named=True)
+        assert abs((row["ts"] - onset).total_seconds()) <= 3 * 3600
+        assert row["ci_low"] <= row["ts"] <= row["ci_high"]
+        assert row["rate_before"] == pytest.approx(0.03, abs=0.02)
+        assert row["rate_after"] == pytest.approx(0.25, abs=0.04)
+        assert wb.change_points("low_eval", where={"platform": ["gpu"]}, grain="hour").is_empty()
+        assert found.columns == [
+            "ts",
+            "direction",
+            "rate_before",
+            "rate_after",
+            "ci_low",
+            "ci_high",
+            "p_value",
+        ]

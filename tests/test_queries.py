@@ -1,0 +1,322 @@
+"""The SQL layer on tiny tables counted by hand, and cube == raw for any filter."""
+
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import forensics
+from forensics import queries
+from forensics.errors import QueryError, UnknownNameError
+from forensics.queries import Where, bucket_label, counts_by, power_of_two_edges
+from tests.conftest import request_row
+
+# 12 requests: model a/b, platform tpu/gpu, batch sizes, two days, three users.
+# argmax_violation is defined only for greedy requests (temperature 0).
+ROWS = [
+    # i, model, platform, batch, temperature, rank, day
+    (0, "a", "tpu", 1, 0.0, 1, 1),
+    (1, "a", "tpu", 4, 0.0, 3, 1),
+    (2, "a", "gpu", 8, 0.0, 1, 1),
+    (3, "b", "tpu", 16, 0.7, 2, 1),
+    (4, "b", "gpu", 32, 0.0, 2, 1),
+    (5, "b", "gpu", 48, 0.0, 1, 1),
+    (6, "a", "tpu", 1, 0.0, 2, 2),
+    (7, "a", "tpu", 4, 0.0, 2, 2),
+    (8, "a", "gpu", 8, 0.7, 1, 2),
+    (9, "b", "tpu", 16, 0.0, 1, 2),
+    (10, "b", "gpu", 32, 0.0, 1, 2),
+    (11, "b", "gpu", 48, 0.0, 5, 2),
+]
+
+
+def tiny_rows():
+    return [
+        request_row(
+            i,
+            model=m,
+            platform=p,
+            batch_size=b,
+            temperature=t,
+            max_token_rank=r,
+            prompt_tokens=1000 * (i + 1) ** 2,
+            ts=f"2025-08-0{d}T{i:02d}:30:00Z",
+            user_id=f"u{i % 3}",
+        )
+        for i, m, p, b, t, r, d in ROWS
+    ]
+
+
+@pytest.fixture
+def tiny(tmp_path, write_jsonl):
+    wb = forensics.open(tmp_path / "tiny.duckdb")
+    wb.ingest(write_jsonl(tiny_rows()))
+    yield wb
+    wb.close()
+
+
+def test_counts_by_model_by_hand(tiny):
+    got = counts_by(tiny.db, by=["model"], signal="argmax_violation").rows()
+    # model a greedy: rows 0,1,2,6,7 -> violations 1,6,7 ; model b greedy: 4,5,9,10,11 -> 4,11
+    assert got == [("a", 5, 3), ("b", 5, 2)]
+
+
+def test_counts_by_day_and_platform_with_filter(tiny):
+    frame = counts_by(
+        tiny.db,
+        by=["platform"],
+        signal="argmax_violation",
+        grain="day",
+        where=Where.parse({"model": ["a"]}),
+    )
+    got = [(r["ts"], r["platform"], r["n"], r["k"]) for r in frame.iter_rows(named=True)]
+    day1, day2 = datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 2, tzinfo=UTC)
+    # day 2 gpu: row 8 exists but is not greedy -> a group with n = 0
+    assert got == [
+        (day1, "gpu", 1, 0),
+        (day1, "tpu", 2, 1),
+        (day2, "gpu", 0, 0),
+        (day2, "tpu", 2, 2),
+    ]
+
+
+def test_a_numeric_column_with_few_values_is_bucketed_by_value(tiny):
+    dims = {d.name: d for d in queries.dimensions(tiny.db)}
+    assert dims["batch_size"].kind == "numeric"
+    assert dims["batch_size"].edges == (1.0, 4.0, 8.0, 16.0, 32.0, 48.0)
+    got = counts_by(tiny.db, by=["batch_size"], signal="argmax_violation").rows()
+    assert got == [(1.0, 2, 1), (4.0, 2, 2), (8.0, 1, 0), (16.0, 1, 0), (32.0, 2, 1), (48.0, 2, 1)]
+    ranged = counts_by(
+        tiny.db, by=[], signal="argmax_violation", where=Where.parse({"batch_size": {"gte": 32}})
+    )
+    assert ranged.rows() == [(4, 2)]
+
+
+def test_a_numeric_column_with_many_values_is_bucketed_by_powers_of_two(tmp_path, write_jsonl):
+    rows = [request_row(i, prompt_tokens=3 * i * i) for i in range(40)]
+    with forensics.open(tmp_path / "p.duckdb") as wb:
+        wb.ingest(write_jsonl(rows))
+        d = queries.dimension(wb.db, "prompt_tokens")
+        assert d.edges == power_of_two_edges(0, 3 * 39 * 39)
+        frame = counts_by(wb.db, by=["prompt_tokens"], signal="low_eval")
+        assert frame["n"].sum() == 40
+        # edges 0, 4, 16, 64...: [0, 4) holds i = 0, 1 (0, 3); [4, 16) i = 2 (12)
+        assert frame.rows()[:2] == [(0.0, 2, 0), (4.0, 1, 0)]
+
+
+def test_time_filter_is_half_open(tiny):
+    where = Where.parse({"ts": ("2025-08-02", None)})
+    assert counts_by(tiny.db, by=[], signal="degraded", where=where)["n"].sum() == 6
+    where = Where.parse({"ts": ("2025-08-01T01:30:00Z", "2025-08-01T03:30:00Z")})
+    assert counts_by(tiny.db, by=[], signal="degraded", where=where)["n"].sum() == 2
+
+
+def test_unknown_names_list_the_valid_ones(tiny):
+    with pytest.raises(
+        UnknownNameError, match=r"unknown signal 'nope'; valid signals: .*argmax_violation"
+    ):
+        counts_by(tiny.db, by=[], signal="nope")
+    with pytest.raises(
+        UnknownNameError, match=r"unknown dimension 'colour'; valid dimensions: .*model"
+    ):
+        counts_by(tiny.db, by=["colour"], signal="degraded")
+    with pytest.raises(UnknownNameError, match="unknown column 'colour'"):
+        counts_by(tiny.db, by=[], signal="degraded", where=Where.parse({"colour": ["red"]}))
+    with pytest.raises(QueryError, match="a range needs a numeric column"):
+        counts_by(tiny.db, by=[], signal="degraded", where=Where.parse({"model": {"gte": 1}}))
+    with pytest.raises(QueryError, match="grain 'week'"):
+        counts_by(tiny.db, by=[], signal="degraded", grain="week")
+
+
+def test_where_rejects_bad_input():
+    with pytest.raises(QueryError, match="not an ISO-8601 time"):
+        Where.parse({"ts": ("yesterday", None)})
+    with pytest.raises(QueryError, match="unknown bound"):
+        Where.parse({"batch_size": {"gt": 3}})
+    with pytest.raises(QueryError, match="bounds must be numbers"):
+        Where.parse({"batch_size": {"gte": "big"}})
+    with pytest.raises(QueryError, match="must be a mapping"):
+        Where.parse([("model", "a")])
+
+
+def test_where_round_trips_to_dict():
+    where = Where.parse({"model": ["a"], "batch_size": {"gte": 32}, "ts": ("2025-08-01", None)})
+    assert Where.parse(where.to_dict()) == where
+
+
+def test_values_are_bound_not_pasted(tiny):
+    statements = []
+    tiny.db.trace = lambda sql, params: statements.append(sql)
+    hostile = "a') OR 1=1 --"
+    got = counts_by(tiny.db, by=[], signal="degraded", where=Where.parse({"model": [hostile]}))
+    assert got.rows() == [(0, 0)]
+    assert not any(hostile in s for s in statements)
+
+
+def test_a_missing_value_can_be_selected(tmp_path, write_jsonl):
+    rows = [request_row(i, surface="vertex" if i < 2 else None) for i in range(5)]
+    with forensics.open(tmp_path / "m.duckdb") as wb:
+        wb.ingest(write_jsonl(rows))
+        where = Where.parse({"surface": [None]})
+        assert counts_by(wb.db, by=[], signal="low_eval", where=where).rows() == [(3, 0)]
+        assert counts_by(wb.db, by=["surface"], signal="low_eval").rows() == [
+            ("vertex", 2, 0),
+            (None, 3, 0),
+        ]
+
+
+@pytest.mark.parametrize(
+    ("lo", "hi", "edges"),
+    [
+        (1, 64, (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)),
+        (0, 100, (0.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)),
+        (0, 1, (0.0,)),
+        (0, 900_000, (0.0, 8.0, 64.0, 512.0, 4096.0, 32768.0, 262144.0)),
+    ],
+)
+def test_power_of_two_edges(lo, hi, edges):
+    assert power_of_two_edges(lo, hi) == edges
+
+
+def test_bucket_labels_and_ranges():
+    assert bucket_label((0.0, 2.0), 0.0) == "[0, 2)"
+    assert bucket_label((0.0, 2.0), 2.0) == ">= 2"
+    assert bucket_label((0.0, 2.0), None) == "(missing)"
+    assert queries.bucket_range((0.0, 2.0, 8.0), 2.0) == (2.0, 8.0)
+
+
+def test_user_sequences_by_hand(tiny):
+    frame = queries.user_sequences(tiny.db, signal="argmax_violation")
+    # greedy requests in time order: u0: 0(F) 6(T) 9(F); u1: 1(T) 4(T) 7(T) 10(F);
+    # u2: 2(F) 5(F) 11(T)
+    assert frame.rows() == [
+        ("u0", 3, 1, 2, 1, 0, 1),
+        ("u1", 4, 3, 3, 3, 2, 0),
+        ("u2", 3, 1, 2, 0, 0, 1),
+    ]
+
+
+def test_user_sequences_need_user_ids(tmp_path, write_jsonl):
+    with forensics.open(tmp_path / "u.duckdb") as wb:
+        wb.ingest(write_jsonl([request_row(i) for i in range(3)]))
+        with pytest.raises(QueryError, match="user_id"):
+            queries.user_sequences(wb.db, signal="low_eval")
+
+
+def test_events_within_a_window(tiny, tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text(
+        "ts,kind,description\n2025-08-01T05:00:00Z,deploy,a\n2025-08-03T00:00:00Z,rollback,b\n"
+    )
+    tiny.ingest_events(events)
+    window = Where.parse({"ts": ("2025-08-01", "2025-08-02")})
+    assert queries.event_rows(tiny.db, where=window)["kind"].to_list() == ["deploy"]
+    assert queries.event_rows(tiny.db)["kind"].to_list() == ["deploy", "rollback"]
+
+
+def test_time_range(tiny, tmp_path):
+    first, end = queries.time_range(tiny.db)
+    assert first == datetime(2025, 8, 1, 0, 30, tzinfo=UTC)
+    assert end == datetime(2025, 8, 2, 12, tzinfo=UTC)
+    with forensics.open(tmp_path / "e.duckdb") as empty:
+        assert queries.time_range(empty.db) == (None, None)
+
+
+# -- cubes ------------------------------------------------------------------------------
+
+
+def _reads(wb, **kwargs):
+    """The table a count query read from."""
+    statements = []
+    wb.db.trace = lambda sql, params: statements.append(sql)
+    try:
+        counts_by(wb.db, signal="argmax_violation", **kwargs)
+    finally:
+        wb.db.trace = None
+    (sql,) = statements[-1:]
+    return next(t for t in ("cube_default", "cube_day_1", "requests") if f'"{t}"' in sql)
+
+
+def test_ingest_builds_a_default_cube_and_queries_read_it(tiny):
+    (cube,) = tiny.cubes()
+    assert cube.auto
+    assert cube.source_rows == 12
+    assert {"model", "platform", "batch_size"} <= set(cube.dims)
+    assert _reads(tiny, by=["model"], grain="day") == "cube_default"
+    # a time bound inside an hour cannot be answered from hourly buckets
+    assert _reads(tiny, by=[], where=Where.parse({"ts": ("2025-08-01T00:10:00Z", None)})) == (
+        "requests"
+    )
+    # a range bound that is not a bucket edge neither
+    assert _reads(tiny, by=[], where=Where.parse({"batch_size": {"gte": 5}})) == "requests"
+    assert _reads(tiny, by=[], where=Where.parse({"batch_size": {"gte": 8}})) == "cube_default"
+
+
+def test_a_cube_asked_for_is_kept_and_refreshed(tiny, write_jsonl):
+    cube = tiny.cube(["model"], grain="day")
+    assert (cube.name, cube.dims, cube.rows) == ("cube_day_1", ("model",), 4)
+    assert _reads(tiny, by=["model"]) == "cube_day_1"
+    assert _reads(tiny, by=["model"], grain="hour") == "cube_default"
+    tiny.ingest(write_jsonl([request_row(100 + i, model="c") for i in range(3)], name="more.jsonl"))
+    refreshed = {c.name: c for c in tiny.cubes()}
+    assert refreshed["cube_day_1"].source_rows == 15
+    assert counts_by(tiny.db, by=["model"], signal="degraded")["model"].to_list() == ["a", "b", "c"]
+
+
+def test_a_cube_refuses_unknown_or_too_wide_dimensions(tiny):
+    with pytest.raises(UnknownNameError, match="unknown dimension 'colour'"):
+        tiny.cube(["colour"])
+    with pytest.raises(QueryError, match="grain"):
+        tiny.cube(["model"], grain="minute")
+
+
+_filters = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2, unique=True),
+        "platform": st.lists(st.sampled_from(["tpu", "gpu"]), min_size=1, max_size=2, unique=True),
+        "batch_size": st.sampled_from([{"gte": 8}, {"lt": 16}, {"gte": 4, "lt": 32}, {"gte": 5}]),
+        "ts": st.sampled_from(
+            [
+                ("2025-08-02", None),
+                (None, "2025-08-02"),
+                ("2025-08-01T06:00:00Z", "2025-08-02T06:00:00Z"),
+                ("2025-08-01T06:10:00Z", None),
+            ]
+        ),
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    where=_filters,
+    by=st.sampled_from([[], ["model"], ["platform", "batch_size"], ["prompt_tokens"]]),
+    grain=st.sampled_from([None, "hour", "day"]),
+)
+def test_cube_equals_raw_and_groups_add_up(tiny, where, by, grain):
+    parsed = Where.parse(where)
+    fast = counts_by(tiny.db, by=by, signal="argmax_violation", grain=grain, where=parsed)
+    raw = counts_by(
+        tiny.db, by=by, signal="argmax_violation", grain=grain, where=parsed, use_cubes=False
+    )
+    assert fast.equals(raw)
+    total = counts_by(tiny.db, by=[], signal="argmax_violation", where=parsed)
+    assert fast["n"].sum() == total["n"].sum()
+    assert fast["k"].sum() == total["k"].sum()
+    assert (fast["k"] <= fast["n"]).all()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(a=_filters, b=_filters)
+def test_filters_commute(tiny, a, b):
+    ab = Where.parse(a).merged(Where.parse(b))
+    ba = Where.parse(b).merged(Where.parse(a))
+    assert counts_by(tiny.db, by=["model"], signal="degraded", where=ab).equals(
+        counts_by(tiny.db, by=["model"], signal="degraded", where=ba)
+    )
