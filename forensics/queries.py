@@ -64,6 +64,7 @@ __all__ = [
     "counts_by",
     "cubes",
     "dimension",
+    "dimension_values",
     "dimensions",
     "discover_dimensions",
     "event_rows",
@@ -298,6 +299,31 @@ def dimension(db: Database, name: str) -> Dimension:
     if name not in dims:
         raise UnknownNameError.for_name("dimension", name, dims)
     return dims[name]
+
+
+def dimension_values(db: Database, name: str, *, limit: int = DIMENSION_MAX_VALUES) -> pl.DataFrame:
+    """The values of one dimension with their request counts, most requests first.
+
+    Numeric dimensions give their buckets (``value`` is the lower edge). Reads
+    a cube that holds the dimension when there is one.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``value, requests``; a missing value is a null ``value``.
+    """
+    d = dimension(db, name)
+    cube = next((c for c in cubes(db) if name in c.dims), None)
+    q = quote_identifier(name)
+    if cube is not None:
+        sql = f"SELECT {q} AS value, sum(requests) AS requests FROM {quote_identifier(cube.name)}"
+    else:
+        key = bucket_sql(name, d.edges) if d.kind == "numeric" else q
+        sql = f"SELECT {key} AS value, count(*) AS requests FROM requests"
+    frame = db.frame(
+        f"{sql} GROUP BY 1 ORDER BY requests DESC, value NULLS LAST LIMIT $n", {"n": limit}
+    )
+    return frame.with_columns(pl.col("requests").cast(pl.Int64))
 
 
 # -- where filters --------------------------------------------------------------------

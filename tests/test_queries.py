@@ -166,6 +166,13 @@ def test_a_missing_value_can_be_selected(tmp_path, write_jsonl):
         ]
 
 
+def test_dimension_values_by_hand(tiny):
+    assert queries.dimension_values(tiny.db, "platform").rows() == [("gpu", 6), ("tpu", 6)]
+    assert queries.dimension_values(tiny.db, "batch_size").rows()[0] == (1.0, 2)
+    with pytest.raises(UnknownNameError, match="unknown dimension 'nope'"):
+        queries.dimension_values(tiny.db, "nope")
+
+
 @pytest.mark.parametrize(
     ("lo", "hi", "edges"),
     [
