@@ -38,7 +38,6 @@ from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
 from forensics.schema import (
     CANONICAL_COLUMNS,
-    IDENTITY_COLUMNS,
     INTERNAL_PREFIX,
     quote_identifier,
 )
@@ -108,7 +107,11 @@ CUBE_MAX_ROWS = 500_000
 CUBE_REDUCTION = 10
 """...nor more than the raw row count divided by this."""
 
-_NOT_DIMENSIONS = {"request_id", "ts", "response_text", *IDENTITY_COLUMNS}
+_NOT_DIMENSIONS = {
+    c.name for c in CANONICAL_COLUMNS if c.role in ("id", "time", "identity", "text", "input")
+}
+"""Canonical columns that are not slices: ids, time, people, text, and the inputs a signal is
+computed from (slicing ``low_eval`` by ``eval_score`` would only restate its definition)."""
 _CANONICAL_ORDER = {c.name: i for i, c in enumerate(CANONICAL_COLUMNS)}
 _NUMERIC_TYPES = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -175,9 +178,10 @@ def _is_numeric_type(dtype: str) -> bool:
 
 
 def _candidate_columns(db: Database) -> dict[str, str]:
-    signals = set()
+    signals: set[str] = set()
     if "signal_definitions" in db.tables():
-        signals = {r[0] for r in db.execute("SELECT name FROM signal_definitions")}
+        rows = db.execute("SELECT name, source_column FROM signal_definitions")
+        signals = {r[0] for r in rows} | {r[1] for r in rows if r[1] is not None}
     out = {}
     for name, dtype in db.columns("requests").items():
         if name in _NOT_DIMENSIONS or name in signals or name.startswith(INTERNAL_PREFIX):

@@ -327,3 +327,15 @@ def test_filters_commute(tiny, a, b):
     assert counts_by(tiny.db, by=["model"], signal="degraded", where=ab).equals(
         counts_by(tiny.db, by=["model"], signal="degraded", where=ba)
     )
+
+
+def test_signal_inputs_and_identities_are_not_dimensions(tmp_path, write_jsonl):
+    rows = [request_row(i, user_id=f"u{i}", latency_ms=100 * i, kernel="k1") for i in range(5)]
+    mapping = forensics.Mapping.from_dict(
+        {"signals": {"slow": {"column": "latency_ms", "op": ">", "value": 250}}}
+    )
+    with forensics.open(tmp_path / "d.duckdb") as wb:
+        wb.ingest(write_jsonl(rows), mapping=mapping)
+        names = {d.name for d in wb.dimensions()}
+    assert {"model", "platform", "temperature", "kernel"} <= names
+    assert not names & {"eval_score", "max_token_rank", "user_id", "latency_ms", "slow", "ts"}
