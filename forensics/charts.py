@@ -1,0 +1,877 @@
+"""Altair builders for the investigator's charts: a DataFrame in, a chart out.
+
+Each builder takes the frame a ``Workbench`` question returns (``timeline``,
+``compare``, ``exposure``) and returns an Altair chart; none reads a database,
+prints or writes a file, so the dashboard (``widgets``) and the report
+(``report``) draw the same pictures from the same numbers.
+
+Conventions every chart follows:
+
+- **Colours per value** come from ``value_colors``: given a dimension's values
+  in a fixed order (most requests first over the whole table, as
+  ``queries.dimension_values`` returns them), each value keeps its colour in
+  every chart and under every filter.
+- **Time** is UTC: axes use a UTC scale and tooltips say "UTC".
+- **Titles say what and when**: the signal, the grouping, the filter and the
+  time range (``describe_where`` writes the filter part).
+- **Composable**: builders return unstyled charts; ``style`` applies fonts
+  and borders to the outermost chart (``style(alt.vconcat(a, b))``).
+- **Data is inlined as CSV text** (``InlineData`` with ``format: csv``). The
+  frames are aggregates (a few thousand rows at most), so Altair's row limit,
+  meant for raw data, does not apply; CSV keeps the specification small and
+  fast to build and to send to the browser.
+
+Examples
+--------
+>>> from datetime import datetime, UTC
+>>> rates = pl.DataFrame({
+...     "ts": [datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 2, tzinfo=UTC)],
+...     "n": [100, 120], "k": [3, 9],
+...     "rate": [0.03, 0.075], "ci_low": [0.01, 0.04], "ci_high": [0.08, 0.14]})
+>>> spec = timeline_chart(rates, signal="script_mix").to_dict()
+>>> spec["params"][0]["name"]
+'window'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import altair as alt
+import polars as pl
+
+from forensics.queries import bucket_label
+
+__all__ = [
+    "HEIGHT",
+    "MAX_SERIES",
+    "MIN_CELL_REQUESTS",
+    "PALETTE",
+    "SELECTION",
+    "WIDTH",
+    "comparison_chart",
+    "describe_where",
+    "describe_window",
+    "exposure_chart",
+    "group_labels",
+    "heatmap_chart",
+    "style",
+    "timeline_chart",
+    "value_colors",
+]
+
+PALETTE: tuple[str, ...] = (
+    "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b",
+    "#ff9da6", "#9d755d", "#bab0ac", "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728",
+    "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+"""Categorical colours (Vega's tableau10, then d3's category10), in assignment order."""
+
+MISSING_COLOR = "#c7c7c7"
+"""Colour of the ``(missing)`` value of any dimension."""
+
+EVENT_COLOR = "#6b6b6b"
+"""Colour of change-event rules and labels."""
+
+CHANGE_COLOR = "#b2182b"
+"""Colour of detected change points."""
+
+HIGHLIGHT_COLOR = "#f2c94c"
+"""Fill of a highlighted window (e.g. a signature's)."""
+
+SIGNIFICANT_COLOR = "#d62728"
+"""Incident rate of a value whose rise is significant."""
+
+QUIET_COLOR = "#8c8c8c"
+"""Incident rate of a value whose rise is not significant, and baselines."""
+
+WIDTH = 760
+"""Width of the plotting area of full-width charts, in pixels."""
+
+HEIGHT = 240
+"""Height of the timeline's plotting area, in pixels."""
+
+MAX_SERIES = 10
+"""The timeline draws at most this many groups (the most requests first)."""
+
+MIN_CELL_REQUESTS = 30
+"""Heatmap cells with fewer requests are drawn faded: their rate is mostly noise."""
+
+SELECTION = "window"
+"""Name of the timeline's interval selection (the incident window the dashboard reads)."""
+
+_FONT = "Inter, 'Helvetica Neue', Arial, sans-serif"
+
+
+# -- shared pieces --------------------------------------------------------------------
+
+
+def value_colors(values: Sequence[Any]) -> dict[str, str]:
+    """A stable colour per value: the i-th value gets ``PALETTE[i]`` (cycling), missing is grey.
+
+    Pass a dimension's values in a fixed order (most requests first over the
+    whole table), labelled as the charts label them (``group_labels``).
+
+    Examples
+    --------
+    >>> value_colors(["model-a", "model-b", None])
+    {'model-a': '#4c78a8', 'model-b': '#f58518', '(missing)': '#c7c7c7'}
+    """
+    colors: dict[str, str] = {}
+    i = 0
+    for value in values:
+        label = "(missing)" if value is None else str(value)
+        if label in colors:
+            continue
+        if label == "(missing)":
+            colors[label] = MISSING_COLOR
+        else:
+            colors[label] = PALETTE[i % len(PALETTE)]
+            i += 1
+    return colors
+
+
+def _fmt_time(t: datetime | None, *, hours: bool = True) -> str:
+    if t is None:
+        return "now"
+    t = t.astimezone(UTC) if t.tzinfo else t.replace(tzinfo=UTC)
+    if hours and (t.hour or t.minute):
+        return t.strftime("%Y-%m-%d %H:%M")
+    return t.strftime("%Y-%m-%d")
+
+
+def describe_window(start: datetime | None, end: datetime | None) -> str:
+    """A time window as people say it, end exclusive shown as the last day or hour included.
+
+    Examples
+    --------
+    >>> describe_window(datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 8, 8, tzinfo=UTC))
+    '2025-08-01 – 2025-08-07 UTC'
+    >>> describe_window(datetime(2025, 8, 1, 6, tzinfo=UTC), datetime(2025, 8, 1, 9, tzinfo=UTC))
+    '2025-08-01 06:00 – 08:59 UTC'
+    >>> describe_window(None, datetime(2025, 8, 1, tzinfo=UTC))
+    'up to 2025-07-31 UTC'
+    """
+    if start is None and end is None:
+        return "all time"
+    if end is None:
+        return f"from {_fmt_time(start)} UTC"
+    day_aligned = all(t is None or (t.hour == 0 and t.minute == 0) for t in (start, end))
+    if day_aligned:
+        last = end - timedelta(days=1)
+        if start is None:
+            return f"up to {_fmt_time(last, hours=False)} UTC"
+        if start.date() == last.date():
+            return f"{_fmt_time(start, hours=False)} UTC"
+        return f"{_fmt_time(start, hours=False)} – {_fmt_time(last, hours=False)} UTC"
+    last = end - timedelta(minutes=1)
+    if start is None:
+        return f"up to {_fmt_time(last)} UTC"
+    same_day = start.date() == last.date()
+    return f"{_fmt_time(start)} – {last.strftime('%H:%M') if same_day else _fmt_time(last)} UTC"
+
+
+def describe_where(where: Mapping[str, Any] | None) -> str:
+    """The filter part of a title: ``model in {a, b} · batch_size ≥ 8``; time is left out.
+
+    Takes the mapping form of a filter (``queries.Where.to_dict()``).
+
+    Examples
+    --------
+    >>> describe_where({"model": ["a", "b"], "batch_size": {"gte": 8, "lt": 32}, "ts": [None, None]})
+    'model in {a, b} · 8 ≤ batch_size < 32'
+    >>> describe_where({})
+    'all requests'
+    """
+    parts = []
+    for column, spec in (where or {}).items():
+        if column == "ts":
+            continue
+        if isinstance(spec, Mapping):
+            gte, lt = spec.get("gte"), spec.get("lt")
+            if gte is not None and lt is not None:
+                parts.append(f"{gte:g} ≤ {column} < {lt:g}")
+            elif gte is not None:
+                parts.append(f"{column} ≥ {gte:g}")
+            elif lt is not None:
+                parts.append(f"{column} < {lt:g}")
+        else:
+            values = [spec] if isinstance(spec, str) or not isinstance(spec, Sequence) else spec
+            shown = ", ".join("(missing)" if v is None else str(v) for v in values)
+            parts.append(f"{column} = {shown}" if len(values) == 1 else f"{column} in {{{shown}}}")
+    return " · ".join(parts) if parts else "all requests"
+
+
+def group_labels(
+    frame: pl.DataFrame, by: Sequence[str], *, edges: Mapping[str, Sequence[float]] | None = None
+) -> pl.Series:
+    """One text label per row naming its group: values joined by " / ", numeric buckets as ranges.
+
+    ``edges`` gives the bucket edges of numeric dimensions (``Dimension.edges``).
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"model": ["a", None], "batch_size": [8.0, 32.0]})
+    >>> group_labels(f, ["model", "batch_size"], edges={"batch_size": (0.0, 8.0, 32.0)}).to_list()
+    ['a / [8, 32)', '(missing) / >= 32']
+    """
+    edges = edges or {}
+    columns = []
+    for column in by:
+        values = frame[column].to_list()
+        if column in edges:
+            columns.append([bucket_label(edges[column], v) for v in values])
+        else:
+            columns.append(["(missing)" if v is None else str(v) for v in values])
+    if not columns:
+        return pl.Series("group", ["all"] * frame.height, dtype=pl.Utf8)
+    return pl.Series("group", [" / ".join(parts) for parts in zip(*columns, strict=True)])
+
+
+def _pct(x: float | None, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    return f"{100 * x:.{digits}f}%"
+
+
+def _max(values: pl.Series) -> float:
+    """Largest value, 0 for an empty or all-null series."""
+    top = values.drop_nulls().drop_nans().max() if values.len() else None
+    return float(top) if isinstance(top, int | float) else 0.0
+
+
+def _rate_format(max_rate: float) -> str:
+    """Percent format with enough decimals for the largest rate shown."""
+    if max_rate >= 0.1:
+        return ".0%"
+    if max_rate >= 0.01:
+        return ".1%"
+    return ".2%"
+
+
+def _iso(column: str) -> pl.Expr:
+    return pl.col(column).dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _when(grain: str) -> pl.Expr:
+    """The bucket's time as a tooltip shows it."""
+    unit = "%Y-%m-%d %H:%M UTC" if grain == "hour" else "%Y-%m-%d (%a)"
+    return pl.col("ts").dt.convert_time_zone("UTC").dt.strftime(unit).alias("when")
+
+
+def _rate_ci() -> pl.Expr:
+    """``rate [ci_low – ci_high]`` in percent, for tooltips."""
+    parts = (
+        (pl.col(c) * 100).round(2).cast(pl.Utf8).fill_null("–") + pl.lit("%")
+        for c in ("rate", "ci_low", "ci_high")
+    )
+    return pl.format("{} [{} – {}]", *parts).alias("rate_ci")
+
+
+def _inline(frame: pl.DataFrame, *, dates: Sequence[str] = (), numbers: Sequence[str] = ()) -> Any:
+    """The frame as CSV text inlined in the specification, with the types Vega should parse."""
+    parse = {**dict.fromkeys(dates, "date"), **dict.fromkeys(numbers, "number")}
+    return alt.InlineData(
+        values=frame.write_csv(), format=alt.CsvDataFormat(type="csv", parse=parse)
+    )
+
+
+def _time_axis(start: datetime | None, end: datetime | None, *, title: str | None = None) -> Any:
+    span = (end - start) if start and end else timedelta(days=30)
+    fmt = "%b %d" if span > timedelta(days=3) else "%b %d %H:%M"
+    return alt.Axis(
+        format=fmt, labelAngle=0, labelOverlap=True, title=title, grid=False, tickCount=10
+    )
+
+
+def _time_scale(start: datetime | None, end: datetime | None) -> Any:
+    if start is None or end is None:
+        return alt.Scale(type="utc")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    domain = [(t - epoch) // timedelta(milliseconds=1) for t in (start, end)]
+    return alt.Scale(type="utc", domain=domain)
+
+
+def _title(text: str, subtitle: str | Sequence[str] | None = None) -> Any:
+    return alt.TitleParams(
+        text=text,
+        subtitle=subtitle or alt.Undefined,
+        anchor="start",
+        fontSize=14,
+        subtitleFontSize=11,
+        subtitleColor="#555",
+        font=_FONT,
+        subtitleFont=_FONT,
+    )
+
+
+CONFIG: dict[str, Any] = {
+    "view": {"stroke": None},
+    "axis": {"labelFont": _FONT, "titleFont": _FONT, "labelColor": "#333", "titleColor": "#333"},
+    "legend": {"labelFont": _FONT, "titleFont": _FONT, "labelLimit": 220},
+    "text": {"font": _FONT},
+}
+"""The Vega-Lite ``config`` of the forensics look (``style`` applies it)."""
+
+
+def style(chart: Any) -> Any:
+    """Apply the forensics look (fonts, no view border) to a chart or a composition of charts.
+
+    Builders return unstyled charts so that they can be composed
+    (``alt.vconcat(timeline, comparison)``); style the outermost one. A
+    specification already turned into a dict takes ``spec["config"] = CONFIG``.
+
+    Examples
+    --------
+    >>> style(alt.Chart().mark_point()).to_dict()["config"]["axis"]["labelColor"]
+    '#333'
+    """
+    styled = chart.copy(deep=False)
+    styled.config = alt.Config.from_dict(CONFIG)
+    return styled
+
+
+def _time_bounds(frame: pl.DataFrame, grain: str) -> tuple[datetime | None, datetime | None]:
+    if frame.height == 0 or "ts" not in frame.columns:
+        return None, None
+    step = timedelta(hours=1) if grain == "hour" else timedelta(days=1)
+    first: datetime = frame["ts"].min()  # type: ignore[assignment]
+    last: datetime = frame["ts"].max()  # type: ignore[assignment]
+    return first, last + step
+
+
+def _window_frame(window: tuple[datetime, datetime | None], end: datetime | None) -> pl.DataFrame:
+    start, stop = window
+    stop = stop or end or start
+    return pl.DataFrame({"start": [start], "end": [stop]}).with_columns(_iso("start"), _iso("end"))
+
+
+# -- the timeline ---------------------------------------------------------------------
+
+
+def timeline_chart(
+    rates: pl.DataFrame,
+    *,
+    signal: str,
+    by: Sequence[str] = (),
+    grain: str = "day",
+    events: pl.DataFrame | None = None,
+    change_points: pl.DataFrame | None = None,
+    colors: Mapping[str, str] | None = None,
+    edges: Mapping[str, Sequence[float]] | None = None,
+    highlight: tuple[datetime, datetime | None] | None = None,
+    where: Mapping[str, Any] | None = None,
+    selection: bool = True,
+    width: int = WIDTH,
+    height: int = HEIGHT,
+) -> alt.LayerChart:
+    """Rate of a signal over time per group, with Wilson bands, change events and change points.
+
+    Parameters
+    ----------
+    rates
+        ``Timeline.rates``: ``ts, *by, n, k, rate, ci_low, ci_high``.
+    signal, by, grain
+        What the frame holds (for titles and labels).
+    events
+        ``Timeline.events`` (``ts, kind, description, scope``): dashed rules with tooltips.
+    change_points
+        ``Timeline.change_points``: triangles on the time axis (up or down).
+    colors
+        Group label -> colour (``value_colors``); groups not in it are grey.
+    edges
+        Bucket edges of numeric ``by`` dimensions, to label their groups.
+    highlight
+        A window ``(start, end)`` to shade (end None: to the end of the data).
+    where
+        The filter, for the subtitle.
+    selection
+        Add the interval selection ``SELECTION`` (drag on the chart to pick a window).
+
+    Returns
+    -------
+    alt.LayerChart
+        Only the ``MAX_SERIES`` groups with the most requests are drawn.
+    """
+    start, end = _time_bounds(rates, grain)
+    frame = rates.with_columns(group_labels(rates, by, edges=edges))
+    groups = (
+        frame.group_by("group")
+        .agg(pl.col("n").sum())
+        .sort(["n", "group"], descending=[True, False])
+    )
+    shown = groups["group"].head(MAX_SERIES).to_list()
+    frame = frame.filter(pl.col("group").is_in(shown))
+    max_rate = _max(frame["ci_high"])
+    data = frame.select(
+        _iso("ts"),
+        "group",
+        "n",
+        "k",
+        "rate",
+        "ci_low",
+        "ci_high",
+        _when(grain),
+        _rate_ci(),
+    )
+    palette = dict(colors or {})
+    domain = [g for g in palette if g in shown] + [g for g in shown if g not in palette]
+    color_range = [palette.get(g, QUIET_COLOR) for g in domain]
+    if not by:
+        color_range = [PALETTE[0]]
+    legend = alt.Legend(orient="right", symbolType="circle", symbolOpacity=1) if by else None
+    color = alt.Color(
+        "group:N",
+        title=" / ".join(by) or None,
+        scale=alt.Scale(domain=domain, range=color_range),
+        legend=legend,
+        sort=domain,
+    )
+    x = alt.X("ts:T", scale=_time_scale(start, end), axis=_time_axis(start, end))
+    y_axis = alt.Axis(format=_rate_format(max_rate), title=f"{signal} rate", grid=True)
+    base = alt.Chart(
+        _inline(data, dates=["ts"], numbers=["n", "k", "rate", "ci_low", "ci_high"])
+    ).encode(x=x, color=color)
+    tooltip = [
+        alt.Tooltip("group:N", title=" / ".join(by) or "requests"),
+        alt.Tooltip("when:N", title="time"),
+        alt.Tooltip("rate_ci:N", title=f"{signal} rate [95% CI]"),
+        alt.Tooltip("k:Q", title=signal, format=","),
+        alt.Tooltip("n:Q", title="requests", format=","),
+    ]
+    band = base.mark_area(opacity=0.16, interpolate="step-after" if grain == "hour" else "linear")
+    band = band.encode(
+        y=alt.Y("ci_low:Q", axis=y_axis),
+        y2=alt.Y2("ci_high"),
+        color=alt.value(None),
+        fill=alt.Fill("group:N", scale=alt.Scale(domain=domain, range=color_range), legend=legend),
+    )
+    line = base.mark_line(strokeWidth=1.8, point=grain == "day" and frame.height <= 400).encode(
+        y=alt.Y("rate:Q"), tooltip=tooltip
+    )
+    if selection:
+        brush = alt.selection_interval(
+            name=SELECTION,
+            encodings=["x"],
+            mark=alt.BrushConfig(fill="#4c78a8", fillOpacity=0.12, stroke="#4c78a8"),
+        )
+        line = line.add_params(brush)
+    layers: list[Any] = []
+    if highlight is not None:
+        window = _window_frame(highlight, end)
+        layers.append(
+            alt.Chart(_inline(window, dates=["start", "end"]))
+            .mark_rect(color=HIGHLIGHT_COLOR, opacity=0.28)
+            .encode(x=alt.X("start:T"), x2=alt.X2("end"))
+        )
+    layers += [band, line]
+    if events is not None and events.height:
+        layers += _event_layers(events, start, end)
+    if change_points is not None and change_points.height:
+        layers.append(_change_layer(change_points, start, end, height))
+    what = f"{signal} rate" + (f" by {' / '.join(by)}" if by else "") + f", per {grain}"
+    subtitle = [
+        f"{describe_where(where)} · {describe_window(start, end)}",
+        "bands: 95% Wilson interval · dashed: change events · ▲▼: detected changes"
+        + (" · drag to pick an incident window" if selection else ""),
+    ]
+    if len(groups) > len(shown):
+        subtitle.append(f"showing the {len(shown)} of {len(groups)} groups with most requests")
+    return alt.LayerChart(layer=layers, width=width, height=height, title=_title(what, subtitle))
+
+
+def _event_layers(events: pl.DataFrame, start: datetime | None, end: datetime | None) -> list[Any]:
+    frame = events
+    if start is not None and end is not None:
+        frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    if frame.height == 0:
+        return []
+    data = frame.select(
+        _iso("ts"),
+        pl.col("kind").fill_null(""),
+        pl.col("description").fill_null(""),
+        pl.col("scope").fill_null(""),
+        pl.col("ts").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M UTC").alias("when"),
+    )
+    base = alt.Chart(_inline(data, dates=["ts"])).encode(
+        x=alt.X("ts:T"),
+        tooltip=[
+            alt.Tooltip("when:N", title="change"),
+            alt.Tooltip("kind:N"),
+            alt.Tooltip("description:N"),
+            alt.Tooltip("scope:N"),
+        ],
+    )
+    rules = base.mark_rule(color=EVENT_COLOR, strokeDash=[4, 3], strokeWidth=1, opacity=0.8)
+    labels = base.mark_text(
+        angle=270, align="right", baseline="middle", dx=-2, dy=-4, fontSize=9, color=EVENT_COLOR
+    ).encode(text=alt.Text("kind:N"), y=alt.value(0))
+    return [rules, labels]
+
+
+def _change_layer(
+    change_points: pl.DataFrame, start: datetime | None, end: datetime | None, height: int
+) -> Any:
+    data = change_points.select(
+        _iso("ts"),
+        "direction",
+        pl.col("ts").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M UTC").alias("when"),
+        pl.format(
+            "{} → {}",
+            *(
+                (pl.col(c) * 100).round(3).cast(pl.Utf8) + pl.lit("%")
+                for c in ("rate_before", "rate_after")
+            ),
+        ).alias("change"),
+        pl.format(
+            "{} – {}",
+            *(
+                pl.col(c).dt.convert_time_zone("UTC").dt.strftime("%m-%d %H:%M")
+                for c in ("ci_low", "ci_high")
+            ),
+        ).alias("range"),
+    )
+    return (
+        alt.Chart(_inline(data, dates=["ts"]))
+        .mark_point(filled=True, size=70, color=CHANGE_COLOR, opacity=0.9)
+        .encode(
+            x=alt.X("ts:T"),
+            y=alt.value(height - 6),
+            shape=alt.Shape(
+                "direction:N",
+                scale=alt.Scale(domain=["up", "down"], range=["triangle-up", "triangle-down"]),
+                legend=None,
+            ),
+            tooltip=[
+                alt.Tooltip("when:N", title="rate changed"),
+                alt.Tooltip("direction:N"),
+                alt.Tooltip("change:N", title="rate before → after"),
+                alt.Tooltip("range:N", title="95% range of the time (UTC)"),
+            ],
+        )
+    )
+
+
+# -- the heatmap ----------------------------------------------------------------------
+
+
+def heatmap_chart(
+    rates: pl.DataFrame,
+    *,
+    signal: str,
+    by: Sequence[str],
+    grain: str = "day",
+    edges: Mapping[str, Sequence[float]] | None = None,
+    order: Sequence[str] | None = None,
+    highlight: tuple[datetime, datetime | None] | None = None,
+    where: Mapping[str, Any] | None = None,
+    width: int = WIDTH,
+) -> alt.LayerChart:
+    """Rate of a signal per value of a dimension (rows) and time bucket (columns).
+
+    Parameters
+    ----------
+    rates
+        ``Timeline.rates`` grouped by ``by``: ``ts, *by, n, k, rate, ci_low, ci_high``.
+    order
+        Row labels, top to bottom (default: most requests first).
+    highlight
+        A window to outline.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> f = pl.DataFrame({"ts": [datetime(2025, 8, 1, tzinfo=UTC)] * 2, "model": ["a", "b"],
+    ...     "n": [10, 50], "k": [1, 5], "rate": [0.1, 0.1], "ci_low": [0.0, 0.0],
+    ...     "ci_high": [0.4, 0.2]})
+    >>> heatmap_chart(f, signal="degraded", by=["model"]).to_dict()["layer"][0]["mark"]["type"]
+    'rect'
+    """
+    start, end = _time_bounds(rates, grain)
+    step = timedelta(hours=1) if grain == "hour" else timedelta(days=1)
+    frame = rates.with_columns(group_labels(rates, by, edges=edges))
+    if order is None:
+        totals = frame.group_by("group").agg(pl.col("n").sum())
+        order = totals.sort(["n", "group"], descending=[True, False])["group"].to_list()
+    present = set(frame["group"].to_list())
+    rows = [g for g in order if g in present] + sorted(present - set(order))
+    frame = frame.filter(pl.col("n") > 0)
+    max_rate = float(frame["rate"].quantile(0.99) or 0.0) if frame.height else 0.0
+    data = frame.select(
+        _iso("ts"),
+        (pl.col("ts") + step).alias("ts_end"),
+        "group",
+        "n",
+        "k",
+        "rate",
+        _when(grain),
+        _rate_ci(),
+        (pl.col("n") >= MIN_CELL_REQUESTS).alias("enough"),
+    ).with_columns(_iso("ts_end"))
+    name = " / ".join(by)
+    x = alt.X("ts:T", scale=_time_scale(start, end), axis=_time_axis(start, end))
+    cells = (
+        alt.Chart(_inline(data, dates=["ts", "ts_end"], numbers=["n", "k", "rate"]))
+        .mark_rect()
+        .encode(
+            x=x,
+            x2=alt.X2("ts_end"),
+            y=alt.Y("group:N", sort=rows, title=name, axis=alt.Axis(labelLimit=180)),
+            color=alt.Color(
+                "rate:Q",
+                title=f"{signal} rate",
+                scale=alt.Scale(scheme="orangered", domain=[0, max(max_rate, 1e-9)], clamp=True),
+                legend=alt.Legend(
+                    format=_rate_format(max_rate), orient="right", gradientLength=120
+                ),
+            ),
+            opacity=alt.condition("datum.enough == 'true'", alt.value(1.0), alt.value(0.35)),
+            tooltip=[
+                alt.Tooltip("group:N", title=name),
+                alt.Tooltip("when:N", title="time"),
+                alt.Tooltip("rate_ci:N", title=f"{signal} rate [95% CI]"),
+                alt.Tooltip("k:Q", title=signal, format=","),
+                alt.Tooltip("n:Q", title="requests", format=","),
+            ],
+        )
+    )
+    layers: list[Any] = [cells]
+    if highlight is not None:
+        window = _window_frame(highlight, end)
+        layers.append(
+            alt.Chart(_inline(window, dates=["start", "end"]))
+            .mark_rect(fill=None, stroke="#222", strokeWidth=1.5)
+            .encode(x=alt.X("start:T"), x2=alt.X2("end"))
+        )
+    height = max(60, min(22 * len(rows), 480))
+    subtitle = [
+        f"{describe_where(where)} · {describe_window(start, end)}",
+        f"colour: {signal} rate per {grain} (99th percentile and above in the darkest shade) · "
+        f"faded: fewer than {MIN_CELL_REQUESTS} requests",
+    ]
+    return alt.LayerChart(
+        layer=layers,
+        width=width,
+        height=height,
+        title=_title(f"Where {signal} concentrates: {name} × {grain}", subtitle),
+    )
+
+
+# -- the comparison -------------------------------------------------------------------
+
+
+def comparison_chart(
+    compare: pl.DataFrame,
+    *,
+    signal: str,
+    incident: tuple[datetime | None, datetime | None],
+    baseline: tuple[datetime | None, datetime | None],
+    top: int = 15,
+    alpha: float = 0.05,
+    where: Mapping[str, Any] | None = None,
+    width: int = 470,
+) -> alt.HConcatChart:
+    """Which dimension values explain the incident: rate in the incident vs the baseline.
+
+    Parameters
+    ----------
+    compare
+        ``Workbench.compare``'s frame, already ranked (the values that explain
+        the incident first).
+    incident, baseline
+        The two windows, for the title.
+    top
+        Rows shown.
+    alpha
+        A rise is marked significant when ``p_adjusted < alpha`` (Benjamini-Hochberg).
+
+    Returns
+    -------
+    alt.HConcatChart
+        Left: the incident rate with its Wilson interval (red when the rise is
+        significant) and the baseline rate (hollow). Right: the share of the
+        incident's excess bad requests each value accounts for.
+    """
+    informative = compare.filter(pl.col("dimension").count().over("dimension") > 1)
+    rows = informative.head(top)
+    labels = [f"{d} = {v}" for d, v in zip(rows["dimension"], rows["value"], strict=True)]
+    significant = (pl.col("p_adjusted") < alpha) & (pl.col("diff") > 0)
+    data = rows.with_columns(
+        pl.Series("label", labels, dtype=pl.Utf8),
+        pl.when(significant.fill_null(False))
+        .then(pl.lit("significant rise"))
+        .otherwise(pl.lit("not significant"))
+        .alias("verdict"),
+        pl.col("explains").clip(0.0, 1.0).fill_null(0.0).alias("explains_bar"),
+    )
+    text = {
+        "incident_rate": [
+            f"{_pct(r)} [{_pct(lo)} – {_pct(hi)}]"
+            for r, lo, hi in zip(
+                data["rate_incident"], data["ci_low"], data["ci_high"], strict=True
+            )
+        ],
+        "baseline_rate": [_pct(r) for r in data["rate_baseline"]],
+        "difference": [
+            f"{_pct(d)} [{_pct(lo)} – {_pct(hi)}]"
+            for d, lo, hi in zip(data["diff"], data["diff_low"], data["diff_high"], strict=True)
+        ],
+        "p": ["–" if p is None else f"{p:.2g}" for p in data["p_adjusted"]],
+        "explains_text": [
+            "" if e is None or e <= 0 else f"{100 * e:.0f}%" for e in data["explains"]
+        ],
+    }
+    data = data.with_columns(pl.Series(k, v, dtype=pl.Utf8) for k, v in text.items()).select(
+        "label", "n_incident", "k_incident", "n_baseline", "rate_incident", "ci_low", "ci_high",
+        "rate_baseline", "verdict", "explains_bar", "incident_rate", "baseline_rate",
+        "difference", "p", "explains_text",
+    )  # fmt: skip
+    numbers = [
+        "n_incident", "k_incident", "n_baseline", "rate_incident", "ci_low", "ci_high",
+        "rate_baseline", "explains_bar",
+    ]  # fmt: skip
+    max_rate = max(_max(data["ci_high"]), _max(data["rate_baseline"]))
+    y = alt.Y("label:N", sort=labels, title=None, axis=alt.Axis(labelLimit=260))
+    tooltip = [
+        alt.Tooltip("label:N", title="slice"),
+        alt.Tooltip("incident_rate:N", title="incident rate [95% CI]"),
+        alt.Tooltip("baseline_rate:N", title="baseline rate"),
+        alt.Tooltip("difference:N", title="difference [95% CI]"),
+        alt.Tooltip("p:N", title="p (BH-adjusted)"),
+        alt.Tooltip("k_incident:Q", title=f"{signal} in incident", format=","),
+        alt.Tooltip("n_incident:Q", title="requests in incident", format=","),
+        alt.Tooltip("explains_text:N", title="share of the excess"),
+    ]
+    base = alt.Chart(_inline(data, numbers=numbers)).encode(y=y, tooltip=tooltip)
+    x_rate = alt.X(
+        "rate_incident:Q",
+        title=f"{signal} rate",
+        axis=alt.Axis(format=_rate_format(max_rate), tickCount=8),
+        scale=alt.Scale(zero=True),
+    )
+    verdict = alt.Color(
+        "verdict:N",
+        title=None,
+        scale=alt.Scale(
+            domain=["significant rise", "not significant"], range=[SIGNIFICANT_COLOR, QUIET_COLOR]
+        ),
+        legend=alt.Legend(orient="top", symbolType="circle"),
+    )
+    ci = base.mark_rule(strokeWidth=2).encode(
+        x=alt.X("ci_low:Q"), x2=alt.X2("ci_high"), color=verdict
+    )
+    dots = base.mark_point(filled=True, size=60).encode(x=x_rate, color=verdict)
+    baseline_dots = base.mark_point(
+        shape="diamond", filled=False, size=60, color="#333", strokeWidth=1.2
+    ).encode(x=alt.X("rate_baseline:Q"))
+    height = max(80, 20 * data.height)
+    rates_chart = alt.LayerChart(layer=[ci, baseline_dots, dots], width=width, height=height)
+    share = base.mark_bar(color="#4c78a8", opacity=0.8).encode(
+        x=alt.X(
+            "explains_bar:Q",
+            title="share of the excess",
+            axis=alt.Axis(format=".0%"),
+            scale=alt.Scale(domain=[0, 1]),
+        ),
+        y=alt.Y("label:N", sort=labels, axis=None),
+    )
+    share_text = share.mark_text(align="left", dx=3, fontSize=10, color="#333").encode(
+        text=alt.Text("explains_text:N")
+    )
+    subtitle = [
+        f"incident {describe_window(*incident)} vs baseline {describe_window(*baseline)}"
+        f" · {describe_where(where)}",
+        "dot and line: incident rate with 95% interval (red: significant rise, BH-adjusted "
+        f"p < {alpha:g}) · hollow diamond: baseline rate · bar: share of the incident's "
+        f"excess {signal} · dimensions with one value left out",
+    ]
+    return alt.HConcatChart(
+        hconcat=[rates_chart, alt.LayerChart(layer=[share, share_text], width=150, height=height)],
+        spacing=8,
+        title=_title(f"What is different about the incident: {signal}", subtitle),
+    )
+
+
+# -- exposure -------------------------------------------------------------------------
+
+
+def exposure_chart(exposure: Any, *, where: Mapping[str, Any] | None = None) -> alt.HConcatChart:
+    """Who is hit: affected users by how often, and whether the problem sticks to users.
+
+    Parameters
+    ----------
+    exposure
+        ``Workbench.exposure``'s result (an ``analysis.Exposure``).
+
+    Returns
+    -------
+    alt.HConcatChart
+        Left: affected users by number of requests with the signal. Right: the
+        rate after a request with the signal, after one without, and overall,
+        with 95% intervals; a first rate far above the others means sticky.
+    """
+    per_user = exposure.per_user
+    bars = (
+        alt.Chart(_inline(per_user, numbers=["users"]))
+        .mark_bar(color="#4c78a8")
+        .encode(
+            x=alt.X(
+                "k_bucket:N",
+                sort=per_user["k_bucket"].to_list(),
+                title=f"requests with {exposure.signal} per user",
+                axis=alt.Axis(labelAngle=0),
+            ),
+            y=alt.Y("users:Q", title="affected users"),
+            tooltip=[
+                alt.Tooltip("k_bucket:N", title=f"{exposure.signal} requests"),
+                alt.Tooltip("users:Q", format=","),
+            ],
+        )
+        .properties(width=260, height=170)
+    )
+    rates = [
+        ("after a request with it", *exposure.repeat_rate),
+        ("after a request without it", *exposure.fresh_rate),
+        ("any request", *exposure.base_rate),
+    ]
+    frame = pl.DataFrame(
+        rates, schema=["measure", "rate", "low", "high"], orient="row"
+    ).with_columns(
+        pl.Series(
+            "rate_ci",
+            [f"{_pct(r)} [{_pct(lo)} – {_pct(hi)}]" for _, r, lo, hi in rates],
+            dtype=pl.Utf8,
+        )
+    )
+    max_rate = max((r[3] for r in rates if not math.isnan(r[3])), default=0.0)
+    base = alt.Chart(_inline(frame, numbers=["rate", "low", "high"])).encode(
+        y=alt.Y("measure:N", sort=[r[0] for r in rates], title=None),
+        tooltip=[alt.Tooltip("measure:N"), alt.Tooltip("rate_ci:N", title="rate [95% CI]")],
+    )
+    sticky = alt.layer(
+        base.mark_rule(strokeWidth=2, color="#555").encode(x=alt.X("low:Q"), x2=alt.X2("high")),
+        base.mark_point(filled=True, size=70, color="#e45756").encode(
+            x=alt.X(
+                "rate:Q",
+                title=f"P({exposure.signal})",
+                axis=alt.Axis(format=_rate_format(max_rate)),
+            )
+        ),
+    ).properties(width=300, height=110)
+    share, low, high = exposure.share_affected
+    ratio = exposure.repeat_ratio
+    subtitle = [
+        f"{describe_where(where)} · {exposure.users_affected:,} of {exposure.users:,} users "
+        f"affected ({_pct(share, 1)} [{_pct(low, 1)} – {_pct(high, 1)}]) · heavy users: "
+        f"{_pct(exposure.heavy_share_affected[0], 1)}",
+        f"repeat ratio {ratio:.1f}× (rate after a request with {exposure.signal} / overall): "
+        "about 1 when requests are independent, far above 1 when the problem sticks to users",
+    ]
+    return alt.HConcatChart(
+        hconcat=[bars, sticky],
+        spacing=40,
+        title=_title(f"Who is hit by {exposure.signal}", subtitle),
+    )
