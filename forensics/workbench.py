@@ -218,6 +218,31 @@ class Workbench:
         """The cubes kept in this database, smallest first."""
         return queries.cubes(self.db)
 
+    # -- showing --------------------------------------------------------------------
+
+    def dashboard(
+        self,
+        investigation: Any = None,
+        *,
+        signal: str | None = None,
+        by: str | None = "",
+        grain: Literal["hour", "day"] = "day",
+    ) -> Any:
+        """The interactive dashboard (ipywidgets + Altair) over this database.
+
+        ``investigation`` is any object with ``add_view(view)`` (a report's
+        ``Investigation``): "add to report" pins views there; they are also kept
+        in ``dashboard.pinned``. ``by=""`` picks the first cubed dimension.
+        See ``forensics.widgets.Dashboard``.
+
+        Examples
+        --------
+        ``forensics.open("build/demo/demo.duckdb", read_only=True).dashboard()``
+        """
+        from forensics.widgets import Dashboard
+
+        return Dashboard(self, investigation=investigation, signal=signal, by=by, grain=grain)
+
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:

@@ -1,0 +1,288 @@
+"""The dashboard, driven from Python: set controls, check what it shows and asks."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import polars as pl
+import pytest
+
+import forensics
+from forensics import widgets
+from forensics.errors import ForensicsError
+from forensics.findings import View
+from forensics.simulate import simulate
+
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def db_path(tmp_path_factory):
+    """A small simulated incident (three overlapping bugs), ingested once for the module."""
+    out = tmp_path_factory.mktemp("dash")
+    simulate("postmortem-2025", rows=ROWS, seed=3, out=out / "sim")
+    path = out / "dash.duckdb"
+    with forensics.open(path) as wb:
+        wb.ingest(out / "sim" / "requests.parquet", progress=False)
+        wb.ingest_events(out / "sim" / "events.csv")
+    return path
+
+
+@pytest.fixture
+def wb(db_path):
+    bench = forensics.open(db_path, read_only=True)
+    yield bench
+    bench.close()
+
+
+@pytest.fixture
+def dash(wb):
+    return wb.dashboard()
+
+
+def _headline_rate(dash) -> str:
+    return dash.headline.value.split("forensics-rate'>")[1].split("<")[0]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+def _first_cubed(wb) -> str:
+    return wb.cubes()[0].dims[0]
+
+
+def test_dashboard_shows_the_overall_rate_and_draws_every_panel(wb, dash):
+    overall = wb.rates(signal="degraded").row(0, named=True)
+    assert _headline_rate(dash) == _pct(overall["rate"])
+    assert f"{overall['n']:,}</b> requests" in dash.headline.value
+    assert dash.group_picker.value == _first_cubed(wb)
+    assert dash.timeline_view.spec["title"]["text"].startswith("degraded rate by")
+    assert dash.heatmap_view.spec["title"]["text"].startswith("Where degraded concentrates")
+    assert "hconcat" in dash.compare_view.spec or "mark" in dash.compare_view.spec
+    assert "updated in" in dash.status.value
+    assert set(dash.last_update.panels) >= {"headline", "timeline", "charts"}
+    # the timeline keeps its selection even though its spec is set directly
+    assert charts_selection(dash) == widgets.charts.SELECTION
+
+
+def charts_selection(dash):
+    return next(iter(dash.timeline_view._vl_selections))
+
+
+def test_filters_come_from_the_data(wb, dash):
+    names = {d.name for d in wb.dimensions()}
+    numeric = {d.name for d in wb.dimensions() if d.kind == "numeric" and len(d.edges) > 1}
+    assert (
+        set(dash.filters) == {d.name for d in wb.dimensions() if d.kind == "categorical"} | numeric
+    )
+    assert set(dash.filters) <= names
+    assert dash.signal_picker.options == tuple(wb.signals())
+    first = _first_cubed(wb)
+    values = [v for _, v in dash.filters[first].options]
+    assert set(values) == set(forensics.queries.dimension_values(wb.db, first)["value"].to_list())
+
+
+def test_a_filter_changes_the_numbers_to_those_of_the_slice(wb, dash):
+    dim = _first_cubed(wb)
+    value = dash.filters[dim].options[0][1]
+    before = dash.timeline_view.spec
+    dash.filters[dim].value = (value,)
+    start, end = dash.state().start, dash.state().end
+    expected = wb.rates(signal="degraded", where={dim: [value], "ts": (start, end)}).row(
+        0, named=True
+    )
+    assert _headline_rate(dash) == _pct(expected["rate"])
+    assert dash.state().values == ((dim, (value,)),)
+    assert dash.timeline_view.spec != before
+    assert f"{dim} = {value}" in " ".join(dash.timeline_view.spec["title"]["subtitle"])
+    assert "raw rows" not in dash.status.value  # a cubed dimension: the cube answered
+    dash.reset_filters()
+    assert dash.state().values == ()
+
+
+def test_group_by_and_grain_redraw_the_timeline_but_do_not_recompare(dash):
+    dash.grain_picker.value = "hour"
+    assert "per hour" in dash.timeline_view.spec["title"]["text"]
+    assert "compare" in dash.last_update.panels or dash.state().incident is None
+    compare_before = dash.compare_view.spec
+    dash.group_picker.value = None
+    assert "timeline" in dash.last_update.panels
+    assert "compare" not in dash.last_update.panels
+    assert dash.compare_view.spec == compare_before
+    assert "Choose a group-by" in str(dash.heatmap_view.spec)
+
+
+def test_date_range_snaps_to_whole_days(dash):
+    dash.date_range.index = (3, 10)
+    state = dash.state()
+    assert state.start.hour == 0
+    assert state.end - state.start == timedelta(days=8)
+    assert dash.where()["ts"] == [state.start.isoformat(), state.end.isoformat()]
+
+
+def test_numeric_filter_is_a_range_over_bucket_edges(wb, dash):
+    name, control = next(
+        (n, c) for n, c in dash.filters.items() if not hasattr(c, "rows") and len(c.options) > 3
+    )
+    edges = next(d.edges for d in wb.dimensions() if d.name == name)
+    control.index = (1, 3)
+    assert dash.state().ranges == ((name, edges[1], edges[3]),)
+    control.index = (0, len(edges))
+    assert dash.state().ranges == ()
+    control.index = (2, 2)  # one position: the bucket that starts there
+    assert dash.state().ranges == ((name, edges[2], edges[3]),)
+
+
+def test_dragging_a_window_sets_the_incident_of_the_comparison(dash):
+    start = datetime(2025, 8, 26, 5, 30, tzinfo=UTC)
+    end = datetime(2025, 8, 29, 1, 0, tzinfo=UTC)
+    ms = [int(t.timestamp() * 1000) for t in (start, end)]
+    dash.timeline_view._vl_selections = {
+        widgets.charts.SELECTION: {"value": {"ts": ms}, "store": []}
+    }
+    # snapped outwards to whole days (the grain), so that a cube answers
+    assert dash.state().incident == (
+        datetime(2025, 8, 26, tzinfo=UTC),
+        datetime(2025, 8, 30, tzinfo=UTC),
+    )
+    assert "compare" in dash.last_update.panels
+    assert "incident 2025-08-26 – 2025-08-29 UTC" in " ".join(
+        dash.compare_view.spec["title"]["subtitle"]
+    )
+    # the browser reports an empty selection whenever it redraws: that keeps the window
+    dash.timeline_view._vl_selections = {widgets.charts.SELECTION: {"value": {}, "store": []}}
+    assert dash.state().incident is not None
+    dash.select_window(None)
+    assert dash.state().incident is None
+
+
+def test_the_automatic_window_starts_at_the_strongest_rise(wb, dash):
+    checked = 0
+    for signal in wb.signals():
+        dash.signal_picker.value = signal
+        ups = dash._timeline.change_points.filter(pl.col("direction") == "up")
+        if ups.height == 0:
+            continue
+        window, baseline = dash._windows(dash.state())
+        strongest = ups.sort(pl.col("rate_after") / pl.col("rate_before"), descending=True)
+        assert window[0] == strongest["ts"][0]
+        assert baseline == (dash.state().start, window[0])
+        assert "incident" in " ".join(dash.compare_view.spec["title"]["subtitle"])
+        checked += 1
+    assert checked, "the simulated incident raises at least one signal"
+
+
+@dataclass
+class _Notebook:
+    """An investigation as the report module defines it: something with add_view."""
+
+    views: list
+
+    def add_view(self, view: View) -> None:
+        self.views.append(view)
+
+
+def test_add_to_report_pins_a_view_whose_calls_reproduce_its_numbers(wb):
+    notebook = _Notebook([])
+    dash = wb.dashboard(investigation=notebook)
+    dim = _first_cubed(wb)
+    dash.filters[dim].value = (dash.filters[dim].options[0][1],)
+    dash.note.value = "only this model"
+    view = dash.pin()
+    assert notebook.views == [view]
+    assert dash.pinned == [view]
+    assert dash.note.value == ""
+    assert view.note == "only this model"
+    assert view.where[dim] == [dash.filters[dim].value[0]]
+    assert view.by == (dash.group_picker.value,)
+    assert "vconcat" in view.chart
+    assert view.chart["vconcat"][0]["layer"][2]["mark"]["type"] == "line"
+    assert "1 pinned" in dash.pinned_list.value
+    rates = eval(view.calls[0], {"wb": wb})
+    assert _headline_rate(dash) == _pct(rates["rate"][0])
+    timeline = eval(view.calls[1], {"wb": wb})
+    assert timeline.rates["n"].sum() == rates["n"][0]
+    if len(view.calls) > 2:
+        compared = eval(view.calls[2], {"wb": wb})
+        assert compared.height > 0
+
+
+def test_pinned_views_are_kept_without_an_investigation(dash):
+    view = dash.pin("a note", title="my title")
+    assert dash.pinned == [view]
+    assert view.title == "my title"
+    assert view.to_dict()["note"] == "a note"
+
+
+def test_exposure_is_computed_when_asked_and_marked_stale_after(wb, dash):
+    dash.show_exposure()
+    assert "computed in" in dash.exposure_text.value
+    assert dash.exposure_view.spec["title"]["text"] == "Who is hit by degraded"
+    dash.signal_picker.value = wb.signals()[0]
+    assert "filters changed" in dash.exposure_text.value
+
+
+@dataclass(frozen=True)
+class _Signature:
+    """The fields of the separation engine's Signature contract the dashboard reads."""
+
+    id: str
+    predicate: dict[str, Any]
+    start: datetime
+    end: datetime | None
+    signal: str
+    signals: tuple[str, ...]
+    excess_rate: float
+    ci: tuple[float, float]
+    requests: int
+    users: int
+    p_value: float
+
+
+def test_choosing_a_signature_sets_filters_window_and_signal(wb, dash):
+    cat = _first_cubed(wb)
+    value = dash.filters[cat].options[-1][1]
+    numeric = next(d for d in wb.dimensions() if d.kind == "numeric" and len(d.edges) > 3)
+    signature = _Signature(
+        id="S1",
+        # a numeric bound between edges widens to the enclosing buckets
+        predicate={cat: [value], numeric.name: {"lt": numeric.edges[2] + 0.5}},
+        start=datetime(2025, 8, 25, 16, tzinfo=UTC),
+        end=None,
+        signal=wb.signals()[0],
+        signals=(wb.signals()[0],),
+        excess_rate=0.05,
+        ci=(0.04, 0.06),
+        requests=1234,
+        users=56,
+        p_value=1e-8,
+    )
+    dash.signatures = [signature]
+    dash.choose_signature("S1")
+    state = dash.state()
+    assert state.values == ((cat, (value,)),)
+    assert state.ranges == ((numeric.name, None, numeric.edges[3]),)
+    assert state.signal == signature.signal
+    assert state.incident[0] == signature.start  # whole hours: kept as found
+    assert state.incident[1] == state.end
+    assert "S1" not in dash.signature_table.value  # the table is drawn by find_signatures
+    assert dash._signature_line(signature).startswith(f"S1: {cat} = {value}")
+
+
+def test_find_signatures_lists_them(wb, dash):
+    pytest.importorskip("forensics.separation")
+    found = dash.find_signatures()
+    assert len(dash.signature_picker.options) == len(found) + 1
+    if found:
+        assert found[0].id in dash.signature_table.value
+        dash.signature_picker.value = found[0].id
+        assert dash.state().incident is not None
+
+
+def test_an_empty_database_says_what_to_do(tmp_path):
+    with (
+        forensics.open(tmp_path / "empty.duckdb") as wb,
+        pytest.raises(ForensicsError, match="forensics ingest"),
+    ):
+        wb.dashboard()
