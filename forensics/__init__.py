@@ -6,6 +6,7 @@
 """
 
 from forensics.config import Config
+from forensics.demo import demo_database
 from forensics.errors import (
     ConfigError,
     ForensicsError,
@@ -39,5 +40,6 @@ __all__ = [
     "UnknownNameError",
     "UserSignal",
     "Workbench",
+    "demo_database",
     "open",
 ]

@@ -240,5 +240,55 @@ def demo(sample: Path, out: Path) -> None:
     click.echo(f"database: {db_path}")
 
 
+@main.command()
+@_db_option
+@click.option(
+    "--notebooks",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Notebook directory [default: notebooks/ of the repository around the working directory].",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=8888, show_default=True)
+@click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
+@click.option("--dry-run", is_flag=True, help="Prepare the database, print the command, exit.")
+@_fail_cleanly
+def lab(
+    db: Path | None, notebooks: Path | None, port: int, no_browser: bool, dry_run: bool
+) -> None:
+    """Start JupyterLab on the walkthrough notebooks, with a database ready.
+
+    Without --db, loads the shipped sample into build/demo/demo.duckdb (once)
+    and opens that. The notebooks read the database path from FORENSICS_DB,
+    which this sets. The server listens on 127.0.0.1 only; stop it with Ctrl-C.
+    """
+    import os
+
+    from forensics.demo import demo_database, find_notebooks
+
+    if db is None:
+        database = demo_database()
+    elif db.is_file():
+        database = db
+    else:
+        raise click.UsageError(
+            f"{db}: no such database; create it with `forensics ingest FILE --db {db}`"
+        )
+    folder = notebooks or find_notebooks()
+    command = [
+        sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder.resolve()}",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+    ]  # fmt: skip
+    if no_browser:
+        command.append("--no-browser")
+    env = {**os.environ, "FORENSICS_DB": str(database.resolve())}
+    click.echo(f"database: {database}  (FORENSICS_DB)")
+    click.echo(f"notebooks: {folder}")
+    if dry_run:
+        click.echo(" ".join(command))
+        return
+    sys.stdout.flush()
+    os.execve(sys.executable, command, env)  # replaces this process: Ctrl-C stops Jupyter
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

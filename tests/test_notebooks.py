@@ -1,0 +1,112 @@
+"""The walkthrough notebooks: stored clean, parameterised, and run top to bottom on the sample."""
+
+import ast
+import json
+
+import nbformat
+import polars as pl
+import pytest
+from nbclient import NotebookClient
+
+import forensics
+from forensics.demo import find_sample
+from tests.conftest import REPO
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def test_the_triage_notebook_exists():
+    assert "01_triage.ipynb" in [p.name for p in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_stored_without_outputs(path):
+    nb = _read(path)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: clear the outputs before committing"
+            assert cell.execution_count is None, f"{path.name}: clear the execution counts"
+    assert "widgets" not in nb.metadata, f"{path.name}: do not store widget state"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_first_code_cell_is_a_parameters_cell(path):
+    first = next(c for c in _read(path).cells if c.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", [])
+    assert "DB = None" in first.source
+
+
+@pytest.fixture(scope="session")
+def sample_db(tmp_path_factory):
+    """The shipped sample, loaded once into a throwaway database."""
+    return forensics.demo_database(out=tmp_path_factory.mktemp("nb") / "sample.duckdb")
+
+
+def _run(path, db, monkeypatch):
+    monkeypatch.setenv("FORENSICS_DB", str(db))
+    nb = _read(path)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            assert output.output_type != "error", f"{path.name}: {output.ename}: {output.evalue}"
+    return nb
+
+
+def _outputs(nb, tag):
+    cell = next(c for c in nb.cells if tag in c.metadata.get("tags", []))
+    return cell.outputs
+
+
+def _text(nb, tag):
+    parts = []
+    for output in _outputs(nb, tag):
+        if output.output_type == "stream":
+            parts.append(output.text)
+        else:
+            parts.append(output.data.get("text/plain", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_triage_runs_on_the_sample_and_shows_its_numbers(sample_db, monkeypatch):
+    nb = _run(REPO / "notebooks" / "01_triage.ipynb", sample_db, monkeypatch)
+    requests = pl.scan_parquet(find_sample() / "requests.parquet").select(pl.len()).collect().item()
+    with forensics.open(sample_db, read_only=True) as wb:
+        counts = ast.literal_eval(_text(nb, "counts"))
+        assert counts["requests"] == requests
+        assert counts["events"] == wb.counts()["events"] > 0
+        assert f"shape: ({len(wb.dimensions())}, 4)" in _text(nb, "dimensions")
+        assert f"shape: ({counts['events']}, 4)" in _text(nb, "events")
+        changes = wb.change_points("degraded", grain="day")
+        assert f"shape: ({changes.height}, 7)" in _text(nb, "changes")
+        assert "up" in _text(nb, "changes")
+        rises = changes.filter(pl.col("direction") == "up")
+        strongest = rises.sort(pl.col("rate_after") / pl.col("rate_before"), descending=True)
+        top = wb.compare("degraded", incident=(strongest["ts"][0], None))
+        shown = _text(nb, "compare")
+        assert "shape: (10, 6)" in shown
+    assert any(WIDGET in o.get("data", {}) for o in _outputs(nb, "timeline"))
+    assert any(WIDGET in o.get("data", {}) for o in _outputs(nb, "dashboard"))
+    state = _text(nb, "state")
+    assert "DashboardState(signal='degraded', by=" in state
+    assert "UpdateTimings(total_ms=" in state
+    assert top.height > 0
+    assert top["dimension"][0] in shown
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "path", [p for p in NOTEBOOKS if p.name != "01_triage.ipynb"], ids=lambda p: p.name
+)
+def test_every_other_notebook_runs_on_the_sample(path, sample_db, monkeypatch):
+    nb = _run(path, sample_db, monkeypatch)
+    assert json.dumps(nb.cells[-1].get("outputs", []))  # ran to the end without an error
