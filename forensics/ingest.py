@@ -67,6 +67,7 @@ from forensics.signals import (
     degraded_expression,
     register_functions,
     signal_expressions,
+    signals_relation,
     user_signal_expression,
 )
 
@@ -762,8 +763,8 @@ def _ingest_one(
             db.con.unregister("_keep_batch")
 
     # The main statement: type, compute signals, insert.
-    signals = signal_expressions(present, params=params, user_signals=_user_signals(db))
-    signal_items = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in signals)
+    user_signals = _user_signals(db)
+    signals = signal_expressions(present, params=params, user_signals=user_signals)
     all_signals = [name for name, _ in signals]
     stored = []
     for name in plan.values:
@@ -777,11 +778,12 @@ def _ingest_one(
     stored += [quote_identifier(n) for n in all_signals]
     stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
     stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
-    insert = (
-        f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM (SELECT *, {signal_items} "
-        f"FROM ({checked}) WHERE _problem IS NULL AND (request_id NOT IN (SELECT request_id FROM _dup_ids) "
-        "OR _row IN (SELECT _row FROM _keep_rows)))"
+    good = (
+        f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (request_id NOT IN "
+        "(SELECT request_id FROM _dup_ids) OR _row IN (SELECT _row FROM _keep_rows)))"
     )
+    with_signals = signals_relation(good, present, params=params, user_signals=user_signals)
+    insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
     db.execute(sql, {**sql_params, **params.as_parameters(sql)})
     accepted = int(

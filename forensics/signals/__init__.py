@@ -2,7 +2,9 @@
 
 A detector turns canonical columns of one request into a boolean symptom, null
 where the input it needs is absent. Each detector is a SQL expression that
-DuckDB evaluates inside the ingest statement (vectorised, no Python per row);
+DuckDB evaluates inside the ingest statement (vectorised, no Python per row),
+optionally over intermediate columns it computes once per row in projections
+before it (``Detector.stages``; ``signals_relation`` assembles the statement);
 a detector that needs Python (parsing a code block) registers a vectorised UDF
 that only looks at the rows that need it.
 
@@ -37,6 +39,7 @@ __all__ = [
     "detect",
     "register_functions",
     "signal_expressions",
+    "signals_relation",
     "user_signal_expression",
 ]
 
@@ -95,7 +98,7 @@ def signal_expressions(
     out = []
     for detector in DETECTORS:
         if all(c in present for c in detector.requires):
-            out.append((detector.name, detector.sql(params)))
+            out.append((detector.name, detector.sql(params, present)))
         else:
             out.append((detector.name, "CAST(NULL AS BOOLEAN)"))
     for signal in user_signals:
@@ -120,6 +123,49 @@ def degraded_expression(names: Sequence[str]) -> str:
     return f"CASE WHEN {any_true} THEN true WHEN {all_null} THEN NULL ELSE false END"
 
 
+def signals_relation(
+    source: str,
+    available: Sequence[str],
+    *,
+    params: SignalParams | None = None,
+    user_signals: Sequence[UserSignal] = (),
+) -> str:
+    """SQL selecting every column of ``source`` plus one column per signal (not ``degraded``).
+
+    ``source`` is what follows ``FROM``: a table or view name, or ``(SELECT ...)``. Detectors'
+    intermediate columns (``Detector.stages``) are computed in projections between
+    ``source`` and the signals, once per row, and are not in the result. This is
+    the statement ingest inserts from; bind ``params.as_parameters(sql)``.
+
+    Examples
+    --------
+    >>> sql = signals_relation("(SELECT 0.25::DOUBLE AS eval_score)", ["eval_score"])
+    >>> duckdb.connect().execute(sql, SignalParams().as_parameters(sql)).fetchall()
+    [(0.25, None, None, None, None, True)]
+    """
+    params = params or SignalParams()
+    present = set(available)
+    relation = f"SELECT * FROM {source}"
+    intermediate: list[str] = []
+    for detector in DETECTORS:
+        if detector.stages is None:
+            continue
+        if not all(c in present for c in detector.requires):
+            continue
+        for stage in detector.stages(params, present):
+            cols = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in stage)
+            relation = f"SELECT *, {cols} FROM ({relation})"
+            intermediate += [name for name, _ in stage]
+    items = ", ".join(
+        f"{sql} AS {quote_identifier(name)}"
+        for name, sql in signal_expressions(available, params=params, user_signals=user_signals)
+    )
+    if intermediate:
+        excluded = ", ".join(quote_identifier(n) for n in intermediate)
+        return f"SELECT * EXCLUDE ({excluded}), {items} FROM ({relation})"
+    return f"SELECT *, {items} FROM ({relation})"
+
+
 def detect(
     frame: pl.DataFrame,
     *,
@@ -128,8 +174,8 @@ def detect(
 ) -> pl.DataFrame:
     """Compute every signal for the rows of a Polars frame, in an in-memory DuckDB.
 
-    Uses exactly the SQL that ingest uses. Returns ``frame`` with one boolean
-    column per signal plus ``degraded``.
+    Uses exactly the SQL that ingest uses (``signals_relation``). Returns
+    ``frame`` with one boolean column per signal plus ``degraded``.
 
     Examples
     --------
@@ -142,10 +188,14 @@ def detect(
     try:
         register_functions(con)
         con.register("frame", frame)
-        exprs = signal_expressions(frame.columns, params=params, user_signals=user_signals)
-        inner = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in exprs)
-        degraded = degraded_expression([name for name, _ in exprs])
-        query = f"SELECT *, {degraded} AS {DEGRADED} FROM (SELECT *, {inner} FROM frame)"
+        names = [
+            name
+            for name, _ in signal_expressions(
+                frame.columns, params=params, user_signals=user_signals
+            )
+        ]
+        inner = signals_relation("frame", frame.columns, params=params, user_signals=user_signals)
+        query = f"SELECT *, {degraded_expression(names)} AS {DEGRADED} FROM ({inner})"
         return con.sql(query, params=params.as_parameters(query)).pl()
     finally:
         con.close()

@@ -1,14 +1,19 @@
-"""The Detector type and the thresholds detectors share."""
+"""The Detector type, the thresholds detectors share, and small SQL helpers."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from dataclasses import asdict, dataclass
 
 import duckdb
 
-__all__ = ["Detector", "SignalParams"]
+from forensics.schema import quote_identifier
+
+__all__ = ["Detector", "SignalParams", "Stages", "column_or_null", "sql_literal"]
+
+Stages = tuple[tuple[tuple[str, str], ...], ...]
+"""Successive projections, each a tuple of ``(column name, SQL expression)``."""
 
 
 @dataclass(frozen=True)
@@ -18,10 +23,18 @@ class SignalParams:
     low_eval_threshold: float = 0.5
     """``low_eval`` fires when ``eval_score`` is below this."""
     script_mix_min_run: int = 1
-    """Shortest run of foreign-script characters that counts as a mix."""
+    """Shortest run of foreign-script characters that counts as a mix (1: any stray
+    character; corruption seen in incidents inserts runs of 1 to 20)."""
+    script_mix_greek_min_run: int = 4
+    """Shortest run of Greek letters that counts: shorter runs are math and science
+    symbols (α, Δt, λ), not words."""
     script_mix_max_share: float = 0.5
-    """Above this share of letters in a foreign script, the answer is written in that
-    script on purpose (a translation), not corrupted."""
+    """A script holding more than this share of the response's letters is one the
+    answer is written in on purpose (a translation, or the answer's own language when
+    ``prompt_language`` is missing), so its runs are not foreign."""
+    code_max_chars: int = 20_000
+    """Code blocks longer than this are not parsed (they count as unchecked): the
+    parser's time and recursion grow with size, and a real answer's block is shorter."""
 
     def as_parameters(self, sql: str | None = None) -> dict[str, object]:
         """The thresholds as named parameters; only those ``sql`` uses, when given.
@@ -49,7 +62,41 @@ class Detector:
     """One line shown in dashboards and reports."""
     requires: tuple[str, ...]
     """Canonical columns it reads; if any is absent from the input the signal is null."""
-    sql: Callable[[SignalParams], str]
-    """Builds the SQL boolean expression (null where undefined), using ``$param`` names."""
+    sql: Callable[[SignalParams, Set[str]], str]
+    """Builds the SQL boolean expression (null where undefined), using ``$param`` names,
+    given the parameters and the columns present in the input (a detector may use an
+    optional column such as ``prompt_language`` when it is there)."""
     register: Callable[[duckdb.DuckDBPyConnection], None] | None = None
     """Registers Python functions the SQL calls, if any."""
+    stages: Callable[[SignalParams, Set[str]], Stages] | None = None
+    """Intermediate columns ``sql`` reads, computed once per row in successive
+    projections (each stage may read the columns of the stages before it). Names
+    start with ``_`` and are dropped from the result. A value several later
+    expressions need is computed once this way, and a stage can hand the next a
+    null for rows that need no more work."""
+
+
+def sql_literal(text: str) -> str:
+    """Quote a constant of ours (a regex, a language code) as a SQL string literal.
+
+    Examples
+    --------
+    >>> sql_literal("it's")
+    "'it''s'"
+    """
+    return "'" + text.replace("'", "''") + "'"
+
+
+def column_or_null(name: str, present: Set[str], dtype: str = "VARCHAR") -> str:
+    """The quoted column if the input has it, else a typed NULL.
+
+    Examples
+    --------
+    >>> column_or_null("prompt_language", {"prompt_language"})
+    '"prompt_language"'
+    >>> column_or_null("prompt_language", set())
+    'CAST(NULL AS VARCHAR)'
+    """
+    if name in present:
+        return quote_identifier(name)
+    return f"CAST(NULL AS {dtype})"

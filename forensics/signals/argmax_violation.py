@@ -7,10 +7,12 @@ non-greedy requests and where either input is missing.
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from forensics.signals._detector import Detector, SignalParams
 
 
-def _sql(params: SignalParams) -> str:
+def _sql(params: SignalParams, present: Set[str]) -> str:
     return (
         "CASE WHEN temperature IS NULL OR max_token_rank IS NULL OR temperature <> 0 "
         "THEN NULL ELSE max_token_rank > 1 END"

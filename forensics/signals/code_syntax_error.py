@@ -1,12 +1,316 @@
-"""code_syntax_error: placeholder until the detector lands (always null)."""
+"""code_syntax_error: a fenced Python or JSON block in the response fails to parse.
+
+Which blocks are checked
+    Fenced blocks (```` ``` ```` or ``~~~``, closed by a bare fence of the same
+    kind, at any indentation: the fence's indentation is removed from the body,
+    as inside a list item). The first word of the info string decides:
+    ``python``, ``py``, ``python3``, ``py3``, ``ipython``, ``ipython3``,
+    ``pycon`` are Python; ``json`` is JSON, ``jsonl`` / ``ndjson`` are JSON
+    lines. An unlabelled block is Python when it is *clearly* Python (see
+    ``looks_like_python``). Any other label (bash, js, sql, text...) is not
+    checked, and neither is a fence left open at the end (a truncated response:
+    the length limit is its own symptom) or a body longer than
+    ``code_max_chars`` (the parser's time and recursion grow with size).
+
+How they are checked
+    Python with ``ast.parse`` (the running interpreter's grammar), after
+    turning an interactive session (``>>>`` / ``...`` prompts) into its source
+    and IPython magics and shell escapes (lines starting ``%`` or ``!``) into
+    ``pass``. A block so deeply nested that the parser runs out of stack is
+    not checked. JSON with ``json.loads``, strictly (``NaN`` and ``Infinity``
+    are not JSON); a ``json`` block that fails as one document but whose every
+    non-blank line is a document passes (JSON lines labelled json).
+
+Value
+    true if any checked block fails, false if at least one block was checked
+    and all parse, null when there is no checkable block (or no text).
+
+Only rows whose text contains a fence reach Python: the SQL tests for one first,
+and the UDF receives those rows alone, a vector at a time.
+"""
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import json
+import re
+import threading
+import warnings
+from collections.abc import Iterator, Set
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import duckdb
+import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
+
 from forensics.signals._detector import Detector, SignalParams
 
+__all__ = [
+    "DETECTOR",
+    "FUNCTION_NAME",
+    "CodeBlock",
+    "check_response",
+    "fenced_blocks",
+    "looks_like_python",
+]
 
-def _sql(params: SignalParams) -> str:
-    return "CAST(NULL AS BOOLEAN)"
+FUNCTION_NAME = "forensics_code_syntax_error"
+"""Name of the Python UDF registered on the connection."""
+
+PYTHON_LABELS = frozenset({"python", "py", "python3", "py3", "ipython", "ipython3", "pycon"})
+"""Info-string words that mark a Python block."""
+
+JSON_LABELS = frozenset({"json"})
+"""Info-string words that mark a JSON document."""
+
+JSON_LINES_LABELS = frozenset({"jsonl", "ndjson", "jsonlines"})
+"""Info-string words that mark JSON lines (one document per line)."""
+
+_FENCE_LINE = re.compile(r"(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)")
+"""A line opening or closing a fenced block (closing: no info string)."""
+
+
+class _Fence(NamedTuple):
+    start: int
+    end: int
+    indent: str
+    fence: str
+    info: str
+
+
+def _fence_lines(text: str) -> list[_Fence]:
+    """The fence lines of ``text`` in order (found with ``str.find``: faster than a regex)."""
+    found: dict[int, _Fence] = {}
+    for marker in ("```", "~~~"):
+        at = text.find(marker)
+        while at != -1:
+            start = text.rfind("\n", 0, at) + 1
+            end = text.find("\n", at)
+            end = len(text) if end == -1 else end
+            if start not in found:
+                match = _FENCE_LINE.fullmatch(text, start, end)
+                if match is not None:
+                    found[start] = _Fence(start, end, match[1], match[2], match[3])
+            at = text.find(marker, end)
+    return [found[k] for k in sorted(found)]
+
+
+_PYTHON_MARKERS = re.compile(
+    r"^\s*(?:"
+    r"(?:async\s+)?def\s+\w+\s*\(.*\)\s*(?:->.*)?:\s*(?:#.*)?$"  # def f(x):
+    r"|class\s+\w+\s*(?:\(.*\))?\s*:\s*(?:#.*)?$"  # class C(B):
+    r"|from\s+\.*[\w.]*\s+import\s+[\w*(]"  # from x import y
+    r"|import\s+[\w.]+(?:\s+as\s+\w+)?(?:\s*,\s*[\w.]+(?:\s+as\s+\w+)?)*\s*$"  # import a.b as c
+    r"|if\s+__name__\s*==\s*['\"]__main__['\"]\s*:"
+    r")",
+    re.M,
+)
+"""Lines only Python writes this way."""
+
+_OTHER_LANGUAGE_MARKERS = re.compile(
+    r"[;{]\s*$"  # C-family statement or block ends
+    r"|^\s*}"
+    r"|=>|\bfunction\b|^\s*(?:const|let|var|public|private|package|using|fn|func|local)\s"
+    r"|^\s*#include|^\s*<[A-Za-z!/]|^\s*\$\s",
+    re.M,
+)
+"""Lines that mark another language (or a shell session, or markup)."""
+
+_REPL_PROMPT = re.compile(r"^(?:>>>|\.\.\.)(?: |$)")
+
+_parse_lock = threading.Lock()
+"""``warnings.catch_warnings`` is process-global; parse one batch at a time."""
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    """One fenced block that will be checked."""
+
+    kind: Literal["python", "json", "jsonl"]
+    """How to check it."""
+    body: str
+    """The block's text, without fences and without the fence's indentation."""
+
+
+def looks_like_python(body: str) -> bool:
+    r"""Whether an unlabelled block is clearly Python.
+
+    Clearly Python: a line only Python writes that way (``def f(...):``,
+    ``class C:``, ``from x import y``, ``import x``, ``if __name__ ==
+    "__main__":``) and no line that marks another language (a statement ending
+    in ``;`` or ``{``, a line opening with ``}``, ``=>``, ``function``,
+    ``const``/``let``/``var``, ``#include``, markup, a ``$`` shell prompt).
+
+    Examples
+    --------
+    >>> looks_like_python("def f(x):\n    return x")
+    True
+    >>> looks_like_python("function f(x) {\n  return x;\n}")
+    False
+    >>> looks_like_python("Total: 42")
+    False
+    """
+    return bool(_PYTHON_MARKERS.search(body)) and not _OTHER_LANGUAGE_MARKERS.search(body)
+
+
+def _dedent(lines: list[str], indent: str) -> str:
+    width = len(indent)
+    return "\n".join(
+        line[width:] if line[:width].strip() == "" else line.lstrip() for line in lines
+    )
+
+
+def fenced_blocks(text: str) -> Iterator[CodeBlock]:
+    r"""The checkable blocks of a response, in order.
+
+    Examples
+    --------
+    >>> text = "Run:\n```py\nx = 1\n```\n```bash\nls\n```\n```json\n{}\n```\n```python\ncut"
+    >>> [(b.kind, b.body) for b in fenced_blocks(text)]
+    [('python', 'x = 1'), ('json', '{}')]
+    """
+    text = text.replace("\r\n", "\n")
+    fences = _fence_lines(text)
+    i = 0
+    while i < len(fences):
+        opening = fences[i]
+        fence, info = opening.fence, opening.info
+        if fence[0] == "`" and "`" in info:
+            i += 1  # not a fence: inline code at the start of a line
+            continue
+        end = next(
+            (
+                j
+                for j in range(i + 1, len(fences))
+                if fences[j].fence[0] == fence[0]
+                and len(fences[j].fence) >= len(fence)
+                and not fences[j].info.strip()
+            ),
+            None,
+        )
+        if end is None:
+            return  # open to the end: a truncated response, not checked
+        words = info.strip().strip("{}.").split()
+        label = words[0].lower().lstrip(".") if words else ""
+        body_lines = text[opening.end + 1 : fences[end].start].split("\n")[:-1]
+        body = _dedent(body_lines, opening.indent)
+        if label in PYTHON_LABELS or (label == "" and looks_like_python(body)):
+            yield CodeBlock("python", body)
+        elif label in JSON_LABELS:
+            yield CodeBlock("json", body)
+        elif label in JSON_LINES_LABELS:
+            yield CodeBlock("jsonl", body)
+        i = end + 1
+
+
+def _python_source(body: str) -> str:
+    lines = body.split("\n")
+    if any(_REPL_PROMPT.match(line) for line in lines):
+        lines = [line[4:] for line in lines if _REPL_PROMPT.match(line)]
+    out = []
+    for line in lines:
+        stripped = line.lstrip()
+        if stripped.startswith(("%", "!")):
+            line = line[: len(line) - len(stripped)] + "pass"
+        out.append(line)
+    return "\n".join(out)
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text: str) -> None:
+    json.loads(text, parse_constant=_reject_constant)
+
+
+def _block_fails(block: CodeBlock) -> bool | None:
+    """True if the block fails to parse, False if it parses, None if it cannot be judged."""
+    try:
+        if block.kind == "python":
+            ast.parse(_python_source(block.body))
+        elif block.kind == "json":
+            try:
+                _loads(block.body)
+            except ValueError:
+                docs = [line for line in block.body.split("\n") if line.strip()]
+                if len(docs) < 2:
+                    raise
+                for line in docs:
+                    _loads(line)
+        else:
+            for line in block.body.split("\n"):
+                if line.strip():
+                    _loads(line)
+    except (SyntaxError, ValueError):  # ValueError: bad JSON, or NUL in Python source
+        return True
+    except (RecursionError, MemoryError):
+        return None
+    return False
+
+
+def check_response(text: str, *, max_chars: int = SignalParams.code_max_chars) -> bool | None:
+    r"""code_syntax_error of one response.
+
+    Examples
+    --------
+    >>> check_response("```python\ndef f(:\n    pass\n```")
+    True
+    >>> check_response("```json\n{\"a\": [1, 2]}\n```")
+    False
+    >>> check_response("No code here.") is None
+    True
+    """
+    verdicts = [
+        None if len(block.body) > max_chars else _block_fails(block)
+        for block in fenced_blocks(text)
+    ]
+    if any(v is True for v in verdicts):
+        return True
+    if any(v is False for v in verdicts):
+        return False
+    return None
+
+
+def _udf(texts: pa.Array, max_chars: pa.Array) -> pa.Array:
+    limits = max_chars.to_pylist()
+    with _parse_lock, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SyntaxWarning / DeprecationWarning from user code
+        out = [
+            None if text is None else check_response(text, max_chars=int(limit))
+            for text, limit in zip(texts.to_pylist(), limits, strict=True)
+        ]
+    return pa.array(out, pa.bool_())
+
+
+def register(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the UDF on ``con`` (vectorised over Arrow arrays, no side effects).
+
+    ``null_handling`` is special because the function returns null for a text
+    without a checkable block.
+    """
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.remove_function(FUNCTION_NAME)
+    con.create_function(
+        FUNCTION_NAME,
+        _udf,
+        ["VARCHAR", "BIGINT"],
+        "BOOLEAN",
+        type=PythonUDFType.ARROW,
+        null_handling=FunctionNullHandling.SPECIAL,
+        side_effects=False,
+    )
+
+
+def _sql(params: SignalParams, present: Set[str]) -> str:
+    # The fence test keeps every row without a block away from Python.
+    return (
+        "CASE WHEN response_text IS NULL THEN NULL "
+        "WHEN NOT (contains(response_text, '```') OR contains(response_text, '~~~')) THEN NULL "
+        f"ELSE {FUNCTION_NAME}(response_text, $code_max_chars) END"
+    )
 
 
 DETECTOR = Detector(
@@ -14,4 +318,5 @@ DETECTOR = Detector(
     description="A fenced python or json code block in the response fails to parse",
     requires=("response_text",),
     sql=_sql,
+    register=register,
 )

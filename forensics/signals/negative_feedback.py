@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 from forensics.signals._detector import Detector, SignalParams
 
 
-def _sql(params: SignalParams) -> str:
+def _sql(params: SignalParams, present: Set[str]) -> str:
     return "user_feedback = -1"
 
 
