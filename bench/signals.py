@@ -1,0 +1,211 @@
+"""Signals benchmark: the text signals vs a bare Polars regex scan of the same text, same run.
+
+Generates N responses (seeded) from the hand-written texts of tests/signal_corpus/,
+with a documented traffic mix (``MIX`` below), loads them into an in-memory DuckDB
+table, and times, as the median of --repeat runs:
+
+  floor:     one Polars ``str.contains`` with a foreign-script regex over the text
+  reference: the same regex scan in DuckDB (``regexp_matches``), to tell the
+             engine's cost from the detectors'
+  signals:   the SQL ingest evaluates (``forensics.signals.signals_relation``) over
+             the same rows, both text signals at once, then each alone
+
+and prints rows per second and the ratio to the floor (target: signals <= 2x floor).
+Runs are interleaved (floor, signals, floor, ...) so that load from elsewhere hits
+both alike. The floor runs on one core; ``--threads 1`` compares per core. Usage:
+
+    python bench/signals.py [--rows 1000000] [--repeat 3] [--seed 1] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import re
+import statistics
+import time
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from forensics.signals import SignalParams, register_functions, signals_relation
+from forensics.signals.script_mix import LANGUAGE_SCRIPTS, SCRIPT_BLOCKS
+
+CORPUS = Path(__file__).resolve().parent.parent / "tests" / "signal_corpus"
+
+FLOOR_REGEX = r"[\p{Thai}\p{Han}]"
+"""The floor: the cheapest scan that could find a foreign-script letter."""
+
+MIX = {
+    "languages": {"en": 0.70, "de": 0.05, "ru": 0.05, "zh": 0.06, "ja": 0.05, "th": 0.04, "ko": 0.03, "ar": 0.02},
+    "missing_language": 0.05,
+    "paragraphs": (1, 5),
+    "code_block": 0.12,
+    "lookalike": 0.03,
+    "corrupted_english": 0.01,
+}  # fmt: skip
+"""Traffic mix: prompt languages; share of rows without prompt_language; paragraphs per
+response (drawn from the corpus's texts of that language written in its own scripts);
+share of responses with a fenced code block (the corpus's Python, JSON, bash, JS...
+blocks); share of responses carrying a legitimate look-alike paragraph (a quoted or
+glossed foreign word, a translation, Greek or Han quoted in a native answer); share of
+English responses corrupted with a run of 1-20 Thai or Han letters at a random position."""
+
+_CATEGORY_LANGUAGE = {
+    "english": "en",
+    "german": "de",
+    "russian": "ru",
+    "chinese": "zh",
+    "japanese": "ja",
+    "thai": "th",
+    "korean": "ko",
+    "arabic": "ar",
+}
+_FENCED = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n.*?^[ \t]*\1[ \t]*$", re.M | re.S)
+_FOREIGN_LETTERS = re.compile(r"[\u0e01-\u0e4e\u4e00-\u9fff]")
+
+
+def _in_own_scripts(text: str, lang: str) -> bool:
+    """Whether every tracked-script letter of ``text`` belongs to the language's scripts."""
+    own = set(LANGUAGE_SCRIPTS[lang])
+    for ch in text:
+        cp = ord(ch)
+        for name, blocks in SCRIPT_BLOCKS.items():
+            if name not in own and any(lo <= cp <= hi for lo, hi in blocks) and ch.isalpha():
+                return False
+    return True
+
+
+def _load_pools() -> tuple[dict[str, list[str]], list[str], list[str], list[str]]:
+    """Paragraphs per language (only their own scripts), look-alikes, code blocks, foreign letters."""
+    pools: dict[str, list[str]] = {lang: [] for lang in _CATEGORY_LANGUAGE.values()}
+    lookalikes, blocks, foreign = [], [], []
+    for path in sorted(CORPUS.glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            case = json.loads(line)
+            text, category = case["response_text"], case["category"]
+            if not text:
+                continue
+            blocks += [m.group(0) for m in _FENCED.finditer(text)]
+            if _FENCED.search(text):
+                continue
+            if category in _CATEGORY_LANGUAGE:
+                lang = _CATEGORY_LANGUAGE[category]
+                (pools[lang] if _in_own_scripts(text, lang) else lookalikes).append(text)
+            elif category.startswith("lookalike"):
+                lookalikes.append(text)
+            if category in ("thai", "chinese"):
+                foreign.append("".join(_FOREIGN_LETTERS.findall(text)))
+    return pools, lookalikes, blocks, foreign
+
+
+def generate(rows: int, seed: int) -> pl.DataFrame:
+    """Responses and prompt languages following ``MIX``; same seed, same frame."""
+    rng = random.Random(seed)
+    pools, lookalikes, blocks, foreign = _load_pools()
+    langs = list(MIX["languages"])
+    weights = list(MIX["languages"].values())
+    lo, hi = MIX["paragraphs"]
+    texts: list[str] = []
+    tags: list[str | None] = []
+    for lang in rng.choices(langs, weights, k=rows):
+        parts = [rng.choice(pools[lang]) for _ in range(rng.randint(lo, hi))]
+        if rng.random() < MIX["code_block"]:
+            parts.insert(rng.randint(0, len(parts)), rng.choice(blocks))
+        if rng.random() < MIX["lookalike"]:
+            parts.insert(rng.randint(0, len(parts)), rng.choice(lookalikes))
+        text = "\n\n".join(parts)
+        if lang == "en" and rng.random() < MIX["corrupted_english"]:
+            source = rng.choice(foreign)
+            k = rng.randint(1, 20)
+            start = rng.randint(0, max(0, len(source) - k))
+            at = rng.randint(0, len(text))
+            text = text[:at] + source[start : start + k] + text[at:]
+        texts.append(text)
+        tags.append(None if rng.random() < MIX["missing_language"] else lang)
+    return pl.DataFrame(
+        {"response_text": texts, "prompt_language": tags},
+        schema={"response_text": pl.String, "prompt_language": pl.String},
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="DuckDB threads (default: DuckDB's, one per core)"
+    )
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    frame = generate(args.rows, args.seed)
+    mb = frame["response_text"].str.len_bytes().sum() / 1e6
+    print(
+        f"generated {args.rows:,} responses ({mb:.0f} MB of text) in {time.perf_counter() - t:.1f} s"
+    )
+
+    con = duckdb.connect()
+    if args.threads is not None:
+        con.execute(f"SET threads = {int(args.threads)}")
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    register_functions(con)
+    con.register("generated", frame)
+    con.execute("CREATE TABLE responses AS SELECT * FROM generated")
+    con.unregister("generated")
+    params = SignalParams()
+    relation = signals_relation("responses", frame.columns, params=params)
+
+    def floor() -> int:
+        return frame.select(pl.col("response_text").str.contains(FLOOR_REGEX).sum()).item()
+
+    def signals(*names: str):
+        counts = ", ".join(f"count(*) FILTER (WHERE {n})" for n in names)
+        sql = f"SELECT {counts} FROM ({relation})"
+        return lambda: con.execute(sql, params.as_parameters(sql)).fetchall()[0]
+
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"Python {platform.python_version()}, DuckDB {duckdb.__version__} ({threads} threads), "
+        f"Polars {pl.__version__}; "
+        f"median of {args.repeat}; load average before: {os.getloadavg()[0]:.2f}"
+    )
+    duckdb_scan = (
+        "SELECT count(*) FILTER (WHERE regexp_matches(response_text, $pattern)) FROM responses"
+    )
+    runs = {
+        "floor (Polars str.contains)": floor,
+        "same scan in DuckDB (reference)": lambda: con.execute(
+            duckdb_scan, {"pattern": FLOOR_REGEX}
+        ).fetchall()[0][0],
+        "both text signals": signals("script_mix", "code_syntax_error"),
+        "script_mix": signals("script_mix"),
+        "code_syntax_error": signals("code_syntax_error"),
+    }
+    # Interleaved, so that a change of load on the machine hits floor and signals alike.
+    seconds: dict[str, list[float]] = {label: [] for label in runs}
+    results: dict[str, object] = {}
+    for _ in range(args.repeat):
+        for label, fn in runs.items():
+            t = time.perf_counter()
+            results[label] = fn()
+            seconds[label].append(time.perf_counter() - t)
+    floor_s = statistics.median(seconds["floor (Polars str.contains)"])
+    for label in runs:
+        median = statistics.median(seconds[label])
+        print(
+            f"{label:30s} {median:7.2f} s {args.rows / median:12,.0f} rows/s   "
+            f"ratio {median / floor_s:5.2f}   true: {results[label]}"
+        )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
