@@ -103,6 +103,9 @@ MIN_CELL_REQUESTS = 30
 SELECTION = "window"
 """Name of the timeline's interval selection (the incident window the dashboard reads)."""
 
+_LINE_VIEW = "timeline_rates"
+"""View name of the timeline's rate lines (where the selection lives)."""
+
 _FONT = "Inter, 'Helvetica Neue', Arial, sans-serif"
 
 
@@ -334,6 +337,25 @@ def style(chart: Any) -> Any:
     return styled
 
 
+def _layered(layers: Sequence[Any], **properties: Any) -> alt.LayerChart:
+    """``alt.LayerChart(layer=layers, **properties)`` without gathering the layers' params.
+
+    The constructor deep-copies every layer to lift their params and data to
+    the top, which costs more than building them; these builders declare
+    params on the layer chart itself, so there is nothing to lift.
+    """
+    chart = alt.LayerChart(**properties)
+    chart.layer = list(layers)
+    return chart
+
+
+def _side_by_side(charts: Sequence[Any], **properties: Any) -> alt.HConcatChart:
+    """``alt.HConcatChart(hconcat=charts, **properties)``, without lifting params (see ``_layered``)."""
+    chart = alt.HConcatChart(**properties)
+    chart.hconcat = list(charts)
+    return chart
+
+
 def _time_bounds(frame: pl.DataFrame, grain: str) -> tuple[datetime | None, datetime | None]:
     if frame.height == 0 or "ts" not in frame.columns:
         return None, None
@@ -446,19 +468,28 @@ def timeline_chart(
     band = band.encode(
         y=alt.Y("ci_low:Q", axis=y_axis),
         y2=alt.Y2("ci_high"),
-        color=alt.value(None),
+        color=alt.ColorValue(None),
         fill=alt.Fill("group:N", scale=alt.Scale(domain=domain, range=color_range), legend=legend),
     )
     line = base.mark_line(strokeWidth=1.8, point=grain == "day" and frame.height <= 400).encode(
         y=alt.Y("rate:Q"), tooltip=tooltip
     )
+    params: list[Any] = []
     if selection:
-        brush = alt.selection_interval(
-            name=SELECTION,
-            encodings=["x"],
-            mark=alt.BrushConfig(fill="#4c78a8", fillOpacity=0.12, stroke="#4c78a8"),
+        # Declared on the layer chart with the view it lives in, rather than with
+        # line.add_params(): Altair then has no sub-chart params to gather and copy.
+        line = line.properties(name=_LINE_VIEW)
+        params.append(
+            alt.TopLevelSelectionParameter(
+                name=SELECTION,
+                select=alt.IntervalSelectionConfig(
+                    type="interval",
+                    encodings=["x"],
+                    mark=alt.BrushConfig(fill="#4c78a8", fillOpacity=0.12, stroke="#4c78a8"),
+                ),
+                views=[_LINE_VIEW],
+            )
         )
-        line = line.add_params(brush)
     layers: list[Any] = []
     if highlight is not None:
         window = _window_frame(highlight, end)
@@ -480,7 +511,13 @@ def timeline_chart(
     ]
     if len(groups) > len(shown):
         subtitle.append(f"showing the {len(shown)} of {len(groups)} groups with most requests")
-    return alt.LayerChart(layer=layers, width=width, height=height, title=_title(what, subtitle))
+    return _layered(
+        layers,
+        params=params or alt.Undefined,
+        width=width,
+        height=height,
+        title=_title(what, subtitle),
+    )
 
 
 def _event_layers(events: pl.DataFrame, start: datetime | None, end: datetime | None) -> list[Any]:
@@ -508,7 +545,7 @@ def _event_layers(events: pl.DataFrame, start: datetime | None, end: datetime | 
     rules = base.mark_rule(color=EVENT_COLOR, strokeDash=[4, 3], strokeWidth=1, opacity=0.8)
     labels = base.mark_text(
         angle=270, align="right", baseline="middle", dx=-2, dy=-4, fontSize=9, color=EVENT_COLOR
-    ).encode(text=alt.Text("kind:N"), y=alt.value(0))
+    ).encode(text=alt.Text("kind:N"), y=alt.YValue(0))
     return [rules, labels]
 
 
@@ -539,7 +576,7 @@ def _change_layer(
         .mark_point(filled=True, size=70, color=CHANGE_COLOR, opacity=0.9)
         .encode(
             x=alt.X("ts:T"),
-            y=alt.value(height - 6),
+            y=alt.YValue(height - 6),
             shape=alt.Shape(
                 "direction:N",
                 scale=alt.Scale(domain=["up", "down"], range=["triangle-up", "triangle-down"]),
@@ -652,8 +689,8 @@ def heatmap_chart(
         f"colour: {signal} rate per {grain} (99th percentile and above in the darkest shade) · "
         f"faded: fewer than {MIN_CELL_REQUESTS} requests",
     ]
-    return alt.LayerChart(
-        layer=layers,
+    return _layered(
+        layers,
         width=width,
         height=height,
         title=_title(f"Where {signal} concentrates: {name} × {grain}", subtitle),
@@ -768,7 +805,7 @@ def comparison_chart(
         shape="diamond", filled=False, size=60, color="#333", strokeWidth=1.2
     ).encode(x=alt.X("rate_baseline:Q"))
     height = max(80, 20 * data.height)
-    rates_chart = alt.LayerChart(layer=[ci, baseline_dots, dots], width=width, height=height)
+    rates_chart = _layered([ci, baseline_dots, dots], width=width, height=height)
     share = base.mark_bar(color="#4c78a8", opacity=0.8).encode(
         x=alt.X(
             "explains_bar:Q",
@@ -788,8 +825,8 @@ def comparison_chart(
         f"p < {alpha:g}) · hollow diamond: baseline rate · bar: share of the incident's "
         f"excess {signal} · dimensions with one value left out",
     ]
-    return alt.HConcatChart(
-        hconcat=[rates_chart, alt.LayerChart(layer=[share, share_text], width=150, height=height)],
+    return _side_by_side(
+        [rates_chart, _layered([share, share_text], width=150, height=height)],
         spacing=8,
         title=_title(f"What is different about the incident: {signal}", subtitle),
     )
@@ -870,8 +907,8 @@ def exposure_chart(exposure: Any, *, where: Mapping[str, Any] | None = None) -> 
         f"repeat ratio {ratio:.1f}× (rate after a request with {exposure.signal} / overall): "
         "about 1 when requests are independent, far above 1 when the problem sticks to users",
     ]
-    return alt.HConcatChart(
-        hconcat=[bars, sticky],
+    return _side_by_side(
+        [bars, sticky],
         spacing=40,
         title=_title(f"Who is hit by {exposure.signal}", subtitle),
     )

@@ -1,9 +1,10 @@
 """The investigator's dashboard: ipywidgets controls and Altair charts over one Workbench.
 
 Layout and events only. Every number comes from a ``Workbench`` question
-(``rates``, ``timeline``, ``compare``, ``exposure``, ``signatures``) and every
-picture from ``charts``; this module decides what to ask when a control
-changes and where to show the answer.
+(``timeline``, ``compare``, ``exposure``, ``signatures``; the headline rate
+sums the timeline's counts, which is what ``rates`` returns for the same
+filter) and every picture from ``charts``; this module decides what to ask
+when a control changes and where to show the answer.
 
 One update path, ``Dashboard.update()``, runs after every change of a control
 (and is what ``bench/dashboard.py`` times). It recomputes only the panels whose
@@ -38,7 +39,7 @@ import ipywidgets as widgets
 import polars as pl
 from altair.utils.schemapi import debug_mode
 
-from forensics import charts
+from forensics import charts, stats
 from forensics.errors import ForensicsError
 from forensics.findings import View
 from forensics.queries import Dimension, bucket_label, dimension_values, time_range
@@ -619,12 +620,14 @@ class Dashboard:
         where = state.where()
         scope = json.dumps(where, sort_keys=True, default=str)
         try:
-            self._update_headline(state, where, scope, panels)
             timeline_changed = self._update_timeline(state, where, scope, panels)
+            self._update_headline(state, where, scope, panels)
             window, baseline = self._windows(state)
             compare_changed = self._update_compare(state, where, scope, window, baseline, panels)
             t = time.perf_counter()
             if timeline_changed or window != self._window_used:
+                # A dragged window is redrawn too: the shaded band shows it snapped to the
+                # grain, and the shade of the previous window must go.
                 self._draw_timeline(state, where, window)
             if compare_changed:
                 self._draw_compare(state, where, window, baseline)
@@ -654,7 +657,11 @@ class Dashboard:
         if self._keys.get("headline") == key:
             return
         t = time.perf_counter()
-        overall = self.wb.rates(signal=state.signal, where=where).row(0, named=True)
+        # The timeline's buckets partition the filtered requests: their sums are the
+        # counts wb.rates(where=...) would return, without another query.
+        assert self._timeline is not None
+        totals = self._timeline.rates.select(pl.col("n").sum(), pl.col("k").sum())
+        overall = stats.rate_table(totals).row(0, named=True)
         n, k = overall["n"], overall["k"]
         filt = charts.describe_where(where)
         self.headline.value = (
@@ -727,8 +734,11 @@ class Dashboard:
         if state.all_dimensions:
             return None
         filtered = {c for c, _ in state.values} | {c for c, _, _ in state.ranges}
+        single = {c for c, allowed in state.values if len(allowed) == 1}
         dims = []
         for name in self._dims:
+            if name in single:  # filtered to one value: it cannot explain anything
+                continue
             needed = filtered | {name}
             if any(needed <= set(c.dims) for c in self._cubes):
                 dims.append(name)

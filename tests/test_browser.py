@@ -169,9 +169,9 @@ def test_changing_a_filter_redraws_the_dashboard(triage_page):
                 rate.wait_for(timeout=NOTEBOOK_SECONDS * 1000)
             except Exception:
                 pytest.fail(f"the dashboard never showed up; voila log:\n{log.read_text()[-3000:]}")
-            charts = dashboard.locator(".vega-embed svg")
+            charts = dashboard.locator(".vega-embed svg.marks")  # not the actions menu's icons
             page.wait_for_function(
-                "() => document.querySelectorAll('.forensics-dashboard .vega-embed svg').length >= 4",
+                "() => document.querySelectorAll('.forensics-dashboard svg.marks').length >= 4",
                 timeout=60_000,
             )
             before = rate.inner_text()
@@ -197,6 +197,25 @@ def test_changing_a_filter_redraws_the_dashboard(triage_page):
             assert after != before
             assert timeline.evaluate("svg => svg.outerHTML") != drawn
             assert "updated in" in dashboard.inner_text()
+
+            # drag across the timeline: the comparison is redone for that window
+            compared = charts.nth(2).evaluate("svg => svg.textContent")
+            charts.first.scroll_into_view_if_needed()
+            box = charts.first.bounding_box()
+            y = box["y"] + box["height"] * 0.6
+            page.mouse.move(box["x"] + box["width"] * 0.3, y)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.4, y, steps=5)
+            page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=5)
+            page.mouse.up()
+            page.wait_for_function(
+                "b => document.querySelectorAll('.forensics-dashboard svg.marks')[2].textContent !== b",
+                arg=compared,
+                timeout=60_000,
+            )
+            assert "What is different about the incident" in charts.nth(2).evaluate(
+                "svg => svg.textContent"
+            )
             assert "JavaScript Error" not in dashboard.inner_text()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             dashboard.screenshot(path=str(ARTIFACTS / "browser-dashboard.png"))

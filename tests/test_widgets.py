@@ -138,9 +138,14 @@ def test_dragging_a_window_sets_the_incident_of_the_comparison(dash):
     start = datetime(2025, 8, 26, 5, 30, tzinfo=UTC)
     end = datetime(2025, 8, 29, 1, 0, tzinfo=UTC)
     ms = [int(t.timestamp() * 1000) for t in (start, end)]
+    timeline, heatmap = dash.timeline_view.spec, dash.heatmap_view.spec
     dash.timeline_view._vl_selections = {
         widgets.charts.SELECTION: {"value": {"ts": ms}, "store": []}
     }
+    # both redrawn with the snapped window shaded (the previous window's shade goes)
+    assert dash.timeline_view.spec is not timeline
+    assert dash.heatmap_view.spec is not heatmap
+    assert "2025-08-26T00:00:00Z,2025-08-30T00:00:00Z" in str(dash.timeline_view.spec["datasets"])
     # snapped outwards to whole days (the grain), so that a cube answers
     assert dash.state().incident == (
         datetime(2025, 8, 26, tzinfo=UTC),
