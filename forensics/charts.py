@@ -246,6 +246,23 @@ def _max(values: pl.Series) -> float:
     return float(top) if isinstance(top, int | float) else 0.0
 
 
+def _y_top(rates: pl.DataFrame) -> float:
+    """Top of the rate axis: the highest rate of a bucket with enough requests, plus a margin.
+
+    Buckets with few requests (quiet hours) have wide intervals and erratic
+    rates; letting them set the axis would squash every line to the bottom.
+    They are clipped at the top instead.
+
+    Examples
+    --------
+    >>> _y_top(pl.DataFrame({"n": [1000, 3], "rate": [0.02, 0.67], "ci_high": [0.03, 0.9]}))
+    0.025
+    """
+    enough = rates.filter(pl.col("n") >= MIN_CELL_REQUESTS)
+    top = _max(enough["rate"]) if enough.height else _max(rates["ci_high"])
+    return min(1.0, 1.25 * top) if top > 0 else 0.01
+
+
 def _rate_format(max_rate: float) -> str:
     """Percent format with enough decimals for the largest rate shown."""
     if max_rate >= 0.1:
@@ -427,7 +444,7 @@ def timeline_chart(
     )
     shown = groups["group"].head(MAX_SERIES).to_list()
     frame = frame.filter(pl.col("group").is_in(shown))
-    max_rate = _max(frame["ci_high"])
+    max_rate = _y_top(frame)
     data = frame.select(
         _iso("ts"),
         "group",
@@ -464,16 +481,19 @@ def timeline_chart(
         alt.Tooltip("k:Q", title=signal, format=","),
         alt.Tooltip("n:Q", title="requests", format=","),
     ]
-    band = base.mark_area(opacity=0.16, interpolate="step-after" if grain == "hour" else "linear")
+    y_scale = alt.Scale(domain=[0, max_rate], nice=True)
+    band = base.mark_area(
+        opacity=0.16, clip=True, interpolate="step-after" if grain == "hour" else "linear"
+    )
     band = band.encode(
-        y=alt.Y("ci_low:Q", axis=y_axis),
+        y=alt.Y("ci_low:Q", axis=y_axis, scale=y_scale),
         y2=alt.Y2("ci_high"),
         color=alt.ColorValue(None),
         fill=alt.Fill("group:N", scale=alt.Scale(domain=domain, range=color_range), legend=legend),
     )
-    line = base.mark_line(strokeWidth=1.8, point=grain == "day" and frame.height <= 400).encode(
-        y=alt.Y("rate:Q"), tooltip=tooltip
-    )
+    line = base.mark_line(
+        strokeWidth=1.8, clip=True, point=grain == "day" and frame.height <= 400
+    ).encode(y=alt.Y("rate:Q"), tooltip=tooltip)
     params: list[Any] = []
     if selection:
         # Declared on the layer chart with the view it lives in, rather than with
@@ -506,7 +526,8 @@ def timeline_chart(
     what = f"{signal} rate" + (f" by {' / '.join(by)}" if by else "") + f", per {grain}"
     subtitle = [
         f"{describe_where(where)} · {describe_window(start, end)}",
-        "bands: 95% Wilson interval · dashed: change events · ▲▼: detected changes"
+        "bands: 95% Wilson interval (axis fits buckets of at least "
+        f"{MIN_CELL_REQUESTS} requests) · dashed: change events · ▲▼: detected changes"
         + (" · drag to pick an incident window" if selection else ""),
     ]
     if len(groups) > len(shown):

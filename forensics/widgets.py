@@ -254,6 +254,17 @@ def _bounds(edges: Sequence[float], i: int, j: int) -> tuple[float | None, float
     return (None if i == 0 else edges[i]), (None if j >= len(edges) else edges[j])
 
 
+def _p_value(p: float) -> str:
+    """A p-value for a table: two digits, and "< 1e-300" where it underflowed to 0.
+
+    Examples
+    --------
+    >>> _p_value(0.0), _p_value(2.7e-122), _p_value(0.031)
+    ('< 1e-300', '2.7e-122', '0.031')
+    """
+    return "< 1e-300" if p == 0 else f"{p:.2g}"
+
+
 def _pct(x: float | None, digits: int = 2) -> str:
     if x is None or x != x:
         return "–"
@@ -1016,7 +1027,7 @@ class Dashboard:
                 f"<td>{html.escape(', '.join(s.signals))}</td>"
                 f"<td class='num'>{_pct(s.excess_rate)} [{_pct(s.ci[0])} – {_pct(s.ci[1])}]</td>"
                 f"<td class='num'>{s.requests:,}</td><td class='num'>{s.users:,}</td>"
-                f"<td class='num'>{s.p_value:.2g}</td></tr>"
+                f"<td class='num'>{_p_value(s.p_value)}</td></tr>"
             )
         return (
             f"<div class='fx-muted'>{len(self.signatures)} signatures in {seconds:.1f} s; choose "
