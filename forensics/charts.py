@@ -843,8 +843,8 @@ def comparison_chart(
         f"incident {describe_window(*incident)} vs baseline {describe_window(*baseline)}"
         f" · {describe_where(where)}",
         "dot and line: incident rate with 95% interval (red: significant rise, BH-adjusted "
-        f"p < {alpha:g}) · hollow diamond: baseline rate · bar: share of the incident's "
-        f"excess {signal} · dimensions with one value left out",
+        f"p < {alpha:g}) · hollow diamond: baseline rate",
+        f"bar: share of the incident's excess {signal} · dimensions with one value left out",
     ]
     return _side_by_side(
         [rates_chart, _layered([share, share_text], width=150, height=height)],

@@ -280,6 +280,8 @@ def lab(
     ]  # fmt: skip
     if no_browser:
         command.append("--no-browser")
+    if os.geteuid() == 0:  # Jupyter refuses root unless told; containers often run as root
+        command.append("--allow-root")
     env = {**os.environ, "FORENSICS_DB": str(database.resolve())}
     click.echo(f"database: {database}  (FORENSICS_DB)")
     click.echo(f"notebooks: {folder}")
