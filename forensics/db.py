@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import polars as pl
@@ -42,6 +42,11 @@ SCHEMA_VERSION = "1"
 """Bumped when the layout of the tables changes."""
 
 Tracer = Callable[[str, Mapping[str, Any] | Sequence[Any] | None], None]
+
+T = TypeVar("T")
+
+_READ_ONLY = re.compile(r"\s*(SELECT|WITH|SHOW|DESCRIBE|EXPLAIN|SUMMARIZE|FROM)\b", re.IGNORECASE)
+"""Statements that cannot change the database (the memo survives them)."""
 
 _FIXED_TABLES = {
     "rejected_rows": """
@@ -122,6 +127,7 @@ class Database:
         self.path = str(path)
         self.config = config or Config.from_env()
         self.trace = trace
+        self._memo: dict[Hashable, Any] = {}
         if read_only and self.path != ":memory:" and not Path(self.path).exists():
             raise ConfigError(
                 f"{self.path}: no such database; create it with `forensics ingest FILE --db {self.path}`"
@@ -146,8 +152,11 @@ class Database:
         """Trace a statement; return its parameters without names the SQL does not use.
 
         DuckDB refuses named parameters a statement does not reference, and
-        callers often share one parameter dict between several statements.
+        callers often share one parameter dict between several statements. A
+        statement that may change the database forgets what ``memo`` remembered.
         """
+        if not _READ_ONLY.match(sql):
+            self._memo.clear()
         if isinstance(params, Mapping):
             params = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", sql)}
         if self.trace is not None:
@@ -187,23 +196,50 @@ class Database:
             {"v": SCHEMA_VERSION},
         )
 
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered under ``key`` until a statement changes the database.
+
+        Catalog lookups (tables, columns, dimensions, cubes, signals) run on
+        every interactive query; read from memory they cost nothing. Any
+        statement that is not a plain read (SELECT, WITH, SHOW, DESCRIBE...)
+        clears every remembered value.
+
+        Examples
+        --------
+        >>> db = Database(":memory:")
+        >>> db.memo("answer", lambda: 42)
+        42
+        """
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value: T = self._memo[key]
+        return value
+
     def tables(self) -> set[str]:
         """Names of the tables in the main schema."""
-        rows = self.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
-            "AND database_name = current_database()"
-        )
-        return {r[0] for r in rows}
+
+        def lookup() -> set[str]:
+            rows = self.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+                "AND database_name = current_database()"
+            )
+            return {r[0] for r in rows}
+
+        return set(self.memo(("tables",), lookup))
 
     def columns(self, table: str) -> dict[str, str]:
         """Column name -> DuckDB type of a table, in table order ({} if it does not exist)."""
-        rows = self.execute(
-            "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
-            "AND schema_name = 'main' AND database_name = current_database() "
-            "ORDER BY column_index",
-            {"t": table},
-        )
-        return {name: dtype for name, dtype in rows}
+
+        def lookup() -> dict[str, str]:
+            rows = self.execute(
+                "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+                "AND schema_name = 'main' AND database_name = current_database() "
+                "ORDER BY column_index",
+                {"t": table},
+            )
+            return {name: dtype for name, dtype in rows}
+
+        return dict(self.memo(("columns", table), lookup))
 
     def meta(self, key: str) -> str | None:
         """A value of ``forensics_meta``."""

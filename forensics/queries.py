@@ -135,12 +135,16 @@ def signal_names(db: Database) -> list[str]:
     tables = db.tables()
     if "signal_definitions" not in tables or "requests" not in tables:
         return []
-    rows = db.execute(
-        "SELECT name FROM signal_definitions ORDER BY CASE kind WHEN 'detector' THEN 0 "
-        "WHEN 'user' THEN 1 ELSE 2 END, rowid"
-    )
-    present = db.columns("requests")
-    return [r[0] for r in rows if r[0] in present]
+
+    def lookup() -> list[str]:
+        rows = db.execute(
+            "SELECT name FROM signal_definitions ORDER BY CASE kind WHEN 'detector' THEN 0 "
+            "WHEN 'user' THEN 1 ELSE 2 END, rowid"
+        )
+        present = db.columns("requests")
+        return [r[0] for r in rows if r[0] in present]
+
+    return list(db.memo(("signal_names",), lookup))
 
 
 def check_signal(db: Database, signal: str) -> str:
@@ -287,14 +291,18 @@ def dimensions(db: Database) -> list[Dimension]:
     Falls back to scanning the table when nothing is recorded yet.
     """
     if "cube_dimensions" not in db.tables():
-        return discover_dimensions(db)
-    rows = db.execute(
-        "SELECT name, kind, cardinality, cubable, edges FROM cube_dimensions ORDER BY position"
-    )
-    return [
-        Dimension(r[0], r[1], int(r[2]), bool(r[3]), tuple(float(e) for e in (r[4] or ())))
-        for r in rows
-    ]
+        return db.memo(("dimensions", "discovered"), lambda: discover_dimensions(db))
+
+    def lookup() -> list[Dimension]:
+        rows = db.execute(
+            "SELECT name, kind, cardinality, cubable, edges FROM cube_dimensions ORDER BY position"
+        )
+        return [
+            Dimension(r[0], r[1], int(r[2]), bool(r[3]), tuple(float(e) for e in (r[4] or ())))
+            for r in rows
+        ]
+
+    return list(db.memo(("dimensions",), lookup))
 
 
 def dimension(db: Database, name: str) -> Dimension:
@@ -575,10 +583,15 @@ def cubes(db: Database) -> list[Cube]:
     """The cubes this database keeps, smallest first."""
     if "cube_catalog" not in db.tables():
         return []
-    rows = db.execute(
-        "SELECT name, dims, grain, rows, source_rows, auto FROM cube_catalog ORDER BY rows, name"
-    )
-    return [Cube(r[0], tuple(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows]
+
+    def lookup() -> list[Cube]:
+        rows = db.execute(
+            "SELECT name, dims, grain, rows, source_rows, auto FROM cube_catalog "
+            "ORDER BY rows, name"
+        )
+        return [Cube(r[0], tuple(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows]
+
+    return list(db.memo(("cubes",), lookup))
 
 
 def _key_sql(d: Dimension) -> str:
@@ -882,13 +895,17 @@ def time_range(db: Database) -> tuple[datetime | None, datetime | None]:
     """First request time and the end of the last hour that holds one (None, None if empty)."""
     if "requests" not in db.tables():
         return None, None
-    first, last = db.execute(
-        f"SELECT min(ts), make_timestamptz((max(epoch_us(ts)) // {_BUCKET_US['hour']} + 1) "
-        f"* {_BUCKET_US['hour']}) FROM requests"
-    )[0]
-    if first is None:
-        return None, None
-    return first.astimezone(UTC), last.astimezone(UTC)
+
+    def lookup() -> tuple[datetime | None, datetime | None]:
+        first, last = db.execute(
+            f"SELECT min(ts), make_timestamptz((max(epoch_us(ts)) // {_BUCKET_US['hour']} + 1) "
+            f"* {_BUCKET_US['hour']}) FROM requests"
+        )[0]
+        if first is None:
+            return None, None
+        return first.astimezone(UTC), last.astimezone(UTC)
+
+    return db.memo(("time_range",), lookup)
 
 
 def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
