@@ -167,8 +167,9 @@ def test_shipped_sample_is_what_the_documented_command_makes(tmp_path):
 
 
 def test_sample_is_small():
+    # "A few hundred thousand rows at most, a few MB."
     size = sum(f.stat().st_size for f in SAMPLE.iterdir())
-    assert size < 6_000_000
+    assert size < 8_000_000
 
 
 @pytest.mark.slow
@@ -534,7 +535,7 @@ def test_every_scenario_generates_with_a_valid_truth(name, tmp_path):
 
 def test_default_rows_per_scenario():
     for entry in SCENARIOS.values():
-        assert 50_000 <= entry.rows <= 300_000
+        assert 50_000 <= entry.rows <= 400_000
         assert entry.description
 
 
