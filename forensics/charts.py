@@ -61,6 +61,7 @@ __all__ = [
     "style",
     "timeline_chart",
     "value_colors",
+    "windows_chart",
 ]
 
 PALETTE: tuple[str, ...] = (
@@ -932,4 +933,119 @@ def exposure_chart(exposure: Any, *, where: Mapping[str, Any] | None = None) -> 
         [bars, sticky],
         spacing=40,
         title=_title(f"Who is hit by {exposure.signal}", subtitle),
+    )
+
+
+# -- windows --------------------------------------------------------------------------
+
+
+def windows_chart(
+    windows: pl.DataFrame,
+    *,
+    events: pl.DataFrame | None = None,
+    span: tuple[datetime, datetime] | None = None,
+    colors: Mapping[str, str] | None = None,
+    title: str = "When each problem was active",
+    width: int = WIDTH,
+) -> alt.LayerChart:
+    """Time windows on one UTC axis, one row each, with their uncertainty and the change events.
+
+    Parameters
+    ----------
+    windows
+        One row per window, drawn top to bottom in frame order: ``label`` (the
+        row's name), ``group`` (its colour, e.g. a signal), ``start``, ``end``
+        (null: still open, drawn to the end of ``span``) and optionally
+        ``start_low, start_high, end_low, end_high`` (95% ranges of the onset
+        and the end, drawn as thick ticks).
+    events
+        ``ts, kind, description, scope``: dashed rules across every row.
+    span
+        The time axis (default: from the earliest start to the latest end).
+    colors
+        Group -> colour (default: ``value_colors`` of the groups in order).
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> w = pl.DataFrame({"label": ["S1"], "group": ["script_mix"],
+    ...     "start": [datetime(2025, 8, 2, tzinfo=UTC)], "end": [None]},
+    ...     schema_overrides={"end": pl.Datetime("us", "UTC")})
+    >>> spec = windows_chart(w, span=(datetime(2025, 8, 1, tzinfo=UTC),
+    ...     datetime(2025, 8, 9, tzinfo=UTC))).to_dict()
+    >>> [layer["mark"]["type"] for layer in spec["layer"]]
+    ['bar', 'text']
+    """
+    if span is None:
+        ends = windows["end"].drop_nulls()
+        starts = windows["start"].drop_nulls()
+        first: datetime | None = starts.min() if starts.len() else None  # type: ignore[assignment]
+        last: datetime | None = max(ends.max(), starts.max()) if ends.len() else starts.max()  # type: ignore[assignment,type-var]
+        start, end = first, last
+    else:
+        start, end = span
+    labels = windows["label"].to_list()
+    groups = list(dict.fromkeys(windows["group"].to_list()))
+    palette = dict(colors) if colors is not None else value_colors(groups)
+    fill_end = pl.col("end").fill_null(pl.lit(end, dtype=windows.schema["start"]))
+    frame = windows.with_columns(
+        pl.col("end").is_null().alias("open"),
+        fill_end.alias("end"),
+        pl.col("start").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M UTC").alias("from"),
+        pl.when(pl.col("end").is_null())
+        .then(pl.lit("still active"))
+        .otherwise(pl.col("end").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M UTC"))
+        .alias("to"),
+    )
+    ranges = [c for c in ("start_low", "start_high", "end_low", "end_high") if c in frame.columns]
+    data = frame.select(
+        "label", "group", _iso("start"), _iso("end"), "open", "from", "to",
+        *(_iso(c) for c in ranges),
+    )  # fmt: skip
+    y = alt.Y("label:N", sort=labels, title=None, axis=alt.Axis(labelLimit=360, labelFontSize=11))
+    color = alt.Color(
+        "group:N",
+        title=None,
+        sort=groups,
+        scale=alt.Scale(domain=groups, range=[palette.get(g, QUIET_COLOR) for g in groups]),
+        legend=alt.Legend(orient="top", symbolType="square"),
+    )
+    x = alt.X("start:T", scale=_time_scale(start, end), axis=_time_axis(start, end))
+    base = alt.Chart(_inline(data, dates=["start", "end", *ranges])).encode(
+        y=y,
+        tooltip=[
+            alt.Tooltip("label:N", title="window"),
+            alt.Tooltip("group:N"),
+            alt.Tooltip("from:N"),
+            alt.Tooltip("to:N"),
+        ],
+    )
+    layers: list[Any] = [
+        base.mark_bar(height=12, cornerRadius=2, opacity=0.85).encode(
+            x=x, x2=alt.X2("end"), color=color
+        )
+    ]
+    for low, high in (("start_low", "start_high"), ("end_low", "end_high")):
+        if low in ranges and high in ranges:
+            layers.append(
+                base.mark_bar(height=20, color="#222", opacity=0.55).encode(
+                    x=alt.X(f"{low}:T"), x2=alt.X2(high)
+                )
+            )
+    layers.append(
+        base.transform_filter("datum.open == 'true'")
+        .mark_text(align="right", dx=-4, dy=-12, fontSize=10, color="#333")
+        .encode(x=alt.X("end:T"), text=alt.value("still active →"))
+    )
+    if events is not None and events.height:
+        layers += _event_layers(events, start, end)
+    subtitle = [
+        describe_window(start, end),
+        "bar: window (UTC); dark ends: 95% range of onset and end · dashed: change events",
+    ]
+    return _layered(
+        layers,
+        width=width,
+        height=max(60, 30 * len(labels)),
+        title=_title(title, subtitle),
     )
