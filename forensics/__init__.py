@@ -17,6 +17,7 @@ from forensics.errors import (
     UnknownNameError,
 )
 from forensics.ingest import FileSummary, IngestSummary
+from forensics.report import Investigation
 from forensics.schema import CANONICAL_COLUMNS, Column, Mapping, UserSignal
 from forensics.signals import SignalParams
 from forensics.workbench import Workbench, open
@@ -32,6 +33,7 @@ __all__ = [
     "ForensicsError",
     "IngestError",
     "IngestSummary",
+    "Investigation",
     "Mapping",
     "MissingColumnError",
     "QueryError",

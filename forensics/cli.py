@@ -201,6 +201,50 @@ def info(db: Path | None) -> None:
 
 
 @main.command()
+@_db_option
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Report file; its suffix (.html, .md, .json) picks the format.",
+)
+@click.option("--title", default=None, help="Report title [default: 'Incident investigation'].")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["html", "md", "json"]),
+    default=None,
+    help="Output format [default: from the --out suffix, else html].",
+)
+@_fail_cleanly
+def report(db: Path | None, out: Path, title: str | None, format_: str | None) -> None:
+    """Write the investigation report of a database: signatures, evidence, provenance.
+
+    Finds the signatures (once), gathers the evidence behind each (change-point
+    view, top slices of the comparison, user exposure), and writes one document:
+    HTML that renders offline, Markdown with PNG charts beside it, or JSON whose
+    signatures have the shape of `forensics signatures --json`.
+    """
+    from forensics.report import Investigation
+    from forensics.workbench import open as open_workbench
+
+    path = Path(_db_path(db))
+    if not path.is_file():
+        click.echo(
+            f"error: {path}: no such database; create it with `forensics ingest FILE --db {path}`",
+            err=True,
+        )
+        sys.exit(2)
+    with open_workbench(path, read_only=True) as wb:
+        investigation = Investigation.default(
+            wb, title=title, progress=lambda m: click.echo(f"  {m}", err=True)
+        )
+        written = investigation.save(out, format=format_)  # type: ignore[arg-type]
+    size = written.stat().st_size if written else 0
+    click.echo(f"report: {out} ({len(investigation.signatures)} signatures, {size / 1024:,.0f} KB)")
+
+
+@main.command()
 @click.option(
     "--sample",
     type=click.Path(file_okay=False, path_type=Path),
@@ -217,7 +261,12 @@ def info(db: Path | None) -> None:
 )
 @_fail_cleanly
 def demo(sample: Path, out: Path) -> None:
-    """Run the whole investigation on the shipped sample, start to finish."""
+    """Run the whole investigation on the shipped sample, start to finish.
+
+    Loads the sample into OUT/demo.duckdb, then writes OUT/report.html (the
+    signatures, the evidence behind each, and how to reproduce every number).
+    """
+    from forensics.report import Investigation
     from forensics.workbench import open as open_workbench
 
     requests = sample / "requests.parquet"
@@ -238,6 +287,15 @@ def demo(sample: Path, out: Path) -> None:
             result = wb.ingest_events(events)
             click.echo(f"events: {result.accepted} loaded from {events}")
     click.echo(f"database: {db_path}")
+    click.echo("writing the investigation report (the signature search takes a while)")
+    with open_workbench(db_path, read_only=True) as wb:
+        investigation = Investigation.default(
+            wb,
+            title=f"Investigation of {sample.name}",
+            progress=lambda m: click.echo(f"  {m}", err=True),
+        )
+        report_path = investigation.save(out / "report.html")
+    click.echo(f"report: {report_path}")
 
 
 @main.command()

@@ -243,6 +243,22 @@ class Workbench:
 
         return Dashboard(self, investigation=investigation, signal=signal, by=by, grain=grain)
 
+    def report(self, title: str | None = None, **options: Any) -> Any:
+        """The default investigation: every signature with its evidence, ready to save.
+
+        Finds the signatures once; ``options`` go to
+        ``forensics.report.Investigation.default`` (``signatures``, ``params``,
+        ``progress``). The result shows itself in a notebook and saves as HTML,
+        Markdown or JSON.
+
+        Examples
+        --------
+        ``wb.report("Aug 2025 degradation").save("build/report.html")``
+        """
+        from forensics.report import Investigation
+
+        return Investigation.default(self, title=title, **options)
+
     # -- lifecycle ------------------------------------------------------------------
 
     def close(self) -> None:
