@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 
 import nbformat
 import polars as pl
@@ -104,8 +105,36 @@ def test_triage_runs_on_the_sample_and_shows_its_numbers(sample_db, monkeypatch)
 
 @pytest.mark.notebook
 @pytest.mark.slow
+def test_report_notebook_writes_a_report_holding_every_signature(sample_db, monkeypatch):
+    nb = _run(REPO / "notebooks" / "03_investigation_report.ipynb", sample_db, monkeypatch)
+    found = re.findall(r"^(S\d+): ", _text(nb, "signatures"), re.M)
+    assert found, _text(nb, "signatures")
+    written = sample_db.with_name("investigation.html")
+    page = written.read_text()
+    data = json.loads(written.with_suffix(".json").read_text())
+    assert [s["id"] for s in data["signatures"]] == found
+    for sig in found:
+        assert f'id="sig-{sig}"' in page
+    (view,) = data["views"]
+    assert view["note"].startswith(found[0])
+    assert [n["title"] for n in data["notes"]] == ["Conclusion"]
+    markdown = written.with_suffix(".md").read_text()
+    assert (written.parent / "investigation_files" / "figure-01.png").is_file()
+    assert "investigation_files/figure-01.png" in markdown
+    assert f"{len(found)} signatures, 1 view, 1 note" in _text(nb, "note")
+    shown = next(o for o in _outputs(nb, "report") if "text/html" in o.get("data", {}))
+    assert shown["data"]["text/html"].count("<figure ") == page.count("<figure ")
+
+
+NOTEBOOKS_WITH_THEIR_OWN_TEST = ("01_triage.ipynb", "03_investigation_report.ipynb")
+
+
+@pytest.mark.notebook
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "path", [p for p in NOTEBOOKS if p.name != "01_triage.ipynb"], ids=lambda p: p.name
+    "path",
+    [p for p in NOTEBOOKS if p.name not in NOTEBOOKS_WITH_THEIR_OWN_TEST],
+    ids=lambda p: p.name,
 )
 def test_every_other_notebook_runs_on_the_sample(path, sample_db, monkeypatch):
     nb = _run(path, sample_db, monkeypatch)
