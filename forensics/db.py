@@ -138,6 +138,8 @@ class Database:
             raise ConfigError(f"{self.path}: cannot open the database ({exc})") from None
         self.read_only = read_only
         self.con.execute("SET TimeZone = 'UTC'")
+        # DuckDB's own progress bar writes into notebooks and CLI output; we print ours.
+        self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET memory_limit = $limit", {"limit": self.config.memory_limit})
         if self.config.threads:
             self.con.execute("SET threads = $threads", {"threads": self.config.threads})

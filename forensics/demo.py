@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from forensics.errors import ConfigError
+from forensics.errors import ConfigError, ForensicsError
 
 __all__ = ["DEMO_DATABASE", "NOTEBOOKS", "SAMPLE", "demo_database", "find_notebooks", "find_sample"]
 
@@ -84,7 +84,8 @@ def demo_database(
         Database file; default ``build/demo/demo.duckdb`` at the repository root
         (the directory holding ``data_samples``).
     rebuild
-        Load again even when the database exists.
+        Load again even when the database exists (it is reloaded anyway when
+        it does not hold the sample's current ``requests.parquet``).
 
     Returns
     -------
@@ -105,7 +106,7 @@ def demo_database(
         root = source.resolve().parent.parent if sample is None else Path.cwd()
         out = root / DEMO_DATABASE
     path = Path(out)
-    if path.exists() and not rebuild:
+    if path.exists() and not rebuild and _holds(path, requests):
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
@@ -120,3 +121,18 @@ def demo_database(
         Path(f"{path}.wal").unlink()
     partial.replace(path)
     return path
+
+
+def _holds(db: Path, requests: Path) -> bool:
+    """Whether a database has ingested exactly this file (same content hash)."""
+    import duckdb
+
+    from forensics.readers import file_sha256
+    from forensics.workbench import open as open_workbench
+
+    try:
+        with open_workbench(db, read_only=True) as wb:
+            hashes = set(wb.files()["sha256"].to_list())
+    except (ForensicsError, OSError, duckdb.Error):  # unreadable or foreign: load again
+        return False
+    return file_sha256(requests) in hashes
