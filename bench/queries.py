@@ -44,6 +44,7 @@ def _database(rows: int, seed: int) -> Path:
         t = time.perf_counter()
         with forensics.open(db.with_suffix(".tmp")) as wb:
             wb.ingest(data)
+            wb.ingest_events(sim / "events.csv")
         db.with_suffix(".tmp").rename(db)
         print(f"ingested in {time.perf_counter() - t:.1f} s -> {db}")
     return db

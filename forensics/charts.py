@@ -38,12 +38,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import altair as alt
 import polars as pl
 
 from forensics.queries import bucket_label
+
+if TYPE_CHECKING:
+    from forensics.signature import Signature
 
 __all__ = [
     "HEIGHT",
@@ -58,6 +61,7 @@ __all__ = [
     "exposure_chart",
     "group_labels",
     "heatmap_chart",
+    "signatures_chart",
     "style",
     "timeline_chart",
     "value_colors",
@@ -1049,3 +1053,41 @@ def windows_chart(
         height=max(60, 30 * len(labels)),
         title=_title(title, subtitle),
     )
+
+
+def signatures_chart(
+    signatures: Sequence[Signature],
+    *,
+    events: pl.DataFrame | None = None,
+    span: tuple[datetime, datetime] | None = None,
+    title: str = "When each problem was active, and what changed",
+    width: int = WIDTH,
+) -> alt.LayerChart:
+    """Every signature's window (``windows_chart``), coloured by the signal it was found on.
+
+    One row per signature, labelled with its id and slice, with the 95% ranges
+    of its onset and end; ``events`` (``wb.events()``) as dashed rules.
+
+    Examples
+    --------
+    ``signatures_chart(wb.signatures(), events=wb.events())``
+    """
+    utc = pl.Datetime("us", "UTC")
+    frame = pl.DataFrame(
+        {
+            "label": [f"{s.id} · {describe_where(s.predicate)}" for s in signatures],
+            "group": [s.signal for s in signatures],
+            "start": [s.start for s in signatures],
+            "end": [s.end for s in signatures],
+            "start_low": [s.onset_range[0] for s in signatures],
+            "start_high": [s.onset_range[1] for s in signatures],
+            "end_low": [s.end_range[0] if s.end_range else None for s in signatures],
+            "end_high": [s.end_range[1] if s.end_range else None for s in signatures],
+        },
+        schema={
+            "label": pl.Utf8,
+            "group": pl.Utf8,
+            **{c: utc for c in ("start", "end", "start_low", "start_high", "end_low", "end_high")},
+        },
+    )
+    return windows_chart(frame, events=events, span=span, title=title, width=width)

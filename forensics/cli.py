@@ -203,6 +203,109 @@ def info(db: Path | None) -> None:
 @main.command()
 @_db_option
 @click.option(
+    "--signal", "signals", multiple=True, help="Search only this signal (repeatable) [all]."
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the signatures here as JSON.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Do not print the search's progress.")
+@_fail_cleanly
+def signatures(
+    db: Path | None, signals: tuple[str, ...], json_out: Path | None, quiet: bool
+) -> None:
+    """Find the distinct problems: slice, window, symptoms, size and confidence.
+
+    Prints one block per signature, strongest first. With --json, writes
+    {"signatures": [{"id", "predicate", "start", "end", "signals", "excess_rate",
+    "ci", "requests", "users", "p_value", "events", ...}]}: predicate maps a
+    column to a list of values or to {"gte": x, "lt": y}; times are ISO-8601
+    UTC, end exclusive, a null end means still active.
+    """
+    from forensics.signature import signatures_to_json
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db), read_only=True) as wb:
+        found = wb.signatures(
+            signals=list(signals) or None,
+            progress=None if quiet else (lambda m: click.echo(m, err=True)),
+        )
+    if not found:
+        click.echo("no signatures: no slice shows a significant rise in any window")
+    for sig in found:
+        click.echo(_signature_block(sig))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(signatures_to_json(found) + "\n")
+        click.echo(f"wrote {json_out}")
+
+
+def _signature_block(sig: Any) -> str:
+    end = f"{sig.end:%Y-%m-%d %H:%M}" if sig.end else "still active"
+    lines = [
+        f"{sig.id}  {sig.describe()}",
+        f"    window    {sig.start:%Y-%m-%d %H:%M} -> {end} UTC "
+        f"(onset between {sig.onset_range[0]:%m-%d %H:%M} and {sig.onset_range[1]:%m-%d %H:%M})",
+        f"    size      {sig.requests:,} requests, {sig.users:,} users, "
+        f"{sig.excess_requests:,.0f} more {sig.signal} than the baseline rate gives",
+        f"    effect    {sig.signal} +{sig.excess_rate:.4f} "
+        f"[{sig.ci[0]:.4f}, {sig.ci[1]:.4f}], p = {sig.p_value:.2g}",
+        f"    baseline  {sig.baseline}",
+    ]
+    for s in sig.symptoms:
+        if s.elevated:
+            lines.append(
+                f"    {s.signal:18} {s.rate_inside:.4f} [{s.ci_inside[0]:.4f}, {s.ci_inside[1]:.4f}]"
+                f" vs {s.rate_baseline:.4f} [{s.ci_baseline[0]:.4f}, {s.ci_baseline[1]:.4f}]"
+            )
+    for e in sig.events:
+        lines.append(
+            f"    nearest {e['near']}: {e['ts']:%Y-%m-%d %H:%M} ({e['hours_away']:+.0f} h) "
+            f"{e['kind']}: {e['description']}"
+        )
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option(
+    "--truth",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="truth.json written by `forensics simulate`.",
+)
+@click.option(
+    "--signatures",
+    "signatures_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON written by `forensics signatures --json`.",
+)
+@_db_option
+@_fail_cleanly
+def evaluate(truth: Path, signatures_path: Path, db: Path | None) -> None:
+    """Score found signatures against a simulation's ground truth.
+
+    A true bug is recovered when a signature covers the same requests (Jaccard
+    >= 0.8 over predicate and window, counted on the rows where the bug's
+    symptoms can show). Prints each bug's match, then precision, recall, F1 and
+    onset and end errors in hours.
+    """
+    from forensics.evaluate import evaluate as score
+    from forensics.evaluate import load_json
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db), read_only=True) as wb:
+        result = score(
+            wb.db, load_json(truth, "bugs"), load_json(signatures_path, "signatures")["signatures"]
+        )
+    click.echo(result.table())
+
+
+@main.command()
+@_db_option
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     required=True,

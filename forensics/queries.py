@@ -68,11 +68,13 @@ __all__ = [
     "discover_dimensions",
     "event_rows",
     "ingested_files",
+    "overlap_counts",
     "power_of_two_edges",
     "refresh_cubes",
     "rejected_by_reason",
     "rejected_rows",
     "signal_names",
+    "slice_counts",
     "table_counts",
     "time_range",
     "user_sequences",
@@ -955,6 +957,27 @@ def user_sequences(db: Database, *, signal: str, where: Where | None = None) -> 
     return db.frame(sql, params)
 
 
+def overlap_counts(
+    db: Database, reference: Where, candidates: Sequence[Where], *, defined: Sequence[str]
+) -> tuple[int, list[tuple[int, int]]]:
+    """How many requests a reference filter and each candidate cover, and both.
+
+    Counted on requests where at least one of the ``defined`` signals is not
+    null. Returns (reference size, [(candidate size, overlap) per candidate]).
+    """
+    columns = db.columns("requests")
+    params: dict[str, Any] = {}
+    ref = where_sql(reference, columns=columns, params=params)
+    items = [f"count(*) FILTER (WHERE {ref})"]
+    for c in candidates:
+        sql = where_sql(c, columns=columns, params=params)
+        items += [f"count(*) FILTER (WHERE {sql})", f"count(*) FILTER (WHERE ({ref}) AND ({sql}))"]
+    scope = " OR ".join(f"{quote_identifier(s)} IS NOT NULL" for s in defined) or "true"
+    row = db.execute(f"SELECT {', '.join(items)} FROM requests WHERE {scope}", params)[0]
+    pairs = [(int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i in range(len(candidates))]
+    return int(row[0]), pairs
+
+
 def table_counts(db: Database) -> dict[str, int]:
     """Rows in requests, rejected_rows, events and ingested_files (0 when absent)."""
     tables = db.tables()
@@ -1021,3 +1044,303 @@ def bucket_range(edges: Sequence[float], lower: float) -> tuple[float | None, fl
     i = ordered.index(lower)
     gte = None if i == 0 else lower
     return gte, (ordered[i + 1] if i + 1 < len(ordered) else None)
+
+
+# -- the separation workspace ---------------------------------------------------------
+#
+# The signature search works on a temporary copy of what it needs: the hour of each
+# request (epoch hours, UTC), every dimension (numeric ones as fine buckets), every
+# signal, and per signal two working columns: ``_x__<s>`` (the row is explained by a
+# signature found already) and ``_p__<s>`` (the row's expected probability of ``s``
+# under the baseline model). Temporary tables live in memory, so a read-only database
+# can be searched.
+
+WORKSPACE = "_separation"
+"""Name of the temporary table the signature search works on."""
+
+HOUR_US = _BUCKET_US["hour"]
+"""Microseconds per hour: workspace time is ``epoch_us(ts) // HOUR_US``."""
+
+
+def explained_column(signal: str) -> str:
+    """Workspace column flagging rows a signature already explains for ``signal``."""
+    return quote_identifier(f"_x__{signal}")
+
+
+def expected_column(signal: str) -> str:
+    """Workspace column holding each row's expected probability of ``signal``."""
+    return quote_identifier(f"_p__{signal}")
+
+
+SAMPLE_RESOLUTION = 1_000_000
+"""Sampling fractions of the workspace are multiples of one in this many."""
+
+
+def create_workspace(
+    db: Database,
+    *,
+    dims: Sequence[Dimension],
+    edges: Mapping[str, Sequence[float]],
+    signals: Sequence[str],
+    fraction: float = 1.0,
+) -> int:
+    """Create the workspace from ``requests``; numeric dimensions bucketed at ``edges``.
+
+    With ``fraction`` < 1, a uniform sample of the requests: each row is kept
+    when a hash of its source (file, row) falls below the fraction, so the
+    same database gives the same sample every time.
+
+    Returns the number of rows.
+    """
+    items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
+    for d in dims:
+        if d.kind == "numeric":
+            items.append(f"{bucket_sql(d.name, edges[d.name])} AS {quote_identifier(d.name)}")
+        else:
+            items.append(quote_identifier(d.name))
+    for s in signals:
+        items += [
+            quote_identifier(s),
+            f"false AS {explained_column(s)}",
+            f"CAST(NULL AS DOUBLE) AS {expected_column(s)}",
+        ]
+    sample = ""
+    if fraction < 1.0:
+        threshold = int(max(fraction, 0.0) * SAMPLE_RESOLUTION)
+        sample = f" WHERE hash(_source_file_id, _source_row) % {SAMPLE_RESOLUTION} < {threshold}"
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE {WORKSPACE} AS "
+        f"SELECT {', '.join(items)} FROM requests{sample}"
+    )
+    return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
+
+
+def drop_workspace(db: Database) -> None:
+    """Drop the workspace (it also goes when the connection closes)."""
+    db.execute(f"DROP TABLE IF EXISTS temp.{WORKSPACE}")
+
+
+def workspace_columns(db: Database) -> dict[str, str]:
+    """Column name -> type of the workspace."""
+    rows = db.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+        "AND database_name = 'temp' ORDER BY column_index",
+        {"t": WORKSPACE},
+    )
+    return {name: dtype for name, dtype in rows}
+
+
+def _live(signal: str) -> str:
+    """Rows where the signal is defined and not yet explained."""
+    return f"{quote_identifier(signal)} IS NOT NULL AND NOT {explained_column(signal)}"
+
+
+def workspace_margins(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[str],
+    block_hours: int,
+    condition: str = "true",
+    params: Mapping[str, Any] | None = None,
+) -> pl.DataFrame:
+    """Live rows matching ``condition`` per dimension, value and time block of ``block_hours``.
+
+    Returns ``dimension, value, block, n, k`` (value as text).
+    """
+    s = quote_identifier(signal)
+    parts = [
+        f"SELECT $d{i} AS dimension, CAST({quote_identifier(d)} AS VARCHAR) AS value, "
+        f"_hour // {int(block_hours)} AS block, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
+        f"FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition}) GROUP BY 2, 3"
+        for i, d in enumerate(dims)
+    ]
+    if not parts:
+        return pl.DataFrame(
+            schema={
+                "dimension": pl.Utf8,
+                "value": pl.Utf8,
+                "block": pl.Int64,
+                "n": pl.Int64,
+                "k": pl.Int64,
+            }
+        )
+    return db.frame(
+        " UNION ALL ".join(parts), {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}}
+    )
+
+
+def workspace_cells(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[str],
+    block_hours: int | None = None,
+    condition: str = "true",
+    params: Mapping[str, Any] | None = None,
+) -> pl.DataFrame:
+    """Live rows matching ``condition`` per combination of ``dims`` (and time block).
+
+    Returns ``[block,] *dims, n, k``.
+    """
+    s = quote_identifier(signal)
+    keys = [quote_identifier(d) for d in dims]
+    if block_hours is not None:
+        keys.insert(0, f"_hour // {int(block_hours)} AS block")
+    select = f"{', '.join(keys)}, " if keys else ""
+    group = " GROUP BY ALL" if keys else ""
+    return db.frame(
+        f"SELECT {select}count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM {WORKSPACE} "
+        f"WHERE {_live(signal)} AND ({condition}){group}",
+        params,
+    )
+
+
+def set_expected(db: Database, *, signal: str, dims: Sequence[str], cells: pl.DataFrame) -> None:
+    """Write each row's expected probability from ``cells`` (``*dims, p``) into the workspace."""
+    p = expected_column(signal)
+    if not dims:
+        db.execute(f"UPDATE {WORKSPACE} SET {p} = $p", {"p": float(cells["p"][0])})
+        return
+    db.con.register("_expected_cells", cells.select([*dims, "p"]).to_arrow())
+    try:
+        match = " AND ".join(
+            f"{WORKSPACE}.{quote_identifier(d)} IS NOT DISTINCT FROM c.{quote_identifier(d)}"
+            for d in dims
+        )
+        db.execute(f"UPDATE {WORKSPACE} SET {p} = c.p FROM _expected_cells c WHERE {match}")
+    finally:
+        db.con.unregister("_expected_cells")
+
+
+def workspace_series(
+    db: Database,
+    *,
+    signal: str,
+    by: Sequence[str],
+    condition: str,
+    params: Mapping[str, Any],
+    hours: int,
+) -> pl.DataFrame:
+    """Observed, expected and defined counts per time bucket and per value of each of ``by``.
+
+    One grouping set for the total and one per dimension, over live rows matching
+    ``condition``. ``hours`` is the bucket length (1 or 24).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``t, *by, grouped, o, e, n``: ``grouped`` names the dimension the row is
+        grouped by (null for the total); the other dimensions are null there.
+    """
+    s = quote_identifier(signal)
+    keys = [quote_identifier(d) for d in by]
+    sets = ", ".join(["(t)", *(f"(t, {k})" for k in keys)])
+    which = (
+        "CASE "
+        + " ".join(f"WHEN grouping({k}) = 0 THEN $g{i}" for i, k in enumerate(keys))
+        + " END"
+        if keys
+        else "CAST(NULL AS VARCHAR)"
+    )
+    select = ", ".join(["t", *keys])
+    sql = (
+        f"SELECT {select}, {which} AS grouped, count(*) FILTER (WHERE {s}) AS o, "
+        f"sum({expected_column(signal)}) AS e, count(*) AS n FROM "
+        f"(SELECT *, _hour // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
+        f"GROUP BY GROUPING SETS ({sets})"
+    )
+    return db.frame(sql, {**params, **{f"g{i}": d for i, d in enumerate(by)}})
+
+
+def slice_counts(
+    db: Database,
+    predicate: Mapping[str, Any],
+    window: tuple[datetime, datetime | None],
+    signals: Sequence[str],
+) -> pl.DataFrame:
+    """A slice and its parents before, inside and after a window, in one scan of ``requests``.
+
+    ``predicate`` is the mapping form of ``Where`` (one condition per column).
+    Rows meeting all conditions but at most one are counted per flag of each
+    condition (``c0``, ``c1``... in the predicate's order) and ``period`` (0
+    before the window, 1 inside, 2 after); the slice is where every flag holds,
+    its parent without a condition where the others do.
+
+    Returns ``c0.., period, requests, n__<signal>, k__<signal>...``.
+
+    Examples
+    --------
+    >>> from forensics.db import Database
+    >>> db = Database(":memory:")
+    >>> _ = db.execute("CREATE TABLE requests (ts TIMESTAMPTZ, model VARCHAR, bad BOOLEAN)")
+    >>> _ = db.execute("INSERT INTO requests VALUES ('2025-01-01', 'a', true), "
+    ...     "('2025-01-02', 'b', NULL), ('2025-01-03', 'a', false)")
+    >>> day2 = datetime(2025, 1, 2, tzinfo=UTC)
+    >>> slice_counts(db, {"model": ["a"]}, (day2, None), ["bad"]).rows()
+    [(False, 1, 1, 0, 0), (True, 0, 1, 1, 1), (True, 1, 1, 1, 0)]
+    """
+    columns = db.columns("requests")
+    for signal in signals:
+        if signal not in columns:
+            raise UnknownNameError.for_name("signal", signal, signal_names(db))
+    params: dict[str, Any] = {}
+    flags = [
+        f"coalesce({where_sql(Where.parse({c: v}), columns=columns, params=params)}, false)"
+        for c, v in predicate.items()
+    ]
+    start, end = window
+    period = f"CASE WHEN ts < {_bind(params, start)} THEN 0 "
+    period += "ELSE 1 END" if end is None else f"WHEN ts < {_bind(params, end)} THEN 1 ELSE 2 END"
+    measures = ["count(*) AS requests"]
+    for signal in signals:
+        q = quote_identifier(signal)
+        measures.append(f"count({q}) AS {quote_identifier('n__' + signal)}")
+        measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + signal)}")
+    keys = [f"{f} AS c{i}" for i, f in enumerate(flags)]
+    held = " + ".join(f"CAST({f} AS INTEGER)" for f in flags) if flags else "0"
+    sql = (
+        f"SELECT {', '.join([*keys, f'{period} AS period', *measures])} FROM requests "
+        f"WHERE {held} >= {max(len(flags) - 1, 0)} GROUP BY ALL ORDER BY ALL"
+    )
+    return db.frame(sql, params)
+
+
+def requests_and_users(db: Database, where: Where) -> tuple[int, int]:
+    """Requests matching a filter and their distinct users (0 users without a user_id column)."""
+    columns = db.columns("requests")
+    params: dict[str, Any] = {}
+    condition = where_sql(where, columns=columns, params=params)
+    users = "count(DISTINCT user_id)" if "user_id" in columns else "0"
+    row = db.execute(f"SELECT count(*), {users} FROM requests WHERE {condition}", params)[0]
+    return int(row[0]), int(row[1])
+
+
+def mark_explained(
+    db: Database, *, signals: Sequence[str], condition: str, params: Mapping[str, Any]
+) -> None:
+    """Flag the rows matching ``condition`` as explained for each of ``signals``."""
+    sets = ", ".join(f"{explained_column(s)} = true" for s in signals)
+    db.execute(f"UPDATE {WORKSPACE} SET {sets} WHERE {condition}", params)
+
+
+def workspace_flags(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[str],
+    conditions: Sequence[str],
+    params: Mapping[str, Any],
+) -> pl.DataFrame:
+    """Rows where ``signal`` is defined, counted per ``dims`` and per flag of each condition.
+
+    Returns ``*dims, f0, f1..., n, k`` (the design of a joint GLM).
+    """
+    s = quote_identifier(signal)
+    items = [quote_identifier(d) for d in dims]
+    items += [f"coalesce(({c}), false) AS f{i}" for i, c in enumerate(conditions)]
+    return db.frame(
+        f"SELECT {', '.join(items)}, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
+        f"FROM {WORKSPACE} WHERE {s} IS NOT NULL GROUP BY ALL",
+        params,
+    )

@@ -47,6 +47,7 @@ import polars as pl
 from forensics import queries
 from forensics.analysis import Exposure
 from forensics.errors import ConfigError, QueryError
+from forensics.evaluate import simulation_of
 from forensics.findings import Note, View
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ class Provenance:
             files=files,
             rejected=tuple(rejected),
             privacy=any(bool(f.get("privacy")) for f in files),
-            simulations=tuple(s for f in files if (s := _simulation(f)) is not None),
+            simulations=tuple(s for f in files if (s := simulation_of(f)) is not None),
             signals=tuple(wb.signals()) if counts["requests"] else (),
             dimensions=tuple(d.name for d in wb.dimensions()) if counts["requests"] else (),
             packages=_versions(PACKAGES),
@@ -291,30 +292,6 @@ def _versions(names: Iterable[str]) -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
-
-
-def _simulation(file: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The simulation an input file came from, if a truth.json beside it says so.
-
-    Only a ``truth.json`` whose ``rows`` equals the file's rows read counts:
-    the report never guesses a seed.
-    """
-    truth_path = Path(str(file.get("path", ""))).parent / "truth.json"
-    try:
-        truth = json.loads(truth_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(truth, dict) or truth.get("rows") != file.get("rows_read"):
-        return None
-    if "seed" not in truth or "scenario" not in truth:
-        return None
-    return {
-        "file": file.get("path"),
-        "scenario": truth["scenario"],
-        "seed": truth["seed"],
-        "rows": truth["rows"],
-        "truth": str(truth_path),
-    }
 
 
 # -- the investigation ----------------------------------------------------------------
@@ -719,25 +696,9 @@ def _parse(text: str | None) -> datetime | None:
 def _overview(signatures: Sequence[Signature], events: pl.DataFrame, prov: Provenance) -> Figure:
     from forensics import charts
 
-    utc = pl.Datetime("us", "UTC")
-    frame = pl.DataFrame(
-        {
-            "label": [f"{s.id} · {charts.describe_where(s.predicate)}" for s in signatures],
-            "group": [s.signal for s in signatures],
-            "start": [s.start for s in signatures],
-            "end": [s.end for s in signatures],
-            "start_low": [s.onset_range[0] for s in signatures],
-            "start_high": [s.onset_range[1] for s in signatures],
-            "end_low": [s.end_range[0] if s.end_range else None for s in signatures],
-            "end_high": [s.end_range[1] if s.end_range else None for s in signatures],
-        },
-        schema_overrides={
-            c: utc for c in ("start", "end", "start_low", "start_high", "end_low", "end_high")
-        },
-    )
     span = (prov.first, prov.last) if prov.first and prov.last else None
-    chart = charts.windows_chart(
-        frame,
+    chart = charts.signatures_chart(
+        signatures,
         events=events,
         span=span,
         title="When each problem was active, and what changed",

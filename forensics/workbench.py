@@ -8,8 +8,8 @@ separation, widgets, report); it holds no logic of its own.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,10 +19,13 @@ from forensics import analysis, queries
 from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
 from forensics.db import Database, Tracer
+from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
 from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.schema import Mapping
+from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
+from forensics.signature import Signature
 
 WhereLike = MappingABC[str, Any] | Where | None
 
@@ -199,6 +202,54 @@ class Workbench:
         ``wb.change_points("script_mix", where={"platform": ["tpu"]}, grain="hour")``
         """
         return analysis.change_points(self.db, signal, where=where, grain=grain)
+
+    def signatures(
+        self,
+        signals: Sequence[str] | None = None,
+        *,
+        params: SeparationParams | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[Signature]:
+        """Separate the distinct problems: slice, window, symptoms, size, confidence.
+
+        Searches every signal but ``degraded`` (or those given) over every
+        dimension the data has; see ``forensics.separation``.
+
+        Examples
+        --------
+        ``for sig in wb.signatures(): print(sig.describe())``
+        """
+        return find_signatures(self.db, signals=signals, params=params, progress=progress)
+
+    def simulation_truth(self) -> Path | None:
+        """The ``truth.json`` of the simulation the requests came from, if any (else None).
+
+        Found beside an ingested file and only when it states that file's row count.
+
+        Examples
+        --------
+        ``truth = wb.simulation_truth(); truth and wb.evaluate(truth, wb.signatures())``
+        """
+        for file in self.files().iter_rows(named=True):
+            found = simulation_of(file)
+            if found is not None:
+                return Path(found["truth"])
+        return None
+
+    def evaluate(
+        self,
+        truth: str | Path | MappingABC[str, Any],
+        signatures: Sequence[Signature | MappingABC[str, Any]],
+    ) -> Evaluation:
+        """Score signatures against a simulation's ground truth (``truth.json`` or its dict).
+
+        Examples
+        --------
+        ``wb.evaluate("sim/truth.json", wb.signatures()).f1``
+        """
+        if not isinstance(truth, MappingABC):
+            truth = load_json(truth, "bugs")
+        return evaluate(self.db, truth, signatures)
 
     def cube(self, dims: Sequence[str] | None = None, *, grain: Grain = "hour") -> Cube:
         """Materialise counts per ``dims`` values x time bucket x signal, kept fresh on ingest.

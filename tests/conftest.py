@@ -60,3 +60,18 @@ def write_parquet(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+SAMPLE = REPO / "data_samples" / "postmortem-2025"
+
+
+@pytest.fixture(scope="session")
+def sample_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped sample (requests and events) loaded once per test session, as the demo does."""
+    return forensics.demo_database(out=tmp_path_factory.mktemp("sample") / "sample.duckdb")
+
+
+@pytest.fixture(scope="session")
+def sample_truth() -> dict[str, Any]:
+    """The ground truth of the shipped sample."""
+    return json.loads((SAMPLE / "truth.json").read_text())

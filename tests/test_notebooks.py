@@ -42,12 +42,6 @@ def test_first_code_cell_is_a_parameters_cell(path):
     assert "DB = None" in first.source
 
 
-@pytest.fixture(scope="session")
-def sample_db(tmp_path_factory):
-    """The shipped sample, loaded once into a throwaway database."""
-    return forensics.demo_database(out=tmp_path_factory.mktemp("nb") / "sample.duckdb")
-
-
 def _run(path, db, monkeypatch):
     monkeypatch.setenv("FORENSICS_DB", str(db))
     nb = _read(path)
@@ -126,7 +120,32 @@ def test_report_notebook_writes_a_report_holding_every_signature(sample_db, monk
     assert shown["data"]["text/html"].count("<figure ") == page.count("<figure ")
 
 
-NOTEBOOKS_WITH_THEIR_OWN_TEST = ("01_triage.ipynb", "03_investigation_report.ipynb")
+@pytest.mark.notebook
+@pytest.mark.slow
+def test_separation_notebook_finds_and_scores_the_signatures(sample_db, monkeypatch):
+    nb = _run(REPO / "notebooks" / "02_separate_signatures.ipynb", sample_db, monkeypatch)
+    printed = _text(nb, "signatures")
+    found = re.findall(r"^(S\d+): ", printed, re.M)
+    assert found, printed
+    assert f"shape: ({len(found)}, 11)" in printed
+    windows = json.dumps(_outputs(nb, "windows"), ensure_ascii=False)
+    for sig in found:
+        assert f"{sig} · " in windows  # one row per signature in the windows chart
+    assert f"{found[0]}</b>" in "".join(
+        o["data"].get("text/html", "") for o in _outputs(nb, "first") if "data" in o
+    )
+    assert "shape: (" in _text(nb, "symptoms")
+    scored = _text(nb, "evaluate")
+    truth = json.loads((find_sample() / "truth.json").read_text())
+    assert len(truth["bugs"]) > 0
+    assert f"found {len(found)}, true {len(truth['bugs'])}" in scored, scored
+
+
+NOTEBOOKS_WITH_THEIR_OWN_TEST = (
+    "01_triage.ipynb",
+    "02_separate_signatures.ipynb",
+    "03_investigation_report.ipynb",
+)
 
 
 @pytest.mark.notebook

@@ -1,0 +1,114 @@
+"""Separation benchmark: recover the injected bugs of every scenario, over many seeds.
+
+For each scenario of the simulator's library and each seed: simulate (cached in
+bench/out/separation/), ingest into a fresh DuckDB file, run the signature search,
+and score the signatures against the scenario's truth with ``forensics.evaluate``
+(a bug is recovered when a signature covers the same requests, Jaccard >= 0.8).
+Prints one row per run and a table per scenario: mean precision, recall and F1
+with a 95% interval over seeds (t), mean absolute onset error, and seconds.
+
+    python bench/separation.py [--seeds 10] [--scenario NAME ...] [--rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out" / "separation"
+
+
+def run(scenario: str, seed: int, rows: int | None) -> dict:
+    import forensics
+    from forensics.evaluate import evaluate
+    from forensics.signature import signatures_to_json
+    from forensics.simulate import simulate
+
+    folder = OUT / f"{scenario}-{seed}-{rows or 'default'}"
+    if not (folder / "truth.json").exists():
+        simulate(scenario, rows=rows, seed=seed, out=folder)
+    db = folder / "requests.duckdb"
+    if not db.exists():
+        with forensics.open(db.with_suffix(".tmp")) as wb:
+            wb.ingest(folder / "requests.parquet", progress=False)
+            wb.ingest_events(folder / "events.csv")
+        db.with_suffix(".tmp").rename(db)
+    truth = json.loads((folder / "truth.json").read_text())
+    with forensics.open(db, read_only=True) as wb:
+        t = time.perf_counter()
+        found = wb.signatures()
+        seconds = time.perf_counter() - t
+        result = evaluate(wb.db, truth, json.loads(signatures_to_json(found))["signatures"])
+    onsets = [abs(x) for x in result.matches["onset_error_hours"].to_list() if x is not None]
+    return {
+        "scenario": scenario,
+        "seed": seed,
+        "true": result.true,
+        "found": result.found,
+        "matched": result.matched,
+        "precision": result.precision,
+        "recall": result.recall,
+        "f1": result.f1,
+        "onset_hours": max(onsets) if onsets else None,
+        "seconds": seconds,
+    }
+
+
+def _interval(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{mean:.3f}"
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+    return f"{mean:.3f} [{max(mean - half, 0):.3f}, {min(mean + half, 1):.3f}]"
+
+
+def main() -> None:
+    from forensics.simulate import SCENARIOS
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=1)
+    parser.add_argument("--scenario", action="append", help="Only these (repeatable).")
+    parser.add_argument("--rows", type=int, default=None, help="Rows per run [scenario default].")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    scenarios = args.scenario or sorted(SCENARIOS)
+    results = []
+    for scenario in scenarios:
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            r = run(scenario, seed, args.rows)
+            results.append(r)
+            onset = "-" if r["onset_hours"] is None else f"{r['onset_hours']:.0f} h"
+            print(
+                f"{scenario:28} seed {seed:3}  true {r['true']}  found {r['found']}  "
+                f"matched {r['matched']}  F1 {r['f1']:.3f}  worst onset {onset:>6}  "
+                f"{r['seconds']:.1f} s",
+                flush=True,
+            )
+    print(
+        f"\n{'scenario':28} {'runs':>4}  {'precision':24} {'recall':24} {'F1':24} "
+        f"{'worst onset (h)':>15} {'seconds':>8}"
+    )
+    for scenario in scenarios:
+        rows = [r for r in results if r["scenario"] == scenario]
+        onsets = [r["onset_hours"] for r in rows if r["onset_hours"] is not None]
+        onset = f"{max(onsets):.0f}" if onsets else "-"
+        print(
+            f"{scenario:28} {len(rows):4}  {_interval([r['precision'] for r in rows]):24} "
+            f"{_interval([r['recall'] for r in rows]):24} {_interval([r['f1'] for r in rows]):24} "
+            f"{onset:>15} {statistics.fmean(r['seconds'] for r in rows):8.1f}"
+        )
+    overall = [r["f1"] for r in results]
+    print(f"\nall runs: mean F1 {_interval(overall)} over {len(overall)} runs")
+
+
+if __name__ == "__main__":
+    main()

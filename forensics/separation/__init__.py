@@ -1,0 +1,215 @@
+"""Signature separation: find each distinct problem hidden in overlapping symptoms.
+
+``find_signatures`` searches every signal (but ``degraded``, their union) over
+every dimension the data has, on a temporary workspace
+(``queries.create_workspace``), in five steps:
+
+1. **Baseline** (``baseline``, ``Search.fit_model``). Each request's expected
+   probability of the signal comes from a multiplicative main-effects model
+   over the dimensions whose effect is significant and stable in time (a
+   difference that comes and goes is what the search looks for, not what the
+   baseline should absorb), with factors estimated robustly over time blocks
+   and without the windows that stand out strongly; counts are scaled by a
+   robust dispersion estimate (quasi-Poisson). A traffic-mix shift changes the
+   expected counts along with the observed ones and does not look like a
+   problem.
+2. **Scan** (``statistic``). For every value of every dimension, and for all
+   requests, the series of observed and expected counts is scanned over every
+   window (days; hours for data shorter than a week). The statistic compares
+   the count inside a window with the expectation times the slice's own level
+   outside it, a level held to the model when the slice has little history
+   (so traffic that only exists in the window, misrouted requests say, is
+   measured against the model, and a slice that is always a bit worse is not
+   a problem). The strongest (slice, window) pairs seed the search.
+3. **Minimal predicate** (``search``). A local search over (predicate, window)
+   adds, replaces, swaps or drops one condition at a time, maximising the
+   statistic minus the predicate's description cost (which dimension, which
+   of its values or which range of fine power-of-two buckets), so that a
+   condition stays only if it earns more than the freedom it adds. Two rules
+   come before the statistic: values that peak in another window are a
+   separate problem and are set apart, and values that are clearly not hit,
+   when they weigh, are left out; a restriction may never leave out values
+   that are hit themselves.
+4. **Evidence** (``evidence``). The window is placed to the hour with profile
+   ranges for onset and end; every signal's rate inside is compared with a
+   baseline (the same slice outside the window, or, for traffic that only
+   exists in it, the rest of a wider slice), with Wilson intervals and score
+   tests; the excess rate gets a Newcombe interval; requests, users and the
+   nearest change events are counted. A signature needs a p-value below
+   ``alpha`` after Bonferroni over the windows, the signals and the predicates
+   of its shape, a rate ``min_ratio`` times the baseline and ``min_excess``
+   requests above it.
+5. **Explain away.** A signature's rows are set aside for every signal it
+   raises, those signals' baselines are refitted, and the search repeats until
+   nothing significant remains, so a problem is never reported twice under a
+   wider or narrower name.
+
+Finally, one binomial GLM per signal (statsmodels) estimates the odds ratio of
+each signature jointly with the others and the baseline's main effects.
+
+Ideas borrowed, code our own: Kulldorff's space-time scan statistic,
+multi-dimensional root-cause search (Adtributor, HotSpot, Squeeze, RiskLoc:
+search over attribute combinations, explanatory power, minimal descriptions),
+and "what is different about the bad requests".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from forensics import queries
+from forensics.db import Database
+from forensics.errors import QueryError, UnknownNameError
+from forensics.separation.evidence import evidence, hour_of, joint_effects
+from forensics.separation.params import SeparationParams
+from forensics.separation.search import Candidate, Search, Space
+from forensics.separation.statistic import Scanner
+from forensics.signature import Signature
+
+__all__ = ["SeparationParams", "find_signatures"]
+
+
+def find_signatures(
+    db: Database,
+    *,
+    signals: Sequence[str] | None = None,
+    params: SeparationParams | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[Signature]:
+    """Find the distinct problems in the requests: slice, window, symptoms, confidence.
+
+    Parameters
+    ----------
+    signals
+        Signals to search (default: every signal but ``degraded``, which is
+        their union).
+    params
+        Thresholds of the search.
+    progress
+        Called with a short message at each step (the CLI prints them).
+
+    Returns
+    -------
+    list[Signature]
+        In order of discovery, strongest first.
+    """
+    params = params or SeparationParams()
+    say = progress or (lambda _m: None)
+    names = queries.signal_names(db)
+    available = [s for s in names if s != "degraded"]
+    chosen = list(signals) if signals is not None else available
+    for s in chosen:
+        if s not in names:
+            raise UnknownNameError.for_name("signal", s, names)
+    if "requests" not in db.tables() or not db.scalar("SELECT count(*) FROM requests"):
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    clock = time.perf_counter()
+    search = _prepare(db, params, available)
+    sampled = (
+        f"a sample of {search.rows:,} of {search.total_rows:,} requests"
+        if search.rows < search.total_rows
+        else f"{search.rows:,} requests"
+    )
+    say(
+        f"workspace ready: {sampled}, {len(search.space.dims)} dimensions, "
+        f"baseline models fitted in {time.perf_counter() - clock:.1f} s"
+    )
+    try:
+        found = _search(search, chosen, available, say)
+        return joint_effects(search, found)
+    finally:
+        queries.drop_workspace(db)
+
+
+def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> Search:
+    dims = {d.name: d for d in queries.dimensions(db)}
+    edges: dict[str, tuple[float, ...]] = {}
+    ranged = [d.name for d in dims.values() if d.kind == "numeric" and not d.by_value]
+    total = int(db.scalar("SELECT count(*) FROM requests"))
+    if ranged:
+        items = ", ".join(f"min({_q(c)}), max({_q(c)})" for c in ranged)
+        bounds = db.execute(f"SELECT {items} FROM requests")[0]
+    for d in dims.values():
+        if d.kind != "numeric":
+            continue
+        if d.by_value:
+            edges[d.name] = d.edges
+        else:
+            i = ranged.index(d.name)
+            lo, hi = bounds[2 * i], bounds[2 * i + 1]
+            edges[d.name] = queries.power_of_two_edges(
+                float(lo), float(hi), max_buckets=params.search_buckets
+            )
+    fraction = min(1.0, params.search_rows / total) if total else 1.0
+    rows = queries.create_workspace(
+        db, dims=list(dims.values()), edges=edges, signals=signals, fraction=fraction
+    )
+    first_ts, end_ts = queries.time_range(db)
+    if first_ts is None or end_ts is None or rows == 0:
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    first_hour, last_hour = hour_of(first_ts), hour_of(end_ts) - 1
+    span_hours = last_hour - first_hour + 1
+    hours = 24 if span_hours >= 7 * 24 else 1
+    first = first_hour // hours
+    buckets = last_hour // hours - first + 1
+    search = Search(
+        db=db,
+        params=params,
+        space=Space(dims=dims, edges=edges),
+        signals=list(signals),
+        hours=hours,
+        first=first,
+        buckets=buckets,
+        scanner=Scanner(buckets, params),
+        rows=rows,
+        total_rows=total,
+    )
+    for s in signals:
+        search.fit_model(s)
+    return search
+
+
+def _q(name: str) -> str:
+    return queries.quote_identifier(name)
+
+
+def _search(
+    search: Search, chosen: Sequence[str], signals: Sequence[str], say: Callable[[str], None]
+) -> list[Signature]:
+    params = search.params
+    found: list[Signature] = []
+    seeds: dict[str, list[Candidate]] = {}
+    while len(found) < params.max_signatures:
+        for s in chosen:
+            if s not in seeds:
+                seeds[s] = search.seeds(s)
+        pool = sorted(
+            (c for s in chosen for c in seeds[s] if _key(search, c) not in search.tried),
+            key=lambda c: -c.llr,
+        )
+        accepted = None
+        for seed in pool[: params.seeds_per_round]:
+            search.tried.add(_key(search, seed))
+            cand = search.refine(seed)
+            search.tried.add(_key(search, cand))
+            sig = evidence(search, cand, signals, len(found) + 1)
+            if sig is not None:
+                accepted = (cand, sig)
+                break
+        if accepted is None:
+            break
+        cand, sig = accepted
+        say(f"{sig.id}: {sig.describe()}")
+        found.append(sig)
+        explained = sorted({cand.signal, *sig.signals} & set(signals))
+        start_h = hour_of(sig.start)
+        end_h = None if sig.end is None else hour_of(sig.end)
+        search.explain(explained, cand.predicate, start_h, end_h)
+        for s in explained:
+            seeds.pop(s, None)
+    return found
+
+
+def _key(search: Search, c: Candidate) -> tuple[str, str]:
+    return (c.signal, repr(sorted(search.space.public(c.predicate).items())))

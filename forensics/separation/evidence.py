@@ -1,0 +1,277 @@
+"""Measuring a candidate: its window to the hour, symptoms, size, events, joint effects."""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy import stats as scipy_stats
+
+from forensics import queries, stats
+from forensics.db import Database
+from forensics.queries import Where
+from forensics.separation.params import SeparationParams
+from forensics.separation.search import Candidate, Search, Window
+from forensics.signature import Signature, SymptomRate, describe_predicate
+
+__all__ = ["at_hour", "evidence", "hour_of", "joint_effects"]
+
+logger = logging.getLogger("forensics")
+
+EVENT_HORIZON_HOURS = 72
+"""Change events further than this from an onset or an end are not reported with it."""
+
+
+def hour_of(t: datetime) -> int:
+    """Hours since the epoch (workspace time) of a UTC time."""
+    return int((t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(hours=1))
+
+
+def at_hour(h: int) -> datetime:
+    """The UTC time of a workspace hour."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(hours=h)
+
+
+# -- evidence -------------------------------------------------------------------------
+
+
+def _baseline(
+    search: Search,
+    cand: Candidate,
+    predicate: dict[str, Any],
+    start: datetime,
+    end: datetime | None,
+    signals: Sequence[str],
+) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, int, int]]]:
+    """Counts inside a signature and, per signal, what it is compared with and its counts.
+
+    One scan of the requests (``queries.slice_counts``): the slice before,
+    inside and after the window, and the slice without each of its conditions
+    in the window (for traffic that exists only in the window).
+    """
+    frame = queries.slice_counts(search.db, predicate, (start, end), signals)
+    flags = [f"c{i}" for i in range(len(predicate))]
+    every = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+
+    def count(rows: pl.Expr) -> dict[str, tuple[int, int]]:
+        part = frame.filter(rows)
+        return {s: (int(part[f"n__{s}"].sum()), int(part[f"k__{s}"].sum())) for s in signals}
+
+    inside = count(every & (pl.col("period") == 1))
+    outside = count(every & (pl.col("period") != 1))
+    # Traffic that exists only in the window: the rest of the widest parent slice.
+    parents = {
+        name: count(
+            pl.all_horizontal([pl.col(f) for f in flags if f != flag] or [pl.lit(True)])
+            & (pl.col("period") == 1)
+        )
+        for name, flag in zip(predicate, flags, strict=True)
+    }
+    if parents:
+        widest = max(parents, key=lambda name: parents[name][cand.signal][0])
+        parent = {k: v for k, v in predicate.items() if k != widest}
+        wider = parents[widest]
+    else:
+        parent, wider = {}, inside
+    rest_label = (
+        f"other requests with {describe_predicate(parent)} in the window"
+        if parent
+        else "all other requests in the window"
+    )
+    # Per signal: the same slice outside the window when it has enough requests
+    # where the signal is defined (a sparse signal such as feedback may not).
+    baselines = {}
+    for s in signals:
+        n_out, k_out = outside[s]
+        if n_out >= search.params.min_outside:
+            baselines[s] = ("the same slice outside the window", n_out, k_out)
+        else:
+            baselines[s] = (rest_label, wider[s][0] - inside[s][0], wider[s][1] - inside[s][1])
+    return inside, baselines
+
+
+def evidence(
+    search: Search, cand: Candidate, signals: Sequence[str], number: int
+) -> Signature | None:
+    """Measure a candidate; None when it is not a significant, large enough problem."""
+    params = search.params
+    if not cand.predicate and cand.window == Window(0, search.buckets):
+        return None
+    # Bonferroni over the windows and signals scanned and the predicates of this shape,
+    # on the statistic of the searched (bucket) window: the hourly refinement only
+    # places the edges, and fitting edges to the hour would add a search of its own.
+    llr = cand.llr
+    log_p = (
+        float(scipy_stats.chi2.logsf(2 * llr, 1))
+        + math.log(search.scanner.windows * max(len(search.signals), 1))
+        + search.penalty(cand.predicate)
+    )
+    p_value = min(1.0, math.exp(log_p))
+    if llr <= 0 or p_value >= params.alpha:
+        return None
+    h_start, h_end, _, onset, end_range = search.hourly(cand.signal, cand.predicate, cand.window)
+    start = at_hour(h_start)
+    end = None if h_end is None else at_hour(h_end)
+    predicate = search.space.public(cand.predicate)
+    inside, baselines = _baseline(search, cand, predicate, start, end, signals)
+    symptoms = []
+    for s in signals:
+        n1, k1 = inside[s]
+        label, n0, k0 = baselines[s]
+        symptoms.append(_symptom(s, n1, k1, label, n0, k0, params, len(signals)))
+    primary = next(s for s in symptoms if s.signal == cand.signal)
+    excess = primary.k_inside - primary.n_inside * (
+        primary.rate_baseline if primary.n_baseline else 0.0
+    )
+    if not primary.elevated or excess < params.min_excess:
+        return None
+    requests, users = queries.requests_and_users(
+        search.db, Where.parse({**predicate, "ts": (start, end)})
+    )
+    low, high = stats.diff_interval(
+        [primary.k_inside], [primary.n_inside], [primary.k_baseline], [primary.n_baseline],
+        alpha=params.alpha,
+    )  # fmt: skip
+    return Signature(
+        id=f"S{number}",
+        predicate=predicate,
+        start=start,
+        end=end,
+        signal=cand.signal,
+        signals=tuple(s.signal for s in symptoms if s.elevated),
+        symptoms=tuple(symptoms),
+        baseline=baselines[cand.signal][0],
+        excess_rate=primary.rate_inside - primary.rate_baseline,
+        ci=(float(low[0]), float(high[0])),
+        excess_requests=float(excess),
+        requests=requests,
+        users=users,
+        p_value=p_value,
+        log_likelihood_ratio=llr,
+        onset_range=(at_hour(onset[0]), at_hour(onset[1])),
+        end_range=None if end_range is None else (at_hour(end_range[0]), at_hour(end_range[1])),
+        events=_nearest_events(search.db, start, end),
+    )
+
+
+def _symptom(
+    signal: str,
+    n1: int,
+    k1: int,
+    baseline: str,
+    n0: int,
+    k0: int,
+    params: SeparationParams,
+    tests: int,
+) -> SymptomRate:
+    lo1, hi1 = stats.wilson_interval([k1], [n1], alpha=params.alpha)
+    lo0, hi0 = stats.wilson_interval([k0], [n0], alpha=params.alpha)
+    p = float(stats.two_proportion_pvalue([k1], [n1], [k0], [n0], alternative="larger")[0])
+    r1 = k1 / n1 if n1 else float("nan")
+    r0 = k0 / n0 if n0 else float("nan")
+    rises = n1 > 0 and n0 > 0 and r1 > 0 and (r0 == 0 or r1 / r0 >= params.min_ratio)
+    return SymptomRate(
+        signal=signal,
+        n_inside=n1,
+        k_inside=k1,
+        rate_inside=r1,
+        ci_inside=(float(lo1[0]), float(hi1[0])),
+        n_baseline=n0,
+        k_baseline=k0,
+        rate_baseline=r0,
+        ci_baseline=(float(lo0[0]), float(hi0[0])),
+        p_value=p,
+        elevated=bool(rises and p < params.alpha / max(tests, 1)),
+        baseline=baseline,
+    )
+
+
+def _nearest_events(
+    db: Database, start: datetime, end: datetime | None
+) -> tuple[dict[str, Any], ...]:
+    """The change events nearest the onset and the end.
+
+    Only those within ``EVENT_HORIZON_HOURS``: a deploy a week away explains nothing.
+    """
+    frame = queries.event_rows(db)
+    if frame.height == 0:
+        return ()
+    times = frame["ts"].to_list()
+    out = []
+    for label, t in (("onset", start), ("end", end)):
+        if t is None:
+            continue
+        gaps = [abs((e - t).total_seconds()) for e in times]
+        nearest = int(np.argmin(gaps))
+        if gaps[nearest] > EVENT_HORIZON_HOURS * 3600:
+            continue
+        row = frame.row(nearest, named=True)
+        hours_away = round((row["ts"] - t).total_seconds() / 3600, 1)
+        out.append({"near": label, "hours_away": hours_away, **row})
+    return tuple(out)
+
+
+# -- joint effects --------------------------------------------------------------------
+
+
+def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
+    """Odds ratio of each signature from one binomial GLM per signal (main effects + indicators)."""
+    if not found:
+        return found
+    import statsmodels.api as sm
+
+    out = list(found)
+    columns = queries.workspace_columns(search.db)
+    for signal in sorted({s.signal for s in found}):
+        members = [i for i, s in enumerate(found) if s.signal == signal]
+        params: dict[str, Any] = {}
+        conditions = []
+        for i in members:
+            sig = found[i]
+            sql = queries.where_sql(Where.parse(sig.predicate), columns=columns, params=params)
+            sql += f" AND _hour >= {hour_of(sig.start)}"
+            if sig.end is not None:
+                sql += f" AND _hour < {hour_of(sig.end)}"
+            conditions.append(sql)
+        dims = search.model_dims.get(signal, [])
+        frame = queries.workspace_flags(
+            search.db, signal=signal, dims=dims, conditions=conditions, params=params
+        )
+        if frame.height < 2:
+            continue
+        flags = frame.select([pl.col(f"f{j}").cast(pl.Float64) for j in range(len(members))])
+        parts = [np.ones((frame.height, 1)), flags.to_numpy()]
+        if dims:
+            design = frame.select(
+                [pl.col(d).cast(pl.Utf8).fill_null("(missing)") for d in dims]
+            ).to_dummies(drop_first=True)
+            parts.append(design.to_numpy().astype(float))
+        x = np.column_stack(parts)
+        k = frame["k"].to_numpy().astype(float)
+        n = frame["n"].to_numpy().astype(float)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                fit = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit()
+                ci = np.asarray(fit.conf_int(search.params.alpha))
+            for w in caught:
+                logger.info("joint GLM for %s: %s", signal, w.message)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            logger.info("joint GLM for %s not estimable: %s", signal, exc)
+            continue
+        for j, i in enumerate(members):
+            coef = float(fit.params[1 + j])
+            lo, hi = float(ci[1 + j][0]), float(ci[1 + j][1])
+            out[i] = replace(out[i], odds_ratio=_exp(coef), odds_ratio_ci=(_exp(lo), _exp(hi)))
+    return out
+
+
+def _exp(x: float) -> float:
+    return math.exp(min(x, 700.0))

@@ -1,0 +1,41 @@
+"""The thresholds of the signature search, in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SeparationParams"]
+
+
+@dataclass(frozen=True)
+class SeparationParams:
+    """Thresholds of the signature search."""
+
+    alpha: float = 0.05
+    """A signature needs a Bonferroni-adjusted p-value below this."""
+    min_ratio: float = 1.5
+    """A signature must at least multiply its baseline rate by this much."""
+    min_excess: float = 10.0
+    """...and add at least this many requests with the signal."""
+    min_outside: int = 30
+    """Requests of a slice outside its window needed to use them as its baseline; with
+    fewer (traffic that appears only in the window), the baseline is the rest of a
+    wider slice in the window."""
+    search_rows: int = 400_000
+    """The search reads a uniform sample of at most this many requests (all of them
+    when there are fewer); every signature's counts, symptoms and users are then
+    measured on all requests. Its cost follows this number, not the table's size."""
+    max_signatures: int = 20
+    """Stop after this many signatures."""
+    max_conditions: int = 4
+    """Most conditions (columns) in one predicate."""
+    model_dims: int = 6
+    """Dimensions in the baseline model of each signal (those that move its rate most)."""
+    model_max_levels: int = 64
+    """A dimension with more values than this is searched, never modelled."""
+    search_buckets: int = 24
+    """Numeric columns are searched over at most this many power-of-two buckets."""
+    seeds_per_round: int = 6
+    """Seeds refined per round before giving up on finding another signature."""
+    hourly_margin_hours: int = 36
+    """How far the hourly refinement may move a day boundary."""

@@ -1,0 +1,257 @@
+"""The separation engine: its statistic and baseline by hand, then whole scenarios.
+
+Every scenario of the simulator's library is a test here (one seed); the
+benchmark ``bench/separation.py`` runs ten seeds of each and reports the table.
+"""
+
+import json
+import re
+from datetime import UTC, datetime
+
+import numpy as np
+import polars as pl
+import pytest
+
+import forensics
+from forensics import queries
+from forensics.errors import QueryError, UnknownNameError
+from forensics.evaluate import evaluate
+from forensics.separation import SeparationParams
+from forensics.separation import baseline as bl
+from forensics.separation.params import SeparationParams as Params
+from forensics.separation.statistic import Scanner, Series, Window, window_llr
+from forensics.signature import signatures_to_json
+from forensics.simulate import simulate
+
+# -- the statistic -------------------------------------------------------------------
+
+
+def _llr(o_in, e_in, o_out, e_out):
+    return float(window_llr(*(np.array([float(x)]) for x in (o_in, e_in, o_out, e_out)))[0])
+
+
+def test_no_rise_no_statistic():
+    # As expected inside as outside: nothing (the prior's mode sits a hair below 1).
+    assert _llr(10, 10, 30, 30) == pytest.approx(0.0, abs=0.01)
+    assert _llr(5, 10, 30, 30) == 0.0
+
+
+def test_the_statistic_grows_with_the_excess():
+    assert 0 < _llr(15, 10, 30, 30) < _llr(25, 10, 30, 30) < _llr(60, 10, 30, 30)
+
+
+def test_a_slice_always_worse_than_the_model_is_not_a_problem():
+    # Twice the model's rate, inside the window and out of it, with plenty of history.
+    static = _llr(200, 100, 600, 300)
+    rising = _llr(400, 100, 300, 300)
+    assert static < 1.0 < 100 < rising
+
+
+def test_traffic_that_only_exists_inside_the_window_is_held_to_the_model():
+    # No history outside: the slice's level is the model's, so 60 events where 10 are
+    # expected is strong evidence, as a rise would be.
+    assert _llr(60, 10, 0, 0) > 30  # p < 1e-14
+
+
+def test_diluting_a_rare_symptom_with_unaffected_requests_weakens_it():
+    # A rare symptom (expected ~0): the same 40 events in a slice twice as large.
+    assert _llr(40, 0.2, 1, 0.8) > _llr(40, 0.4, 1, 1.6)
+
+
+def _series(rows):
+    o, e, n = (np.array([[float(v) for v in r] for r in part]) for part in zip(*rows, strict=True))
+    return Series(o, e, n)
+
+
+def test_scanner_finds_the_window_and_prefers_the_shortest_among_ties():
+    o = [1, 1, 1, 9, 10, 9, 1, 1, 1, 1]
+    e = [1.0] * 10
+    n = [100] * 10
+    scanner = Scanner(10, Params())
+    starts, stops, llr = scanner.best(_series([(o, e, n)]))
+    assert (int(starts[0]), int(stops[0])) == (3, 6)
+    assert llr[0] > 10
+    # Trimmed to the buckets with traffic: no requests on days 0-2 and 7-9.
+    n_sparse = [0, 0, 0, 100, 100, 100, 0, 0, 0, 0]
+    o_sparse = [0, 0, 0, 9, 10, 9, 0, 0, 0, 0]
+    e_sparse = [0.0, 0, 0, 1, 1, 1, 0, 0, 0, 0]
+    starts, stops, _ = scanner.best(_series([(o_sparse, e_sparse, n_sparse)]))
+    assert (int(starts[0]), int(stops[0])) == (3, 6)
+    assert scanner.at(_series([(o, e, n)]), Window(3, 6))[0] == pytest.approx(llr[0])
+
+
+# -- the baseline --------------------------------------------------------------------
+
+
+def _cells(rates, blocks=8, n=2000, seed=0, bug=None):
+    """Cells ``block, model, task, n, k`` with rate = base x model factor x task factor."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(blocks):
+        for model, fm in rates["model"].items():
+            for task, ft in rates["task"].items():
+                p = rates["base"] * fm * ft
+                if bug and b in bug["blocks"] and model == bug["model"]:
+                    p = p * bug["factor"]
+                rows.append((b, model, task, n, int(rng.binomial(n, min(p, 0.99)))))
+    return pl.DataFrame(rows, schema=["block", "model", "task", "n", "k"], orient="row")
+
+
+RATES = {"base": 0.02, "model": {"a": 1.0, "b": 2.0, "c": 0.5}, "task": {"chat": 1.0, "code": 3.0}}
+
+
+def test_main_effects_recover_multiplicative_rates():
+    fitted = bl.main_effects(_cells(RATES), ["model", "task"])
+    p = {(r["model"], r["task"]): r["p"] for r in fitted.iter_rows(named=True)}
+    assert p[("b", "code")] / p[("a", "code")] == pytest.approx(2.0, rel=0.1)
+    assert p[("a", "code")] / p[("a", "chat")] == pytest.approx(3.0, rel=0.1)
+    assert p[("a", "chat")] == pytest.approx(0.02, rel=0.1)
+
+
+def test_main_effects_are_not_taught_a_short_bug():
+    # Model "a" runs five times its rate for one block of eight: trimmed away.
+    bug = {"blocks": {5}, "model": "a", "factor": 5.0}
+    fitted = bl.main_effects(_cells(RATES, bug=bug), ["model", "task"])
+    p = {(r["model"], r["task"]): r["p"] for r in fitted.iter_rows(named=True)}
+    assert p[("a", "chat")] == pytest.approx(0.02, rel=0.15)
+
+
+def test_stability_tells_a_stable_effect_from_one_a_bug_makes():
+    stable = _cells(RATES).group_by("block", "model").agg(pl.col("n").sum(), pl.col("k").sum())
+    main, df, _interaction, _interaction_df, presence = bl.stability(
+        stable.rename({"model": "value"})
+    )
+    assert main > 100
+    assert df == 2
+    assert presence >= 0.6
+    # A rare symptom only a bug produces: model "a" at 1% in two blocks, ~0 elsewhere.
+    rng = np.random.default_rng(1)
+    rows = [
+        (b, v, 5000, int(rng.binomial(5000, 0.01 if (v == "a" and b in (2, 3)) else 0.00005)))
+        for b in range(8)
+        for v in "abc"
+    ]
+    bugged = pl.DataFrame(rows, schema=["block", "value", "n", "k"], orient="row")
+    assert bl.stability(bugged)[4] < 0.6
+
+
+def test_dispersion_is_one_for_poisson_counts_and_more_when_they_wobble():
+    rng = np.random.default_rng(2)
+    e = np.full((40, 60), 30.0)
+    poisson = Series(rng.poisson(e).astype(float), e, np.full_like(e, 1000))
+    assert bl.dispersion([poisson]) == pytest.approx(1.0, abs=0.25)
+    wobble = rng.poisson(e * rng.gamma(4.0, 0.25, e.shape)).astype(float)
+    assert bl.dispersion([Series(wobble, e, np.full_like(e, 1000))]) > 3
+
+
+# -- the whole search on simulated scenarios ----------------------------------------------
+
+
+def _run(tmp_path, scenario, seed=1, rows=None):
+    out = tmp_path / scenario
+    simulate(scenario, rows=rows, seed=seed, out=out)
+    with forensics.open(tmp_path / f"{scenario}.duckdb") as wb:
+        wb.ingest(out / "requests.parquet", progress=False)
+        wb.ingest_events(out / "events.csv")
+        found = wb.signatures()
+        truth = json.loads((out / "truth.json").read_text())
+        result = evaluate(wb.db, truth, json.loads(signatures_to_json(found))["signatures"])
+    return found, result
+
+
+LIBRARY = [
+    "tpu-region-corruption",  # one region x platform
+    "bad-replica",  # one server_id across every model it serves
+    "sampler-large-batch",  # a numeric range: batch_size >= 64
+    "same-model-two-bugs",  # one model, two windows, two symptoms
+    "same-start-two-bugs",  # one start, one platform, two models and symptoms
+    "active-at-end",  # no end yet
+    "kernel-build-bug",  # a column forensics has never heard of
+    "sticky-misrouting",  # traffic that exists only while the bug lasts
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", LIBRARY)
+def test_every_library_bug_is_recovered_and_nothing_else(tmp_path, scenario):
+    found, result = _run(tmp_path, scenario)
+    assert result.f1 == 1.0, result.table()
+    onsets = [abs(x) for x in result.matches["onset_error_hours"].to_list()]
+    assert max(onsets) <= 24, result.table()
+    if scenario == "active-at-end":
+        assert found[0].end is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scenario", ["null-mix-shift", "null-new-language", "null-benign-deploy"])
+def test_harmless_shifts_give_no_signature(tmp_path, scenario):
+    found, result = _run(tmp_path, scenario)
+    assert found == [], [s.describe() for s in found]
+    assert result.f1 == 1.0
+
+
+def test_a_signature_carries_its_evidence(tmp_path):
+    found, _ = _run(tmp_path, "bad-replica", rows=60_000)
+    (sig,) = found
+    assert sig.predicate == {"server_id": ["gpu-us-east-05"]}
+    assert sig.signal in sig.signals
+    primary = next(s for s in sig.symptoms if s.signal == sig.signal)
+    assert primary.ci_inside[0] <= primary.rate_inside <= primary.ci_inside[1]
+    assert sig.ci[0] <= sig.excess_rate <= sig.ci[1]
+    assert 0 < sig.p_value < 0.05
+    assert sig.onset_range[0] <= sig.start <= sig.onset_range[1]
+    assert sig.requests > 0
+    assert 0 < sig.users <= sig.requests
+    assert sig.odds_ratio_ci[0] > 1
+    assert sig.events
+    assert sig.events[-1]["kind"] == "drain"
+    contract = json.loads(signatures_to_json(found))["signatures"][0]
+    for key in ("id", "predicate", "start", "end", "signals", "excess_rate", "ci",
+                "requests", "users", "p_value", "events"):  # fmt: skip
+        assert key in contract
+    assert contract["start"].endswith("Z")
+    assert sig.where.start == sig.start
+
+
+def test_stricter_alpha_finds_no_more(tmp_path):
+    out = tmp_path / "bad"
+    simulate("bad-replica", rows=60_000, seed=2, out=out)
+    with forensics.open(tmp_path / "b.duckdb") as wb:
+        wb.ingest(out / "requests.parquet", progress=False)
+        loose = wb.signatures()
+        strict = wb.signatures(params=SeparationParams(alpha=1e-12))
+    assert len(strict) <= len(loose)
+
+
+def test_a_sampled_search_measures_every_request(tmp_path):
+    out = tmp_path / "bad"
+    simulate("bad-replica", rows=60_000, seed=1, out=out)
+    with forensics.open(tmp_path / "s.duckdb") as wb:
+        wb.ingest(out / "requests.parquet", progress=False)
+        full = wb.signatures()
+        said = []
+        sampled = wb.signatures(params=SeparationParams(search_rows=20_000), progress=said.append)
+        assert re.match(r"workspace ready: a sample of 1\d,\d{3} of 60,000 requests", said[0])
+        assert [s.predicate for s in sampled] == [s.predicate for s in full]
+        (sig,) = sampled
+        on_all, users = queries.requests_and_users(wb.db, sig.where)
+        assert (sig.requests, sig.users) == (on_all, users)
+        assert sig.requests > 20_000 / 60_000 * full[0].requests * 1.5
+
+
+def test_bad_requests_for_a_search_are_clear_errors(tmp_path, write_jsonl):
+    with forensics.open(tmp_path / "e.duckdb") as wb:
+        with pytest.raises(QueryError, match="no requests yet"):
+            wb.signatures()
+        wb.ingest(write_jsonl([{"request_id": "r1", "ts": "2025-01-01T00:00:00Z",
+                                "model": "m", "platform": "p", "routing_pool": "x",
+                                "eval_score": 0.9}]))  # fmt: skip
+        with pytest.raises(UnknownNameError, match="unknown signal 'nope'"):
+            wb.signatures(signals=["nope"])
+        assert wb.signatures() == []
+
+
+def test_times_are_utc(tmp_path):
+    found, _ = _run(tmp_path, "bad-replica", rows=60_000)
+    assert found[0].start.tzinfo is not None
+    assert found[0].start.utcoffset() == datetime(2024, 1, 1, tzinfo=UTC).utcoffset()
