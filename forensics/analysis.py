@@ -28,6 +28,7 @@ from forensics.queries import (
     bucket_label,
     check_signal,
     counts_by,
+    counts_per_dimension,
     dimensions,
     event_rows,
     time_range,
@@ -231,55 +232,50 @@ def compare(
     else:
         base_start, base_end = _window(baseline, "baseline")
     known = {d.name: d for d in dimensions(db)}
-    chosen = list(dims) if dims is not None else list(known)
-    pieces = []
+    chosen = list(dict.fromkeys(dims if dims is not None else known))
     for name in chosen:
         if name not in known:
             raise UnknownNameError.for_name("dimension", name, known)
-        inc = counts_by(db, by=[name], signal=signal, where=scope.between(inc_start, inc_end))
-        base = counts_by(db, by=[name], signal=signal, where=scope.between(base_start, base_end))
-        joined = (
-            inc.rename({"n": "n_incident", "k": "k_incident"})
-            .join(
-                base.rename({"n": "n_baseline", "k": "k_baseline"}),
-                on=name,
-                how="full",
-                coalesce=True,
-                nulls_equal=True,
-            )
-            .with_columns(pl.col("^[nk]_.*$").fill_null(0))
-        )
-        d = known[name]
-        labels = [
-            bucket_label(d.edges, v)
-            if d.kind == "numeric"
-            else ("(missing)" if v is None else str(v))
-            for v in joined[name].to_list()
-        ]
-        pieces.append(
-            joined.select(
-                pl.lit(name).alias("dimension"),
-                pl.Series("value", labels, dtype=pl.Utf8),
-                "n_incident",
-                "k_incident",
-                "n_baseline",
-                "k_baseline",
-            ).with_columns(
-                pl.col("n_incident").sum().alias("_n1"),
-                pl.col("k_incident").sum().alias("_k1"),
-                pl.col("n_baseline").sum().alias("_n0"),
-                pl.col("k_baseline").sum().alias("_k0"),
-            )
-        )
     columns = [
         "dimension", "value", "n_incident", "k_incident", "rate_incident", "ci_low", "ci_high",
         "n_baseline", "k_baseline", "rate_baseline", "rate_out", "lift", "share_of_bad_incident",
         "share_of_bad_baseline", "diff", "diff_low", "diff_high", "excess", "explains",
         "surprise", "p_value", "p_adjusted",
     ]  # fmt: skip
-    if not pieces:
+    if not chosen:
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.Float64))
-    frame = pl.concat(pieces, how="vertical_relaxed")
+    counts = counts_per_dimension(
+        db,
+        dims=chosen,
+        signal=signal,
+        windows={"incident": (inc_start, inc_end), "baseline": (base_start, base_end)},
+        where=scope,
+    )
+    labels = []
+    for name, *row in counts.select("dimension", *chosen).iter_rows():
+        d = known[name]
+        v = row[chosen.index(name)]
+        if d.kind == "numeric":
+            labels.append(bucket_label(d.edges, v))
+        else:
+            labels.append("(missing)" if v is None else str(v))
+    frame = counts.select(
+        "dimension",
+        pl.Series("value", labels, dtype=pl.Utf8),
+        "n_incident",
+        "k_incident",
+        "n_baseline",
+        "k_baseline",
+        *(
+            pl.col(column).sum().over("dimension").alias(total)
+            for column, total in (
+                ("n_incident", "_n1"),
+                ("k_incident", "_k1"),
+                ("n_baseline", "_n0"),
+                ("k_baseline", "_k0"),
+            )
+        ),
+    )
     k1, n1, k0, n0, big_n1, big_k1, big_n0, big_k0 = (
         frame[c].to_numpy().astype(float)
         for c in (
@@ -324,6 +320,7 @@ def compare(
         [rising.fill_null(False), pl.col("explains"), pl.col("surprise")],
         descending=[True, True, True],
         nulls_last=True,
+        maintain_order=True,
     )
 
 

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 import forensics
+from forensics.errors import UnknownNameError
+from forensics.queries import Where, counts_by, counts_per_dimension
 from tests.conftest import request_row
 from tests.test_queries import tiny_rows
 
@@ -186,3 +188,112 @@ def test_change_points_find_an_onset_in_the_right_slice(tmp_path, write_parquet)
             "ci_high",
             "p_value",
         ]
+
+
+# -- counts per dimension and window (the comparison's one query) ------------------------
+
+DAY1, DAY2, DAY3 = (datetime(2025, 8, d, tzinfo=UTC) for d in (1, 2, 3))
+
+
+def test_counts_per_dimension_by_hand(incident):
+    frame = counts_per_dimension(
+        incident.db,
+        dims=["platform", "model"],
+        signal="low_eval",
+        windows={"before": (DAY1, DAY2), "during": (DAY2, DAY3), "both": (None, None)},
+    )
+    assert frame.columns == [
+        "dimension", "platform", "model",
+        "n_before", "k_before", "n_during", "k_during", "n_both", "k_both",
+    ]  # fmt: skip
+    got = [(r[0], r[1] or r[2], *r[3:]) for r in frame.rows()]
+    assert got == [
+        # day 1: 2% everywhere; day 2: tpu at 30%, each model half tpu
+        ("platform", "gpu", 100, 2, 100, 2, 200, 4),
+        ("platform", "tpu", 100, 2, 100, 30, 200, 32),
+        ("model", "a", 100, 2, 100, 16, 200, 18),
+        ("model", "b", 100, 2, 100, 16, 200, 18),
+    ]
+
+
+def test_counts_per_dimension_keeps_values_seen_in_one_window_only(incident):
+    frame = counts_per_dimension(
+        incident.db,
+        dims=["platform"],
+        signal="low_eval",
+        windows={"early": (None, DAY1), "day1": (DAY1, DAY2)},
+        where=Where.parse({"platform": ["tpu"]}),
+    )
+    assert frame.select("platform", "n_early", "k_early", "n_day1", "k_day1").rows() == [
+        ("tpu", 0, 0, 100, 2)
+    ]
+
+
+def _per_dimension_reference(db, dims, signal, windows, where, *, use_cubes):
+    """What the comparison used to ask: one counts_by per dimension and window."""
+    rows = {}
+    for d in dims:
+        for name, (start, end) in windows.items():
+            part = counts_by(
+                db, by=[d], signal=signal, where=where.between(start, end), use_cubes=use_cubes
+            )
+            for value, n, k in part.rows():
+                entry = rows.setdefault((d, value), dict.fromkeys(windows, (0, 0)))
+                entry[name] = (n, k)
+    return {key: tuple(x for w in windows for x in value[w]) for key, value in rows.items()}
+
+
+@pytest.mark.parametrize("use_cubes", [True, False])
+@pytest.mark.parametrize(
+    "windows",
+    [
+        {"incident": (DAY2, DAY3), "baseline": (DAY1, DAY2)},
+        # unaligned and overlapping: no cube answers, and a row may count in both
+        {"incident": (DAY2 - timedelta(minutes=30), None), "baseline": (None, DAY2)},
+    ],
+)
+def test_counts_per_dimension_equal_one_counts_by_per_dimension_and_window(
+    incident, use_cubes, windows
+):
+    db = incident.db
+    dims = [d.name for d in incident.dimensions()]
+    assert any(d.kind == "numeric" for d in incident.dimensions())
+    for where in (Where(), Where.parse({"model": ["a"], "ts": (DAY1, DAY3)})):
+        frame = counts_per_dimension(
+            db, dims=dims, signal="low_eval", windows=windows, where=where, use_cubes=use_cubes
+        )
+        got = {
+            (r["dimension"], r[r["dimension"]]): tuple(
+                r[f"{m}_{w}"] for w in windows for m in ("n", "k")
+            )
+            for r in frame.iter_rows(named=True)
+        }
+        expected = _per_dimension_reference(
+            db, dims, "low_eval", windows, where, use_cubes=use_cubes
+        )
+        assert got == expected
+        assert frame.height == len(expected)
+
+
+def test_counts_per_dimension_reads_the_cube_once_when_it_holds_every_dimension(incident):
+    statements = []
+    incident.db.trace = lambda sql, params: statements.append(sql)
+    cube = incident.cubes()[0]
+    counts_per_dimension(
+        incident.db,
+        dims=list(cube.dims),
+        signal="low_eval",
+        windows={"incident": (DAY2, DAY3), "baseline": (DAY1, DAY2)},
+    )
+    incident.db.trace = None
+    counting = [s for s in statements if "GROUPING SETS" in s]
+    assert len(counting) == 1
+    assert f'FROM "{cube.name}"' in counting[0]
+
+
+def test_counts_per_dimension_names_an_unknown_dimension(incident):
+    with pytest.raises(UnknownNameError, match="nope"):
+        counts_per_dimension(
+            incident.db, dims=["nope"], signal="low_eval", windows={"all": (None, None)}
+        )
+
