@@ -12,7 +12,8 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -52,6 +53,9 @@ ALPHA = 0.05
 
 HEAVY_USER_QUANTILE = 0.9
 """Users at or above this quantile of request count are 'heavy users'."""
+
+SEGMENTATIONS_KEPT = 64
+"""Change-point segmentations remembered (by the series' content) for repeated questions."""
 
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 _PERIOD = {"hour": 24, "day": 7}
@@ -95,6 +99,14 @@ def rates(
     by = [by] if isinstance(by, str) else list(by)
     frame = counts_by(db, by=by, signal=signal, grain=grain, where=Where.parse(where))
     return _with_rates(frame)
+
+
+def _span(db: Database, where: Where) -> tuple[datetime | None, datetime | None]:
+    """The filter's time range, the data's where it leaves an end open."""
+    if where.start is not None and where.end is not None:
+        return where.start, where.end
+    first, last = time_range(db)
+    return where.start or first, where.end or last
 
 
 def _fill_time(
@@ -148,19 +160,22 @@ def timeline(
     grain: Literal["hour", "day"] = "day",
     where: WhereLike = None,
 ) -> Timeline:
-    """The rate series of a signal per group, with change events and change points."""
+    """The rate series of a signal per group, with change events and change points.
+
+    The change points are those of the overall series (``change_points``),
+    whose counts are the sums of the groups' in each bucket.
+    """
     by = [by] if isinstance(by, str) else list(by)
     parsed = Where.parse(where)
     frame = counts_by(db, by=by, signal=signal, grain=grain, where=parsed)
-    first, last = time_range(db)
-    start = parsed.start or first
-    end = parsed.end or last
+    overall = frame.group_by("ts").agg(pl.col("n").sum(), pl.col("k").sum()) if by else frame
+    start, end = _span(db, parsed)
     if start is not None and end is not None:
         frame = _fill_time(frame, by, grain, start, end)
     return Timeline(
         rates=_with_rates(frame),
         events=event_rows(db, where=Where(start=start, end=end)),
-        change_points=change_points(db, signal, where=parsed, grain=grain),
+        change_points=_change_points_of(overall, grain=grain, start=start, end=end),
         signal=signal,
         grain=grain,
         by=tuple(by),
@@ -458,31 +473,37 @@ def change_points(
         raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)}")
     parsed = Where.parse(where)
     frame = counts_by(db, by=[], signal=signal, grain=grain, where=parsed)
-    empty = pl.DataFrame(
-        schema={
-            "ts": pl.Datetime("us", "UTC"),
-            "direction": pl.Utf8,
-            "rate_before": pl.Float64,
-            "rate_after": pl.Float64,
-            "ci_low": pl.Datetime("us", "UTC"),
-            "ci_high": pl.Datetime("us", "UTC"),
-            "p_value": pl.Float64,
-        }
-    )
+    start, end = _span(db, parsed)
+    return _change_points_of(frame, grain=grain, start=start, end=end)
+
+
+_NO_CHANGE_POINTS: dict[str, Any] = {
+    "ts": pl.Datetime("us", "UTC"),
+    "direction": pl.Utf8,
+    "rate_before": pl.Float64,
+    "rate_after": pl.Float64,
+    "ci_low": pl.Datetime("us", "UTC"),
+    "ci_high": pl.Datetime("us", "UTC"),
+    "p_value": pl.Float64,
+}
+
+
+def _change_points_of(
+    frame: pl.DataFrame, *, grain: str, start: datetime | None, end: datetime | None
+) -> pl.DataFrame:
+    """Change points of a counts series (``ts, n, k``, buckets with requests) over [start, end)."""
+    empty = pl.DataFrame(schema=_NO_CHANGE_POINTS)
     if frame.height < 4:
         return empty
-    first, last = time_range(db)
-    start = parsed.start or first
-    end = parsed.end or last
     if start is not None and end is not None:
         frame = _fill_time(frame, [], grain, start, end)
-    times = frame["ts"].to_list()
-    found = stats.change_points(
-        frame["k"].to_numpy(),
-        frame["n"].to_numpy(),
-        times=times,
-        period=_PERIOD[grain],
-        alpha=ALPHA,
+    else:
+        frame = frame.sort("ts")
+    found = _segmented(
+        frame["k"].cast(pl.Int64).to_numpy().tobytes(),
+        frame["n"].cast(pl.Int64).to_numpy().tobytes(),
+        frame["ts"].dt.epoch("us").to_numpy().tobytes(),
+        _PERIOD[grain],
     )
     if not found:
         return empty
@@ -496,5 +517,28 @@ def change_points(
             "ci_high": [c.ci_high for c in found],
             "p_value": [c.p_value for c in found],
         },
-        schema=empty.schema,
+        schema=_NO_CHANGE_POINTS,
+    )
+
+
+@lru_cache(maxsize=SEGMENTATIONS_KEPT)
+def _segmented(k: bytes, n: bytes, times: bytes, period: int) -> tuple[stats.ChangePoint, ...]:
+    """``stats.change_points`` of one series, remembered by its content.
+
+    The dashboard asks for the same series again when only the grouping or the
+    window changes, or when the investigator goes back to a view; the
+    segmentation (PELT, tens of ms at hourly grain) is a pure function of the
+    counts, so the answer is kept rather than recomputed. The series is passed
+    as the bytes of its int64 arrays so that it can be a cache key.
+    """
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    times_us = np.frombuffer(times, dtype=np.int64)
+    return tuple(
+        stats.change_points(
+            np.frombuffer(k, dtype=np.int64),
+            np.frombuffer(n, dtype=np.int64),
+            times=[epoch + timedelta(microseconds=int(t)) for t in times_us],
+            period=period,
+            alpha=ALPHA,
+        )
     )

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import forensics
+from forensics import analysis
 from forensics.errors import UnknownNameError
 from forensics.queries import Where, counts_by, counts_per_dimension
 from tests.conftest import request_row
@@ -297,3 +298,31 @@ def test_counts_per_dimension_names_an_unknown_dimension(incident):
             incident.db, dims=["nope"], signal="low_eval", windows={"all": (None, None)}
         )
 
+
+# -- change points of a timeline ------------------------------------------------------------
+
+
+def test_a_grouped_timeline_has_the_change_points_of_the_overall_series(tmp_path, write_parquet):
+    with forensics.open(tmp_path / "cp.duckdb") as wb:
+        wb.ingest(write_parquet(_step_rows(24 * 8, onset=100)))
+        overall = wb.change_points("low_eval", grain="hour")
+        assert overall.height >= 1
+        for by in ([], ["platform"], ["model", "platform"]):
+            line = wb.timeline("low_eval", by=by, grain="hour")
+            assert line.change_points.equals(overall), by
+        scoped = {"ts": ("2025-08-03", "2025-08-07")}
+        assert wb.timeline(
+            "low_eval", by="platform", grain="hour", where=scoped
+        ).change_points.equals(wb.change_points("low_eval", grain="hour", where=scoped))
+
+
+def test_a_segmentation_asked_again_is_remembered(tmp_path, write_parquet):
+    with forensics.open(tmp_path / "cp.duckdb") as wb:
+        wb.ingest(write_parquet(_step_rows(24 * 6, onset=70)))
+        first = wb.change_points("low_eval", grain="hour")
+        before = analysis._segmented.cache_info()
+        again = wb.timeline("low_eval", by="platform", grain="hour").change_points
+        after = analysis._segmented.cache_info()
+    assert again.equals(first)
+    assert after.hits == before.hits + 1
+    assert after.misses == before.misses
