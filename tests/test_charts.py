@@ -4,6 +4,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
+import altair as alt
 import polars as pl
 import pytest
 import vl_convert as vlc
@@ -271,8 +272,8 @@ def test_comparison_shows_at_most_top_rows():
 # -- exposure -----------------------------------------------------------------------
 
 
-def test_exposure_chart():
-    exposure = Exposure(
+def _exposure():
+    return Exposure(
         signal="low_eval",
         users=200,
         users_affected=50,
@@ -286,9 +287,88 @@ def test_exposure_chart():
         fresh_rate=(0.05, 0.04, 0.06),
         base_rate=(0.08, 0.07, 0.09),
     )
-    spec = _render(charts.exposure_chart(exposure, where={"routing_pool": ["long"]}))
+
+
+def test_exposure_chart():
+    spec = _render(charts.exposure_chart(_exposure(), where={"routing_pool": ["long"]}))
     assert [r["users"] for r in _rows(spec, "k_bucket")] == ["30", "10", "5", "3", "2"]
     subtitle = " ".join(spec["title"]["subtitle"])
     assert "50 of 200 users" in subtitle
     assert "repeat ratio 5.0×" in subtitle
     assert "routing_pool = long" in subtitle
+
+
+# -- specifications: the same as Altair's constructors give -----------------------------
+
+
+def _windows():
+    return pl.DataFrame(
+        {
+            "label": ["S1", "S2"],
+            "group": ["script_mix", "low_eval"],
+            "start": [T0, T0 + timedelta(days=1)],
+            "end": [T0 + timedelta(days=2), None],
+        },
+        schema_overrides={"end": pl.Datetime("us", "UTC")},
+    )
+
+
+CHARTS = {
+    "timeline": lambda: charts.timeline_chart(_rates(), signal="degraded", by=["model"]),
+    "timeline, everything": lambda: charts.timeline_chart(
+        _rates(),
+        signal="degraded",
+        by=["model"],
+        events=_events(),
+        change_points=_change_points(),
+        highlight=(T0 + timedelta(days=1), T0 + timedelta(days=2)),
+        where={"model": ["a", "b"]},
+    ),
+    "timeline, no selection": lambda: charts.timeline_chart(
+        _rates(groups=("a",)), signal="degraded", selection=False, grain="hour"
+    ),
+    "heatmap": lambda: charts.heatmap_chart(_rates(), signal="degraded", by=["model"]),
+    "heatmap, highlight": lambda: charts.heatmap_chart(
+        _rates(), signal="degraded", by=["model"], highlight=(T0, None)
+    ),
+    "comparison": lambda: charts.comparison_chart(
+        _comparison_frame(), signal="degraded", incident=(T0, None), baseline=(None, T0)
+    ),
+    "exposure": lambda: charts.exposure_chart(_exposure()),
+    "windows": lambda: charts.windows_chart(_windows(), events=_events()),
+}
+
+
+@pytest.mark.parametrize("name", list(CHARTS))
+def test_specifications_are_those_of_altairs_constructors(name, monkeypatch):
+    # The builders compose without Altair's constructors (they deep-copy every part) and
+    # their compositions copy themselves shallowly: the specification must not change.
+    built, other = CHARTS[name](), CHARTS["heatmap"]()
+    spec = built.to_dict(validate=True)
+    styled = charts.style(built).to_dict(validate=True)
+    assert {k: v for k, v in styled.items() if k != "config"} == {
+        k: v for k, v in spec.items() if k != "config"
+    }
+    assert styled["config"]["axis"] == charts.CONFIG["axis"]
+    monkeypatch.setattr(charts, "_layered", lambda parts, **p: alt.LayerChart(layer=parts, **p))
+    monkeypatch.setattr(
+        charts, "_side_by_side", lambda parts, **p: alt.HConcatChart(hconcat=parts, **p)
+    )
+    reference, other_reference = CHARTS[name](), CHARTS["heatmap"]()
+    assert type(reference) in (alt.LayerChart, alt.HConcatChart)
+    assert spec == reference.to_dict(validate=True)
+    # and a composition keeps working when Altair composes it further
+    assert alt.vconcat(built, other).to_dict() == alt.vconcat(reference, other_reference).to_dict()
+
+
+def test_a_shallow_copy_of_a_composed_chart_leaves_the_original_alone():
+    chart = charts.timeline_chart(_rates(), signal="degraded", by=["model"])
+    before = chart.to_dict()
+    copy = chart.copy(deep=False)
+    copy.title = "another"
+    copy.layer = copy.layer[:1]
+    assert chart.to_dict() == before
+    assert copy.to_dict()["title"] == "another"
+    assert len(copy.to_dict()["layer"]) == 1
+    assert charts.style(chart).to_dict()["config"]["axis"] == charts.CONFIG["axis"]
+    assert "axis" not in chart.to_dict()["config"]
