@@ -128,9 +128,10 @@ def test_separation_notebook_finds_and_scores_the_signatures(sample_db, monkeypa
     found = re.findall(r"^(S\d+): ", printed, re.M)
     assert found, printed
     assert f"shape: ({len(found)}, 11)" in printed
+    # Altair's HTML embeds the spec with non-ASCII escaped, so "·" may read "\u00b7".
     windows = json.dumps(_outputs(nb, "windows"), ensure_ascii=False)
-    for sig in found:
-        assert f"{sig} · " in windows  # one row per signature in the windows chart
+    for sig in found:  # one row per signature in the windows chart
+        assert re.search(rf"{sig} (?:·|\\+u00b7) ", windows), sig
     assert f"{found[0]}</b>" in "".join(
         o["data"].get("text/html", "") for o in _outputs(nb, "first") if "data" in o
     )
@@ -148,13 +149,5 @@ NOTEBOOKS_WITH_THEIR_OWN_TEST = (
 )
 
 
-@pytest.mark.notebook
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "path",
-    [p for p in NOTEBOOKS if p.name not in NOTEBOOKS_WITH_THEIR_OWN_TEST],
-    ids=lambda p: p.name,
-)
-def test_every_other_notebook_runs_on_the_sample(path, sample_db, monkeypatch):
-    nb = _run(path, sample_db, monkeypatch)
-    assert json.dumps(nb.cells[-1].get("outputs", []))  # ran to the end without an error
+def test_every_notebook_has_a_test_that_runs_it():
+    assert sorted(p.name for p in NOTEBOOKS) == sorted(NOTEBOOKS_WITH_THEIR_OWN_TEST)
