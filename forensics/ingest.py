@@ -274,8 +274,34 @@ class _Plan:
     """Things to tell the user."""
 
 
-def _text_value(src: str) -> str:
-    return f"NULLIF(trim(CAST({src} AS VARCHAR)), '')"
+TRIMMED_SPACES = "[\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]"
+"""RE2 class of the characters DuckDB's ``trim()`` removes (Unicode space separators);
+tests/test_ingest.py checks it against ``trim()`` on every code point."""
+
+
+def _text_value(src: str, *, long_text: bool = False) -> str:
+    """SQL: a text value without surrounding spaces, null when empty.
+
+    ``trim()`` decodes every character of its input: on long texts (responses)
+    that costs more than the rest of the typing, so for them two anchored regexes
+    look at the first and last character and ``trim()`` runs only where it changes
+    something. Short values (ids, names) are cheaper to trim than to test.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> texts = (" a\N{IDEOGRAPHIC SPACE}", "a b", "  ", "")
+    >>> for long_text in (False, True):
+    ...     sql = f"SELECT {_text_value('$t', long_text=long_text)}"
+    ...     print([duckdb.execute(sql, {"t": t}).fetchall()[0][0] for t in texts])
+    ['a', 'a b', None, None]
+    ['a', 'a b', None, None]
+    """
+    text = f"CAST({src} AS VARCHAR)"
+    if not long_text:
+        return f"NULLIF(trim({text}), '')"
+    edge = f"regexp_matches({text}, '^{TRIMMED_SPACES}') OR regexp_matches({text}, '{TRIMMED_SPACES}$')"
+    return f"NULLIF(CASE WHEN {edge} THEN trim({text}) ELSE {text} END, '')"
 
 
 def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> tuple[str, str]:
@@ -417,7 +443,7 @@ def _plan_columns(
             value, failed = _plan_double(src, dtype)
             plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
         else:
-            value = _text_value(src)
+            value = _text_value(src, long_text=col.role == "text")
             if col.required:
                 plan.checks.append(_Check(f"{value} IS NULL", "missing_required", col.name, bad))
         range_check = _range_condition(col, f"({value})")
@@ -744,15 +770,22 @@ def _ingest_one(
     )
     present = [*canonical_src, *plan.extras]
 
-    # Duplicate request_ids among the good rows, or already in the table.
-    dup_ids_sql = (
-        f"SELECT request_id FROM ({checked}) WHERE _problem IS NULL GROUP BY request_id HAVING count(*) > 1 "
-        f"UNION SELECT request_id FROM ({checked}) c WHERE _problem IS NULL AND request_id IN "
-        "(SELECT request_id FROM requests)"
+    # Request_ids that may be seen twice, in this file or already stored: found by hash
+    # in one scan of the ids alone. A hash shared by different ids only costs those
+    # rows a closer look in _settle_duplicates, which compares the ids themselves.
+    request_id = plan.values["request_id"]
+    db.execute(
+        "CREATE OR REPLACE TEMP TABLE _dup_hashes AS WITH new AS MATERIALIZED "
+        f"(SELECT hash({request_id}) AS h FROM {source.relation} WHERE ({request_id}) IS NOT NULL) "
+        "SELECT h FROM new GROUP BY h HAVING count(*) > 1 "
+        "UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests)",
+        sql_params,
     )
-    db.execute(f"CREATE OR REPLACE TEMP TABLE _dup_ids AS {dup_ids_sql}", sql_params)
-    keep_rows, duplicates, conflicts = _settle_duplicates(
-        db, checked, sql_params, plan, privacy_salt
+    may_repeat = bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
+    keep_rows, duplicates, conflicts = (
+        _settle_duplicates(db, checked, sql_params, plan, privacy_salt)
+        if may_repeat
+        else ([], 0, [])
     )
     db.execute("CREATE OR REPLACE TEMP TABLE _keep_rows (_row BIGINT)")
     if keep_rows:
@@ -778,10 +811,12 @@ def _ingest_one(
     stored += [quote_identifier(n) for n in all_signals]
     stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
     stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
-    good = (
-        f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (request_id NOT IN "
-        "(SELECT request_id FROM _dup_ids) OR _row IN (SELECT _row FROM _keep_rows)))"
-    )
+    good = f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)"
+    if may_repeat:
+        good = (
+            f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (hash(request_id) NOT IN "
+            "(SELECT h FROM _dup_hashes) OR _row IN (SELECT _row FROM _keep_rows)))"
+        )
     with_signals = signals_relation(good, present, params=params, user_signals=user_signals)
     insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
@@ -931,13 +966,11 @@ def _settle_duplicates(
     plan: _Plan,
     privacy_salt: str | None,
 ) -> tuple[list[int], int, list[tuple[int, str]]]:
-    """Decide which rows of duplicated request_ids to keep.
+    """Decide which rows of request_ids whose hash is in ``_dup_hashes`` to keep.
 
     Returns the rows to keep, the number of exact duplicates, and the
     conflicting rows as (row, request_id).
     """
-    if not db.scalar("SELECT count(*) FROM _dup_ids"):
-        return [], 0, []
     compared = [n for n in plan.values if n in db.columns("requests")]
     if privacy_salt is not None:
         compared = [n for n in compared if n != "response_text"]
@@ -953,12 +986,12 @@ def _settle_duplicates(
 
     new_rows = db.execute(
         f"SELECT _row, request_id, {content('', privacy_salt is not None)} FROM ({checked}) "
-        "WHERE _problem IS NULL AND request_id IN (SELECT request_id FROM _dup_ids) ORDER BY _row",
+        "WHERE _problem IS NULL AND hash(request_id) IN (SELECT h FROM _dup_hashes) ORDER BY _row",
         params,
     )
     old_rows = db.execute(
         f"SELECT request_id, {content('', False)} FROM requests "
-        "WHERE request_id IN (SELECT request_id FROM _dup_ids)"
+        "WHERE hash(request_id) IN (SELECT h FROM _dup_hashes)"
     )
     first: dict[str, str] = {rid: h for rid, h in old_rows}
     keep: list[int] = []
@@ -1055,7 +1088,7 @@ def ingest_files(
         else:
             db.execute("COMMIT")
         finally:
-            for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_ids", "_keep_rows"):
+            for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_hashes", "_keep_rows"):
                 db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
         summaries.append(summary)
         if on_file is not None:

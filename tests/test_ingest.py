@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import forensics
 from forensics.db import Database
 from forensics.errors import IngestError, MissingColumnError
-from forensics.ingest import REASONS, detect_format, resolve_paths
+from forensics.ingest import REASONS, TRIMMED_SPACES, detect_format, resolve_paths
 from tests.conftest import BAD_INPUTS, request_row
 
 # -- the bad-input corpus: every file's fate, counted by hand ----------------------
@@ -442,3 +442,15 @@ def test_user_signal_from_mapping_counts_towards_degraded(wb, write_jsonl, tmp_p
     assert got == [(False, False), (True, True), (None, False)] * 2
     defined = wb.sql("SELECT name, kind FROM signal_definitions WHERE kind = 'user'").rows()
     assert defined == [("slow", "user")]
+
+
+def test_trimmed_spaces_class_is_exactly_what_trim_removes():
+    """Long texts skip ``trim()`` unless an edge character is in TRIMMED_SPACES."""
+    [(mismatched, trimmed)] = duckdb.sql(
+        f"""SELECT count(*) FILTER (WHERE regexp_matches(c, '^{TRIMMED_SPACES}$') != (trim(c) = '')),
+                   count(*) FILTER (WHERE trim(c) = '')
+            FROM (SELECT chr(cp::INTEGER) AS c FROM range(1, 1114112) t(cp)
+                  WHERE cp NOT BETWEEN 55296 AND 57343)"""  # every code point but surrogates
+    ).fetchall()
+    assert trimmed > 1  # the class is not trivially empty
+    assert mismatched == 0
