@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import json
 import re
 import threading
@@ -43,6 +44,7 @@ from typing import Literal, NamedTuple
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from forensics.signals._detector import Detector, SignalParams
@@ -274,15 +276,48 @@ def check_response(text: str, *, max_chars: int = SignalParams.code_max_chars) -
     return None
 
 
-def _udf(texts: pa.Array, max_chars: pa.Array) -> pa.Array:
-    limits = max_chars.to_pylist()
+MEMO_ENTRIES = 50_000
+"""Distinct responses whose verdict is remembered between vectors (least recent forgotten)."""
+
+MEMO_MAX_CHARS = 1_000
+"""Only responses up to this long are remembered: with ``MEMO_ENTRIES`` this bounds the
+memo at 50 million characters, about 2 MB for every 8,000 typical responses."""
+
+
+@functools.lru_cache(maxsize=MEMO_ENTRIES)
+def _remembered(text: str, max_chars: int) -> bool | None:
+    return check_response(text, max_chars=max_chars)
+
+
+def _verdict(text: str, max_chars: int) -> bool | None:
+    if len(text) > MEMO_MAX_CHARS:
+        return check_response(text, max_chars=max_chars)
+    return _remembered(text, max_chars)
+
+
+def _udf(texts: pa.Array | pa.ChunkedArray, max_chars: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Vectorised check: each distinct text of the vector reaches Python once.
+
+    The same response comes back often (retries, cached or templated answers,
+    evaluation prompts at temperature 0), so texts are dictionary-encoded in
+    Arrow first and recent verdicts are remembered (``MEMO_ENTRIES``): a verdict
+    depends on the text alone, so this changes no result.
+    """
+    limits = pc.unique(max_chars)
     with _parse_lock, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SyntaxWarning / DeprecationWarning from user code
-        out = [
-            None if text is None else check_response(text, max_chars=int(limit))
-            for text, limit in zip(texts.to_pylist(), limits, strict=True)
-        ]
-    return pa.array(out, pa.bool_())
+        if len(limits) != 1 or not limits[0].is_valid:
+            out = [
+                None if text is None or limit is None else _verdict(text, int(limit))
+                for text, limit in zip(texts.to_pylist(), max_chars.to_pylist(), strict=True)
+            ]
+            return pa.array(out, pa.bool_())
+        limit = int(limits[0].as_py())
+        if isinstance(texts, pa.ChunkedArray):
+            texts = texts.combine_chunks()
+        encoded = texts if pa.types.is_dictionary(texts.type) else pc.dictionary_encode(texts)
+        verdicts = [_verdict(text, limit) for text in encoded.dictionary.to_pylist()]
+    return pa.array(verdicts, pa.bool_()).take(encoded.indices)
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
