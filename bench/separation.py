@@ -8,6 +8,13 @@ Prints one row per run and a table per scenario: mean precision, recall and F1
 with a 95% interval over seeds (t), mean absolute onset error, and seconds.
 
     python bench/separation.py [--seeds 10] [--scenario NAME ...] [--rows N]
+
+``--speed ROWS`` instead times the search on the postmortem database of
+bench/queries.py with ROWS rows (generated once in bench/out/), against one
+DuckDB pass over the same table (GROUP BY day and every categorical dimension:
+reading the data once, the floor), scores it against the truth, and reports both times.
+
+    python bench/separation.py --speed 10000000 [--repeat 3]
 """
 
 from __future__ import annotations
@@ -58,6 +65,47 @@ def run(scenario: str, seed: int, rows: int | None) -> dict:
     }
 
 
+def speed(rows: int, repeat: int) -> None:
+    import sys
+
+    import forensics
+    from forensics import queries
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from queries import _database  # bench/queries.py: the same cached database
+
+    db = _database(rows, 1)
+    truth = json.loads((OUT.parent / f"postmortem-{rows}-1" / "truth.json").read_text())
+    with forensics.open(db, read_only=True) as wb:
+        dims = [queries.quote_identifier(d.name) for d in wb.dimensions() if d.kind != "numeric"]
+        signals = [queries.quote_identifier(s) for s in wb.signals()]
+        floor_sql = (
+            f"SELECT date_trunc('day', ts) AS day, {', '.join(dims)}, count(*), "
+            + ", ".join(f"count(*) FILTER (WHERE {s})" for s in signals)
+            + " FROM requests GROUP BY ALL"
+        )
+        floors, searches = [], []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            groups = wb.sql(f"SELECT count(*) FROM ({floor_sql})").item()
+            floors.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            found = wb.signatures()
+            searches.append(time.perf_counter() - t)
+        result = wb.evaluate(truth, found)
+    floor, search = statistics.median(floors), statistics.median(searches)
+    print(f"rows {rows:,}; median of {repeat} runs each")
+    print(
+        f"  one DuckDB pass (GROUP BY day x {len(dims)} categorical dimensions, {groups:,} groups): "
+        f"{floor:.2f} s"
+    )
+    print(
+        f"  wb.signatures(): {search:.2f} s  ({search / floor:.1f}x the pass); "
+        f"runs: {', '.join(f'{x:.1f}' for x in searches)} s"
+    )
+    print(f"  {result.table().splitlines()[-1]}")
+
+
 def _interval(values: list[float]) -> str:
     mean = statistics.fmean(values)
     if len(values) < 2:
@@ -78,7 +126,12 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=1)
     parser.add_argument("--scenario", action="append", help="Only these (repeatable).")
     parser.add_argument("--rows", type=int, default=None, help="Rows per run [scenario default].")
+    parser.add_argument("--speed", type=int, metavar="ROWS", help="Time the search on ROWS rows.")
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of --speed [3].")
     args = parser.parse_args()
+    if args.speed:
+        speed(args.speed, args.repeat)
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     scenarios = args.scenario or sorted(SCENARIOS)
     results = []

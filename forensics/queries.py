@@ -1309,14 +1309,7 @@ def workspace_margins(
 
     Returns ``dimension, value, block, n, k`` (value as text).
     """
-    s = quote_identifier(signal)
-    parts = [
-        f"SELECT $d{i} AS dimension, CAST({quote_identifier(d)} AS VARCHAR) AS value, "
-        f"_hour // {int(block_hours)} AS block, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
-        f"FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition}) GROUP BY 2, 3"
-        for i, d in enumerate(dims)
-    ]
-    if not parts:
+    if not dims:
         return pl.DataFrame(
             schema={
                 "dimension": pl.Utf8,
@@ -1326,9 +1319,18 @@ def workspace_margins(
                 "k": pl.Int64,
             }
         )
-    return db.frame(
-        " UNION ALL ".join(parts), {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}}
+    s = quote_identifier(signal)
+    texts = ", ".join(f"CAST({quote_identifier(d)} AS VARCHAR) AS v{i}" for i, d in enumerate(dims))
+    dimension = " ".join(f"WHEN grouping(v{i}) = 0 THEN $d{i}" for i in range(len(dims)))
+    value = " ".join(f"WHEN grouping(v{i}) = 0 THEN v{i}" for i in range(len(dims)))
+    sets = ", ".join(f"(block, v{i})" for i in range(len(dims)))
+    sql = (
+        f"SELECT CASE {dimension} END AS dimension, CASE {value} END AS value, block, "
+        f"count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM "
+        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s} FROM {WORKSPACE} "
+        f"WHERE {_live(signal)} AND ({condition})) GROUP BY GROUPING SETS ({sets})"
     )
+    return db.frame(sql, {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}})
 
 
 def workspace_cells(

@@ -19,7 +19,13 @@ from forensics.evaluate import evaluate
 from forensics.separation import SeparationParams
 from forensics.separation import baseline as bl
 from forensics.separation.params import SeparationParams as Params
-from forensics.separation.statistic import Scanner, Series, Window, window_llr
+from forensics.separation.statistic import (
+    Scanner,
+    Series,
+    Window,
+    level_prior_strength,
+    window_llr,
+)
 from forensics.signature import signatures_to_json
 from forensics.simulate import simulate
 
@@ -34,6 +40,31 @@ def test_no_rise_no_statistic():
     # As expected inside as outside: nothing (the prior's mode sits a hair below 1).
     assert _llr(10, 10, 30, 30) == pytest.approx(0.0, abs=0.01)
     assert _llr(5, 10, 30, 30) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("o_in", "e_in", "o_out", "e_out"), [(15, 10, 30, 30), (3, 0.5, 2, 40.0), (60, 10, 0, 5)]
+)
+def test_the_statistic_is_the_log_posterior_ratio_at_the_map_levels(o_in, e_in, o_out, e_out):
+    # Written out term by term: Poisson log likelihoods plus the Gamma(c, c) level
+    # prior, each level at its MAP (O + c - 1) / (E + c); inside, the level is free.
+    c = float(level_prior_strength(e_out))
+
+    def level(o, e):
+        return (o + c - 1) / (e + c)
+
+    def log_post(o, e, r):
+        return o * np.log(r) - r * e + (c - 1) * np.log(r) - c * r
+
+    r_null, r_out, r_in = level(o_in + o_out, e_in + e_out), level(o_out, e_out), o_in / e_in
+    alt = o_in * np.log(r_in) - o_in + log_post(o_out, e_out, r_out)
+    null = (
+        log_post(o_in, e_in, r_null)
+        + log_post(o_out, e_out, r_null)
+        - (c - 1) * np.log(r_null)
+        + c * r_null
+    )
+    assert _llr(o_in, e_in, o_out, e_out) == pytest.approx(alt - null, rel=1e-9)
 
 
 def test_the_statistic_grows_with_the_excess():

@@ -50,12 +50,6 @@ def xlogx_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:
         return np.where((o > 0) & (e > 0), o * np.log(o / np.where(e > 0, e, 1.0)), 0.0)
 
 
-def _level_prior(rho: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """Log density (up to a constant) of the Gamma(c, c) prior on a slice's level."""
-    with np.errstate(divide="ignore"):
-        return (c - 1) * np.log(rho) - c * rho
-
-
 def level_prior_strength(e_out: np.ndarray | float) -> np.ndarray:
     """``c`` of the level prior given the expected events outside a window (see window_llr)."""
     return LEVEL_PRIOR / (1 + np.asarray(e_out, dtype=float) / LEVEL_PRIOR_HALF)
@@ -90,16 +84,21 @@ def window_llr(
     """
     if c is None:
         c = level_prior_strength(e_out)
-    o_tot = o_in + o_out
-    e_tot = e_in + e_out
-    level_null = (o_tot + c - 1) / (e_tot + c)
-    level_out = (o_out + c - 1) / (e_out + c)
+    # At the MAP level r = a / b (a = O + c - 1, b = E + c) the log posterior
+    # O log r - r E + (c - 1) log r - c r is a log(a / b) - a: one log per term.
+    a_null = o_in + o_out + c - 1
+    a_out = o_out + c - 1
+    b_out = e_out + c
     with np.errstate(divide="ignore", invalid="ignore"):
-        null = o_tot * np.log(level_null) - level_null * e_tot + _level_prior(level_null, c)
-        alt = xlogx_ratio(o_in, e_in) - o_in
-        alt = alt + o_out * np.log(level_out) - level_out * e_out + _level_prior(level_out, c)
-        llr = alt - null
-    keep = (e_in > 0) & (o_in > level_out * e_in) & np.isfinite(llr)
+        llr = (
+            xlogx_ratio(o_in, e_in)
+            - o_in
+            + a_out * np.log(a_out / b_out)
+            - a_out
+            - a_null * np.log(a_null / (e_in + b_out))
+            + a_null
+        )
+        keep = (e_in > 0) & (o_in * b_out > a_out * e_in) & np.isfinite(llr)
     return np.where(keep, np.maximum(llr, 0.0), 0.0)
 
 
