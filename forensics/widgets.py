@@ -27,8 +27,10 @@ import contextlib
 import hashlib
 import html
 import json
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,17 +42,20 @@ import polars as pl
 from altair.utils.schemapi import debug_mode
 
 from forensics import charts, stats
+from forensics.db import Database
 from forensics.errors import ForensicsError
 from forensics.findings import View
 from forensics.queries import Dimension, bucket_label, dimension_values, time_range
 
 if TYPE_CHECKING:
     from forensics.analysis import Timeline
+    from forensics.signature import Signature
     from forensics.workbench import Workbench
 
 __all__ = [
     "BRUSH_DEBOUNCE_MS",
     "COMPARE_TOP",
+    "PROGRESS_EVERY_S",
     "Dashboard",
     "DashboardState",
     "UpdateTimings",
@@ -62,6 +67,9 @@ COMPARE_TOP = 15
 
 BRUSH_DEBOUNCE_MS = 350
 """The browser reports a dragged window this long after the drag stops (not while dragging)."""
+
+PROGRESS_EVERY_S = 1.0
+"""A running signature search redraws its progress line this often (seconds)."""
 
 _CACHE = Path.home() / ".cache" / "forensics"
 
@@ -291,6 +299,47 @@ _CSS = """
 """
 
 
+class _Progress:
+    """A running search in an HTML widget: seconds so far and its latest message.
+
+    Called with each message the search reports; a timer thread also redraws
+    it every ``PROGRESS_EVERY_S`` so that a long step without messages still
+    shows the search is alive (widget changes reach the browser from any
+    thread).
+    """
+
+    def __init__(self, view: widgets.HTML) -> None:
+        self.view = view
+        self.message = "preparing the workspace"
+        self.started = time.perf_counter()
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="forensics-progress", daemon=True)
+
+    def __call__(self, message: str) -> None:
+        self.message = message
+        self._draw()
+
+    def _draw(self) -> None:
+        seconds = time.perf_counter() - self.started
+        self.view.value = (
+            f"<span class='fx-muted forensics-searching'>searching… {seconds:.0f} s · "
+            f"{html.escape(self.message)}</span>"
+        )
+
+    def _tick(self) -> None:
+        while not self._stop.wait(PROGRESS_EVERY_S):
+            self._draw()
+
+    def __enter__(self) -> _Progress:
+        self._draw()
+        self._ticker.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._ticker.join()
+
+
 # -- the dashboard --------------------------------------------------------------------
 
 
@@ -330,8 +379,9 @@ class Dashboard:
         self.investigation = investigation
         self.pinned: list[View] = []
         """Views pinned with "add to report", oldest first."""
-        self.signatures: list[Any] = []
+        self.signatures: list[Signature] = []
         """Signatures found with the "find signatures" button (``Workbench.signatures``)."""
+        self._search: Future[list[Signature]] | None = None
         self.last_update = UpdateTimings(0.0)
         """Timings of the most recent update."""
         signals = wb.signals()
@@ -480,7 +530,7 @@ class Dashboard:
         self.reset_button.on_click(lambda _b: self.reset_filters())
         self.clear_window_button.on_click(lambda _b: self.select_window(None))
         self.exposure_button.on_click(lambda _b: self.show_exposure())
-        self.find_button.on_click(lambda _b: self.find_signatures())
+        self.find_button.on_click(lambda _b: self.start_signature_search())
         self.pin_button.on_click(lambda _b: self.pin())
         self.signature_picker.observe(self._on_signature, names="value")
 
@@ -966,26 +1016,77 @@ class Dashboard:
             f"{html.escape(charts.describe_window(state.start, state.end))}</span>"
         )
 
-    def find_signatures(self) -> list[Any]:
-        """Search for the separate problems (``Workbench.signatures``) and list them."""
-        self.signature_table.value = "<span class='fx-muted'>searching…</span>"
+    def find_signatures(self) -> list[Signature]:
+        """Search for the separate problems (``Workbench.signatures``) and list them.
+
+        Runs here and returns when the search is done (seconds to tens of
+        seconds on large data); the panel shows its progress meanwhile. The
+        "find signatures" button runs ``start_signature_search`` instead, so
+        that the other panels keep answering.
+        """
+        return self._search_and_show(self.wb)
+
+    def start_signature_search(self) -> Future[list[Signature]]:
+        """Start the signature search in a background thread and return its future.
+
+        The search reads the database through a connection of its own (its
+        working tables are that connection's), so the other panels keep
+        updating on the dashboard's connection while it runs; the panel shows
+        its progress and, when it ends, the signatures (``future.result()``
+        gives them too). An in-memory database has no second connection: the
+        search runs here. A search already running is not started again.
+        """
+        if self._search is not None and not self._search.done():
+            return self._search
+        future: Future[list[Signature]] = Future()
+        self._search = future
+        if self.wb.path == ":memory:":
+            future.set_result(self.find_signatures())
+            return future
+
+        def search() -> None:
+            from forensics.workbench import Workbench
+
+            try:
+                db = Database(
+                    self.wb.path, read_only=self.wb.db.read_only, config=self.wb.db.config
+                )
+                with Workbench(db) as own:
+                    future.set_result(self._search_and_show(own))
+            except BaseException as exc:
+                self._searching(False)
+                failed = html.escape(repr(exc))
+                self.signature_table.value = (
+                    f"<span style='color:#b2182b'>the search failed: {failed}</span>"
+                )
+                future.set_exception(exc)
+
+        self._searching(True)
+        threading.Thread(target=search, name="forensics-signatures", daemon=True).start()
+        return future
+
+    def _searching(self, busy: bool) -> None:
+        """The button while a search runs: disabled, with a spinning icon."""
+        self.find_button.disabled = busy
+        self.find_button.icon = "spinner spin" if busy else "search"
+        self.find_button.description = "searching…" if busy else "find signatures"
+
+    def _search_and_show(self, wb: Workbench) -> list[Signature]:
+        self._searching(True)
         t = time.perf_counter()
         try:
-            search: Callable[[], list[Any]] | None = getattr(self.wb, "signatures", None)
-            if search is None:
-                from forensics.separation import find_signatures
-
-                found = find_signatures(self.wb.db)
-            else:
-                found = search()
+            with _Progress(self.signature_table) as progress:
+                found = wb.signatures(progress=progress)
         except ForensicsError as exc:
             self.signature_table.value = (
                 f"<span style='color:#b2182b'>{html.escape(str(exc))}</span>"
             )
             return []
+        finally:
+            self._searching(False)
         self.signatures = list(found)
         self.signature_table.value = self._signature_html(time.perf_counter() - t)
-        options = [("(none: keep the current filters)", None)]
+        options: list[tuple[str, str | None]] = [("(none: keep the current filters)", None)]
         options += [(self._signature_line(s), s.id) for s in self.signatures]
         self.signature_picker.unobserve(self._on_signature, names="value")
         self.signature_picker.options = options
@@ -1004,7 +1105,7 @@ class Dashboard:
                 parts.append(charts.describe_where({column: values}))
         return " · ".join(parts) or "all requests"
 
-    def _signature_line(self, s: Any) -> str:
+    def _signature_line(self, s: Signature) -> str:
         end = "still active" if s.end is None else f"{s.end:%m-%d %H:%M}"
         return (
             f"{s.id}: {self._predicate_text(s.predicate)} · {s.start:%m-%d %H:%M} → {end} · "

@@ -41,6 +41,8 @@ LAUNCH_ARGS = [
 ]
 NOTEBOOK_SECONDS = 300
 """Kernel start plus running the whole triage notebook, on a slow machine."""
+SEARCH_SECONDS = 300
+"""The signature search on the shipped sample (about 25 s), on a slow machine."""
 
 
 def _require_chromium() -> None:
@@ -219,6 +221,30 @@ def test_changing_a_filter_redraws_the_dashboard(triage_page):
             assert "JavaScript Error" not in dashboard.inner_text()
             ARTIFACTS.mkdir(parents=True, exist_ok=True)
             dashboard.screenshot(path=str(ARTIFACTS / "browser-dashboard.png"))
+
+            # the signature search runs in the background: the panel shows it working
+            # (a spinning icon, the seconds so far) and the filters still answer meanwhile
+            dashboard.locator(".lm-TabBar-tab", has_text="signatures").click()
+            dashboard.get_by_role("button", name="find signatures").click()
+            searching = dashboard.locator(".forensics-searching")
+            searching.wait_for(timeout=30_000)
+            assert dashboard.locator("button i.fa-spinner.fa-spin").count() == 1
+            before = rate.inner_text()
+            first_filter.select_option(index=1)
+            page.wait_for_function(
+                "b => document.querySelector('.forensics-dashboard .forensics-rate').innerText !== b",
+                arg=before,
+                timeout=30_000,
+            )
+            assert searching.count() == 1, "the search ended before the filter answered"
+            dashboard.screenshot(path=str(ARTIFACTS / "browser-dashboard-searching.png"))
+            page.wait_for_function(
+                "() => /signatures? in \\d|No significant signature/.test("
+                "document.querySelector('.forensics-dashboard').innerText)",
+                timeout=SEARCH_SECONDS * 1000,
+            )
+            assert searching.count() == 0
+            assert dashboard.locator("button i.fa-spinner").count() == 0
         finally:
             browser.close()
     assert not page_errors, page_errors

@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import polars as pl
 import pytest
@@ -11,6 +10,7 @@ import forensics
 from forensics import widgets
 from forensics.errors import ForensicsError
 from forensics.findings import View
+from forensics.signature import Signature, SymptomRate
 from forensics.simulate import simulate
 
 ROWS = 20_000
@@ -228,40 +228,54 @@ def test_exposure_is_computed_when_asked_and_marked_stale_after(wb, dash):
     assert "filters changed" in dash.exposure_text.value
 
 
-@dataclass(frozen=True)
-class _Signature:
-    """The fields of the separation engine's Signature contract the dashboard reads."""
-
-    id: str
-    predicate: dict[str, Any]
-    start: datetime
-    end: datetime | None
-    signal: str
-    signals: tuple[str, ...]
-    excess_rate: float
-    ci: tuple[float, float]
-    requests: int
-    users: int
-    p_value: float
+def _signature(id, predicate, start, end, signal):
+    """A Signature as the separation engine returns it, with made-up evidence."""
+    symptom = SymptomRate(
+        signal=signal,
+        n_inside=1234,
+        k_inside=80,
+        rate_inside=80 / 1234,
+        ci_inside=(0.052, 0.08),
+        n_baseline=50_000,
+        k_baseline=750,
+        rate_baseline=0.015,
+        ci_baseline=(0.014, 0.016),
+        p_value=1e-9,
+        elevated=True,
+    )
+    return Signature(
+        id=id,
+        predicate=predicate,
+        start=start,
+        end=end,
+        signal=signal,
+        signals=(signal,),
+        symptoms=(symptom,),
+        baseline="the same slice outside the window",
+        excess_rate=0.05,
+        ci=(0.04, 0.06),
+        excess_requests=61.5,
+        requests=1234,
+        users=56,
+        p_value=1e-8,
+        log_likelihood_ratio=42.0,
+        onset_range=(start - timedelta(hours=2), start + timedelta(hours=1)),
+        end_range=None if end is None else (end - timedelta(hours=1), end + timedelta(hours=1)),
+        events=(),
+    )
 
 
 def test_choosing_a_signature_sets_filters_window_and_signal(wb, dash):
     cat = _first_cubed(wb)
     value = dash.filters[cat].options[-1][1]
     numeric = next(d for d in wb.dimensions() if d.kind == "numeric" and len(d.edges) > 3)
-    signature = _Signature(
-        id="S1",
+    signature = _signature(
+        "S1",
         # a numeric bound between edges widens to the enclosing buckets
-        predicate={cat: [value], numeric.name: {"lt": numeric.edges[2] + 0.5}},
-        start=datetime(2025, 8, 25, 16, tzinfo=UTC),
-        end=None,
-        signal=wb.signals()[0],
-        signals=(wb.signals()[0],),
-        excess_rate=0.05,
-        ci=(0.04, 0.06),
-        requests=1234,
-        users=56,
-        p_value=1e-8,
+        {cat: [value], numeric.name: {"lt": numeric.edges[2] + 0.5}},
+        datetime(2025, 8, 25, 16, tzinfo=UTC),
+        None,
+        wb.signals()[0],
     )
     dash.signatures = [signature]
     dash.choose_signature("S1")
@@ -275,14 +289,58 @@ def test_choosing_a_signature_sets_filters_window_and_signal(wb, dash):
     assert dash._signature_line(signature).startswith(f"S1: {cat} = {value}")
 
 
-def test_find_signatures_lists_them(wb, dash):
-    pytest.importorskip("forensics.separation")
-    found = dash.find_signatures()
+def _drawn(widget):
+    """Every value an HTML widget shows from now on."""
+    shown = []
+    widget.observe(lambda change: shown.append(change["new"]), names="value")
+    return shown
+
+
+@pytest.fixture(scope="module")
+def found(db_path):
+    """The separation engine's signatures of the module's simulated incident."""
+    with forensics.open(db_path, read_only=True) as bench:
+        return bench.signatures()
+
+
+def test_find_signatures_lists_the_real_search_and_shows_its_progress(wb, dash, found):
+    assert found, "the simulated incident holds at least one signature"
+    shown = _drawn(dash.signature_table)
+    listed = dash.find_signatures()
+    assert [s.to_dict() for s in listed] == [s.to_dict() for s in found]
+    assert all(isinstance(s, Signature) for s in listed)
+    progress = [v for v in shown if "searching…" in v]
+    assert any("workspace ready" in v for v in progress), shown
+    assert any(f"{found[0].id}: " in v for v in progress)
+    assert found[0].id in dash.signature_table.value
+    assert f"{found[0].requests:,}" in dash.signature_table.value
+    assert not dash.find_button.disabled
     assert len(dash.signature_picker.options) == len(found) + 1
-    if found:
-        assert found[0].id in dash.signature_table.value
-        dash.signature_picker.value = found[0].id
-        assert dash.state().incident is not None
+    dash.signature_picker.value = found[0].id
+    assert dash.state().incident is not None
+    assert dash.state().signal == found[0].signal
+
+
+def test_the_button_searches_in_the_background_while_the_panels_keep_updating(wb, dash, found):
+    shown = _drawn(dash.signature_table)
+    dash.find_button.click()
+    search = dash._search
+    assert search is not None
+    assert dash.start_signature_search() is search  # not started twice
+    assert dash.find_button.disabled
+    assert dash.find_button.icon == "spinner spin"
+    # the dashboard's own connection answers while the search runs on its own
+    before = dash.headline.value
+    dash.signal_picker.value = next(s for s in wb.signals() if s != dash.signal_picker.value)
+    assert dash.headline.value != before
+    assert not search.done(), "the search takes seconds; an update tens of milliseconds"
+    listed = search.result(timeout=300)
+    assert [s.to_dict() for s in listed] == [s.to_dict() for s in found]
+    assert dash.signatures == listed
+    assert any("searching…" in v for v in shown)
+    assert found[0].id in dash.signature_table.value
+    assert not dash.find_button.disabled
+    assert dash.find_button.description == "find signatures"
 
 
 def test_an_empty_database_says_what_to_do(tmp_path):
