@@ -141,7 +141,7 @@ def _raw_table_only():
 
     original = queries._source
 
-    def raw(db, needed, grain, signal, where):
+    def raw(db, needed, grain, signal, where, *, times=()):
         return queries._Source("requests", None, db.columns("requests"))
 
     queries._source = raw
