@@ -30,6 +30,15 @@ __all__ = ["MATCH_JACCARD", "Evaluation", "evaluate", "load_json", "simulation_o
 MATCH_JACCARD = 0.8
 """Agreement needed between a true bug's requests and a signature's."""
 
+MATCH_SCHEMA = {
+    "bug": pl.Utf8,
+    "signature": pl.Utf8,
+    "jaccard": pl.Float64,
+    "onset_error_hours": pl.Float64,
+    "end_error_hours": pl.Float64,
+}
+"""Columns of ``Evaluation.matches``: one row per true bug."""
+
 
 @dataclass(frozen=True)
 class Evaluation:
@@ -125,15 +134,7 @@ def evaluate(
     specs = [s.to_dict() if isinstance(s, Signature) else s for s in signatures]
     bugs = list(truth.get("bugs", []))
     if not bugs:
-        empty = pl.DataFrame(
-            schema={
-                "bug": pl.Utf8,
-                "signature": pl.Utf8,
-                "jaccard": pl.Float64,
-                "onset_error_hours": pl.Float64,
-                "end_error_hours": pl.Float64,
-            }
-        )
+        empty = pl.DataFrame(schema=MATCH_SCHEMA)
         return Evaluation(matches=empty, found=len(specs), true=0, matched=0)
     known = set(queries.signal_names(db))
     _, data_end = queries.time_range(db)
@@ -186,13 +187,7 @@ def evaluate(
             rows.append((bug["name"], None, closest, None, None))
     matches = pl.DataFrame(
         rows,
-        schema={
-            "bug": pl.Utf8,
-            "signature": pl.Utf8,
-            "jaccard": pl.Float64,
-            "onset_error_hours": pl.Float64,
-            "end_error_hours": pl.Float64,
-        },
+        schema=MATCH_SCHEMA,
         orient="row",
     )
     return Evaluation(matches=matches, found=len(specs), true=len(bugs), matched=len(best))
