@@ -1254,11 +1254,15 @@ def create_workspace(
     Returns the number of rows.
     """
     items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
+    enums = _enum_types(db, [d.name for d in dims if d.kind != "numeric"])
     for d in dims:
+        q = quote_identifier(d.name)
         if d.kind == "numeric":
-            items.append(f"{bucket_sql(d.name, edges[d.name])} AS {quote_identifier(d.name)}")
+            items.append(f"{bucket_sql(d.name, edges[d.name])} AS {q}")
+        elif d.name in enums:
+            items.append(f"CAST({q} AS {enums[d.name]}) AS {q}")
         else:
-            items.append(quote_identifier(d.name))
+            items.append(q)
     for s in signals:
         items += [
             quote_identifier(s),
@@ -1274,6 +1278,39 @@ def create_workspace(
         f"SELECT {', '.join(items)} FROM requests{sample}"
     )
     return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
+
+
+ENUM_MAX_VALUES = 100_000
+"""Text dimensions with at most this many values are enums in the workspace."""
+
+
+def _enum_types(db: Database, names: Sequence[str]) -> dict[str, str]:
+    """An ENUM type per text column of ``names``, listing the values ``requests`` holds.
+
+    The search groups by every dimension in each of its queries; DuckDB groups
+    an enum by its small integer code, several times faster than by text.
+    """
+    columns = db.columns("requests")
+    text = [n for n in names if columns.get(n, "").upper() == "VARCHAR"]
+    if not text:
+        return {}
+    lists = ", ".join(
+        f"list(DISTINCT {quote_identifier(n)} ORDER BY {quote_identifier(n)})" for n in text
+    )
+    found = db.execute(f"SELECT {lists} FROM requests")[0]
+    out = {}
+    for name, values in zip(text, found, strict=True):
+        values = [v for v in values or [] if v is not None]
+        if 0 < len(values) <= ENUM_MAX_VALUES:
+            literals = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+            out[name] = f"ENUM({literals})"
+    return out
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Enum (categorical) columns of a workspace result back as text, as ``requests`` has them."""
+    cats = [c for c, t in frame.schema.items() if isinstance(t, (pl.Categorical, pl.Enum))]
+    return frame.with_columns(pl.col(cats).cast(pl.String)) if cats else frame
 
 
 def drop_workspace(db: Database) -> None:
@@ -1320,9 +1357,11 @@ def workspace_margins(
             }
         )
     s = quote_identifier(signal)
-    texts = ", ".join(f"CAST({quote_identifier(d)} AS VARCHAR) AS v{i}" for i, d in enumerate(dims))
+    texts = ", ".join(f"{quote_identifier(d)} AS v{i}" for i, d in enumerate(dims))
     dimension = " ".join(f"WHEN grouping(v{i}) = 0 THEN $d{i}" for i in range(len(dims)))
-    value = " ".join(f"WHEN grouping(v{i}) = 0 THEN v{i}" for i in range(len(dims)))
+    value = " ".join(
+        f"WHEN grouping(v{i}) = 0 THEN CAST(v{i} AS VARCHAR)" for i in range(len(dims))
+    )
     sets = ", ".join(f"(block, v{i})" for i in range(len(dims)))
     sql = (
         f"SELECT CASE {dimension} END AS dimension, CASE {value} END AS value, block, "
@@ -1352,10 +1391,12 @@ def workspace_cells(
         keys.insert(0, f"_hour // {int(block_hours)} AS block")
     select = f"{', '.join(keys)}, " if keys else ""
     group = " GROUP BY ALL" if keys else ""
-    return db.frame(
-        f"SELECT {select}count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM {WORKSPACE} "
-        f"WHERE {_live(signal)} AND ({condition}){group}",
-        params,
+    return _as_text(
+        db.frame(
+            f"SELECT {select}count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM {WORKSPACE} "
+            f"WHERE {_live(signal)} AND ({condition}){group}",
+            params,
+        )
     )
 
 
@@ -1413,7 +1454,7 @@ def workspace_series(
         f"(SELECT *, _hour // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
         f"GROUP BY GROUPING SETS ({sets})"
     )
-    return db.frame(sql, {**params, **{f"g{i}": d for i, d in enumerate(by)}})
+    return _as_text(db.frame(sql, {**params, **{f"g{i}": d for i, d in enumerate(by)}}))
 
 
 def slice_counts(
@@ -1502,8 +1543,10 @@ def workspace_flags(
     s = quote_identifier(signal)
     items = [quote_identifier(d) for d in dims]
     items += [f"coalesce(({c}), false) AS f{i}" for i, c in enumerate(conditions)]
-    return db.frame(
-        f"SELECT {', '.join(items)}, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
-        f"FROM {WORKSPACE} WHERE {s} IS NOT NULL GROUP BY ALL",
-        params,
+    return _as_text(
+        db.frame(
+            f"SELECT {', '.join(items)}, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
+            f"FROM {WORKSPACE} WHERE {s} IS NOT NULL GROUP BY ALL",
+            params,
+        )
     )

@@ -286,3 +286,42 @@ def test_times_are_utc(tmp_path):
     found, _ = _run(tmp_path, "bad-replica", rows=60_000)
     assert found[0].start.tzinfo is not None
     assert found[0].start.utcoffset() == datetime(2024, 1, 1, tzinfo=UTC).utcoffset()
+
+
+def test_the_workspace_groups_text_as_enums_and_gives_text_back():
+    # Awkward values (a quote, the empty string, an accent, a null) survive the
+    # enum the workspace stores them as, in counts and in conditions.
+    from forensics.db import Database
+
+    db = Database(":memory:")
+    db.execute(
+        "CREATE TABLE requests AS SELECT TIMESTAMPTZ '2025-01-01' + to_hours(i % 48) AS ts, "
+        "1 AS _source_file_id, i AS _source_row, "
+        "(['it''s', '', 'é', NULL])[1 + i % 4] AS pool, i % 8 = 0 AS bad FROM range(400) r(i)"
+    )
+    dims = [queries.Dimension("pool", "categorical", 3, True)]
+    assert queries.create_workspace(db, dims=dims, edges={}, signals=["bad"]) == 400
+    assert queries.workspace_columns(db)["pool"] == "ENUM('', 'it''s', 'é')"
+    frame = queries.workspace_series(
+        db, signal="bad", by=["pool"], condition="true", params={}, hours=24
+    )
+    per_pool = (
+        frame.filter(pl.col("grouped") == "pool")
+        .group_by("pool")
+        .agg(pl.col("n").sum(), pl.col("o").sum())
+    )
+    assert per_pool.schema["pool"] == pl.String
+    assert dict(zip(per_pool["pool"], per_pool["n"], strict=True)) == {
+        "it's": 100, "": 100, "é": 100, None: 100
+    }  # fmt: skip
+    assert dict(zip(per_pool["pool"], per_pool["o"], strict=True))["it's"] == 50
+    params: dict = {}
+    quoted = queries.where_sql(
+        queries.Where.parse({"pool": ["it's"]}),
+        columns=queries.workspace_columns(db),
+        params=params,
+    )
+    cells = queries.workspace_cells(
+        db, signal="bad", dims=["pool"], condition=quoted, params=params
+    )
+    assert cells.rows() == [("it's", 100, 50)]
