@@ -191,6 +191,23 @@ def test_deep_json_that_exhausts_the_parser_is_not_checked():
     assert cse.check_response(f"{F}json\n{deep}\n{F}", max_chars=10**6) is None
 
 
+def test_the_fenced_region_holds_the_same_blocks_as_the_whole_text():
+    # The UDF sees only FENCED_REGION of each response: it must decide the same blocks.
+    texts = [t for t, _ in CODE_CASES if t]
+    texts += [c["response_text"] for c in _corpus() if c["response_text"]]
+    texts += [f"Intro {F} here.\r\n{t}\r\nThen ~~ and `x`.\n" for t in texts]
+    texts += [f"{F}py\nx = 1\n{F}\nprose ~~~ between\n  ~~~json\n{{}}\n  ~~~  \ntail", "~~~~"]
+    con = duckdb.connect()
+    con.register("texts", pl.DataFrame({"t": texts}).with_row_index("i"))
+    regions = con.execute(f"SELECT {cse.fenced_region_sql('t')} FROM texts ORDER BY i").fetchall()
+    fenced = 0
+    for text, (region,) in zip(texts, regions, strict=True):
+        whole = [(b.kind, b.body) for b in cse.fenced_blocks(text)]
+        assert [(b.kind, b.body) for b in cse.fenced_blocks(region)] == whole, text
+        fenced += bool(whole)
+    assert fenced > 50
+
+
 def test_code_udf_sees_only_rows_with_a_fence():
     seen: list[int] = []
 

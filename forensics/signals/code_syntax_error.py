@@ -26,7 +26,9 @@ Value
     and all parse, null when there is no checkable block (or no text).
 
 Only rows whose text contains a fence reach Python: the SQL tests for one first,
-and the UDF receives those rows alone, a vector at a time.
+and the UDF receives those rows alone, a vector at a time, and of each only the
+lines from the first fence to the last (``FENCED_REGION``: the same blocks, without
+the prose around them).
 """
 
 from __future__ import annotations
@@ -47,14 +49,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from duckdb.func import FunctionNullHandling, PythonUDFType
 
-from forensics.signals._detector import Detector, SignalParams
+from forensics.signals._detector import Detector, SignalParams, sql_literal
 
 __all__ = [
     "DETECTOR",
+    "FENCED_REGION",
     "FUNCTION_NAME",
     "CodeBlock",
     "check_response",
     "fenced_blocks",
+    "fenced_region_sql",
     "looks_like_python",
 ]
 
@@ -82,21 +86,36 @@ class _Fence(NamedTuple):
     info: str
 
 
+def _marker_lines(text: str, marker: str) -> list[_Fence]:
+    """The fence lines holding ``marker``, in order (``str.find``: faster than a regex)."""
+    out = []
+    find, size, fence_line = text.find, len(text), _FENCE_LINE.fullmatch
+    at = find(marker)
+    while at != -1:
+        start = text.rfind("\n", 0, at) + 1
+        end = find("\n", at)
+        if end == -1:
+            end = size
+        match = fence_line(text, start, end)
+        if match is not None:
+            out.append(_Fence(start, end, match[1], match[2], match[3]))
+        at = find(marker, end)
+    return out
+
+
 def _fence_lines(text: str) -> list[_Fence]:
-    """The fence lines of ``text`` in order (found with ``str.find``: faster than a regex)."""
-    found: dict[int, _Fence] = {}
-    for marker in ("```", "~~~"):
-        at = text.find(marker)
-        while at != -1:
-            start = text.rfind("\n", 0, at) + 1
-            end = text.find("\n", at)
-            end = len(text) if end == -1 else end
-            if start not in found:
-                match = _FENCE_LINE.fullmatch(text, start, end)
-                if match is not None:
-                    found[start] = _Fence(start, end, match[1], match[2], match[3])
-            at = text.find(marker, end)
-    return [found[k] for k in sorted(found)]
+    """The fence lines of ``text`` in order.
+
+    They are the lines holding a marker that match ``_FENCE_LINE``. Most texts have
+    one kind of fence only: no merge then.
+    """
+    fences = _marker_lines(text, "```")
+    if "~~~" in text:
+        seen = {f.start for f in fences}
+        tildes = [f for f in _marker_lines(text, "~~~") if f.start not in seen]
+        if tildes:
+            fences = sorted(fences + tildes)  # by start: one fence per line
+    return fences
 
 
 _PYTHON_MARKERS = re.compile(
@@ -159,6 +178,8 @@ def looks_like_python(body: str) -> bool:
 
 def _dedent(lines: list[str], indent: str) -> str:
     width = len(indent)
+    if width == 0:
+        return "\n".join(lines)
     return "\n".join(
         line[width:] if line[:width].strip() == "" else line.lstrip() for line in lines
     )
@@ -253,6 +274,32 @@ def _block_fails(block: CodeBlock) -> bool | None:
     return False
 
 
+BLOCK_MEMO_ENTRIES = 20_000
+"""Distinct code blocks whose verdict is remembered (least recent forgotten)."""
+
+BLOCK_MEMO_MAX_CHARS = 2_000
+"""Only blocks up to this long are remembered: with ``BLOCK_MEMO_ENTRIES`` this bounds
+the memo at 40 million characters."""
+
+
+@functools.lru_cache(maxsize=BLOCK_MEMO_ENTRIES)
+def _remembered_block(block: CodeBlock) -> bool | None:
+    return _block_fails(block)
+
+
+def _block_verdict(block: CodeBlock) -> bool | None:
+    """``_block_fails``, remembered.
+
+    Answers repeat the same snippet (a usage example, an install line, a config
+    file) inside otherwise different text, and parsing it (``ast.parse`` compiles
+    it) costs more than finding it. The verdict depends on the block alone, so this
+    changes no result.
+    """
+    if len(block.body) > BLOCK_MEMO_MAX_CHARS:
+        return _block_fails(block)
+    return _remembered_block(block)
+
+
 def check_response(text: str, *, max_chars: int = SignalParams.code_max_chars) -> bool | None:
     r"""code_syntax_error of one response.
 
@@ -266,7 +313,7 @@ def check_response(text: str, *, max_chars: int = SignalParams.code_max_chars) -
     True
     """
     verdicts = [
-        None if len(block.body) > max_chars else _block_fails(block)
+        None if len(block.body) > max_chars else _block_verdict(block)
         for block in fenced_blocks(text)
     ]
     if any(v is True for v in verdicts):
@@ -277,11 +324,12 @@ def check_response(text: str, *, max_chars: int = SignalParams.code_max_chars) -
 
 
 MEMO_ENTRIES = 50_000
-"""Distinct responses whose verdict is remembered between vectors (least recent forgotten)."""
+"""Distinct texts (fenced regions, ``FENCED_REGION``) whose verdict is remembered between
+vectors (least recent forgotten)."""
 
 MEMO_MAX_CHARS = 1_000
-"""Only responses up to this long are remembered: with ``MEMO_ENTRIES`` this bounds the
-memo at 50 million characters, about 2 MB for every 8,000 typical responses."""
+"""Only texts up to this long are remembered: with ``MEMO_ENTRIES`` this bounds the
+memo at 50 million characters."""
 
 
 @functools.lru_cache(maxsize=MEMO_ENTRIES)
@@ -298,10 +346,11 @@ def _verdict(text: str, max_chars: int) -> bool | None:
 def _udf(texts: pa.Array | pa.ChunkedArray, max_chars: pa.Array | pa.ChunkedArray) -> pa.Array:
     """Vectorised check: each distinct text of the vector reaches Python once.
 
-    The same response comes back often (retries, cached or templated answers,
-    evaluation prompts at temperature 0), so texts are dictionary-encoded in
-    Arrow first and recent verdicts are remembered (``MEMO_ENTRIES``): a verdict
-    depends on the text alone, so this changes no result.
+    The SQL passes each response's fenced region (``FENCED_REGION``), and the same
+    region comes back often (retries, cached or templated answers, the same snippet
+    in differently worded answers), so texts are dictionary-encoded in Arrow first
+    and recent verdicts are remembered (``MEMO_ENTRIES``): a verdict depends on the
+    text alone, so this changes no result.
     """
     limits = pc.unique(max_chars)
     with _parse_lock, warnings.catch_warnings():
@@ -339,12 +388,34 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+FENCED_REGION = r"(?m)^[^\n]*?(?:```|~~~)(?s:.*(?:```|~~~))?[^\n]*\n?"
+"""RE2: the lines from the one holding the first fence marker to the one holding the
+last, with the line break after it. Every fence line and every body is inside, and it
+starts and ends where the text's lines do, so ``fenced_blocks`` of it is that of the
+whole text: the prose around the code never reaches Python, and responses that differ
+only there arrive as one value (checked once per vector, then remembered)."""
+
+
+def fenced_region_sql(text: str) -> str:
+    r"""SQL: the part of ``text`` that decides its verdict (``FENCED_REGION``).
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> sql = f"SELECT {fenced_region_sql('$t')}"
+    >>> t = "Intro.\nRun:\n```py\nx = 1\n```\nDone.\n"
+    >>> duckdb.connect().execute(sql, {"t": t}).fetchall()[0][0]
+    '```py\nx = 1\n```\n'
+    """
+    return f"regexp_extract({text}, {sql_literal(FENCED_REGION)})"
+
+
 def _sql(params: SignalParams, present: Set[str]) -> str:
     # The fence test keeps every row without a block away from Python.
     return (
         "CASE WHEN response_text IS NULL THEN NULL "
         "WHEN NOT (contains(response_text, '```') OR contains(response_text, '~~~')) THEN NULL "
-        f"ELSE {FUNCTION_NAME}(response_text, $code_max_chars) END"
+        f"ELSE {FUNCTION_NAME}({fenced_region_sql('response_text')}, $code_max_chars) END"
     )
 
 
