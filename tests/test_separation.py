@@ -325,3 +325,38 @@ def test_the_workspace_groups_text_as_enums_and_gives_text_back():
         db, signal="bad", dims=["pool"], condition=quoted, params=params
     )
     assert cells.rows() == [("it's", 100, 50)]
+
+
+def test_explaining_updates_the_remembered_series_as_a_fresh_read_would(tmp_path):
+    # After explain, the next seeds use the old series minus the rows set aside;
+    # it must equal reading the live rows again, values left without rows gone.
+    from forensics.separation import _prepare
+    from forensics.separation.search import Condition, Window
+
+    out = tmp_path / "two"
+    simulate("same-model-two-bugs", rows=30_000, seed=2, out=out)
+    with forensics.open(tmp_path / "two.duckdb") as wb:
+        wb.ingest(out / "requests.parquet", progress=False)
+        signals = [s for s in queries.signal_names(wb.db) if s != "degraded"]
+        search = _prepare(wb.db, SeparationParams(), signals)
+        dims = list(search.space.dims)
+        signal = signals[0]
+        _, before = search.series(signal, {}, dims)
+        values, platforms = before["model"][0], before["platform"][0]
+        everywhere = {"model": Condition(values=frozenset([values[0]]))}
+        window = Window(2, 5)
+        hours = search.hours
+        search.explain([signal], everywhere, search.first * hours, None)  # a whole value
+        search.explain(
+            [signal], {"platform": Condition(values=frozenset(platforms[:1]))},
+            (search.first + window.start) * hours, (search.first + window.stop) * hours,
+        )  # fmt: skip
+        total, by = search.series(signal, {}, dims)
+        search._forget(signal)
+        fresh_total, fresh_by = search.series(signal, {}, dims)
+        assert values[0] not in by["model"][0]
+        for got, want in [(total, fresh_total)] + [(by[d][1], fresh_by[d][1]) for d in dims]:
+            for x, y in zip((got.o, got.e, got.n), (want.o, want.e, want.n), strict=True):
+                np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
+        assert {d: by[d][0] for d in dims} == {d: fresh_by[d][0] for d in dims}
+        queries.drop_workspace(wb.db)

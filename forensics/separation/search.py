@@ -76,6 +76,12 @@ class Condition:
 
 Predicate = dict[str, Condition]
 
+Extra = tuple[str, dict[str, Any]] | None
+"""A further SQL condition on the workspace and its parameters (None: none)."""
+
+Read = tuple[Series, dict[str, tuple[list[Any], Series]]]
+"""A slice's series and, per dimension, its values and one series row per value."""
+
 
 @dataclass
 class Space:
@@ -147,9 +153,7 @@ class Search:
     dispersion: dict[str, float] = field(default_factory=dict)
     tests: int = 0
     tried: set[tuple[str, str]] = field(default_factory=set)
-    _series: dict[tuple[Any, ...], tuple[Series, dict[str, tuple[list[Any], Series]]]] = field(
-        default_factory=dict
-    )
+    _series: dict[tuple[Any, ...], Read] = field(default_factory=dict)
     """Series already read, per signal; forgotten when the signal's model or live rows change."""
 
     # description cost -----------------------------------------------------------------
@@ -194,6 +198,12 @@ class Search:
         robust factors (see ``main_effects``).
         """
         self._fit(signal, "true", {})
+        masks = self._masks(signal)
+        if masks is not None:
+            self._fit(signal, *masks)
+
+    def _masks(self, signal: str) -> Extra:
+        """The condition leaving out the windows that stand out (see ``fit_model``)."""
         slices = 1 + sum(
             len(self.space.edges[n]) if d.kind == "numeric" else d.cardinality + 1
             for n, d in self.space.dims.items()
@@ -206,18 +216,13 @@ class Search:
             and c.window.stop - c.window.start <= MASK_MAX_SHARE * self.buckets
         ]
         if not masks:
-            self._fit(signal, "true", {})
-            return
+            return None
         params: dict[str, Any] = {}
         parts = []
         for i, c in enumerate(masks):
             condition, found = self._condition(c.predicate, c.window)
-            for key, value in found.items():
-                renamed = f"m{i}_{key}"
-                condition = re.sub(rf"\${re.escape(key)}\b", f"${renamed}", condition)
-                params[renamed] = value
-            parts.append(f"({condition})")
-        self._fit(signal, f"NOT ({' OR '.join(parts)})", params)
+            parts.append(f"({_renamed(condition, found, f'm{i}_', params)})")
+        return f"NOT ({' OR '.join(parts)})", params
 
     def _fit(self, signal: str, condition: str, params: dict[str, Any]) -> None:
         """Choose the model's dimensions on live rows matching ``condition``, fit, store.
@@ -280,13 +285,12 @@ class Search:
         queries.set_expected(self.db, signal=signal, dims=chosen, cells=fitted)
         self._forget(signal)
         self.model_dims[signal] = chosen
-        self.dispersion[signal] = 1.0
-        _, by = self.series(signal, {}, list(self.space.dims), extra=(condition, params))
+        # The dispersion of the fitted counts: from the raw (unscaled) series.
+        _, by = self._raw(signal, {}, list(self.space.dims), (condition, params))
         self.dispersion[signal] = baseline.dispersion([s for _, s in by.values()])
-        self._forget(signal)
 
     def _forget(self, signal: str) -> None:
-        """Drop the remembered series of a signal (its model, dispersion or live rows changed)."""
+        """Drop the remembered series of a signal (its model or its live rows changed)."""
         self._series = {k: v for k, v in self._series.items() if k[0] != signal}
 
     # series ---------------------------------------------------------------------------
@@ -303,33 +307,59 @@ class Search:
             params["h1"] = (self.first + window.stop) * self.hours
         return sql, params
 
+    @staticmethod
+    def _key(
+        signal: str,
+        predicate: Predicate,
+        by: Sequence[str],
+        extra: Extra,
+    ) -> tuple[Any, ...]:
+        if extra == ("true", {}):
+            extra = None
+        return (signal, frozenset(predicate.items()), tuple(by), repr(extra))
+
     def series(
         self,
         signal: str,
         predicate: Predicate,
         by: Sequence[str],
         *,
-        extra: tuple[str, dict[str, Any]] | None = None,
-    ) -> tuple[Series, dict[str, tuple[list[Any], Series]]]:
+        extra: Extra = None,
+    ) -> Read:
         """The predicate's own series and, per dimension of ``by``, one row per value.
 
-        ``extra`` is a further SQL condition and its parameters. Remembered until
-        the signal's model is refitted (``_fit``), which also follows explaining.
+        ``extra`` is a further SQL condition and its parameters. Counts are in
+        units of the signal's dispersion (quasi-Poisson, see
+        ``baseline.dispersion``). Remembered until the signal's model is refitted
+        (``_fit``) or rows are explained (``explain``).
         """
-        key = (signal, frozenset(predicate.items()), tuple(by), repr(extra))
-        if key in self._series:
-            return self._series[key]
-        found = self._read_series(signal, predicate, by, extra)
-        self._series[key] = found
-        return found
+        total, out = self._raw(signal, predicate, by, extra)
+        phi = self.dispersion.get(signal, 1.0)
+        if phi == 1.0:
+            return total, out
+        return _scaled(total, phi), {name: (v, _scaled(s, phi)) for name, (v, s) in out.items()}
+
+    def _raw(
+        self,
+        signal: str,
+        predicate: Predicate,
+        by: Sequence[str],
+        extra: Extra = None,
+    ) -> Read:
+        """``series`` in requests, not in units of the dispersion; remembered."""
+        key = self._key(signal, predicate, by, extra)
+        if key not in self._series:
+            self._series[key] = self._read_series(signal, predicate, by, extra)
+        return self._series[key]
 
     def _read_series(
         self,
         signal: str,
         predicate: Predicate,
         by: Sequence[str],
-        extra: tuple[str, dict[str, Any]] | None,
-    ) -> tuple[Series, dict[str, tuple[list[Any], Series]]]:
+        extra: Extra,
+    ) -> Read:
+        """Counts of live rows (not scaled by the dispersion) from one query."""
         condition, params = self._condition(predicate)
         if extra is not None:
             condition = f"({condition}) AND ({extra[0]})"
@@ -338,10 +368,8 @@ class Search:
             self.db, signal=signal, by=by, condition=condition, params=params, hours=self.hours
         )
         t = frame["t"].to_numpy().astype(np.int64) - self.first
-        # Quasi-Poisson: counts in units of the dispersion (see dispersion).
-        phi = self.dispersion.get(signal, 1.0)
-        o = frame["o"].to_numpy().astype(float) / phi
-        e = frame["e"].fill_null(0.0).to_numpy().astype(float) / phi
+        o = frame["o"].to_numpy().astype(float)
+        e = frame["e"].fill_null(0.0).to_numpy().astype(float)
         n = frame["n"].to_numpy().astype(float)
         grouped = frame["grouped"]
         out: dict[str, tuple[list[Any], Series]] = {}
@@ -888,7 +916,9 @@ class Search:
 
         The signals' expected-rate models are not refitted: a refit cost about a
         third of the search and did not change what the scenario library finds
-        (bench/separation.py, 130 runs: mean F1 0.984 without it).
+        (bench/separation.py, 130 runs: mean F1 0.984 without it). So the series
+        of all live rows, which the next seeds need, is the old one minus the
+        rows set aside: reading those is cheaper than reading all live rows.
         """
         condition, params = self._condition(predicate)
         condition += " AND _hour >= $x0"
@@ -896,9 +926,78 @@ class Search:
         if end is not None:
             condition += " AND _hour < $x1"
             params["x1"] = end
+        everything = list(self.space.dims)
+        kept = {
+            s: self._series[key]
+            for s in signals
+            if (key := self._key(s, {}, everything, None)) in self._series
+        }
+        gone = {s: self._read_series(s, {}, everything, (condition, params)) for s in kept}
         queries.mark_explained(self.db, signals=signals, condition=condition, params=params)
         for s in signals:
             self._forget(s)
+            if s in kept:
+                self._series[self._key(s, {}, everything, None)] = _minus(kept[s], gone[s])
+
+
+def _scaled(s: Series, phi: float) -> Series:
+    """Counts in units of the dispersion ``phi`` (defined counts stay requests)."""
+    return Series(s.o / phi, s.e / phi, s.n)
+
+
+def _minus(
+    whole: Read,
+    part: Read,
+) -> Read:
+    """Series of ``whole``'s rows without ``part``'s (a subset of them).
+
+    Values left without requests go, as a fresh query would not see them, and
+    buckets left without requests expect exactly nothing (no rounding residue).
+    """
+
+    def sub(a: Series, b: Series) -> Series:
+        n = a.n - b.n
+        empty = n == 0
+        return Series(
+            np.where(empty, 0.0, a.o - b.o),
+            np.where(empty, 0.0, a.e - b.e),
+            np.where(empty, 0.0, n),
+        )
+
+    total = sub(whole[0], part[0])
+    out: dict[str, tuple[list[Any], Series]] = {}
+    for name, (values, s) in whole[1].items():
+        removed_values, removed = part[1].get(name, ([], None))
+        if removed is not None:
+            index = {v: i for i, v in enumerate(values)}
+            rows = np.array([index[v] for v in removed_values], dtype=np.int64)
+            aligned = Series(*(np.zeros_like(x) for x in (s.o, s.e, s.n)))
+            for x, y in ((aligned.o, removed.o), (aligned.e, removed.e), (aligned.n, removed.n)):
+                x[rows] = y
+            s = sub(s, aligned)
+        alive = np.flatnonzero(s.n.sum(axis=1) > 0)
+        out[name] = (
+            [values[i] for i in alive],
+            Series(s.o[alive], s.e[alive], s.n[alive]),
+        )
+    return total, out
+
+
+def _renamed(condition: str, params: dict[str, Any], prefix: str, into: dict[str, Any]) -> str:
+    """``condition`` with its parameters renamed ``prefix + name``, added to ``into``.
+
+    Examples
+    --------
+    >>> into = {}
+    >>> _renamed("a = $w1 AND b = $w10", {"w1": 1, "w10": 2}, "m0_", into)
+    'a = $m0_w1 AND b = $m0_w10'
+    >>> into
+    {'m0_w1': 1, 'm0_w10': 2}
+    """
+    for key, value in params.items():
+        condition = re.sub(rf"\${re.escape(key)}\b", f"${prefix}{key}", condition)
+        into[prefix + key] = value
+    return condition
 
 
 def log_comb(n: int, k: int) -> float:
