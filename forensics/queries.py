@@ -244,6 +244,22 @@ def bucket_sql(column: str, edges: Sequence[float]) -> str:
     return " ".join(parts)
 
 
+def bucket_index_sql(column: str, edges: Sequence[float]) -> str:
+    """SQL mapping a numeric column to the index of its bucket in ``edges`` (see bucket_sql).
+
+    Examples
+    --------
+    >>> bucket_index_sql("batch_size", (0.0, 8.0, 32.0))
+    'CASE WHEN "batch_size" IS NULL THEN NULL WHEN "batch_size" >= 32.0 THEN 2 WHEN "batch_size" >= 8.0 THEN 1 ELSE 0 END'
+    """
+    q = quote_identifier(column)
+    parts = [f"CASE WHEN {q} IS NULL THEN NULL"]
+    for i in range(len(edges) - 1, 0, -1):
+        parts.append(f"WHEN {q} >= {float(edges[i])!r} THEN {i}")
+    parts.append("ELSE 0 END" if edges else "ELSE NULL END")
+    return " ".join(parts)
+
+
 def _numeric_edges(db: Database, column: str, distinct: int) -> tuple[float, ...]:
     """Bucket lower edges: every value when there are few, else powers of two."""
     q = quote_identifier(column)
@@ -1210,11 +1226,12 @@ def bucket_range(edges: Sequence[float], lower: float) -> tuple[float | None, fl
 # -- the separation workspace ---------------------------------------------------------
 #
 # The signature search works on a temporary copy of what it needs: the hour of each
-# request (epoch hours, UTC), every dimension (numeric ones as fine buckets), every
-# signal, and per signal two working columns: ``_x__<s>`` (the row is explained by a
-# signature found already) and ``_p__<s>`` (the row's expected probability of ``s``
-# under the baseline model). Temporary tables live in memory, so a read-only database
-# can be searched.
+# request (epoch hours, UTC), every dimension (text ones as enums, numeric ones as fine
+# buckets, both as the bucket's lower edge and as its index ``_i__<d>``), every signal,
+# and per signal two working columns: ``_x__<s>`` (the row is explained by a signature
+# found already) and ``_p__<s>`` (the row's expected probability of ``s`` under the
+# baseline model). Temporary tables live in memory, so a read-only database can be
+# searched.
 
 WORKSPACE = "_separation"
 """Name of the temporary table the signature search works on."""
@@ -1259,6 +1276,10 @@ def create_workspace(
         q = quote_identifier(d.name)
         if d.kind == "numeric":
             items.append(f"{bucket_sql(d.name, edges[d.name])} AS {q}")
+            index = bucket_index_sql(d.name, edges[d.name])
+            items.append(
+                f"CAST({index} AS USMALLINT) AS {quote_identifier(bucket_index_name(d.name))}"
+            )
         elif d.name in enums:
             items.append(f"CAST({q} AS {enums[d.name]}) AS {q}")
         else:
@@ -1278,6 +1299,15 @@ def create_workspace(
         f"SELECT {', '.join(items)} FROM requests{sample}"
     )
     return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
+
+
+def bucket_index_name(name: str) -> str:
+    """Workspace column holding the bucket index of numeric dimension ``name``.
+
+    The search groups by it rather than by the bucket's edge: DuckDB groups a
+    small integer about twice as fast as a DOUBLE.
+    """
+    return f"_i__{name}"
 
 
 ENUM_MAX_VALUES = 100_000

@@ -360,3 +360,22 @@ def test_explaining_updates_the_remembered_series_as_a_fresh_read_would(tmp_path
                 np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
         assert {d: by[d][0] for d in dims} == {d: fresh_by[d][0] for d in dims}
         queries.drop_workspace(wb.db)
+
+
+def test_the_workspace_holds_each_numeric_bucket_as_its_edge_and_its_index():
+    from forensics.db import Database
+
+    db = Database(":memory:")
+    db.execute(
+        "CREATE TABLE requests AS SELECT TIMESTAMPTZ '2025-01-01' AS ts, 1 AS _source_file_id, "
+        "i AS _source_row, CASE WHEN i % 7 = 0 THEN NULL ELSE i - 5 END AS x, true AS bad "
+        "FROM range(40) r(i)"
+    )
+    edges = (0.0, 2.0, 4.0, 16.0)
+    dims = [queries.Dimension("x", "numeric", 35, True)]
+    queries.create_workspace(db, dims=dims, edges={"x": edges}, signals=["bad"])
+    rows = db.execute(f"SELECT x, {queries.bucket_index_name('x')} FROM {queries.WORKSPACE}")
+    assert len(rows) == 40
+    assert all((edge is None) == (i is None) for edge, i in rows)
+    assert all(edges[i] == edge for edge, i in rows if i is not None)
+    assert {i for _, i in rows} == {None, 0, 1, 2, 3}

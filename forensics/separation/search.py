@@ -364,8 +364,11 @@ class Search:
         if extra is not None:
             condition = f"({condition}) AND ({extra[0]})"
             params = {**params, **extra[1]}
+        keys = [
+            queries.bucket_index_name(name) if self.space.is_numeric(name) else name for name in by
+        ]
         frame = queries.workspace_series(
-            self.db, signal=signal, by=by, condition=condition, params=params, hours=self.hours
+            self.db, signal=signal, by=keys, condition=condition, params=params, hours=self.hours
         )
         t = frame["t"].to_numpy().astype(np.int64) - self.first
         o = frame["o"].to_numpy().astype(float)
@@ -377,10 +380,13 @@ class Search:
         total = self._pack(
             np.zeros(total_mask.sum(), dtype=np.int64), t[total_mask], o, e, n, total_mask, 1
         )
-        for name in by:
-            picked = (grouped == name).fill_null(False)
+        for name, key in zip(by, keys, strict=True):
+            picked = (grouped == key).fill_null(False)
             mask = picked.to_numpy()
-            values = frame[name].filter(picked).to_list()
+            values = frame[key].filter(picked).to_list()
+            if key != name:  # a bucket index: its lower edge, as conditions use it
+                edges = self.space.edges[name]
+                values = [None if v is None else edges[v] for v in values]
             uniques = sorted(
                 set(values), key=lambda v: (v is None, v if not isinstance(v, str) else 0, str(v))
             )
