@@ -397,9 +397,13 @@ def language_mask_sql(lang: str) -> str:
     True
     """
     tag = f"replace(lower(trim({lang})), '_', '-')"
+    languages = _map_literal(LANGUAGE_SCRIPTS)
+    # A bare primary subtag as written in the table ("en", most rows) is looked up as it
+    # is; anything else is normalised and split (the same answer for a bare subtag).
     return (
-        f"coalesce({_map_literal(SCRIPT_SUBTAGS)}[split_part({tag}, '-', 2)], "
-        f"{_map_literal(LANGUAGE_SCRIPTS)}[split_part({tag}, '-', 1)])"
+        f"coalesce({languages}[{lang}], "
+        f"{_map_literal(SCRIPT_SUBTAGS)}[split_part({tag}, '-', 2)], "
+        f"{languages}[split_part({tag}, '-', 1)])"
     )
 
 
