@@ -122,6 +122,18 @@ def test_script_blocks_name_every_letter_re2_assigns():
     assert rows == []
 
 
+def test_script_table_is_the_range_rule_on_every_code_point():
+    """The lookup table the runs stage uses gives what the range-by-range rule gives."""
+    con = duckdb.connect()
+    rows = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {sm._script_ranges_sql('unicode(c)')} "
+        f"IS DISTINCT FROM {sm._script_of_first_char('c')}) "
+        "FROM (SELECT chr(i::INTEGER) AS c FROM range(0, 1114112) r(i) "
+        "WHERE i < 55296 OR i > 57343 UNION ALL SELECT '')"
+    ).fetchall()
+    assert rows == [(1114112 - 2048 + 1, 0)]
+
+
 def test_language_mask_reads_bcp47():
     con = duckdb.connect()
     sql = f"SELECT {sm.language_mask_sql('$t')}"
