@@ -226,37 +226,25 @@ def power_of_two_edges(
         step += 1
 
 
-def bucket_sql(column: str, edges: Sequence[float]) -> str:
+def bucket_sql(column: str, edges: Sequence[float], *, index: bool = False) -> str:
     """SQL mapping a numeric column to the lower edge of its bucket (a DOUBLE).
 
-    Values below the first edge fall into the first bucket.
+    Values below the first edge fall into the first bucket. With ``index``, to
+    the bucket's position in ``edges`` instead.
 
     Examples
     --------
     >>> bucket_sql("batch_size", (0.0, 8.0, 32.0))
     'CASE WHEN "batch_size" IS NULL THEN NULL WHEN "batch_size" >= 32.0 THEN 32.0::DOUBLE WHEN "batch_size" >= 8.0 THEN 8.0::DOUBLE ELSE 0.0::DOUBLE END'
-    """
-    q = quote_identifier(column)
-    parts = [f"CASE WHEN {q} IS NULL THEN NULL"]
-    for edge in reversed(edges[1:]):
-        parts.append(f"WHEN {q} >= {float(edge)!r} THEN {float(edge)!r}::DOUBLE")
-    parts.append(f"ELSE {float(edges[0])!r}::DOUBLE END" if edges else "ELSE NULL END")
-    return " ".join(parts)
-
-
-def bucket_index_sql(column: str, edges: Sequence[float]) -> str:
-    """SQL mapping a numeric column to the index of its bucket in ``edges`` (see bucket_sql).
-
-    Examples
-    --------
-    >>> bucket_index_sql("batch_size", (0.0, 8.0, 32.0))
+    >>> bucket_sql("batch_size", (0.0, 8.0, 32.0), index=True)
     'CASE WHEN "batch_size" IS NULL THEN NULL WHEN "batch_size" >= 32.0 THEN 2 WHEN "batch_size" >= 8.0 THEN 1 ELSE 0 END'
     """
     q = quote_identifier(column)
+    labels = [str(i) if index else f"{float(e)!r}::DOUBLE" for i, e in enumerate(edges)]
     parts = [f"CASE WHEN {q} IS NULL THEN NULL"]
     for i in range(len(edges) - 1, 0, -1):
-        parts.append(f"WHEN {q} >= {float(edges[i])!r} THEN {i}")
-    parts.append("ELSE 0 END" if edges else "ELSE NULL END")
+        parts.append(f"WHEN {q} >= {float(edges[i])!r} THEN {labels[i]}")
+    parts.append(f"ELSE {labels[0]} END" if edges else "ELSE NULL END")
     return " ".join(parts)
 
 
@@ -1276,7 +1264,7 @@ def create_workspace(
         q = quote_identifier(d.name)
         if d.kind == "numeric":
             items.append(f"{bucket_sql(d.name, edges[d.name])} AS {q}")
-            index = bucket_index_sql(d.name, edges[d.name])
+            index = bucket_sql(d.name, edges[d.name], index=True)
             items.append(
                 f"CAST({index} AS USMALLINT) AS {quote_identifier(bucket_index_name(d.name))}"
             )
