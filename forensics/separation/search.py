@@ -155,6 +155,8 @@ class Search:
     tried: set[tuple[str, str]] = field(default_factory=set)
     _series: dict[tuple[Any, ...], Read] = field(default_factory=dict)
     """Series already read, per signal; forgotten when the signal's model or live rows change."""
+    _views: dict[tuple[Any, ...], tuple[float, Read]] = field(default_factory=dict)
+    """The same in units of the dispersion they were last asked in (see ``series``)."""
 
     # description cost -----------------------------------------------------------------
 
@@ -292,6 +294,7 @@ class Search:
     def _forget(self, signal: str) -> None:
         """Drop the remembered series of a signal (its model or its live rows changed)."""
         self._series = {k: v for k, v in self._series.items() if k[0] != signal}
+        self._views = {k: v for k, v in self._views.items() if k[0] != signal}
 
     # series ---------------------------------------------------------------------------
 
@@ -333,11 +336,15 @@ class Search:
         ``baseline.dispersion``). Remembered until the signal's model is refitted
         (``_fit``) or rows are explained (``explain``).
         """
-        total, out = self._raw(signal, predicate, by, extra)
+        key = self._key(signal, predicate, by, extra)
         phi = self.dispersion.get(signal, 1.0)
-        if phi == 1.0:
-            return total, out
-        return _scaled(total, phi), {name: (v, _scaled(s, phi)) for name, (v, s) in out.items()}
+        view = self._views.get(key)
+        if view is None or view[0] != phi:
+            total, out = self._raw(signal, predicate, by, extra)
+            scaled = {name: (v, _scaled(s, phi)) for name, (v, s) in out.items()}
+            view = (phi, (_scaled(total, phi), scaled))
+            self._views[key] = view
+        return view[1]
 
     def _raw(
         self,
@@ -948,7 +955,7 @@ class Search:
 
 def _scaled(s: Series, phi: float) -> Series:
     """Counts in units of the dispersion ``phi`` (defined counts stay requests)."""
-    return Series(s.o / phi, s.e / phi, s.n)
+    return s if phi == 1.0 else Series(s.o / phi, s.e / phi, s.n)
 
 
 def _minus(

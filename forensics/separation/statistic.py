@@ -102,6 +102,10 @@ def window_llr(
     return np.where(keep, np.maximum(llr, 0.0), 0.0)
 
 
+BEST_MEMO = 4096
+"""Series whose best windows a scanner remembers (it forgets all of them when full)."""
+
+
 @dataclass(frozen=True)
 class Series:
     """Observed, expected and defined counts per time bucket, one row per slice."""
@@ -139,6 +143,7 @@ class Scanner:
         starts, stops = np.triu_indices(buckets + 1, k=1)
         self.starts = starts
         self.stops = stops
+        self._best: dict[int, tuple[Series, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
 
     def _stats(
         self, s: Series, starts: np.ndarray, stops: np.ndarray, c: np.ndarray | None = None
@@ -160,7 +165,22 @@ class Scanner:
         and it is trimmed to the buckets where the slice has requests. Windows
         are compared under one level prior per row: the one of the best window
         when each window has its own (``window_llr``'s ``c``).
+
+        Remembered per series object (the search asks again about the series it
+        holds); the arrays returned are read-only.
         """
+        found = self._best.get(id(s))
+        if found is not None and found[0] is s:
+            return found[1]
+        if len(self._best) >= BEST_MEMO:
+            self._best.clear()
+        result = self._best_of(s)
+        for x in result:
+            x.flags.writeable = False
+        self._best[id(s)] = (s, result)
+        return result
+
+    def _best_of(self, s: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         llr = self._stats(s, self.starts, self.stops)
         rows = np.arange(llr.shape[0])
         first = np.argmax(llr, axis=1)
