@@ -12,7 +12,9 @@ with a 95% interval over seeds (t), mean absolute onset error, and seconds.
 ``--speed ROWS`` instead times the search on the postmortem database of
 bench/queries.py with ROWS rows (generated once in bench/out/), against one
 DuckDB pass over the same table (GROUP BY day and every categorical dimension:
-reading the data once, the floor), scores it against the truth, and reports both times.
+reading the data once, the floor), scores it against the truth, and reports both times,
+then times the CLI command itself (``forensics signatures --db FILE --json OUT``,
+a new process each run: imports, opening the database and writing the JSON included).
 
     python bench/separation.py --speed 10000000 [--repeat 3]
 """
@@ -23,6 +25,8 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,8 +70,6 @@ def run(scenario: str, seed: int, rows: int | None) -> dict:
 
 
 def speed(rows: int, repeat: int) -> None:
-    import sys
-
     import forensics
     from forensics import queries
 
@@ -93,6 +95,13 @@ def speed(rows: int, repeat: int) -> None:
             found = wb.signatures()
             searches.append(time.perf_counter() - t)
         result = wb.evaluate(truth, found)
+    commands = []  # the command the issue names, from process start to exit
+    command = [sys.executable, "-m", "forensics.cli", "signatures", "--db", str(db)]
+    for _ in range(repeat):
+        t = time.perf_counter()
+        subprocess.run([*command, "--json", str(OUT.parent / "speed.json")], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        commands.append(time.perf_counter() - t)
     floor, search = statistics.median(floors), statistics.median(searches)
     print(f"rows {rows:,}; median of {repeat} runs each")
     print(
@@ -102,6 +111,18 @@ def speed(rows: int, repeat: int) -> None:
     print(
         f"  wb.signatures(): {search:.2f} s  ({search / floor:.1f}x the pass); "
         f"runs: {', '.join(f'{x:.1f}' for x in searches)} s"
+    )
+    cli = statistics.median(commands)
+    from forensics.signature import signatures_to_json
+
+    written = json.loads((OUT.parent / "speed.json").read_text())["signatures"]
+    same = [x["predicate"] for x in written] == [
+        x["predicate"] for x in json.loads(signatures_to_json(found))["signatures"]
+    ]
+    print(
+        f"  forensics signatures --db FILE --json OUT: {cli:.2f} s wall, process start to exit; "
+        f"runs: {', '.join(f'{x:.1f}' for x in commands)} s; "
+        f"{len(written)} signatures, {'the same' if same else 'NOT the same'} as in-process"
     )
     print(f"  {result.table().splitlines()[-1]}")
 
