@@ -164,6 +164,7 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
         scanner=Scanner(buckets, params),
         rows=rows,
         total_rows=total,
+        columns=queries.workspace_columns(db),
     )
     for s in signals:
         search.fit_model(s)

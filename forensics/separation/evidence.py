@@ -228,7 +228,7 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
     import statsmodels.api as sm
 
     out = list(found)
-    columns = queries.workspace_columns(search.db)
+    columns = search.columns
     for signal in sorted({s.signal for s in found}):
         members = [i for i, s in enumerate(found) if s.signal == signal]
         params: dict[str, Any] = {}

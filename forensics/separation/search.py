@@ -155,6 +155,8 @@ class Search:
     tried: set[tuple[str, str]] = field(default_factory=set)
     _series: dict[tuple[Any, ...], Read] = field(default_factory=dict)
     """Series already read, per signal; forgotten when the signal's model or live rows change."""
+    columns: dict[str, str] = field(default_factory=dict)
+    """Workspace column -> type (see ``queries.workspace_columns``)."""
     _views: dict[tuple[Any, ...], tuple[float, Read]] = field(default_factory=dict)
     """The same in units of the dispersion they were last asked in (see ``series``)."""
 
@@ -303,7 +305,7 @@ class Search:
     ) -> tuple[str, dict[str, Any]]:
         where = self.space.where(predicate)
         params: dict[str, Any] = {}
-        sql = queries.where_sql(where, columns=queries.workspace_columns(self.db), params=params)
+        sql = queries.where_sql(where, columns=self.columns, params=params)
         if window is not None:
             sql += " AND _hour >= $h0 AND _hour < $h1"
             params["h0"] = (self.first + window.start) * self.hours
