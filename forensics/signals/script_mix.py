@@ -602,7 +602,12 @@ def script_mix_verdict() -> str:
     )
     # Scripts of the whole answer: its language (or, unknown, its dominant script),
     # and a script whose group, beyond those, holds more than max_share of its letters.
-    base = f"coalesce({_LANG}, {_written_together(dominant)})"
+    # (dominant bound once: _written_together repeats its argument, and the sort of
+    # per-script sums is the costliest part of the verdict)
+    base = (
+        f"coalesce({_LANG}, list_transform([{dominant}], lambda _sm_d: "
+        f"{_written_together('_sm_d')})[1])"
+    )
     beyond = f"({_written_together('_sm_p')} & ~_sm_base)"
     expected = (
         f"list_transform([{base}], lambda _sm_base: _sm_base | coalesce(list_bit_or("
