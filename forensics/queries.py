@@ -226,26 +226,45 @@ def power_of_two_edges(
         step += 1
 
 
-def bucket_sql(column: str, edges: Sequence[float], *, index: bool = False) -> str:
+def bucket_sql(column: str, edges: Sequence[float]) -> str:
     """SQL mapping a numeric column to the lower edge of its bucket (a DOUBLE).
 
-    Values below the first edge fall into the first bucket. With ``index``, to
-    the bucket's position in ``edges`` instead.
+    Values below the first edge fall into the first bucket.
 
     Examples
     --------
     >>> bucket_sql("batch_size", (0.0, 8.0, 32.0))
     'CASE WHEN "batch_size" IS NULL THEN NULL WHEN "batch_size" >= 32.0 THEN 32.0::DOUBLE WHEN "batch_size" >= 8.0 THEN 8.0::DOUBLE ELSE 0.0::DOUBLE END'
-    >>> bucket_sql("batch_size", (0.0, 8.0, 32.0), index=True)
-    'CASE WHEN "batch_size" IS NULL THEN NULL WHEN "batch_size" >= 32.0 THEN 2 WHEN "batch_size" >= 8.0 THEN 1 ELSE 0 END'
     """
     q = quote_identifier(column)
-    labels = [str(i) if index else f"{float(e)!r}::DOUBLE" for i, e in enumerate(edges)]
     parts = [f"CASE WHEN {q} IS NULL THEN NULL"]
-    for i in range(len(edges) - 1, 0, -1):
-        parts.append(f"WHEN {q} >= {float(edges[i])!r} THEN {labels[i]}")
-    parts.append(f"ELSE {labels[0]} END" if edges else "ELSE NULL END")
+    for edge in reversed(edges[1:]):
+        parts.append(f"WHEN {q} >= {float(edge)!r} THEN {float(edge)!r}::DOUBLE")
+    parts.append(f"ELSE {float(edges[0])!r}::DOUBLE END" if edges else "ELSE NULL END")
     return " ".join(parts)
+
+
+def bucket_index_sql(column: str, edges: Sequence[float]) -> str:
+    """SQL mapping a numeric column to its bucket's position in ``edges`` (see bucket_sql).
+
+    A binary search: about log2(len(edges)) comparisons per row.
+
+    Examples
+    --------
+    >>> bucket_index_sql("batch_size", (0.0, 8.0, 32.0))
+    'CASE WHEN "batch_size" IS NULL THEN NULL ELSE CASE WHEN "batch_size" >= 8.0 THEN CASE WHEN "batch_size" >= 32.0 THEN 2 ELSE 1 END ELSE 0 END END'
+    """
+    q = quote_identifier(column)
+
+    def within(lo: int, hi: int) -> str:
+        if lo >= hi:
+            return str(lo)
+        mid = (lo + hi + 1) // 2
+        return f"CASE WHEN {q} >= {float(edges[mid])!r} THEN {within(mid, hi)} ELSE {within(lo, mid - 1)} END"
+
+    return (
+        f"CASE WHEN {q} IS NULL THEN NULL ELSE {within(0, len(edges) - 1) if edges else 'NULL'} END"
+    )
 
 
 def _numeric_edges(db: Database, column: str, distinct: int) -> tuple[float, ...]:
@@ -1260,14 +1279,14 @@ def create_workspace(
     """
     items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
     enums = _enum_types(db, [d.name for d in dims if d.kind != "numeric"])
+    lookups = []  # a numeric bucket's edge, looked up from its index (one search per row)
     for d in dims:
         q = quote_identifier(d.name)
         if d.kind == "numeric":
-            items.append(f"{bucket_sql(d.name, edges[d.name])} AS {q}")
-            index = bucket_sql(d.name, edges[d.name], index=True)
-            items.append(
-                f"CAST({index} AS USMALLINT) AS {quote_identifier(bucket_index_name(d.name))}"
-            )
+            i = quote_identifier(bucket_index_name(d.name))
+            items.append(f"CAST({bucket_index_sql(d.name, edges[d.name])} AS USMALLINT) AS {i}")
+            listed = ", ".join(f"{float(e)!r}" for e in edges[d.name])
+            lookups.append(f"CAST([{listed}][{i} + 1] AS DOUBLE) AS {q}")
         elif d.name in enums:
             items.append(f"CAST({q} AS {enums[d.name]}) AS {q}")
         else:
@@ -1283,8 +1302,8 @@ def create_workspace(
         threshold = int(max(fraction, 0.0) * SAMPLE_RESOLUTION)
         sample = f" WHERE hash(_source_file_id, _source_row) % {SAMPLE_RESOLUTION} < {threshold}"
     db.execute(
-        f"CREATE OR REPLACE TEMP TABLE {WORKSPACE} AS "
-        f"SELECT {', '.join(items)} FROM requests{sample}"
+        f"CREATE OR REPLACE TEMP TABLE {WORKSPACE} AS SELECT {', '.join(['*', *lookups])} "
+        f"FROM (SELECT {', '.join(items)} FROM requests{sample})"
     )
     return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
 
