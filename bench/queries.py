@@ -6,8 +6,14 @@ database, then times R varied questions (dimension pair, signal, filter) three w
 
   cube:      wb.rates(by=[d1, d2], signal=s, grain="day", where=w)      (forensics)
   raw:       the same with use_cubes=False                             (forensics, no cube)
-  duckdb:    SELECT date_trunc('day', ts), d1, d2, count(s), count_if(s)
-             FROM requests WHERE ... GROUP BY ALL, fetched as Polars     (the baseline)
+  duckdb:    SELECT epoch_us(ts) // <day>, d1, d2, count(s), count_if(s)
+             FROM requests WHERE list_contains($v, f) GROUP BY ALL,
+             fetched as Polars                                          (the baseline)
+
+The baseline buckets days by epoch arithmetic (UTC days, as forensics does):
+date_trunc('day', ts) on a TIMESTAMPTZ goes through ICU time zones and made
+the same query about 4x slower (362 vs 82 ms median, measured 2026-11-25),
+which flattered every ratio against it.
 
 and prints p50/p95 latency of each and the ratios. Usage:
 
@@ -27,6 +33,7 @@ OUT = Path(__file__).resolve().parent / "out"
 
 DIMS = ("model", "platform", "routing_pool", "surface", "region", "task")
 SIGNALS = ("degraded", "script_mix", "low_eval", "argmax_violation")
+DAY_US = 86_400_000_000
 
 
 def _database(rows: int, seed: int) -> Path:
@@ -101,8 +108,8 @@ def main() -> None:
     def duckdb(q):
         d1, d2, s, f, v = q
         return wb.db.con.sql(
-            f'SELECT date_trunc(\'day\', ts) AS day, "{d1}", "{d2}", count("{s}") AS n, '
-            f'count_if("{s}") AS k FROM requests WHERE "{f}" IN (SELECT unnest($v)) GROUP BY ALL',
+            f'SELECT epoch_us(ts) // {DAY_US} AS day, "{d1}", "{d2}", count("{s}") AS n, '
+            f'count_if("{s}") AS k FROM requests WHERE list_contains($v, "{f}") GROUP BY ALL',
             params={"v": v},
         ).pl()
 
