@@ -225,7 +225,9 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
     """Odds ratio of each signature from one binomial GLM per signal (main effects + indicators)."""
     if not found:
         return found
-    import statsmodels.api as sm
+    # The GLM alone: statsmodels.api would import every model (0.27 vs 0.11 s).
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
 
     out = list(found)
     columns = search.columns
@@ -259,7 +261,7 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                fit = sm.GLM(np.column_stack([k, n - k]), x, family=sm.families.Binomial()).fit()
+                fit = GLM(np.column_stack([k, n - k]), x, family=families.Binomial()).fit()
                 ci = np.asarray(fit.conf_int(search.params.alpha))
             for w in caught:
                 logger.info("joint GLM for %s: %s", signal, w.message)
