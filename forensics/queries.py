@@ -1499,14 +1499,18 @@ def slice_counts(
     predicate: Mapping[str, Any],
     window: tuple[datetime, datetime | None],
     signals: Sequence[str],
+    *,
+    use_cubes: bool = True,
 ) -> pl.DataFrame:
-    """A slice and its parents before, inside and after a window, in one scan of ``requests``.
+    """A slice and its parents before, inside and after a window, in one scan.
 
     ``predicate`` is the mapping form of ``Where`` (one condition per column).
     Rows meeting all conditions but at most one are counted per flag of each
     condition (``c0``, ``c1``... in the predicate's order) and ``period`` (0
     before the window, 1 inside, 2 after); the slice is where every flag holds,
-    its parent without a condition where the others do.
+    its parent without a condition where the others do. Reads an hourly cube
+    when one holds every condition's column and every signal and the window
+    falls on its hours; ``use_cubes=False`` forces ``requests`` (same answer).
 
     Returns ``c0.., period, requests, n__<signal>, k__<signal>...``.
 
@@ -1525,23 +1529,53 @@ def slice_counts(
     for signal in signals:
         if signal not in columns:
             raise UnknownNameError.for_name("signal", signal, signal_names(db))
+    source = _Source("requests", None, columns)
+    if use_cubes and signals and cubes(db):
+        found = _source(
+            db, set(predicate), "hour", signals[0], Where.parse(dict(predicate)), times=window
+        )
+        if all(f"n__{s}" in found.columns for s in signals):
+            source = found
     params: dict[str, Any] = {}
+    if source.cube is None:
+        time, unit = "ts", None
+        measures = ["count(*) AS requests"]
+        for signal in signals:
+            q = quote_identifier(signal)
+            measures.append(f"count({q}) AS {quote_identifier('n__' + signal)}")
+            measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + signal)}")
+    else:
+        time, unit = "bucket", _BUCKET_US[source.cube.grain]
+        measures = ["CAST(sum(requests) AS BIGINT) AS requests"]
+        for signal in signals:
+            for part in ("n__", "k__"):
+                q = quote_identifier(part + signal)
+                measures.append(f"CAST(sum({q}) AS BIGINT) AS {q}")
     flags = [
-        f"coalesce({where_sql(Where.parse({c: v}), columns=columns, params=params)}, false)"
+        "coalesce("
+        + where_sql(
+            Where.parse({c: v}),
+            columns=source.columns,
+            params=params,
+            time_column=time,
+            time_unit_us=unit,
+        )
+        + ", false)"
         for c, v in predicate.items()
     ]
     start, end = window
-    period = f"CASE WHEN ts < {_bind(params, start)} THEN 0 "
-    period += "ELSE 1 END" if end is None else f"WHEN ts < {_bind(params, end)} THEN 1 ELSE 2 END"
-    measures = ["count(*) AS requests"]
-    for signal in signals:
-        q = quote_identifier(signal)
-        measures.append(f"count({q}) AS {quote_identifier('n__' + signal)}")
-        measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + signal)}")
+    bounds = [t if unit is None else _epoch_us(t) // unit for t in (start, end) if t is not None]
+    period = f"CASE WHEN {time} < {_bind(params, bounds[0])} THEN 0 "
+    period += (
+        "ELSE 1 END"
+        if end is None
+        else f"WHEN {time} < {_bind(params, bounds[1])} THEN 1 ELSE 2 END"
+    )
     keys = [f"{f} AS c{i}" for i, f in enumerate(flags)]
     held = " + ".join(f"CAST({f} AS INTEGER)" for f in flags) if flags else "0"
     sql = (
-        f"SELECT {', '.join([*keys, f'{period} AS period', *measures])} FROM requests "
+        f"SELECT {', '.join([*keys, f'{period} AS period', *measures])} "
+        f"FROM {quote_identifier(source.table)} "
         f"WHERE {held} >= {max(len(flags) - 1, 0)} GROUP BY ALL ORDER BY ALL"
     )
     return db.frame(sql, params)

@@ -339,3 +339,41 @@ def test_signal_inputs_and_identities_are_not_dimensions(tmp_path, write_jsonl):
         names = {d.name for d in wb.dimensions()}
     assert {"model", "platform", "temperature", "kernel"} <= names
     assert not names & {"eval_score", "max_token_rank", "user_id", "latency_ms", "slow", "ts"}
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    predicate=st.fixed_dictionaries(
+        {},
+        optional={
+            "model": st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=2, unique=True),
+            "platform": st.lists(st.sampled_from(["tpu", "gpu"]), min_size=1, unique=True),
+            "batch_size": st.sampled_from([{"gte": 8}, {"lt": 16}, {"gte": 5}]),
+        },
+    ),
+    window=st.sampled_from(
+        [
+            ("2025-08-01T06:00:00Z", None),
+            ("2025-08-01T03:00:00Z", "2025-08-02T06:00:00Z"),
+            ("2025-08-01T06:10:00Z", "2025-08-02T00:00:00Z"),  # not on the cube's hours
+        ]
+    ),
+)
+def test_slice_counts_from_the_cube_equal_the_raw_scan(tiny, predicate, window):
+    start, end = (None if t is None else datetime.fromisoformat(t) for t in window)
+    signals = ["argmax_violation", "degraded"]
+    statements = []
+    tiny.db.trace = lambda sql, params: statements.append(sql)
+    try:
+        fast = queries.slice_counts(tiny.db, predicate, (start, end), signals)
+    finally:
+        tiny.db.trace = None
+    raw = queries.slice_counts(tiny.db, predicate, (start, end), signals, use_cubes=False)
+    assert fast.equals(raw)
+    read_cube = '"cube_default"' in statements[-1]
+    if start.minute:  # a window inside an hour: the hourly cube cannot answer
+        assert not read_cube
+    elif "batch_size" not in predicate:
+        assert read_cube
