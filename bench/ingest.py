@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+from cache import OUT, simulation_dir  # bench/cache.py
 
 CHILD = r"""
 import json, resource, sys, time
@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    sim = OUT / f"postmortem-{args.rows}-{args.seed}"
+    sim = simulation_dir("postmortem-2025", args.seed, args.rows)
     data = sim / "requests.parquet"
     if not data.exists():
         from forensics.simulate import simulate

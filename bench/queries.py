@@ -29,7 +29,7 @@ import statistics
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out"
+from cache import OUT, database_path, simulation_dir  # bench/cache.py
 
 DIMS = ("model", "platform", "routing_pool", "surface", "region", "task")
 SIGNALS = ("degraded", "script_mix", "low_eval", "argmax_violation")
@@ -40,13 +40,13 @@ def _database(rows: int, seed: int) -> Path:
     import forensics
     from forensics.simulate import simulate
 
-    sim = OUT / f"postmortem-{rows}-{seed}"
+    sim = simulation_dir("postmortem-2025", seed, rows)
     data = sim / "requests.parquet"
     if not data.exists():
         t = time.perf_counter()
         simulate("postmortem-2025", rows=rows, seed=seed, out=sim)
         print(f"generated {rows:,} rows in {time.perf_counter() - t:.1f} s")
-    db = OUT / f"queries-{rows}-{seed}.duckdb"
+    db = database_path("postmortem-2025", seed, rows)
     if not db.exists():
         t = time.perf_counter()
         with forensics.open(db.with_suffix(".tmp")) as wb:

@@ -1,8 +1,9 @@
 """Separation benchmark: recover the injected bugs of every scenario, over many seeds.
 
-For each scenario of the simulator's library and each seed: simulate (cached in
-bench/out/separation/), ingest into a fresh DuckDB file, run the signature search,
-and score the signatures against the scenario's truth with ``forensics.evaluate``
+For each scenario of the simulator's library and each seed: simulate and ingest
+into a DuckDB file (both cached in bench/out/separation/, keyed by the code that
+made them: bench/cache.py), run the signature search, and score the signatures
+against the scenario's truth with ``forensics.evaluate``
 (a bug is recovered when a signature covers the same requests, Jaccard >= 0.8).
 Prints one row per run and a table per scenario: mean precision, recall and F1
 with a 95% interval over seeds (t), mean absolute onset error, and seconds.
@@ -31,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent / "out" / "separation"
+from cache import OUT, database_path, simulation_dir  # bench/cache.py
 
 
 def run(scenario: str, seed: int, rows: int | None) -> dict:
@@ -40,10 +41,10 @@ def run(scenario: str, seed: int, rows: int | None) -> dict:
     from forensics.signature import signatures_to_json
     from forensics.simulate import simulate
 
-    folder = OUT / f"{scenario}-{seed}-{rows or 'default'}"
+    folder = simulation_dir(scenario, seed, rows, under="separation")
     if not (folder / "truth.json").exists():
         simulate(scenario, rows=rows, seed=seed, out=folder)
-    db = folder / "requests.duckdb"
+    db = database_path(scenario, seed, rows, under="separation")
     if not db.exists():
         with forensics.open(db.with_suffix(".tmp")) as wb:
             wb.ingest(folder / "requests.parquet", progress=False)
@@ -78,7 +79,7 @@ def speed(rows: int, repeat: int) -> None:
     from queries import _database  # bench/queries.py: the same cached database
 
     db = _database(rows, 1)
-    truth = json.loads((OUT.parent / f"postmortem-{rows}-1" / "truth.json").read_text())
+    truth = json.loads((simulation_dir("postmortem-2025", 1, rows) / "truth.json").read_text())
     with forensics.open(db, read_only=True) as wb:
         dims = [queries.quote_identifier(d.name) for d in wb.dimensions() if d.kind != "numeric"]
         signals = [queries.quote_identifier(s) for s in wb.signals()]
@@ -100,7 +101,7 @@ def speed(rows: int, repeat: int) -> None:
     command = [sys.executable, "-m", "forensics.cli", "signatures", "--db", str(db)]
     for _ in range(repeat):
         t = time.perf_counter()
-        subprocess.run([*command, "--json", str(OUT.parent / "speed.json")], check=True,
+        subprocess.run([*command, "--json", str(OUT / "speed.json")], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         commands.append(time.perf_counter() - t)
     floor, search = statistics.median(floors), statistics.median(searches)
@@ -116,7 +117,7 @@ def speed(rows: int, repeat: int) -> None:
     cli = statistics.median(commands)
     from forensics.signature import signatures_to_json
 
-    written = json.loads((OUT.parent / "speed.json").read_text())["signatures"]
+    written = json.loads((OUT / "speed.json").read_text())["signatures"]
     same = [x["predicate"] for x in written] == [
         x["predicate"] for x in json.loads(signatures_to_json(found))["signatures"]
     ]
@@ -154,7 +155,7 @@ def main() -> None:
     if args.speed:
         speed(args.speed, args.repeat)
         return
-    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "separation").mkdir(parents=True, exist_ok=True)
     scenarios = args.scenario or sorted(SCENARIOS)
     results = []
     for scenario in scenarios:
