@@ -198,6 +198,15 @@ def test_changing_a_filter_redraws_the_dashboard(triage_page):
             assert re.fullmatch(r"\d+\.\d\d%", after), after
             assert after != before
             assert timeline.evaluate("svg => svg.outerHTML") != drawn
+            # the heatmap is redrawn for the same filter (its subtitle names it)
+            chosen = first_filter.evaluate("s => s.options[s.selectedIndex].text")
+            value = re.sub(r"\s*\([\d,]+\)\s*$", "", chosen).strip()
+            page.wait_for_function(
+                "v => document.querySelectorAll('.forensics-dashboard svg.marks')[1]"
+                ".textContent.includes('= ' + v)",
+                arg=value,
+                timeout=30_000,
+            )
             assert "updated in" in dashboard.inner_text()
 
             # drag across the timeline: the comparison is redone for that window
