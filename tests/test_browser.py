@@ -3,7 +3,8 @@
 Voilà runs the notebook the way an investigator's JupyterLab does (a kernel,
 ipywidgets and anywidget in the page) and needs no clicking to execute it.
 The test changes a filter in the page and checks that the kernel answered: the
-shown rate changed and the timeline was drawn again. A screenshot goes to
+shown rate changed, the timeline was drawn again and the heatmap names the new
+filter. A screenshot goes to
 ``build/artifacts/``.
 
 Skipped only when ``/usr/bin/chromium`` is missing and ``CI`` is not set
