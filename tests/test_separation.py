@@ -111,6 +111,29 @@ def test_scanner_finds_the_window_and_prefers_the_shortest_among_ties():
     assert scanner.at(_series([(o, e, n)]), Window(3, 6))[0] == pytest.approx(llr[0])
 
 
+def test_the_scanner_remembers_answers_within_a_memory_bound(monkeypatch):
+    from forensics.separation import statistic
+
+    monkeypatch.setattr(statistic, "BEST_MEMO_BYTES", 10_000)
+    rng = np.random.default_rng(3)
+    series = [
+        Series(
+            rng.poisson(2.0, (5, 10)).astype(float), np.full((5, 10), 2.0), np.full((5, 10), 50.0)
+        )
+        for _ in range(40)
+    ]  # 1,200 bytes each
+    scanner = Scanner(10, Params())
+    answers = [scanner.best(s) for s in series]
+    assert scanner._best_bytes <= 10_000
+    assert scanner.best(series[-1]) is answers[-1]  # remembered
+    for s, got in zip(series, answers, strict=True):  # and the same as computed afresh
+        want = Scanner(10, Params())._best_of(s)
+        for x, y in zip(got, want, strict=True):
+            np.testing.assert_array_equal(x, y)
+    with pytest.raises(ValueError, match="read-only"):  # a caller cannot spoil the memo
+        answers[-1][0][0] = 99
+
+
 # -- the baseline --------------------------------------------------------------------
 
 

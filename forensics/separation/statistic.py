@@ -102,8 +102,9 @@ def window_llr(
     return np.where(keep, np.maximum(llr, 0.0), 0.0)
 
 
-BEST_MEMO = 4096
-"""Series whose best windows a scanner remembers (it forgets all of them when full)."""
+BEST_MEMO_BYTES = 256 * 2**20
+"""Bytes of series a scanner keeps alive to remember their best windows; past this it
+forgets all of them (a wide dimension over hourly buckets is megabytes a series)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class Scanner:
         self.starts = starts
         self.stops = stops
         self._best: dict[int, tuple[Series, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._best_bytes = 0
 
     def _stats(
         self, s: Series, starts: np.ndarray, stops: np.ndarray, c: np.ndarray | None = None
@@ -172,8 +174,11 @@ class Scanner:
         found = self._best.get(id(s))
         if found is not None and found[0] is s:
             return found[1]
-        if len(self._best) >= BEST_MEMO:
+        size = s.o.nbytes + s.e.nbytes + s.n.nbytes
+        if self._best_bytes + size > BEST_MEMO_BYTES:
             self._best.clear()
+            self._best_bytes = 0
+        self._best_bytes += size
         result = self._best_of(s)
         for x in result:
             x.flags.writeable = False
