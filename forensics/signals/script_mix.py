@@ -66,6 +66,7 @@ __all__ = [
     "SCRIPT_BLOCKS",
     "SCRIPT_SUBTAGS",
     "TRACKED",
+    "foreign_letter_pattern",
     "language_mask_sql",
     "script_bit",
     "script_mix_sql",
@@ -494,6 +495,23 @@ def _foreign_pattern(expected: int, greek_min_run: int) -> str:
     if not expected & script_bit(_GREEK):
         pattern += f"|\\p{{{_GREEK}}}{{{max(1, greek_min_run)},}}"
     return pattern
+
+
+def foreign_letter_pattern(scripts: tuple[str, ...], greek_min_run: int) -> str:
+    r"""The regex of the first scan for an answer written in ``scripts`` (none: unknown).
+
+    A letter of a tracked script outside ``scripts``, or a run of ``greek_min_run``
+    Greek letters. RE2 syntax, which Polars' regex reads alike (bench/signals.py
+    times the same scan in both engines).
+
+    Examples
+    --------
+    >>> foreign_letter_pattern(("Thai",), 4).startswith(r"[\p{Arabic}")
+    True
+    >>> foreign_letter_pattern(("Latin",), 4).endswith(r"|\p{Greek}{4,}")
+    True
+    """
+    return _foreign_pattern(_mask(*scripts), greek_min_run)
 
 
 PREFILTERED: tuple[tuple[str, ...], ...] = (
