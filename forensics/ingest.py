@@ -219,7 +219,9 @@ class IngestSummary:
                 reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(f.rejected.items()))
                 lines.append(f"{f.path}: rejected by reason: {reasons}")
             if f.message:
-                lines.append(f"{f.path}: {f.message}")
+                # A refusal's message names the file itself (it is also the error text).
+                named = f.message.startswith(f"{f.path}: ")
+                lines.append(f.message if named else f"{f.path}: {f.message}")
             for note in f.notes:
                 lines.append(f"{f.path}: note: {note}")
         return "\n".join(lines)

@@ -27,6 +27,10 @@ def test_missing_column_exits_2_with_one_clear_line(tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "missing required column(s) routing_pool, ts" in errors[0]
+    # the summary table names the file once, not "path: path: ..."
+    name = str(BAD_INPUTS / "missing_column.csv")
+    assert f"{name}: {name}:" not in result.output
+    assert any(line.startswith(f"{name}: missing required") for line in result.output.splitlines())
 
 
 def test_unreadable_mapping_exits_2(tmp_path):
