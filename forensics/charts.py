@@ -81,6 +81,10 @@ MISSING_COLOR = "#c7c7c7"
 EVENT_COLOR = "#6b6b6b"
 """Colour of change-event rules and labels."""
 
+EVENT_LABEL_GAP = 12
+"""Pixels between two change-event labels: closer events share the first one's label
+("deploy +2"); each keeps its own rule and tooltip."""
+
 CHANGE_COLOR = "#b2182b"
 """Colour of detected change points."""
 
@@ -581,7 +585,7 @@ def timeline_chart(
         )
     layers += [band, line]
     if events is not None and events.height:
-        layers += _event_layers(events, start, end)
+        layers += _event_layers(events, start, end, width)
     if change_points is not None and change_points.height:
         layers.append(_change_layer(change_points, start, end, height))
     what = f"{signal} rate" + (f" by {' / '.join(by)}" if by else "") + f", per {grain}"
@@ -602,19 +606,61 @@ def timeline_chart(
     )
 
 
-def _event_layers(events: pl.DataFrame, start: datetime | None, end: datetime | None) -> list[Any]:
+def _event_labels(ts: Sequence[datetime], kinds: Sequence[str], gap: timedelta) -> list[str | None]:
+    """The label of each event, in time order: its kind, or None under an earlier label.
+
+    An event less than ``gap`` after the event whose label stands has none; a label
+    that stands for later events too says how many.
+
+    Examples
+    --------
+    >>> t = datetime(2025, 8, 1)
+    >>> hours = [timedelta(hours=h) for h in (0, 1, 2, 30)]
+    >>> _event_labels([t + h for h in hours], ["deploy", "config", "deploy", "rollback"],
+    ...               timedelta(hours=6))
+    ['deploy +2', None, None, 'rollback']
+    """
+    labels: list[str | None] = []
+    first = 0  # index of the event whose label the current group shares
+    for i, when in enumerate(ts):
+        if i and when - ts[first] < gap:
+            labels.append(None)
+            continue
+        first = i
+        labels.append(kinds[i])
+    counts = [0] * len(labels)
+    first = 0
+    for i, label in enumerate(labels):
+        if label is None:
+            counts[first] += 1
+        else:
+            first = i
+    return [
+        label if label is None or not n else f"{label} +{n}"
+        for label, n in zip(labels, counts, strict=True)
+    ]
+
+
+def _event_layers(
+    events: pl.DataFrame, start: datetime | None, end: datetime | None, width: int
+) -> list[Any]:
     frame = events
     if start is not None and end is not None:
         frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
     if frame.height == 0:
         return []
+    frame = frame.sort("ts")
+    ts = frame["ts"].to_list()
+    lo, hi = (start, end) if start is not None and end is not None else (ts[0], ts[-1])
+    gap = (hi - lo) * (EVENT_LABEL_GAP / max(width, 1))
+    labels = _event_labels(ts, frame["kind"].fill_null("").to_list(), gap)
     data = frame.select(
         _iso("ts"),
         pl.col("kind").fill_null(""),
         pl.col("description").fill_null(""),
         pl.col("scope").fill_null(""),
         pl.col("ts").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M UTC").alias("when"),
-    )
+    ).with_columns(pl.Series("label", labels, dtype=pl.String))
     base = alt.Chart(_inline(data, dates=["ts"])).encode(
         x=alt.X("ts:T"),
         tooltip=[
@@ -625,10 +671,11 @@ def _event_layers(events: pl.DataFrame, start: datetime | None, end: datetime | 
         ],
     )
     rules = base.mark_rule(color=EVENT_COLOR, strokeDash=[4, 3], strokeWidth=1, opacity=0.8)
-    labels = base.mark_text(
+    labelled = base.transform_filter("datum.label")  # null or empty: shares a label
+    text = labelled.mark_text(
         angle=270, align="right", baseline="middle", dx=-2, dy=-4, fontSize=9, color=EVENT_COLOR
-    ).encode(text=alt.Text("kind:N"), y=alt.YValue(0))
-    return [rules, labels]
+    ).encode(text=alt.Text("label:N"), y=alt.YValue(0))
+    return [rules, text]
 
 
 def _change_layer(
@@ -1098,7 +1145,7 @@ def windows_chart(
         .encode(x=alt.X("end:T"), text=alt.value("still active →"))
     )
     if events is not None and events.height:
-        layers += _event_layers(events, start, end)
+        layers += _event_layers(events, start, end, width)
     subtitle = [
         describe_window(start, end),
         "bar: window (UTC); dark ends: 95% range of onset and end · dashed: change events",

@@ -145,6 +145,27 @@ def test_timeline_is_valid_vega_lite_with_bands_events_changes_and_selection():
     assert "2025-08-01 – 2025-08-04 UTC" in title
 
 
+def test_close_change_events_share_one_label_and_keep_their_rules():
+    crowded = pl.DataFrame(
+        {
+            "ts": [T0 + timedelta(days=1, hours=h) for h in (16, 16.5, 17)]
+            + [T0 + timedelta(days=3)],
+            "kind": ["deploy", "config", "deploy", "rollback"],
+            "description": ["a", "b", "c", "d"],
+            "scope": ["", "", "", ""],
+        }
+    )
+    chart = charts.timeline_chart(_rates(), signal="script_mix", by=["model"], events=crowded)
+    spec = _render(chart)
+    svg = vlc.vegalite_to_svg(spec)
+    rows = _rows(spec, "label")
+    assert len(rows) == 4  # every event keeps its rule and tooltip
+    assert [r["label"] for r in rows] == ["deploy +2", "", "", "rollback"]
+    assert "deploy +2" in svg
+    assert "rollback" in svg
+    assert ">config<" not in svg  # its label would overlap the first one's
+
+
 def test_timeline_without_grouping_or_selection():
     frame = _rates(groups=("all",)).drop("model")
     spec = _render(charts.timeline_chart(frame, signal="degraded", selection=False))
