@@ -10,13 +10,16 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from forensics.config import Config
 from forensics.errors import ForensicsError
 from forensics.schema import Mapping, schema_markdown
+
+if TYPE_CHECKING:
+    from forensics.workbench import Workbench
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -105,6 +108,11 @@ def ingest(
     if not quiet:
         click.echo(summary.table())
         click.echo(f"database: {summary.db}")
+        if summary.rejected:
+            click.echo(
+                f"rejected rows are kept, with their reason, in the table rejected_rows; "
+                f"`forensics info --db {summary.db}` shows the first of each reason"
+            )
     if summary.refused:
         for f in summary.refused:
             click.echo(f"error: {f.message}", err=True)
@@ -183,6 +191,33 @@ def schema(markdown: bool) -> None:
         click.echo(f"{c.name:16} {c.dtype:12} {flag:9} {c.description}")
 
 
+EXAMPLE_CHARS = 60
+"""A rejected value or raw row is shown in ``info`` up to this many characters."""
+
+
+LINE_FORMATS = frozenset({"csv", "jsonl"})
+"""Formats whose rejected ``row_number`` is a line of the file (see README)."""
+
+
+def _first_rejected(wb: Workbench, counted: dict[str, Any], formats: dict[int, str]) -> str:
+    """The first rejected row of a file and reason, as ``line N, column = 'value'``."""
+    first = wb.rejected(
+        reason=counted["reason"], source_file=counted["source_file"], limit=1
+    ).to_dicts()
+    if not first:
+        return ""
+    row = first[0]
+    value = row["bad_value"] if row["column"] is not None else row["raw"]
+    shown = "" if value is None else " ".join(str(value).split())
+    if len(shown) > EXAMPLE_CHARS:
+        shown = shown[: EXAMPLE_CHARS - 1] + "…"
+    unit = "line" if formats.get(row["file_id"]) in LINE_FORMATS else "row"
+    where = f"{unit} {row['row_number']}" if row["row_number"] is not None else "file"
+    if row["column"] is not None:
+        return f"{where}, {row['column']} = {shown!r}"
+    return f"{where}: {shown!r}" if shown else where
+
+
 @main.command()
 @_db_option
 @_fail_cleanly
@@ -195,9 +230,20 @@ def info(db: Path | None) -> None:
             click.echo(f"{table:16} {n:>12,}")
         reasons = wb.rejected_by_reason()
         if reasons.height:
-            click.echo("\nrejected rows by reason:")
-            for row in reasons.iter_rows(named=True):
-                click.echo(f"  {row['source_file']}: {row['reason']} {row['rows']:,}")
+            click.echo(
+                "\nrejected rows by reason, with the first of each (all: table rejected_rows):"
+            )
+            formats = dict(wb.files().select("file_id", "format").iter_rows())
+            lines = [
+                (
+                    f"  {row['source_file']}: {row['reason']} {row['rows']:,}",
+                    _first_rejected(wb, row, formats),
+                )
+                for row in reasons.iter_rows(named=True)
+            ]
+            width = max(len(counted) for counted, _ in lines)
+            for counted, example in lines:
+                click.echo(f"{counted:{width}}   {example}".rstrip())
 
 
 @main.command()

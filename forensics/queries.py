@@ -1176,12 +1176,19 @@ def ingested_files(db: Database) -> pl.DataFrame:
     return db.frame("SELECT * FROM ingested_files ORDER BY file_id")
 
 
-def rejected_rows(db: Database, *, reason: str | None = None, limit: int = 1000) -> pl.DataFrame:
-    """Quarantined rows (optionally of one reason code), in the order they were found."""
+def rejected_rows(
+    db: Database,
+    *,
+    reason: str | None = None,
+    source_file: str | None = None,
+    limit: int = 1000,
+) -> pl.DataFrame:
+    """Quarantined rows (optionally of one reason code, one file), in the order they were found."""
     return db.frame(
-        "SELECT * FROM rejected_rows WHERE $reason IS NULL OR reason = $reason "
+        "SELECT * FROM rejected_rows WHERE ($reason IS NULL OR reason = $reason) "
+        "AND ($file IS NULL OR source_file = $file) "
         "ORDER BY ingested_at, source_file, row_number LIMIT $n",
-        {"reason": reason, "n": limit},
+        {"reason": reason, "file": source_file, "n": limit},
     )
 
 

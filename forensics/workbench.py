@@ -107,9 +107,11 @@ class Workbench:
         """The files ingested so far, with content hashes and row counts."""
         return queries.ingested_files(self.db)
 
-    def rejected(self, *, reason: str | None = None, limit: int = 1000) -> pl.DataFrame:
-        """Quarantined rows (optionally of one reason code), with file, row, column and value."""
-        return queries.rejected_rows(self.db, reason=reason, limit=limit)
+    def rejected(
+        self, *, reason: str | None = None, source_file: str | None = None, limit: int = 1000
+    ) -> pl.DataFrame:
+        """Quarantined rows (optionally of one reason code, one file), with row, column and value."""
+        return queries.rejected_rows(self.db, reason=reason, source_file=source_file, limit=limit)
 
     def rejected_by_reason(self) -> pl.DataFrame:
         """Rejected rows counted by file and reason."""

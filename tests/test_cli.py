@@ -21,6 +21,22 @@ def test_ingest_prints_per_file_summary(tmp_path):
     assert "malformed_json 1" in result.output
 
 
+def test_info_shows_the_first_rejected_row_of_each_reason_by_line(tmp_path):
+    path = tmp_path / "in.jsonl"
+    rows = [request_row(i) for i in range(4)]
+    rows[2]["temperature"] = "hot"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{bad\n")
+    db = tmp_path / "x.duckdb"
+    ingested = _run("ingest", path, "--db", db)
+    assert ingested.exit_code == 0, ingested.output
+    assert "forensics info --db" in ingested.output
+    result = _run("info", "--db", db)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any("malformed_json 1" in line and "line 5: '{bad'" in line for line in lines)
+    assert any("wrong_type 1" in line and "line 3, temperature = 'hot'" in line for line in lines)
+
+
 def test_missing_column_exits_2_with_one_clear_line(tmp_path):
     result = _run("ingest", BAD_INPUTS / "missing_column.csv", "--db", tmp_path / "x.duckdb")
     assert result.exit_code == 2
