@@ -621,23 +621,18 @@ def _event_labels(ts: Sequence[datetime], kinds: Sequence[str], gap: timedelta) 
     ['deploy +2', None, None, 'rollback']
     """
     labels: list[str | None] = []
-    first = 0  # index of the event whose label the current group shares
+    shared = [0] * len(ts)  # per labelled event, how many later events share its label
+    first = 0  # index of the event whose label stands
     for i, when in enumerate(ts):
         if i and when - ts[first] < gap:
             labels.append(None)
-            continue
-        first = i
-        labels.append(kinds[i])
-    counts = [0] * len(labels)
-    first = 0
-    for i, label in enumerate(labels):
-        if label is None:
-            counts[first] += 1
+            shared[first] += 1
         else:
             first = i
+            labels.append(kinds[i])
     return [
-        label if label is None or not n else f"{label} +{n}"
-        for label, n in zip(labels, counts, strict=True)
+        f"{label} +{n}" if label is not None and n else label
+        for label, n in zip(labels, shared, strict=True)
     ]
 
 
