@@ -16,7 +16,7 @@ import forensics
 from forensics import queries
 from forensics.errors import QueryError, UnknownNameError
 from forensics.evaluate import evaluate
-from forensics.separation import SeparationParams
+from forensics.separation import SeparationParams, workspace
 from forensics.separation import baseline as bl
 from forensics.separation.params import SeparationParams as Params
 from forensics.separation.statistic import (
@@ -323,11 +323,9 @@ def test_the_workspace_groups_text_as_enums_and_gives_text_back():
         "(['it''s', '', 'é', NULL])[1 + i % 4] AS pool, i % 8 = 0 AS bad FROM range(400) r(i)"
     )
     dims = [queries.Dimension("pool", "categorical", 3, True)]
-    assert queries.create_workspace(db, dims=dims, edges={}, signals=["bad"]) == 400
-    assert queries.workspace_columns(db)["pool"] == "ENUM('', 'it''s', 'é')"
-    frame = queries.workspace_series(
-        db, signal="bad", by=["pool"], condition="true", params={}, hours=24
-    )
+    assert workspace.create(db, dims=dims, edges={}, signals=["bad"]) == 400
+    assert workspace.columns(db)["pool"] == "ENUM('', 'it''s', 'é')"
+    frame = workspace.series(db, signal="bad", by=["pool"], condition="true", params={}, hours=24)
     per_pool = (
         frame.filter(pl.col("grouped") == "pool")
         .group_by("pool")
@@ -341,12 +339,10 @@ def test_the_workspace_groups_text_as_enums_and_gives_text_back():
     params: dict = {}
     quoted = queries.where_sql(
         queries.Where.parse({"pool": ["it's"]}),
-        columns=queries.workspace_columns(db),
+        columns=workspace.columns(db),
         params=params,
     )
-    cells = queries.workspace_cells(
-        db, signal="bad", dims=["pool"], condition=quoted, params=params
-    )
+    cells = workspace.cells(db, signal="bad", dims=["pool"], condition=quoted, params=params)
     assert cells.rows() == [("it's", 100, 50)]
 
 
@@ -354,7 +350,8 @@ def test_explaining_updates_the_remembered_series_as_a_fresh_read_would(tmp_path
     # After explain, the next seeds use the old series minus the rows set aside;
     # it must equal reading the live rows again, values left without rows gone.
     from forensics.separation import _prepare
-    from forensics.separation.search import Condition, Window
+    from forensics.separation.predicate import Condition
+    from forensics.separation.statistic import Window
 
     out = tmp_path / "two"
     simulate("same-model-two-bugs", rows=30_000, seed=2, out=out)
@@ -375,14 +372,14 @@ def test_explaining_updates_the_remembered_series_as_a_fresh_read_would(tmp_path
             (search.first + window.start) * hours, (search.first + window.stop) * hours,
         )  # fmt: skip
         total, by = search.series(signal, {}, dims)
-        search._forget(signal)
+        search.store.forget(signal)
         fresh_total, fresh_by = search.series(signal, {}, dims)
         assert values[0] not in by["model"][0]
         for got, want in [(total, fresh_total)] + [(by[d][1], fresh_by[d][1]) for d in dims]:
             for x, y in zip((got.o, got.e, got.n), (want.o, want.e, want.n), strict=True):
                 np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
         assert {d: by[d][0] for d in dims} == {d: fresh_by[d][0] for d in dims}
-        queries.drop_workspace(wb.db)
+        workspace.drop(wb.db)
 
 
 def test_the_workspace_holds_each_numeric_bucket_as_its_edge_and_its_index():
@@ -396,8 +393,8 @@ def test_the_workspace_holds_each_numeric_bucket_as_its_edge_and_its_index():
     )
     edges = (0.0, 2.0, 4.0, 16.0)
     dims = [queries.Dimension("x", "numeric", 35, True)]
-    queries.create_workspace(db, dims=dims, edges={"x": edges}, signals=["bad"])
-    rows = db.execute(f"SELECT x, {queries.bucket_index_name('x')} FROM {queries.WORKSPACE}")
+    workspace.create(db, dims=dims, edges={"x": edges}, signals=["bad"])
+    rows = db.execute(f"SELECT x, {workspace.bucket_index_name('x')} FROM {workspace.WORKSPACE}")
     assert len(rows) == 40
     assert all((edge is None) == (i is None) for edge, i in rows)
     assert all(edges[i] == edge for edge, i in rows if i is not None)

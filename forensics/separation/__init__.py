@@ -2,9 +2,9 @@
 
 ``find_signatures`` searches every signal (but ``degraded``, their union) over
 every dimension the data has, on a temporary workspace
-(``queries.create_workspace``), in five steps:
+(``workspace.create``), in five steps:
 
-1. **Baseline** (``baseline``, ``Search.fit_model``). Each request's expected
+1. **Baseline** (``baseline``, ``model.fit_model``). Each request's expected
    probability of the signal comes from a multiplicative main-effects model
    over the dimensions whose effect is significant and stable in time (a
    difference that comes and goes is what the search looks for, not what the
@@ -21,7 +21,7 @@ every dimension the data has, on a temporary workspace
    (so traffic that only exists in the window, misrouted requests say, is
    measured against the model, and a slice that is always a bit worse is not
    a problem). The strongest (slice, window) pairs seed the search.
-3. **Minimal predicate** (``search``). A local search over (predicate, window)
+3. **Minimal predicate** (``search``, ``moves``). A local search over (predicate, window)
    adds, replaces, swaps or drops one condition at a time, maximising the
    statistic minus the predicate's description cost (which dimension, which
    of its values or which range of fine power-of-two buckets), so that a
@@ -61,9 +61,14 @@ from collections.abc import Callable, Sequence
 from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.separation import workspace
 from forensics.separation.evidence import evidence, hour_of, joint_effects
+from forensics.separation.model import fit_model
+from forensics.separation.moves.seed import seeds as seeds_of
 from forensics.separation.params import SeparationParams
-from forensics.separation.search import Candidate, Search, Space
+from forensics.separation.predicate import Candidate, Space
+from forensics.separation.search import Search
+from forensics.separation.series import SeriesStore
 from forensics.separation.statistic import Scanner
 from forensics.signature import Signature
 
@@ -119,7 +124,7 @@ def find_signatures(
         found = _search(search, chosen, available, say)
         return joint_effects(search, found)
     finally:
-        queries.drop_workspace(db)
+        workspace.drop(db)
 
 
 def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> Search:
@@ -142,7 +147,7 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
                 float(lo), float(hi), max_buckets=params.search_buckets
             )
     fraction = min(1.0, params.search_rows / total) if total else 1.0
-    rows = queries.create_workspace(
+    rows = workspace.create(
         db, dims=list(dims.values()), edges=edges, signals=signals, fraction=fraction
     )
     first_ts, end_ts = queries.time_range(db)
@@ -153,21 +158,29 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
     hours = 24 if span_hours >= 7 * 24 else 1
     first = first_hour // hours
     buckets = last_hour // hours - first + 1
+    space = Space(dims=dims, edges=edges)
     search = Search(
         db=db,
         params=params,
-        space=Space(dims=dims, edges=edges),
+        space=space,
         signals=list(signals),
         hours=hours,
         first=first,
         buckets=buckets,
         scanner=Scanner(buckets, params),
+        store=SeriesStore(
+            db=db,
+            space=space,
+            columns=workspace.columns(db),
+            first=first,
+            buckets=buckets,
+            hours=hours,
+        ),
         rows=rows,
         total_rows=total,
-        columns=queries.workspace_columns(db),
     )
     for s in signals:
-        search.fit_model(s)
+        fit_model(search, s)
     return search
 
 
@@ -184,7 +197,7 @@ def _search(
     while len(found) < params.max_signatures:
         for s in chosen:
             if s not in seeds:
-                seeds[s] = search.seeds(s)
+                seeds[s] = seeds_of(search, s)
         pool = sorted(
             (c for s in chosen for c in seeds[s] if _key(search, c) not in search.tried),
             key=lambda c: -c.llr,
@@ -213,4 +226,4 @@ def _search(
 
 
 def _key(search: Search, c: Candidate) -> tuple[str, str]:
-    return (c.signal, repr(sorted(search.space.public(c.predicate).items())))
+    return (c.signal, search.space.state(c.predicate))

@@ -3,7 +3,7 @@
 The baseline says how often each request would show a symptom if nothing were
 wrong: a multiplicative main-effects model over the dimensions whose effect is
 stable in time, fitted robustly (see ``main_effects``), plus a dispersion
-factor for counts that vary more than Poisson. ``search.Search.fit_model``
+factor for counts that vary more than Poisson. ``model.fit_model``
 puts them together.
 """
 

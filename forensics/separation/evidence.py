@@ -17,8 +17,12 @@ from scipy import stats as scipy_stats
 from forensics import queries, stats
 from forensics.db import Database
 from forensics.queries import Where
+from forensics.separation import workspace
+from forensics.separation.hourly import hourly
 from forensics.separation.params import SeparationParams
-from forensics.separation.search import Candidate, Search, Window
+from forensics.separation.predicate import Candidate
+from forensics.separation.search import Search
+from forensics.separation.statistic import Window
 from forensics.signature import Signature, SymptomRate, describe_predicate
 
 __all__ = ["at_hour", "evidence", "hour_of", "joint_effects"]
@@ -111,12 +115,12 @@ def evidence(
     log_p = (
         float(scipy_stats.chi2.logsf(2 * llr, 1))
         + math.log(search.scanner.windows * max(len(search.signals), 1))
-        + search.penalty(cand.predicate)
+        + search.space.penalty(cand.predicate)
     )
     p_value = min(1.0, math.exp(log_p))
     if llr <= 0 or p_value >= params.alpha:
         return None
-    h_start, h_end, _, onset, end_range = search.hourly(cand.signal, cand.predicate, cand.window)
+    h_start, h_end, _, onset, end_range = hourly(search, cand.signal, cand.predicate, cand.window)
     start = at_hour(h_start)
     end = None if h_end is None else at_hour(h_end)
     predicate = search.space.public(cand.predicate)
@@ -237,13 +241,13 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
         conditions = []
         for i in members:
             sig = found[i]
-            sql = queries.where_sql(Where.parse(sig.predicate), columns=columns, params=params)
+            sql = workspace.where_sql(Where.parse(sig.predicate), columns, params)
             sql += f" AND _hour >= {hour_of(sig.start)}"
             if sig.end is not None:
                 sql += f" AND _hour < {hour_of(sig.end)}"
             conditions.append(sql)
         dims = search.model_dims.get(signal, [])
-        frame = queries.workspace_flags(
+        frame = workspace.flags(
             search.db, signal=signal, dims=dims, conditions=conditions, params=params
         )
         if frame.height < 2:

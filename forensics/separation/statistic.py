@@ -147,9 +147,11 @@ class Scanner:
         self._best: dict[int, tuple[Series, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._best_bytes = 0
 
-    def _stats(
+    def stats(
         self, s: Series, starts: np.ndarray, stops: np.ndarray, c: np.ndarray | None = None
     ) -> np.ndarray:
+        """Statistic of every row on each window [starts[j], stops[j]) (see ``window_llr``)."""
+
         def cum(x: np.ndarray) -> np.ndarray:
             return np.concatenate([np.zeros((x.shape[0], 1)), np.cumsum(x, axis=1)], axis=1)
 
@@ -186,14 +188,14 @@ class Scanner:
         return result
 
     def _best_of(self, s: Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        llr = self._stats(s, self.starts, self.stops)
+        llr = self.stats(s, self.starts, self.stops)
         rows = np.arange(llr.shape[0])
         first = np.argmax(llr, axis=1)
         e_total = s.e.sum(axis=1)
         ce = np.concatenate([np.zeros((s.e.shape[0], 1)), np.cumsum(s.e, axis=1)], axis=1)
         e_in = ce[rows, self.stops[first]] - ce[rows, self.starts[first]]
         c = level_prior_strength(e_total - e_in)[:, None]
-        llr = self._stats(s, self.starts, self.stops, c)
+        llr = self.stats(s, self.starts, self.stops, c)
         top = llr.max(axis=1, keepdims=True)
         length = (self.stops - self.starts).astype(float)
         near = llr >= top - WINDOW_TIE
@@ -213,7 +215,7 @@ class Scanner:
 
     def at(self, s: Series, window: Window) -> np.ndarray:
         """Statistic of every row on one window."""
-        return self._stats(s, np.array([window.start]), np.array([window.stop]))[:, 0]
+        return self.stats(s, np.array([window.start]), np.array([window.stop]))[:, 0]
 
     @property
     def windows(self) -> int:

@@ -1,0 +1,348 @@
+"""The separation's workspace: a temporary table of what the signature search reads.
+
+The search works on a temporary copy of what it needs: the hour of each request
+(epoch hours, UTC), every dimension (text ones as enums, numeric ones as fine
+buckets, both as the bucket's lower edge and as its index ``_i__<d>``), every
+signal, and per signal two working columns: ``_x__<s>`` (the row is explained
+by a signature found already) and ``_p__<s>`` (the row's expected probability
+of ``s`` under the baseline model). Temporary tables live in memory, so a
+read-only database can be searched. Every statement on it is a function here;
+the counts on ``requests`` that another engine must answer (``slice_counts``,
+``requests_and_users``) stay in ``queries``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import polars as pl
+
+from forensics import queries
+from forensics.db import Database
+from forensics.queries import Dimension, Where, bucket_index_sql
+from forensics.schema import quote_identifier
+
+__all__ = [
+    "HOUR_US",
+    "WORKSPACE",
+    "bucket_index_name",
+    "cells",
+    "columns",
+    "create",
+    "drop",
+    "expected_column",
+    "explained_column",
+    "flags",
+    "margins",
+    "mark_explained",
+    "series",
+    "set_expected",
+    "value_name",
+    "where_sql",
+]
+
+WORKSPACE = "_separation"
+"""Name of the temporary table the signature search works on."""
+
+HOUR_US = 3_600_000_000
+"""Microseconds per hour: workspace time is ``epoch_us(ts) // HOUR_US``."""
+
+
+def explained_column(signal: str) -> str:
+    """Workspace column flagging rows a signature already explains for ``signal``."""
+    return quote_identifier(f"_x__{signal}")
+
+
+def expected_column(signal: str) -> str:
+    """Workspace column holding each row's expected probability of ``signal``."""
+    return quote_identifier(f"_p__{signal}")
+
+
+SAMPLE_RESOLUTION = 1_000_000
+"""Sampling fractions of the workspace are multiples of one in this many."""
+
+
+def create(
+    db: Database,
+    *,
+    dims: Sequence[Dimension],
+    edges: Mapping[str, Sequence[float]],
+    signals: Sequence[str],
+    fraction: float = 1.0,
+) -> int:
+    """Create the workspace from ``requests``; numeric dimensions bucketed at ``edges``.
+
+    With ``fraction`` < 1, a uniform sample of the requests: each row is kept
+    when a hash of its source (file, row) falls below the fraction, so the
+    same database gives the same sample every time.
+
+    Returns the number of rows.
+    """
+    items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
+    enums = _enum_types(db, [d.name for d in dims if d.kind != "numeric"])
+    lookups = []  # a numeric bucket's edge, looked up from its index (one search per row)
+    for d in dims:
+        q = quote_identifier(d.name)
+        if d.kind == "numeric":
+            i = quote_identifier(bucket_index_name(d.name))
+            items.append(f"CAST({bucket_index_sql(d.name, edges[d.name])} AS USMALLINT) AS {i}")
+            items.append(f"CAST({q} AS DOUBLE) AS {quote_identifier(value_name(d.name))}")
+            listed = ", ".join(f"{float(e)!r}" for e in edges[d.name])
+            lookups.append(f"CAST([{listed}][{i} + 1] AS DOUBLE) AS {q}")
+        elif d.name in enums:
+            items.append(f"CAST({q} AS {enums[d.name]}) AS {q}")
+        else:
+            items.append(q)
+    for s in signals:
+        items += [
+            quote_identifier(s),
+            f"false AS {explained_column(s)}",
+            f"CAST(NULL AS DOUBLE) AS {expected_column(s)}",
+        ]
+    sample = ""
+    if fraction < 1.0:
+        threshold = int(max(fraction, 0.0) * SAMPLE_RESOLUTION)
+        sample = f" WHERE hash(_source_file_id, _source_row) % {SAMPLE_RESOLUTION} < {threshold}"
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE {WORKSPACE} AS SELECT {', '.join(['*', *lookups])} "
+        f"FROM (SELECT {', '.join(items)} FROM requests{sample})"
+    )
+    return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
+
+
+def value_name(name: str) -> str:
+    """Workspace column holding numeric dimension ``name``'s own value (a DOUBLE).
+
+    Conditions on a numeric dimension test it (``where_sql``), so that an edge
+    refined to the data (``moves.edges``) selects the same rows here as
+    in ``requests``; the column named ``name`` holds its bucket's lower edge.
+    """
+    return f"_v__{name}"
+
+
+def where_sql(where: Where, columns: Mapping[str, str], params: dict[str, Any]) -> str:
+    """``queries.where_sql`` over the workspace: numeric ranges test the columns' own values."""
+    ranges = tuple(
+        (value_name(c) if value_name(c) in columns else c, lo, hi) for c, lo, hi in where.ranges
+    )
+    return queries.where_sql(replace(where, ranges=ranges), columns=columns, params=params)
+
+
+def bucket_index_name(name: str) -> str:
+    """Workspace column holding the bucket index of numeric dimension ``name``.
+
+    The search groups by it rather than by the bucket's edge: DuckDB groups a
+    small integer about twice as fast as a DOUBLE.
+    """
+    return f"_i__{name}"
+
+
+ENUM_MAX_VALUES = 100_000
+"""Text dimensions with at most this many values are enums in the workspace."""
+
+
+def _enum_types(db: Database, names: Sequence[str]) -> dict[str, str]:
+    """An ENUM type per text column of ``names``, listing the values ``requests`` holds.
+
+    The search groups by every dimension in each of its queries; DuckDB groups
+    an enum by its small integer code, several times faster than by text.
+    """
+    columns = db.columns("requests")
+    text = [n for n in names if columns.get(n, "").upper() == "VARCHAR"]
+    if not text:
+        return {}
+    lists = ", ".join(
+        f"list(DISTINCT {quote_identifier(n)} ORDER BY {quote_identifier(n)})" for n in text
+    )
+    found = db.execute(f"SELECT {lists} FROM requests")[0]
+    out = {}
+    for name, values in zip(text, found, strict=True):
+        values = [v for v in values or [] if v is not None]
+        if 0 < len(values) <= ENUM_MAX_VALUES:
+            literals = ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+            out[name] = f"ENUM({literals})"
+    return out
+
+
+def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Enum (categorical) columns of a workspace result back as text, as ``requests`` has them."""
+    cats = [c for c, t in frame.schema.items() if isinstance(t, (pl.Categorical, pl.Enum))]
+    return frame.with_columns(pl.col(cats).cast(pl.String)) if cats else frame
+
+
+def drop(db: Database) -> None:
+    """Drop the workspace (it also goes when the connection closes)."""
+    db.execute(f"DROP TABLE IF EXISTS temp.{WORKSPACE}")
+
+
+def columns(db: Database) -> dict[str, str]:
+    """Column name -> type of the workspace."""
+    rows = db.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = $t "
+        "AND database_name = 'temp' ORDER BY column_index",
+        {"t": WORKSPACE},
+    )
+    return {name: dtype for name, dtype in rows}
+
+
+def _live(signal: str) -> str:
+    """Rows where the signal is defined and not yet explained."""
+    return f"{quote_identifier(signal)} IS NOT NULL AND NOT {explained_column(signal)}"
+
+
+def margins(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[str],
+    block_hours: int,
+    condition: str = "true",
+    params: Mapping[str, Any] | None = None,
+) -> pl.DataFrame:
+    """Live rows matching ``condition`` per dimension, value and time block of ``block_hours``.
+
+    Returns ``dimension, value, block, n, k`` (value as text).
+    """
+    if not dims:
+        return pl.DataFrame(
+            schema={
+                "dimension": pl.Utf8,
+                "value": pl.Utf8,
+                "block": pl.Int64,
+                "n": pl.Int64,
+                "k": pl.Int64,
+            }
+        )
+    s = quote_identifier(signal)
+    texts = ", ".join(f"{quote_identifier(d)} AS v{i}" for i, d in enumerate(dims))
+    dimension = " ".join(f"WHEN grouping(v{i}) = 0 THEN $d{i}" for i in range(len(dims)))
+    value = " ".join(
+        f"WHEN grouping(v{i}) = 0 THEN CAST(v{i} AS VARCHAR)" for i in range(len(dims))
+    )
+    sets = ", ".join(f"(block, v{i})" for i in range(len(dims)))
+    sql = (
+        f"SELECT CASE {dimension} END AS dimension, CASE {value} END AS value, block, "
+        f"count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM "
+        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s} FROM {WORKSPACE} "
+        f"WHERE {_live(signal)} AND ({condition})) GROUP BY GROUPING SETS ({sets})"
+    )
+    return db.frame(sql, {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}})
+
+
+def cells(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[str],
+    block_hours: int | None = None,
+    condition: str = "true",
+    params: Mapping[str, Any] | None = None,
+) -> pl.DataFrame:
+    """Live rows matching ``condition`` per combination of ``dims`` (and time block).
+
+    Returns ``[block,] *dims, n, k``.
+    """
+    s = quote_identifier(signal)
+    keys = [quote_identifier(d) for d in dims]
+    if block_hours is not None:
+        keys.insert(0, f"_hour // {int(block_hours)} AS block")
+    select = f"{', '.join(keys)}, " if keys else ""
+    group = " GROUP BY ALL" if keys else ""
+    return _as_text(
+        db.frame(
+            f"SELECT {select}count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM {WORKSPACE} "
+            f"WHERE {_live(signal)} AND ({condition}){group}",
+            params,
+        )
+    )
+
+
+def set_expected(db: Database, *, signal: str, dims: Sequence[str], cells: pl.DataFrame) -> None:
+    """Write each row's expected probability from ``cells`` (``*dims, p``) into the workspace."""
+    p = expected_column(signal)
+    if not dims:
+        db.execute(f"UPDATE {WORKSPACE} SET {p} = $p", {"p": float(cells["p"][0])})
+        return
+    db.con.register("_expected_cells", cells.select([*dims, "p"]).to_arrow())
+    try:
+        match = " AND ".join(
+            f"{WORKSPACE}.{quote_identifier(d)} IS NOT DISTINCT FROM c.{quote_identifier(d)}"
+            for d in dims
+        )
+        db.execute(f"UPDATE {WORKSPACE} SET {p} = c.p FROM _expected_cells c WHERE {match}")
+    finally:
+        db.con.unregister("_expected_cells")
+
+
+def series(
+    db: Database,
+    *,
+    signal: str,
+    by: Sequence[str],
+    condition: str,
+    params: Mapping[str, Any],
+    hours: int,
+) -> pl.DataFrame:
+    """Observed, expected and defined counts per time bucket and per value of each of ``by``.
+
+    One grouping set for the total and one per dimension, over live rows matching
+    ``condition``. ``hours`` is the bucket length (1 or 24).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``t, *by, grouped, o, e, n``: ``grouped`` names the dimension the row is
+        grouped by (null for the total); the other dimensions are null there.
+    """
+    s = quote_identifier(signal)
+    keys = [quote_identifier(d) for d in by]
+    sets = ", ".join(["(t)", *(f"(t, {k})" for k in keys)])
+    which = (
+        "CASE "
+        + " ".join(f"WHEN grouping({k}) = 0 THEN $g{i}" for i, k in enumerate(keys))
+        + " END"
+        if keys
+        else "CAST(NULL AS VARCHAR)"
+    )
+    select = ", ".join(["t", *keys])
+    sql = (
+        f"SELECT {select}, {which} AS grouped, count(*) FILTER (WHERE {s}) AS o, "
+        f"sum({expected_column(signal)}) AS e, count(*) AS n FROM "
+        f"(SELECT *, _hour // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
+        f"GROUP BY GROUPING SETS ({sets})"
+    )
+    return _as_text(db.frame(sql, {**params, **{f"g{i}": d for i, d in enumerate(by)}}))
+
+
+def mark_explained(
+    db: Database, *, signals: Sequence[str], condition: str, params: Mapping[str, Any]
+) -> None:
+    """Flag the rows matching ``condition`` as explained for each of ``signals``."""
+    sets = ", ".join(f"{explained_column(s)} = true" for s in signals)
+    db.execute(f"UPDATE {WORKSPACE} SET {sets} WHERE {condition}", params)
+
+
+def flags(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[str],
+    conditions: Sequence[str],
+    params: Mapping[str, Any],
+) -> pl.DataFrame:
+    """Rows where ``signal`` is defined, counted per ``dims`` and per flag of each condition.
+
+    Returns ``*dims, f0, f1..., n, k`` (the design of a joint GLM).
+    """
+    s = quote_identifier(signal)
+    items = [quote_identifier(d) for d in dims]
+    items += [f"coalesce(({c}), false) AS f{i}" for i, c in enumerate(conditions)]
+    return _as_text(
+        db.frame(
+            f"SELECT {', '.join(items)}, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
+            f"FROM {WORKSPACE} WHERE {s} IS NOT NULL GROUP BY ALL",
+            params,
+        )
+    )
