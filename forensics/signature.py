@@ -19,7 +19,7 @@ import html
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -85,22 +85,29 @@ class SymptomRate:
         }
 
 
-def describe_predicate(predicate: dict[str, Any]) -> str:
-    """A predicate as text.
+def describe_predicate(
+    predicate: dict[str, Any], edge_ranges: dict[str, dict[str, list[float]]] | None = None
+) -> str:
+    """A predicate as text; with ``edge_ranges``, each placed edge's range in brackets.
 
     Examples
     --------
     >>> describe_predicate({"model": ["a", "b"], "batch_size": {"gte": 64}})
     'model in {a, b} and batch_size >= 64'
+    >>> describe_predicate({"batch_size": {"gte": 96}}, {"batch_size": {"gte": [94, 97]}})
+    'batch_size >= 96 [94, 97]'
     """
     parts = []
     for column, spec in predicate.items():
         if isinstance(spec, dict):
             bounds = []
-            if spec.get("gte") is not None:
-                bounds.append(f">= {spec['gte']:g}")
-            if spec.get("lt") is not None:
-                bounds.append(f"< {spec['lt']:g}")
+            ranges = (edge_ranges or {}).get(column, {})
+            for key, op in (("gte", ">="), ("lt", "<")):
+                if spec.get(key) is None:
+                    continue
+                where = ranges.get(key)
+                shown = f" [{where[0]:g}, {where[1]:g}]" if where else ""
+                bounds.append(f"{op} {spec[key]:g}{shown}")
             parts.append(f"{column} {' and '.join(bounds)}")
         else:
             shown = ", ".join("(missing)" if v is None else str(v) for v in spec)
@@ -155,6 +162,10 @@ class Signature:
     found on the same signal and the baseline's main effects."""
     odds_ratio_ci: tuple[float, float] = (float("nan"), float("nan"))
     """95% interval of odds_ratio."""
+    edge_ranges: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """Per numeric condition placed on the data, where each edge lies:
+    ``{"batch_size": {"gte": [lo, hi]}}`` (a profile-likelihood 95% range; the
+    predicate's edge is the roundest number in it)."""
 
     @property
     def where(self) -> Where:
@@ -165,8 +176,8 @@ class Signature:
         """One line: slice, window, symptoms."""
         end = self.end.strftime("%Y-%m-%d %H:%M") if self.end else "still active"
         return (
-            f"{describe_predicate(self.predicate)}, {self.start:%Y-%m-%d %H:%M} -> {end}: "
-            f"{', '.join(self.signals)}"
+            f"{describe_predicate(self.predicate, self.edge_ranges)}, "
+            f"{self.start:%Y-%m-%d %H:%M} -> {end}: {', '.join(self.signals)}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +202,7 @@ class Signature:
             "end_range": [_iso(t) for t in self.end_range] if self.end_range else None,
             "odds_ratio": _num(self.odds_ratio),
             "odds_ratio_ci": [_num(v) for v in self.odds_ratio_ci],
+            "edge_ranges": self.edge_ranges,
             "events": [
                 {**e, "ts": _iso(e["ts"])} if isinstance(e.get("ts"), datetime) else e
                 for e in self.events

@@ -399,3 +399,43 @@ def test_the_workspace_holds_each_numeric_bucket_as_its_edge_and_its_index():
     assert all((edge is None) == (i is None) for edge, i in rows)
     assert all(edges[i] == edge for edge, i in rows if i is not None)
     assert {i for _, i in rows} == {None, 0, 1, 2, 3}
+
+
+@pytest.mark.parametrize(
+    ("column", "edge", "top"), [("batch_size", 96, 256), ("prompt_tokens", 100_000, 400_000)]
+)
+def test_a_numeric_edge_off_the_grid_is_placed_on_the_data_with_its_range(
+    tmp_path, column, edge, top
+):
+    # A bug at column >= edge (not a power of two) for three days: the signature's
+    # edge must have a range holding the true edge, within 10% of it.
+    rng = np.random.default_rng(edge)
+    rows = 80_000
+    start = datetime(2025, 3, 1, tzinfo=UTC).timestamp()
+    ts = np.sort(rng.uniform(start, start + 14 * 86400, rows))
+    value = rng.integers(1, top, rows)
+    inside = (value >= edge) & (ts >= start + 6 * 86400) & (ts < start + 9 * 86400)
+    low = rng.random(rows) < np.where(inside, 0.35, 0.05)
+    frame = pl.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(rows)],
+            "ts": (ts * 1000).astype(np.int64),
+            "model": rng.choice(["m1", "m2", "m3"], rows),
+            "platform": rng.choice(["gpu", "tpu"], rows),
+            "routing_pool": rng.choice(["p1", "p2"], rows),
+            column: value,
+            "eval_score": np.where(low, 0.2, 0.9),
+        }
+    )
+    path = tmp_path / "edge.parquet"
+    frame.write_parquet(path)
+    with forensics.open(tmp_path / "edge.duckdb") as wb:
+        wb.ingest(path, progress=False)
+        found = wb.signatures()
+    assert len(found) == 1
+    sig = found[0]
+    lo, hi = sig.edge_ranges[column]["gte"]
+    assert lo <= edge <= hi
+    assert hi - lo <= 0.1 * edge
+    assert lo <= sig.predicate[column]["gte"] <= hi
+    assert set(sig.predicate) == {column}

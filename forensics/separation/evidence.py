@@ -162,6 +162,7 @@ def evidence(
         onset_range=(at_hour(onset[0]), at_hour(onset[1])),
         end_range=None if end_range is None else (at_hour(end_range[0]), at_hour(end_range[1])),
         events=_nearest_events(search.db, start, end),
+        edge_ranges=search.space.edge_ranges(cand.predicate),
     )
 
 

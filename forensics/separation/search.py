@@ -6,7 +6,7 @@ signal's baseline model (``model.fit_model``), and the candidates tried. Its
 ``refine`` turns a seed (one value, one window) into a minimal predicate and
 window by the moves of ``moves``: forced moves first, then the best-scoring
 one, until none helps; then ``moves.minimal`` drops what does not earn its
-place. ``explain`` sets a signature's rows aside.
+place and ``moves.edges`` places numeric edges on the data. ``explain`` sets a signature's rows aside.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from scipy import stats as scipy_stats
 from forensics.db import Database
 from forensics.separation import workspace
 from forensics.separation.moves import FORCED, SCORED, Step
+from forensics.separation.moves.edges import refine_edges
 from forensics.separation.moves.minimal import minimal
 from forensics.separation.params import SeparationParams
 from forensics.separation.predicate import Candidate, Predicate, Space
@@ -104,6 +105,7 @@ class Search:
             predicate, window = move
             seen.add(self._state(predicate, window))
         predicate, window = minimal(self, seed.signal, predicate, window)
+        predicate = refine_edges(self, seed.signal, predicate, window)
         total, _ = self.series(seed.signal, predicate, [])
         return Candidate(seed.signal, predicate, window, float(self.scanner.at(total, window)[0]))
 

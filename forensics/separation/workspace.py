@@ -13,6 +13,7 @@ the counts on ``requests`` that another engine must answer (``slice_counts``,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "mark_explained",
     "series",
     "set_expected",
+    "value_counts",
     "value_name",
     "where_sql",
 ]
@@ -346,3 +348,61 @@ def flags(
             params,
         )
     )
+
+
+def value_counts(
+    db: Database,
+    *,
+    signal: str,
+    column: str,
+    low: float,
+    high: float,
+    points: int,
+    condition: str,
+    params: Mapping[str, Any],
+) -> pl.DataFrame:
+    """Live rows matching ``condition`` per own value of numeric ``column`` in [low, high).
+
+    Values are exact when at most ``points`` distinct ones lie there, else cut on
+    a grid of round steps (1, 2 or 5 times a power of ten) giving about
+    ``points`` cells, each named by its lower end. ``high`` may be infinite.
+
+    Returns ``v, o, e, n, step`` ordered by ``v`` (``step`` 0 for exact values).
+    """
+    v = quote_identifier(value_name(column))
+    bounds = f"{v} >= $lo" + ("" if high == float("inf") else f" AND {v} < $hi")
+    args = {**params, "lo": float(low)} | ({} if high == float("inf") else {"hi": float(high)})
+    where = f"{_live(signal)} AND ({condition}) AND {bounds}"
+    distinct, top = db.execute(
+        f"SELECT count(DISTINCT {v}), max({v}) FROM {WORKSPACE} WHERE {where}", args
+    )[0]
+    step = 0.0
+    key = v
+    if distinct and distinct > points:
+        span = (min(high, float(top)) if top is not None else high) - low
+        step = _round_step(span / points)
+        key = f"floor({v} / {step!r}) * {step!r}"
+    s = quote_identifier(signal)
+    return db.frame(
+        f"SELECT {key} AS v, count(*) FILTER (WHERE {s}) AS o, sum({expected_column(signal)}) "
+        f"AS e, count(*) AS n, {step!r} AS step FROM {WORKSPACE} WHERE {where} "
+        "GROUP BY ALL ORDER BY v",
+        args,
+    )
+
+
+def _round_step(x: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten at least ``x``.
+
+    Examples
+    --------
+    >>> _round_step(196.6), _round_step(0.3), _round_step(1000)
+    (200.0, 0.5, 1000.0)
+    """
+    if x <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(x))
+    for m in (1, 2, 5, 10):
+        if m * power >= x * (1 - 1e-12):
+            return float(m * power)
+    return float(10 * power)
