@@ -62,6 +62,7 @@ __all__ = [
     "check_signal",
     "counts_by",
     "counts_per_dimension",
+    "cover_counts",
     "cubes",
     "dimension",
     "dimension_values",
@@ -1243,6 +1244,7 @@ def slice_counts(
     window: tuple[datetime, datetime | None],
     signals: Sequence[str],
     *,
+    settle: tuple[datetime | None, datetime | None] = (None, None),
     use_cubes: bool = True,
 ) -> pl.DataFrame:
     """A slice and its parents before, inside and after a window, in one scan.
@@ -1250,7 +1252,10 @@ def slice_counts(
     ``predicate`` is the mapping form of ``Where`` (one condition per column).
     Rows meeting all conditions but at most one are counted per flag of each
     condition (``c0``, ``c1``... in the predicate's order) and ``period`` (0
-    before the window, 1 inside, 2 after); the slice is where every flag holds,
+    before the window, 1 inside, 2 after; with ``settle``, the earliest onset
+    and latest end the window's edges may have, 3 between the earliest onset
+    and the start and 4 between the end and the latest end, neither inside nor
+    clearly outside); the slice is where every flag holds,
     its parent without a condition where the others do. Reads an hourly cube
     when one holds every condition's column and every signal and the window
     falls on its hours; ``use_cubes=False`` forces ``requests`` (same answer).
@@ -1306,14 +1311,7 @@ def slice_counts(
         + ", false)"
         for c, v in predicate.items()
     ]
-    start, end = window
-    bounds = [t if unit is None else _epoch_us(t) // unit for t in (start, end) if t is not None]
-    period = f"CASE WHEN {time} < {_bind(params, bounds[0])} THEN 0 "
-    period += (
-        "ELSE 1 END"
-        if end is None
-        else f"WHEN {time} < {_bind(params, bounds[1])} THEN 1 ELSE 2 END"
-    )
+    period = _period_sql(time, unit, window, settle, params)
     keys = [f"{f} AS c{i}" for i, f in enumerate(flags)]
     held = " + ".join(f"CAST({f} AS INTEGER)" for f in flags) if flags else "0"
     sql = (
@@ -1324,6 +1322,31 @@ def slice_counts(
     return db.frame(sql, params)
 
 
+def _period_sql(
+    time: str,
+    unit: int | None,
+    window: tuple[datetime, datetime | None],
+    settle: tuple[datetime | None, datetime | None],
+    params: dict[str, Any],
+) -> str:
+    """0 before, 1 inside, 2 after a window; 3 and 4 in its settling ranges (see slice_counts)."""
+
+    def at(t: datetime) -> str:
+        return _bind(params, t if unit is None else _epoch_us(t) // unit)
+
+    (start, end), (early, late) = window, settle
+    parts = []
+    if early is not None and early < start:
+        parts.append(f"WHEN {time} < {at(early)} THEN 0")
+    parts.append(f"WHEN {time} < {at(start)} THEN {3 if parts else 0}")
+    if end is None:
+        return f"CASE {' '.join(parts)} ELSE 1 END"
+    parts.append(f"WHEN {time} < {at(end)} THEN 1")
+    if late is not None and late > end:
+        parts.append(f"WHEN {time} < {at(late)} THEN 4")
+    return f"CASE {' '.join(parts)} ELSE 2 END"
+
+
 def requests_and_users(db: Database, where: Where) -> tuple[int, int]:
     """Requests matching a filter and their distinct users (0 users without a user_id column)."""
     columns = db.columns("requests")
@@ -1332,3 +1355,67 @@ def requests_and_users(db: Database, where: Where) -> tuple[int, int]:
     users = "count(DISTINCT user_id)" if "user_id" in columns else "0"
     row = db.execute(f"SELECT count(*), {users} FROM requests WHERE {condition}", params)[0]
     return int(row[0]), int(row[1])
+
+
+def cover_counts(
+    db: Database,
+    slices: Sequence[
+        tuple[
+            Mapping[str, Any],
+            tuple[datetime, datetime | None],
+            tuple[datetime | None, datetime | None],
+        ]
+    ],
+    signals: Sequence[str],
+) -> pl.DataFrame:
+    """Several slices with their windows, counted together in one scan of ``requests``.
+
+    Slice ``i`` is (predicate, window, settle) as ``slice_counts`` takes them:
+    its conditions (the mapping form of ``Where``, one per column) give flags
+    ``c<i>_<j>`` and its window ``p<i>`` (0 before, 1 inside, 2 after, 3 and 4
+    in the settling ranges); rows are counted per combination of every flag and period, so that
+    any slice, its parents, its window and any other slice's rows can be added
+    up or left out afterwards. Only rows meeting all conditions but at most one
+    of some slice are read.
+
+    Returns ``c<i>_<j>..., p<i>..., n__<signal>, k__<signal>...``.
+
+    Examples
+    --------
+    >>> from forensics.db import Database
+    >>> db = Database(":memory:")
+    >>> _ = db.execute("CREATE TABLE requests (ts TIMESTAMPTZ, model VARCHAR, bad BOOLEAN)")
+    >>> _ = db.execute("INSERT INTO requests VALUES ('2025-01-01', 'a', true), "
+    ...     "('2025-01-02', 'b', NULL), ('2025-01-03', 'a', false)")
+    >>> day2 = datetime(2025, 1, 2, tzinfo=UTC)
+    >>> slices = [({"model": ["a"]}, (day2, None), (None, None))]
+    >>> cover_counts(db, slices, ["bad"]).sort(["p0", "c0_0"]).rows()
+    [(True, 0, 1, 1), (False, 1, 0, 0), (True, 1, 1, 0)]
+    """
+    columns = db.columns("requests")
+    for signal in signals:
+        if signal not in columns:
+            raise UnknownNameError.for_name("signal", signal, signal_names(db))
+    params: dict[str, Any] = {}
+    keys, near = [], []
+    for i, (predicate, window, settle) in enumerate(slices):
+        flags = [
+            "coalesce("
+            + where_sql(Where.parse({c: v}), columns=columns, params=params)
+            + ", false)"
+            for c, v in predicate.items()
+        ]
+        keys += [f"{f} AS c{i}_{j}" for j, f in enumerate(flags)]
+        keys.append(f"{_period_sql('ts', None, window, settle, params)} AS p{i}")
+        held = " + ".join(f"CAST({f} AS INTEGER)" for f in flags) if flags else "0"
+        near.append(f"{held} >= {max(len(flags) - 1, 0)}")
+    measures = []
+    for signal in signals:
+        q = quote_identifier(signal)
+        measures.append(f"count({q}) AS {quote_identifier('n__' + signal)}")
+        measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + signal)}")
+    sql = (
+        f"SELECT {', '.join(keys + measures)} FROM requests "
+        f"WHERE {' OR '.join(near) or 'true'} GROUP BY ALL"
+    )
+    return db.frame(sql, params)

@@ -212,3 +212,19 @@ def test_no_edge_without_a_rise():
 )
 def test_the_reported_edge_is_the_roundest_number_in_its_range(low, high, prefer, want):
     assert roundest(low, high, prefer=prefer) == pytest.approx(want)
+
+
+def test_a_value_new_in_the_window_is_not_padded_with_old_ambiguous_ones():
+    # v3 begins with the window and is hit; v1 and v2 have a past and too few requests in
+    # the window to tell. Mixed with them, v3's excess would count as a rise of the whole.
+    search = _search({"version": 4})
+    s = _rows([(2, 8, 3.0)], share=[0.01, 0.01, 0.3, 0.68])
+    for row in (0, 1):
+        s.n[row, 8:], s.e[row, 8:], s.o[row, 8:] = 1.0, RATE, RATE
+    s.n[2, :8] = s.e[2, :8] = s.o[2, :8] = 0.0
+    names = ["v1", "v2", "v3", "v4"]
+    found = values.roles(search, {}, "version", names, s, Window(8, 11))
+    assert list(found[:3]) == [values.AMBIGUOUS, values.AMBIGUOUS, values.AFFECTED]
+    cond = values.keep(search, "version", names, found, s, Window(8, 11))
+    assert cond == Condition(values=frozenset({"v3"}))
+    assert list(values.new_values(s, Window(8, 11))) == [False, False, True, False]

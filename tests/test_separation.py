@@ -155,7 +155,8 @@ RATES = {"base": 0.02, "model": {"a": 1.0, "b": 2.0, "c": 0.5}, "task": {"chat":
 
 
 def test_main_effects_recover_multiplicative_rates():
-    fitted = bl.main_effects(_cells(RATES), ["model", "task"])
+    cells = _cells(RATES)
+    fitted = bl.main_effects(cells, ["model", "task"]).predict(cells)
     p = {(r["model"], r["task"]): r["p"] for r in fitted.iter_rows(named=True)}
     assert p[("b", "code")] / p[("a", "code")] == pytest.approx(2.0, rel=0.1)
     assert p[("a", "code")] / p[("a", "chat")] == pytest.approx(3.0, rel=0.1)
@@ -165,9 +166,28 @@ def test_main_effects_recover_multiplicative_rates():
 def test_main_effects_are_not_taught_a_short_bug():
     # Model "a" runs five times its rate for one block of eight: trimmed away.
     bug = {"blocks": {5}, "model": "a", "factor": 5.0}
-    fitted = bl.main_effects(_cells(RATES, bug=bug), ["model", "task"])
+    cells = _cells(RATES, bug=bug)
+    fitted = bl.main_effects(cells, ["model", "task"]).predict(cells)
     p = {(r["model"], r["task"]): r["p"] for r in fitted.iter_rows(named=True)}
     assert p[("a", "chat")] == pytest.approx(0.02, rel=0.15)
+
+
+def test_a_value_the_fit_cannot_measure_takes_its_siblings_level():
+    # Model "d" is present in two blocks of eight (pinned) at ten times the rate, and
+    # "e" is absent from the fit: both are expected at the other models' mean level.
+    cells = _cells(RATES)
+    extra = pl.DataFrame(
+        [(b, "d", t, 2000, 400 if t == "chat" else 1200) for b in (6, 7) for t in ("chat", "code")],
+        schema=cells.schema,
+        orient="row",
+    )
+    fitted = bl.main_effects(pl.concat([cells, extra]), ["model", "task"], fixed={"model": {"d"}})
+    combos = pl.DataFrame({"model": ["a", "b", "c", "d", "e"], "task": ["chat"] * 5})
+    p = dict(zip(combos["model"], fitted.predict(combos)["p"], strict=True))
+    siblings = (p["a"] + p["b"] + p["c"]) / 3
+    assert p["d"] == pytest.approx(siblings, rel=0.05)
+    assert p["e"] == pytest.approx(siblings, rel=0.05)
+    assert p["a"] == pytest.approx(0.02, rel=0.15)
 
 
 def test_stability_tells_a_stable_effect_from_one_a_bug_makes():
@@ -439,3 +459,87 @@ def test_a_numeric_edge_off_the_grid_is_placed_on_the_data_with_its_range(
     assert hi - lo <= 0.1 * edge
     assert lo <= sig.predicate[column]["gte"] <= hi
     assert set(sig.predicate) == {column}
+
+
+def test_a_signature_lists_only_the_symptoms_of_its_own_rows(tmp_path):
+    # Two bugs overlapping in rows and time: pool p1 lowers eval scores (days 3-11),
+    # region r1 makes greedy requests skip the best token (days 5-9). Half of p1's
+    # rows in that time are r1's: each signature must list its own symptom only.
+    rng = np.random.default_rng(5)
+    rows = 120_000
+    start = datetime(2025, 3, 1, tzinfo=UTC).timestamp()
+    ts = np.sort(rng.uniform(start, start + 14 * 86400, rows))
+    day = (ts - start) / 86400
+    pool = rng.choice(["p1", "p2", "p3"], rows)
+    region = rng.choice(["r1", "r2"], rows)
+    eval_bug = (pool == "p1") & (day >= 3) & (day < 11)
+    sampler_bug = (region == "r1") & (day >= 5) & (day < 9)
+    low = rng.random(rows) < np.where(eval_bug, 0.30, 0.05)
+    skip = rng.random(rows) < np.where(sampler_bug, 0.30, 0.02)
+    path = tmp_path / "two.parquet"
+    pl.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(rows)],
+            "ts": (ts * 1000).astype(np.int64),
+            "model": rng.choice(["m1", "m2"], rows),
+            "platform": "gpu",
+            "routing_pool": pool,
+            "region": region,
+            "temperature": 0.0,
+            "max_token_rank": np.where(skip, 2, 1),
+            "eval_score": np.where(low, 0.2, 0.9),
+        }
+    ).write_parquet(path)
+    with forensics.open(tmp_path / "two.duckdb") as wb:
+        wb.ingest(path, progress=False)
+        found = {s.signal: s for s in wb.signatures()}
+    assert set(found) == {"low_eval", "argmax_violation"}
+    assert found["low_eval"].predicate == {"routing_pool": ["p1"]}
+    assert found["argmax_violation"].predicate == {"region": ["r1"]}
+    assert found["low_eval"].signals == ("low_eval",)
+    assert found["argmax_violation"].signals == ("argmax_violation",)
+
+
+def _release_train(tmp_path, new_rate, seed):
+    """A client whose releases ramp up and fade; the last appears on day 20.3 at ``new_rate``
+    low-eval rate, its twelve older siblings at 7-11%."""
+    rng = np.random.default_rng(seed)
+    rows, days, versions = 150_000, 30, 13
+    start = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
+    ts = np.sort(rng.uniform(start, start + days * 86400, rows))
+    day = (ts - start) / 86400
+    released = np.append(np.arange(versions - 1) * 2.0 - 4, 20.3)
+    age = day[:, None] - released[None, :]
+    weight = np.where(age > 0, np.minimum(age / 2, 1) * np.exp(-np.clip(age, 0, None) / 10), 0)
+    weight /= weight.sum(axis=1, keepdims=True)
+    version = (np.cumsum(weight, axis=1) < rng.random(rows)[:, None]).sum(axis=1)
+    version = np.minimum(version, versions - 1)
+    rate = np.append(rng.uniform(0.07, 0.11, versions - 1), new_rate)[version]
+    low = rng.random(rows) < rate
+    path = tmp_path / f"train{seed}.parquet"
+    pl.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(rows)],
+            "ts": (ts * 1000).astype(np.int64),
+            "model": rng.choice(["m1", "m2"], rows),
+            "platform": rng.choice(["gpu", "tpu"], rows),
+            "routing_pool": rng.choice(["p1", "p2", "p3"], rows),
+            "client_version": [f"7.{v}" for v in version],
+            "eval_score": np.where(low, 0.2, 0.9),
+        }
+    ).write_parquet(path)
+    with forensics.open(tmp_path / f"train{seed}.duckdb") as wb:
+        wb.ingest(path, progress=False)
+        return wb.signatures(), datetime.fromtimestamp(start + 20.3 * 86400, UTC)
+
+
+def test_a_release_bad_from_its_first_request_is_found_from_its_first_hour(tmp_path):
+    found, released = _release_train(tmp_path, new_rate=0.3, seed=3)
+    assert [s.predicate for s in found] == [{"client_version": ["7.12"]}]
+    assert abs((found[0].start - released).total_seconds()) <= 2 * 3600
+    assert found[0].baseline == "all other requests in the window"
+
+
+def test_a_release_as_good_as_its_siblings_stays_silent(tmp_path):
+    found, _ = _release_train(tmp_path, new_rate=0.09, seed=4)
+    assert found == []

@@ -40,9 +40,11 @@ every dimension the data has, on a temporary workspace
    of its shape, a rate ``min_ratio`` times the baseline and ``min_excess``
    requests above it.
 5. **Explain away.** A signature's rows are set aside for every signal it
-   raises, those signals' baselines are refitted, and the search repeats until
-   nothing significant remains, so a problem is never reported twice under a
-   wider or narrower name.
+   raises and the search repeats until nothing significant remains, so a
+   problem is never reported twice under a wider or narrower name.
+6. **Own symptoms** (``symptoms``). Every signature's symptoms are measured
+   again with the rows of the other signatures that own a signal left out, so
+   a symptom borrowed from an overlapping problem is not listed.
 
 Finally, one binomial GLM per signal (statsmodels) estimates the odds ratio of
 each signature jointly with the others and the baseline's main effects.
@@ -70,6 +72,7 @@ from forensics.separation.predicate import Candidate, Space
 from forensics.separation.search import Search
 from forensics.separation.series import SeriesStore
 from forensics.separation.statistic import Scanner
+from forensics.separation.symptoms import disentangle
 from forensics.signature import Signature
 
 __all__ = ["SeparationParams", "find_signatures"]
@@ -122,6 +125,7 @@ def find_signatures(
     )
     try:
         found = _search(search, chosen, available, say)
+        found = disentangle(db, found, available, params)
         return joint_effects(search, found)
     finally:
         workspace.drop(db)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -18,7 +19,15 @@ from scipy import stats as scipy_stats
 
 from forensics.separation.statistic import PRIOR_EVENTS, Series, xlogx_ratio
 
-__all__ = ["dispersion", "heterogeneity", "main_effects", "stability", "swings"]
+__all__ = [
+    "NULL_KEY",
+    "MainEffects",
+    "dispersion",
+    "heterogeneity",
+    "main_effects",
+    "stability",
+    "swings",
+]
 
 MODEL_P = 1e-3
 """Significance a dimension's effect needs to enter the baseline model, and that its
@@ -153,27 +162,59 @@ def heterogeneity(k: np.ndarray, n: np.ndarray) -> float:
     return float(2 * (xlogx_ratio(k, n * p).sum() + xlogx_ratio(n - k, n * (1 - p)).sum()))
 
 
+NULL_KEY = "\x00null"
+"""How a missing value is named among a dimension's values in ``MainEffects``."""
+
+
+@dataclass(frozen=True)
+class MainEffects:
+    """A fitted multiplicative model: base rate times one factor per dimension value."""
+
+    dims: tuple[str, ...]
+    """The model's dimensions."""
+    base: float
+    """The rate of a request whose every factor is 1."""
+    factors: tuple[dict[str, float], ...]
+    """Per dimension, each value's factor (values as text; ``NULL_KEY`` for missing)."""
+    siblings: tuple[float, ...]
+    """Per dimension, the factor of a value the fit could not measure (new, or present
+    only part of the time): the mean factor of the others, weighted by their requests."""
+    floor: float
+    """No request is expected below this probability."""
+
+    def predict(self, combos: pl.DataFrame) -> pl.DataFrame:
+        """Expected probability of each row of ``combos`` (holding ``dims``): ``*dims, p``."""
+        p = np.full(combos.height, self.base)
+        for d, factors, default in zip(self.dims, self.factors, self.siblings, strict=True):
+            column = combos[d].cast(pl.Utf8).fill_null(NULL_KEY).to_list()
+            p = p * np.fromiter((factors.get(v, default) for v in column), float, len(column))
+        p = np.maximum(np.minimum(p, 0.999), self.floor)
+        return combos.select(list(self.dims)).with_columns(pl.Series("p", p))
+
+
 def main_effects(
     cells: pl.DataFrame,
     dims: Sequence[str],
     *,
     fixed: Mapping[str, set[str]] | None = None,
     iterations: int = 50,
-) -> pl.DataFrame:
-    """Expected probability per combination of ``dims`` from a multiplicative model.
+) -> MainEffects:
+    """A multiplicative model of a signal's rate over ``dims``, fitted robustly.
 
     ``cells`` holds ``block, *dims, n, k``. Iterative proportional fitting, made
     robust to problems: a value's factor is its observed over expected count
     pooled over the time blocks left after setting aside the ``MODEL_TRIM`` blocks
     where its ratio is highest and the ``MODEL_TRIM`` where it is lowest (a bug of
     a block or two is trimmed away, symmetrically, so noise is not biased). Each
-    factor is shrunk by ``PRIOR_EVENTS`` pseudo-events; values in ``fixed`` (per
-    dimension, as text) keep a factor of 1, since traffic present only part of
-    the time cannot show that its rate is its own; and no combination is
-    expected below ``MODEL_FLOOR`` times the overall rate, or a slice that has
-    never shown a rare symptom would make its first events look impossible.
-
-    Returns ``*dims, p``.
+    factor is shrunk by ``PRIOR_EVENTS`` pseudo-events. Values in ``fixed`` (per
+    dimension, as text), present only part of the time, cannot show that their
+    rate is their own: their rows are left out of the fit and they take their
+    siblings' level (the mean factor of the dimension's other values, weighted
+    by requests), as does any value the cells do not hold (a new release whose
+    rows were left out of the fit). No
+    combination is expected below ``MODEL_FLOOR`` times the overall rate, or a
+    slice that has never shown a rare symptom would make its first events look
+    impossible.
     """
     n = cells["n"].to_numpy().astype(float)
     k = cells["k"].to_numpy().astype(float)
@@ -181,18 +222,32 @@ def main_effects(
         -1
     )
     blocks = int(block.max()) + 1 if block.size else 1
-    total_n = n.sum()
-    base = (k.sum() + PRIOR_EVENTS) / (total_n + 2 * PRIOR_EVENTS) if total_n else 0.0
     codes, labels, free = [], [], []
     for d in dims:
-        column = cells[d].cast(pl.Utf8).fill_null("\x00null").to_list()
+        column = cells[d].cast(pl.Utf8).fill_null(NULL_KEY).to_list()
         levels = sorted(set(column))
         lookup = {v: i for i, v in enumerate(levels)}
         codes.append(np.fromiter((lookup[v] for v in column), dtype=np.int64, count=len(column)))
         labels.append(levels)
         pinned = (fixed or {}).get(d, set())
         free.append(np.array([v not in pinned for v in levels], dtype=bool))
+    # Rows of pinned values teach the model nothing, neither their own level nor the
+    # others' (a new release bad from its first request would raise every baseline).
+    measured = np.logical_and.reduce([f[c] for f, c in zip(free, codes, strict=True)] or [n >= 0])
+    if measured.any():
+        n, k = np.where(measured, n, 0.0), np.where(measured, k, 0.0)
+    total_n = n.sum()
+    base = (k.sum() + PRIOR_EVENTS) / (total_n + 2 * PRIOR_EVENTS) if total_n else 0.0
+    floor = MODEL_FLOOR * (k.sum() / total_n if total_n else 0.0)
     factors = [np.ones(len(levels)) for levels in labels]
+    weights = [
+        np.bincount(c, weights=n, minlength=len(levels))
+        for c, levels in zip(codes, labels, strict=True)
+    ]
+
+    def sibling_level(j: int) -> float:
+        w = weights[j] * free[j]
+        return float((factors[j] * w).sum() / w.sum()) if w.sum() > 0 else 1.0
 
     def predicted() -> np.ndarray:
         p = np.full(len(n), base)
@@ -210,17 +265,22 @@ def main_effects(
             e = np.bincount(flat, weights=expected, minlength=size * blocks).reshape(size, blocks)
             step = np.where(free[j], _trimmed_ratio(o, e), 1.0)
             factors[j] = factors[j] * step
+            factors[j][~free[j]] = sibling_level(j)
             change = max(change, float(np.abs(np.log(step)).max()) if step.size else 0.0)
         # Keep the overall level where the data put it.
         scale = (k.sum() + PRIOR_EVENTS) / ((n * predicted()).sum() + PRIOR_EVENTS)
         base *= scale
         if change < 1e-4 and abs(math.log(scale)) < 1e-4:
             break
-    p = np.maximum(predicted(), MODEL_FLOOR * (k.sum() / total_n if total_n else 0.0))
-    if not dims:
-        return pl.DataFrame({"p": [float(p[0]) if p.size else base]})
-    keys = cells.select(list(dims)).with_columns(pl.Series("p", p))
-    return keys.unique(subset=list(dims), keep="first", maintain_order=True)
+    return MainEffects(
+        dims=tuple(dims),
+        base=float(base),
+        factors=tuple(
+            dict(zip(lv, f.tolist(), strict=True)) for lv, f in zip(labels, factors, strict=True)
+        ),
+        siblings=tuple(sibling_level(j) for j in range(len(dims))),
+        floor=floor,
+    )
 
 
 def _trimmed_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:

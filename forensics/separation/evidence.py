@@ -6,7 +6,7 @@ import logging
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,7 +25,7 @@ from forensics.separation.search import Search
 from forensics.separation.statistic import Window
 from forensics.signature import Signature, SymptomRate, describe_predicate
 
-__all__ = ["at_hour", "evidence", "hour_of", "joint_effects"]
+__all__ = ["Counts", "Measured", "at_hour", "evidence", "hour_of", "joint_effects", "measure"]
 
 logger = logging.getLogger("forensics")
 
@@ -46,40 +46,44 @@ def at_hour(h: int) -> datetime:
 # -- evidence -------------------------------------------------------------------------
 
 
-def _baseline(
-    search: Search,
-    cand: Candidate,
+Counts = dict[str, tuple[int, int]]
+"""Per signal, (requests where it is defined, requests where it is true)."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A slice's symptoms against their baselines, and its primary signal's excess."""
+
+    symptoms: tuple[SymptomRate, ...]
+    """Every signal inside vs its baseline."""
+    primary: SymptomRate
+    """The signal the slice was found on."""
+    excess: float
+    """Requests with the primary signal above what its baseline rate predicts."""
+    ci: tuple[float, float]
+    """Newcombe interval of the primary signal's excess rate."""
+
+
+def measure(
+    params: SeparationParams,
+    signal: str,
     predicate: dict[str, Any],
-    start: datetime,
-    end: datetime | None,
     signals: Sequence[str],
-) -> tuple[dict[str, tuple[int, int]], dict[str, tuple[str, int, int]]]:
-    """Counts inside a signature and, per signal, what it is compared with and its counts.
+    inside: Counts,
+    outside: Counts,
+    parents: dict[str, Counts],
+) -> Measured:
+    """Each signal inside a slice against its baseline, from counts.
 
-    One scan of the requests (``queries.slice_counts``): the slice before,
-    inside and after the window, and the slice without each of its conditions
-    in the window (for traffic that exists only in the window).
+    ``outside`` holds the same slice outside the window, ``parents`` per
+    condition the slice without it in the window. Per signal, the baseline is
+    the same slice outside the window when it has ``min_outside`` requests
+    where the signal is defined (a sparse signal such as feedback may not),
+    else, for traffic that exists only in the window, the rest of the widest
+    parent slice (the one with most requests where ``signal`` is defined).
     """
-    frame = queries.slice_counts(search.db, predicate, (start, end), signals)
-    flags = [f"c{i}" for i in range(len(predicate))]
-    every = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
-
-    def count(rows: pl.Expr) -> dict[str, tuple[int, int]]:
-        part = frame.filter(rows)
-        return {s: (int(part[f"n__{s}"].sum()), int(part[f"k__{s}"].sum())) for s in signals}
-
-    inside = count(every & (pl.col("period") == 1))
-    outside = count(every & (pl.col("period") != 1))
-    # Traffic that exists only in the window: the rest of the widest parent slice.
-    parents = {
-        name: count(
-            pl.all_horizontal([pl.col(f) for f in flags if f != flag] or [pl.lit(True)])
-            & (pl.col("period") == 1)
-        )
-        for name, flag in zip(predicate, flags, strict=True)
-    }
     if parents:
-        widest = max(parents, key=lambda name: parents[name][cand.signal][0])
+        widest = max(parents, key=lambda name: parents[name][signal][0])
         parent = {k: v for k, v in predicate.items() if k != widest}
         wider = parents[widest]
     else:
@@ -89,16 +93,58 @@ def _baseline(
         if parent
         else "all other requests in the window"
     )
-    # Per signal: the same slice outside the window when it has enough requests
-    # where the signal is defined (a sparse signal such as feedback may not).
-    baselines = {}
+    symptoms = []
     for s in signals:
         n_out, k_out = outside[s]
-        if n_out >= search.params.min_outside:
-            baselines[s] = ("the same slice outside the window", n_out, k_out)
+        if n_out >= params.min_outside:
+            label, n0, k0 = "the same slice outside the window", n_out, k_out
         else:
-            baselines[s] = (rest_label, wider[s][0] - inside[s][0], wider[s][1] - inside[s][1])
-    return inside, baselines
+            label, n0, k0 = rest_label, wider[s][0] - inside[s][0], wider[s][1] - inside[s][1]
+        symptoms.append(_symptom(s, *inside[s], label, n0, k0, params, len(signals)))
+    primary = next(x for x in symptoms if x.signal == signal)
+    excess = primary.k_inside - primary.n_inside * (
+        primary.rate_baseline if primary.n_baseline else 0.0
+    )
+    low, high = stats.diff_interval(
+        [primary.k_inside], [primary.n_inside], [primary.k_baseline], [primary.n_baseline],
+        alpha=params.alpha,
+    )  # fmt: skip
+    return Measured(tuple(symptoms), primary, float(excess), (float(low[0]), float(high[0])))
+
+
+def _counts(
+    search: Search,
+    predicate: dict[str, Any],
+    window: tuple[datetime, datetime | None],
+    settle: tuple[datetime | None, datetime | None],
+    signals: Sequence[str],
+) -> tuple[Counts, Counts, dict[str, Counts]]:
+    """Counts inside a slice, outside its window, and of each parent in the window.
+
+    One scan of the requests (``queries.slice_counts``): the slice before,
+    inside and after the window, and the slice without each of its conditions
+    in the window (for traffic that exists only in the window). Outside does
+    not count the hours the onset or the end may still lie in (``settle``):
+    they are not clearly unaffected, and a value whose traffic begins with the
+    problem has nothing else before its window.
+    """
+    frame = queries.slice_counts(search.db, predicate, window, signals, settle=settle)
+    flags = [f"c{i}" for i in range(len(predicate))]
+    every = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+
+    def count(rows: pl.Expr) -> Counts:
+        part = frame.filter(rows)
+        return {s: (int(part[f"n__{s}"].sum()), int(part[f"k__{s}"].sum())) for s in signals}
+
+    parents = {
+        name: count(
+            pl.all_horizontal([pl.col(f) for f in flags if f != flag] or [pl.lit(True)])
+            & (pl.col("period") == 1)
+        )
+        for name, flag in zip(predicate, flags, strict=True)
+    }
+    outside = every & pl.col("period").is_in([0, 2])
+    return count(every & (pl.col("period") == 1)), count(outside), parents
 
 
 def evidence(
@@ -124,37 +170,27 @@ def evidence(
     start = at_hour(h_start)
     end = None if h_end is None else at_hour(h_end)
     predicate = search.space.public(cand.predicate)
-    inside, baselines = _baseline(search, cand, predicate, start, end, signals)
-    symptoms = []
-    for s in signals:
-        n1, k1 = inside[s]
-        label, n0, k0 = baselines[s]
-        symptoms.append(_symptom(s, n1, k1, label, n0, k0, params, len(signals)))
-    primary = next(s for s in symptoms if s.signal == cand.signal)
-    excess = primary.k_inside - primary.n_inside * (
-        primary.rate_baseline if primary.n_baseline else 0.0
-    )
-    if not primary.elevated or excess < params.min_excess:
+    settle = (at_hour(onset[0]), None if end_range is None else at_hour(end_range[1]))
+    inside, outside, parents = _counts(search, predicate, (start, end), settle, signals)
+    found = measure(params, cand.signal, predicate, signals, inside, outside, parents)
+    primary = found.primary
+    if not primary.elevated or found.excess < params.min_excess:
         return None
     requests, users = queries.requests_and_users(
         search.db, Where.parse({**predicate, "ts": (start, end)})
     )
-    low, high = stats.diff_interval(
-        [primary.k_inside], [primary.n_inside], [primary.k_baseline], [primary.n_baseline],
-        alpha=params.alpha,
-    )  # fmt: skip
     return Signature(
         id=f"S{number}",
         predicate=predicate,
         start=start,
         end=end,
         signal=cand.signal,
-        signals=tuple(s.signal for s in symptoms if s.elevated),
-        symptoms=tuple(symptoms),
-        baseline=baselines[cand.signal][0],
+        signals=tuple(s.signal for s in found.symptoms if s.elevated),
+        symptoms=found.symptoms,
+        baseline=primary.baseline,
         excess_rate=primary.rate_inside - primary.rate_baseline,
-        ci=(float(low[0]), float(high[0])),
-        excess_requests=float(excess),
+        ci=found.ci,
+        excess_requests=found.excess,
         requests=requests,
         users=users,
         p_value=p_value,

@@ -3,7 +3,10 @@
 The search scans windows of whole buckets (days, for data longer than a week);
 ``hourly`` then places each edge to the hour within ``hourly_margin_hours`` of
 the day edge, under the day window's level prior, and gives the range of
-onsets (and ends) whose statistic is within ``CHI2_GAIN`` of the best.
+onsets (and ends) whose statistic is within ``CHI2_GAIN`` of the best. A slice
+whose traffic begins within the onset's range (a new release, a new replica)
+began with the problem: its onset is its first request (and likewise its end
+its last request when its traffic stops within the end's range).
 """
 
 from __future__ import annotations
@@ -90,6 +93,19 @@ def hourly(
             j = int(np.searchsorted(stops, last_busy))
     onset_ok = starts[full[:, j] >= best - CHI2_GAIN]
     end_ok = stops[full[i, :] >= best - CHI2_GAIN]
+    # A slice whose traffic begins (or ends) within the onset's (end's) range began
+    # (ended) with the problem: its first (last) request is the edge the data support.
+    traffic = np.flatnonzero(s.n[0] > 0)
+    if traffic.size:
+        first_seen, last_seen = int(traffic[0]), int(traffic[-1]) + 1
+        if onset_ok.min() <= first_seen < int(stops[j]) and first_seen in starts:
+            i = int(np.searchsorted(starts, first_seen))
+        if (
+            int(stops[j]) < hours_total
+            and int(starts[i]) < last_seen <= end_ok.max()
+            and last_seen in stops
+        ):
+            j = int(np.searchsorted(stops, last_seen))
     start = int(starts[i]) + hour_first
     onset = (int(onset_ok.min()) + hour_first, int(onset_ok.max()) + hour_first)
     if int(stops[j]) >= hours_total:

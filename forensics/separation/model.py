@@ -132,7 +132,20 @@ def _fit(search: Search, signal: str, condition: str, params: dict[str, Any]) ->
     if cells.height == 0:
         cells = pl.DataFrame({"block": [0], "n": [0], "k": [0]})
     fitted = baseline.main_effects(cells, chosen, fixed=transient)
-    workspace.set_expected(search.db, signal=signal, dims=chosen, cells=fitted)
+    # Every live row gets its expectation, also those the fit left out.
+    combos = (
+        cells
+        if condition == "true" or not chosen
+        else workspace.cells(search.db, signal=signal, dims=chosen)
+    )
+    workspace.set_expected(
+        search.db,
+        signal=signal,
+        dims=chosen,
+        cells=fitted.predict(combos.select(chosen))
+        if chosen
+        else pl.DataFrame({"p": [fitted.base]}),
+    )
     search.store.forget(signal)
     search.model_dims[signal] = chosen
     # The dispersion of the fitted counts: from the raw (unscaled) series.

@@ -36,6 +36,7 @@ __all__ = [
     "keep",
     "leaves_out_a_hit",
     "must_keep",
+    "new_values",
     "options",
     "roles",
 ]
@@ -181,16 +182,31 @@ def must_keep(
     return bool(total and n_in[found == UNAFFECTED].sum() / total >= UNAFFECTED_SHARE)
 
 
-def keep(search: Search, name: str, values: list[Any], found: np.ndarray) -> Condition | None:
+def keep(
+    search: Search,
+    name: str,
+    values: list[Any],
+    found: np.ndarray,
+    s: Series,
+    window: Window,
+) -> Condition | None:
     """The condition holding the affected values and, where they fit, the ambiguous ones.
 
     Categorical: affected and ambiguous values (not the empty ones: a value whose
     requests in the window are all explained already belongs to another
-    signature). Numeric: the range of affected buckets, widened over ambiguous
-    and empty neighbours.
+    signature), except that a value without history (``new_values``) is never
+    padded with ambiguous values that have some: the scan statistic holds a new
+    value to the model, its siblings' level, but a slice mixing it with values
+    measured against their own past would credit the new value's excess as a
+    rise of the whole, so the padded slice would win for the padding alone.
+    Numeric: the range of affected buckets, widened over ambiguous and empty
+    neighbours.
     """
     if not search.space.is_numeric(name):
-        chosen = [v for v, r in zip(values, found, strict=True) if r in (AFFECTED, AMBIGUOUS)]
+        new = new_values(s, window)
+        hit = found == AFFECTED
+        pad = (found == AMBIGUOUS) & (new if (hit & new).any() else True)
+        chosen = [v for v, h, p in zip(values, hit, pad, strict=True) if h or p]
         if not chosen or len(chosen) == len(values):
             return None
         return Condition(values=frozenset(chosen))
@@ -211,21 +227,33 @@ def keep(search: Search, name: str, values: list[Any], found: np.ndarray) -> Con
     return Condition(low=lo, high=hi)
 
 
+def new_values(s: Series, window: Window) -> np.ndarray:
+    """Values whose traffic begins with ``window`` (at most one bucket before it).
+
+    The scan statistic holds such a value to the model (its siblings' level),
+    having no past of its own to be measured against.
+    """
+    busy = s.n > 0
+    first = np.where(busy.any(axis=1), np.argmax(busy, axis=1), s.n.shape[1])
+    return np.asarray(first >= window.start - 1)
+
+
 def leaves_out_a_hit(
-    search: Search, name: str, values: list[Any], s: Series, cond: Condition
+    search: Search, name: str, values: list[Any], s: Series, cond: Condition, window: Window
 ) -> bool:
     """Whether a restriction to ``cond`` would leave out requests that are hit too.
 
     The values it leaves out must not, together, show a significant rise of
-    their own: concentrating a problem in its worst part (large batches when
-    small ones are hit less) would describe it wrongly, however much the
-    statistic likes the concentration.
+    their own in ``window``: concentrating a problem in its worst part (large
+    batches when small ones are hit less) would describe it wrongly, however
+    much the statistic likes the concentration. A rise they show at another
+    time is another matter (``conflicts`` sets such values apart).
     """
     kept = set(search.space.rows(name, values, cond))
     rest = [r for r in range(len(values)) if r not in kept]
     if not rest:
         return False
-    _, _, llr = search.scanner.best(s.total(rest))
+    llr = search.scanner.at(s.total(rest), window)
     return bool(search.significant(float(llr[0]), len(values)))
 
 
@@ -243,7 +271,7 @@ def options(
     if not (found == AFFECTED).any():
         return []
     conditions = []
-    wide = keep(search, name, values, found)
+    wide = keep(search, name, values, found, s, window)
     if wide is not None:
         conditions.append(wide)
     if not search.space.is_numeric(name):

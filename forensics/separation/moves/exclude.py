@@ -36,8 +36,8 @@ def exclude(search: Search, step: Step) -> Forced:
         share = float(n_in[found == values.UNAFFECTED].sum()) / total if total else 0.0
         if share < values.UNAFFECTED_SHARE or not (found == values.AFFECTED).any():
             continue
-        cond = values.keep(search, name, names, found)
-        if cond is None or values.leaves_out_a_hit(search, name, names, s, cond):
+        cond = values.keep(search, name, names, found, s, window)
+        if cond is None or values.leaves_out_a_hit(search, name, names, s, cond, window):
             continue
         ((cond, w, llr),) = values.evaluate(
             search, [(cond, search.space.rows(name, names, cond))], s

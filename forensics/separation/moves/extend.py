@@ -26,6 +26,6 @@ def extend(search: Search, step: Step) -> list[Proposal]:
         out += [
             ({**step.predicate, name: c}, w, v)
             for c, w, v in values.options(search, step.predicate, name, names, s, step.window)
-            if not values.leaves_out_a_hit(search, name, names, s, c)
+            if not values.leaves_out_a_hit(search, name, names, s, c, step.window)
         ]
     return out
