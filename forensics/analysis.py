@@ -21,7 +21,7 @@ import polars as pl
 
 from forensics import stats
 from forensics.db import Database
-from forensics.errors import QueryError, UnknownNameError
+from forensics.errors import QueryError
 from forensics.queries import (
     GRAINS,
     Where,
@@ -32,6 +32,7 @@ from forensics.queries import (
     counts_per_dimension,
     dimensions,
     event_rows,
+    groupable_columns,
     time_range,
     user_sequences,
 )
@@ -82,7 +83,9 @@ def rates(
     ----------
     by
         Dimensions to group by (numeric ones are bucketed; the value is the
-        bucket's lower edge).
+        bucket's lower edge). An outcome (``wb.roles()``, e.g. ``latency_ms``)
+        may be grouped by too, by hand: it is read from the raw rows, bucketed
+        as a numeric dimension would be; the separation never slices by one.
     signal
         A signal name (``forensics.open(db).signals()`` lists them).
     grain
@@ -208,7 +211,8 @@ def compare(
         ``(start, end)`` windows (end exclusive; None for an open end). The
         baseline defaults to everything before the incident.
     dims
-        Dimensions to compare (default: all of them).
+        Dimensions to compare (default: all of them); an outcome named here is
+        compared too, read from the raw rows (see ``queries.describe_column``).
     where
         A filter applied to both windows.
 
@@ -246,11 +250,8 @@ def compare(
         base_end: datetime | None = inc_start
     else:
         base_start, base_end = _window(baseline, "baseline")
-    known = {d.name: d for d in dimensions(db)}
-    chosen = list(dict.fromkeys(dims if dims is not None else known))
-    for name in chosen:
-        if name not in known:
-            raise UnknownNameError.for_name("dimension", name, known)
+    known = {d.name: d for d in dimensions(db)} if dims is None else groupable_columns(db, dims)
+    chosen = list(known)
     columns = [
         "dimension", "value", "n_incident", "k_incident", "rate_incident", "ci_low", "ci_high",
         "n_baseline", "k_baseline", "rate_baseline", "rate_out", "lift", "share_of_bad_incident",

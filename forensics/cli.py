@@ -218,16 +218,39 @@ def _first_rejected(wb: Workbench, counted: dict[str, Any], formats: dict[int, s
     return f"{where}: {shown!r}" if shown else where
 
 
+ROLE_ORDER = ("dimension", "outcome", "id", "time", "identity", "signal", "internal")
+"""The order ``info`` lists roles in."""
+
+_SAID_WHY = frozenset({"mapping", "signal input", "name rule"})
+"""Rules ``info`` names beside a column (the others are evident from its role)."""
+
+
+def _role_lines(wb: Workbench) -> list[str]:
+    """One line per role: ``  outcome     output_tokens, latency_ms (name rule)``."""
+    columns: dict[str, list[str]] = {}
+    for name, role, why in wb.roles().iter_rows():
+        columns.setdefault(role, []).append(f"{name} ({why})" if why in _SAID_WHY else name)
+    order = [r for r in ROLE_ORDER if r in columns] + sorted(set(columns) - set(ROLE_ORDER))
+    return [f"  {role:10} {', '.join(columns[role])}" for role in order]
+
+
 @main.command()
 @_db_option
 @_fail_cleanly
 def info(db: Path | None) -> None:
-    """Show what a database holds: tables, files, rejected rows by reason."""
+    """Show what a database holds: tables, column roles, rejected rows by reason."""
     from forensics.workbench import open as open_workbench
 
     with open_workbench(_db_path(db), read_only=True) as wb:
         for table, n in wb.counts().items():
             click.echo(f"{table:16} {n:>12,}")
+        roles = _role_lines(wb)
+        if roles:
+            click.echo(
+                "\ncolumn roles (outcomes are measured, never slices; [roles] in a mapping sets them):"
+            )
+            for line in roles:
+                click.echo(line)
         reasons = wb.rejected_by_reason()
         if reasons.height:
             click.echo(

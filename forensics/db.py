@@ -16,6 +16,9 @@ Tables (a contract other tools rely on):
     One row per file ingested: content hash and counts (provenance for reports).
 ``signal_definitions``
     The signal registry as stored: built-in detectors and the user's own.
+``column_roles``
+    Every column's role (dimension, outcome, id, time, identity, signal,
+    internal) and the rule that gave it (see ``forensics.roles``).
 ``forensics_meta``
     Key/value settings of this database (schema version, privacy mode).
 """
@@ -91,6 +94,12 @@ _FIXED_TABLES = {
             source_column VARCHAR,
             op VARCHAR,
             value DOUBLE
+        )""",
+    "column_roles": """
+        CREATE TABLE IF NOT EXISTS column_roles (
+            "column" VARCHAR PRIMARY KEY,
+            role VARCHAR NOT NULL,
+            why VARCHAR NOT NULL
         )""",
     "forensics_meta": """
         CREATE TABLE IF NOT EXISTS forensics_meta (

@@ -14,6 +14,9 @@ Each file goes in atomically, in one transaction:
 5. a request_id seen twice is settled: the same content is an exact duplicate
    (skipped, counted), different content is rejected as ``duplicate_conflict``.
 
+After the files, every column's role (dimension, outcome...) is resolved and
+recorded in ``column_roles`` (``forensics.roles``), the mapping's ``[roles]`` first.
+
 For every file: rows read = accepted + rejected + duplicates.
 """
 
@@ -50,6 +53,7 @@ from forensics.readers import (
     open_parquet,
     resolve_paths,
 )
+from forensics.roles import check_explicit_roles, record_roles
 from forensics.schema import (
     CANONICAL_COLUMNS,
     IDENTITY_COLUMNS,
@@ -154,6 +158,8 @@ class IngestSummary:
     """One entry per file, in the order they were read."""
     db: str
     """The database written to."""
+    notes: tuple[str, ...] = ()
+    """Things the user should know about the whole run (roles that changed...)."""
 
     @property
     def rows_read(self) -> int:
@@ -224,6 +230,7 @@ class IngestSummary:
                 lines.append(f.message if named else f"{f.path}: {f.message}")
             for note in f.notes:
                 lines.append(f"{f.path}: note: {note}")
+        lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
 
@@ -445,7 +452,7 @@ def _plan_columns(
             value, failed = _plan_double(src, dtype)
             plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
         else:
-            value = _text_value(src, long_text=col.role == "text")
+            value = _text_value(src, long_text=col.long_text)
             if col.required:
                 plan.checks.append(_Check(f"{value} IS NULL", "missing_required", col.name, bad))
         range_check = _range_condition(col, f"({value})")
@@ -1032,7 +1039,8 @@ def ingest_files(
         Files, directories (searched recursively) and glob patterns; Parquet,
         JSON lines, JSON arrays and CSV, text formats optionally gzip-compressed.
     mapping
-        Renames the user's columns to canonical names; see ``schema.Mapping``.
+        Renames the user's columns to canonical names, declares signals and sets
+        roles; see ``schema.Mapping``.
     privacy
         Hash ``user_id``/``session_id`` with ``salt`` and keep no response text.
     salt
@@ -1059,6 +1067,7 @@ def ingest_files(
     privacy_salt = _privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
     _ensure_requests(db)
+    check_explicit_roles(db, mapping.explicit_roles, source=mapping.source)
     summaries = []
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, leave=False)
     for i, path in enumerate(bar):
@@ -1095,7 +1104,14 @@ def ingest_files(
         summaries.append(summary)
         if on_file is not None:
             on_file(summary)
-    result = IngestSummary(files=tuple(summaries), db=db.path)
+    db.execute("BEGIN TRANSACTION")
+    try:
+        notes = record_roles(db, mapping.explicit_roles)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    result = IngestSummary(files=tuple(summaries), db=db.path, notes=tuple(notes))
     if errors == "raise" and result.refused:
         error = IngestError(
             "refused: " + "; ".join(f.message or f.path for f in result.refused),

@@ -22,12 +22,27 @@ Cubes
     smallest cube that holds every column it needs at a fine enough grain and
     whose time bounds fall on bucket edges, and the raw ``requests`` otherwise:
     the answer is the same, only the speed differs.
+
+Dimensions and roles
+    Only columns whose role is *dimension* (``forensics.roles``: a possible
+    cause) are dimensions: ``dimensions()``, the cubes, the dashboard's filters
+    and the separation's slices never hold an *outcome* (a measured effect such
+    as ``output_tokens`` or ``latency_ms``). The dimensions recorded in
+    ``cube_dimensions`` follow the roles: ``dimensions()`` leaves out a recorded
+    column whose role is no longer dimension, and ``Workbench.ingest`` rebuilds
+    the cubes (``refresh_cubes``) when an ingest changed a role, so a column
+    that became an outcome leaves the default cube and a cube asked for with it
+    is dropped, and a column that became a dimension is discovered. An outcome
+    can still be looked at by hand: ``counts_by(by=[outcome])`` (hence
+    ``wb.rates(by="latency_ms")``), ``counts_per_dimension`` with it named and a
+    ``Where`` on it read the raw table, a numeric outcome bucketed as a numeric
+    dimension would be (``describe_column``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -36,11 +51,8 @@ import polars as pl
 
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
-from forensics.schema import (
-    CANONICAL_COLUMNS,
-    INTERNAL_PREFIX,
-    quote_identifier,
-)
+from forensics.roles import columns_with_role
+from forensics.schema import CANONICAL_COLUMNS, quote_identifier
 
 __all__ = [
     "CUBE_MAX_ROWS",
@@ -64,11 +76,13 @@ __all__ = [
     "counts_per_dimension",
     "cover_counts",
     "cubes",
+    "describe_column",
     "dimension",
     "dimension_values",
     "dimensions",
     "discover_dimensions",
     "event_rows",
+    "groupable_columns",
     "ingested_files",
     "overlap_counts",
     "power_of_two_edges",
@@ -111,11 +125,6 @@ CUBE_MAX_ROWS = 500_000
 CUBE_REDUCTION = 10
 """...nor more than the raw row count divided by this."""
 
-_NOT_DIMENSIONS = {
-    c.name for c in CANONICAL_COLUMNS if c.role in ("id", "time", "identity", "text", "input")
-}
-"""Canonical columns that are not slices: ids, time, people, text, and the inputs a signal is
-computed from (slicing ``low_eval`` by ``eval_score`` would only restate its definition)."""
 _CANONICAL_ORDER = {c.name: i for i, c in enumerate(CANONICAL_COLUMNS)}
 _NUMERIC_TYPES = {
     "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -161,7 +170,11 @@ def check_signal(db: Database, signal: str) -> str:
 
 @dataclass(frozen=True)
 class Dimension:
-    """A column requests can be sliced by."""
+    """A column requests can be sliced by: one whose role is dimension (a possible cause).
+
+    Outcomes (``forensics.roles``) are never dimensions; ``describe_column`` gives one
+    the same description when it is grouped by hand.
+    """
 
     name: str
     """Column name in ``requests``."""
@@ -185,19 +198,17 @@ def _is_numeric_type(dtype: str) -> bool:
     return upper in _NUMERIC_TYPES or upper.startswith("DECIMAL")
 
 
+def _sliceable_type(dtype: str) -> bool:
+    """Whether values of this type can be grouped (not times, blobs or lists)."""
+    return not (
+        dtype.upper().startswith(("TIMESTAMP", "DATE", "TIME", "BLOB")) or dtype.endswith("]")
+    )
+
+
 def _candidate_columns(db: Database) -> dict[str, str]:
-    signals: set[str] = set()
-    if "signal_definitions" in db.tables():
-        rows = db.execute("SELECT name, source_column FROM signal_definitions")
-        signals = {r[0] for r in rows} | {r[1] for r in rows if r[1] is not None}
-    out = {}
-    for name, dtype in db.columns("requests").items():
-        if name in _NOT_DIMENSIONS or name in signals or name.startswith(INTERNAL_PREFIX):
-            continue
-        if dtype.upper().startswith(("TIMESTAMP", "DATE", "TIME", "BLOB")) or dtype.endswith("]"):
-            continue
-        out[name] = dtype
-    return out
+    """Dimension-role columns of a type that can be sliced, name -> type."""
+    types = db.columns("requests")
+    return {n: types[n] for n in columns_with_role(db, "dimension") if _sliceable_type(types[n])}
 
 
 def power_of_two_edges(
@@ -295,27 +306,85 @@ def discover_dimensions(db: Database) -> list[Dimension]:
     if not candidates or not db.scalar("SELECT count(*) FROM requests"):
         return []
     names = sorted(candidates, key=lambda n: (_CANONICAL_ORDER.get(n, len(_CANONICAL_ORDER)), n))
+    found = _describe(db, names, candidates)
+    return [d for d in found if d is not None]
+
+
+def _describe(
+    db: Database, names: Sequence[str], types: Mapping[str, str]
+) -> list[Dimension | None]:
+    """Describe columns as dimensions (one scan); None for one without values or with too many."""
     items = ", ".join(f"approx_count_distinct({quote_identifier(n)})" for n in names)
     counts = db.execute(f"SELECT {items} FROM requests")[0]
-    dims = []
+    dims: list[Dimension | None] = []
     for name, approx in zip(names, counts, strict=True):
         count = int(approx or 0)
         if count == 0:
+            dims.append(None)
             continue
         if count <= 2 * CUBE_MAX_VALUES:  # exact where it decides anything
             count = int(db.scalar(f"SELECT count(DISTINCT {quote_identifier(name)}) FROM requests"))
-        if _is_numeric_type(candidates[name]):
+        if _is_numeric_type(types[name]):
             edges = _numeric_edges(db, name, count)
             dims.append(Dimension(name, "numeric", count, True, edges))
         elif count <= DIMENSION_MAX_VALUES:
             dims.append(Dimension(name, "categorical", count, count <= CUBE_MAX_VALUES))
+        else:
+            dims.append(None)
     return dims
+
+
+def describe_column(db: Database, name: str) -> Dimension:
+    """Describe an outcome column as a dimension would be, to group by it by hand.
+
+    Numeric outcomes are bucketed as numeric dimensions are (every value when there
+    are few, else powers of two); ``cubable`` is False since no cube holds an outcome.
+
+    Raises
+    ------
+    QueryError
+        When the column cannot be grouped by: no values, a time or list type, or
+        more than ``DIMENSION_MAX_VALUES`` text values.
+    """
+
+    def lookup() -> Dimension:
+        dtype = db.columns("requests")[name]
+        described = _describe(db, [name], {name: dtype})[0] if _sliceable_type(dtype) else None
+        if described is None:
+            raise QueryError(
+                f"cannot group by {name!r} ({dtype}): it has no values, too many distinct "
+                f"values (more than {DIMENSION_MAX_VALUES}) or a type that has no groups; "
+                f"filter on it with where={{{name!r}: ...}} instead"
+            )
+        return Dimension(name, described.kind, described.cardinality, False, described.edges)
+
+    return db.memo(("describe_column", name), lookup)
+
+
+def groupable_columns(db: Database, names: Sequence[str]) -> dict[str, Dimension]:
+    """The dimensions and outcomes named, described; a count can group by each of them.
+
+    An outcome is described by ``describe_column`` (and read from the raw table);
+    any other name raises ``UnknownNameError`` listing the dimensions.
+    """
+    dims = {d.name: d for d in dimensions(db)}
+    outcomes = set(columns_with_role(db, "outcome"))
+    out = {}
+    for name in names:
+        if name in dims:
+            out[name] = dims[name]
+        elif name in outcomes:
+            out[name] = describe_column(db, name)
+        else:
+            raise UnknownNameError.for_name("dimension", name, dims)
+    return out
 
 
 def dimensions(db: Database) -> list[Dimension]:
     """The dimensions of ``requests``, as recorded when the cubes were last built.
 
-    Falls back to scanning the table when nothing is recorded yet.
+    Only columns whose role is still dimension (``forensics.roles``); falls back to
+    scanning the table when nothing is recorded yet.
     """
     if "cube_dimensions" not in db.tables():
         return db.memo(("dimensions", "discovered"), lambda: discover_dimensions(db))
@@ -324,9 +393,11 @@ def dimensions(db: Database) -> list[Dimension]:
         rows = db.execute(
             "SELECT name, kind, cardinality, cubable, edges FROM cube_dimensions ORDER BY position"
         )
+        allowed = set(columns_with_role(db, "dimension"))
         return [
             Dimension(r[0], r[1], int(r[2]), bool(r[3]), tuple(float(e) for e in (r[4] or ())))
             for r in rows
+            if r[0] in allowed
         ]
 
     return list(db.memo(("dimensions",), lookup))
@@ -336,8 +407,22 @@ def dimension(db: Database, name: str) -> Dimension:
     """One dimension by name, or ``UnknownNameError`` listing the valid ones."""
     dims = {d.name: d for d in dimensions(db)}
     if name not in dims:
-        raise UnknownNameError.for_name("dimension", name, dims)
+        raise _not_a_dimension(db, name, dims)
     return dims[name]
+
+
+def _not_a_dimension(db: Database, name: str, dims: Iterable[str]) -> UnknownNameError:
+    """The error for a name that is no dimension; an outcome's says what it is instead."""
+    if name not in columns_with_role(db, "outcome"):
+        return UnknownNameError.for_name("dimension", name, dims)
+    return UnknownNameError(
+        f"{name!r} is an outcome (measured, never a slice), not a dimension; cubes and "
+        f"filters hold dimensions only. Look at it by hand with wb.rates(by={name!r}) or "
+        f"where={{{name!r}: ...}} (raw rows), or make it a dimension with [roles] "
+        f'{name} = "dimension" in a mapping file',
+        name=name,
+        valid=sorted(dims),
+    )
 
 
 def dimension_values(db: Database, name: str, *, limit: int = DIMENSION_MAX_VALUES) -> pl.DataFrame:
@@ -683,7 +768,7 @@ def build_cube(
         dims = _default_cube_dims(db, list(known.values()), source_rows)
     for d in dims:
         if d not in known:
-            raise UnknownNameError.for_name("dimension", d, known)
+            raise _not_a_dimension(db, d, known)
         if not known[d].cubable:
             raise QueryError(
                 f"dimension {d!r} has {known[d].cardinality} values, more than a cube holds "
@@ -804,11 +889,12 @@ def _source(
     """The smallest cube that answers exactly, else ``requests``.
 
     ``times`` are further time bounds the query uses (besides ``where``'s),
-    which must fall on the cube's bucket edges too.
+    which must fall on the cube's bucket edges too. A query touching a column
+    that is not a dimension (an outcome) reads ``requests``.
     """
     dims = {d.name: d for d in dimensions(db)}
     bounds = (where.start, where.end, *times)
-    for cube in cubes(db):
+    for cube in cubes(db) if needed <= set(dims) else ():
         if grain == "hour" and cube.grain != "hour":
             continue
         if not (needed <= set(cube.dims)):
@@ -837,9 +923,10 @@ def counts_by(
 ) -> pl.DataFrame:
     """Count requests where ``signal`` is defined (``n``) and true (``k``) per group.
 
-    Numeric dimensions in ``by`` are bucketed (the value is the bucket's lower
-    edge). Reads a cube when one covers ``by`` and ``where``; ``use_cubes=False``
-    forces the raw table (same answer).
+    ``by`` holds dimensions, or outcomes looked at by hand (``describe_column``:
+    always read from the raw table). Numeric columns in ``by`` are bucketed (the
+    value is the bucket's lower edge). Reads a cube when one covers ``by`` and
+    ``where``; ``use_cubes=False`` forces the raw table (same answer).
 
     Returns
     -------
@@ -852,10 +939,7 @@ def counts_by(
     if grain is not None and grain not in GRAINS:
         raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)} or None")
     where = where or Where()
-    dims = {d.name: d for d in dimensions(db)}
-    for column in by:
-        if column not in dims:
-            raise UnknownNameError.for_name("dimension", column, dims)
+    dims = groupable_columns(db, by)
     needed = set(by) | where.columns
     source = (
         _source(db, needed, grain, signal, where)
@@ -946,7 +1030,8 @@ def counts_per_dimension(
     Parameters
     ----------
     dims
-        Dimensions (numeric ones are bucketed; the value is the bucket's lower edge).
+        Dimensions, or outcomes named by hand (read from the raw table); numeric
+        ones are bucketed (the value is the bucket's lower edge).
     windows
         Name -> ``(start, end)`` (end exclusive, None for an open end); the name
         goes into the count columns' names.
@@ -974,10 +1059,7 @@ def counts_per_dimension(
     [('model', 'a', 1, 1, 1, 0), ('model', 'b', 0, 0, 1, 1)]
     """
     check_signal(db, signal)
-    known = {d.name: d for d in dimensions(db)}
-    for column in dims:
-        if column not in known:
-            raise UnknownNameError.for_name("dimension", column, known)
+    known = groupable_columns(db, dims)
     where = where or Where()
     scope = Where(where.values, where.ranges)
     spans = {name: where.between(*window) for name, window in windows.items()}

@@ -233,6 +233,8 @@ class Provenance:
     """Package -> installed version."""
     python: str
     """Python version and platform."""
+    outcomes: tuple[str, ...] = ()
+    """Outcome columns: measured, never slices (``wb.roles()``)."""
 
     @classmethod
     def gather(cls, wb: Workbench) -> Provenance:
@@ -277,6 +279,11 @@ class Provenance:
             dimensions=tuple(d.name for d in wb.dimensions()) if counts["requests"] else (),
             packages=_versions(PACKAGES),
             python=f"{platform.python_version()} ({platform.system()} {platform.machine()})",
+            outcomes=tuple(
+                wb.roles().filter(pl.col("role") == "outcome")["column"].to_list()
+                if counts["requests"]
+                else ()
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -1356,7 +1363,8 @@ def _method(inv: Investigation) -> list[_Block]:
         _Para(
             (
                 f"Signals: {', '.join(prov.signals) or '–'}. Dimensions: "
-                f"{', '.join(prov.dimensions) or '–'}.",
+                f"{', '.join(prov.dimensions) or '–'}. Outcomes (measured, never slices): "
+                f"{', '.join(prov.outcomes) or '–'}.",
             ),
             "muted",
         )

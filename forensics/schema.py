@@ -1,10 +1,18 @@
 """The canonical request-log schema, in one place.
 
 One row per request. The required columns identify a request and where it ran;
-the optional ones are used when present; any other column is kept as it comes
-and can be used as a dimension. The README's schema table is generated from
-``CANONICAL_COLUMNS`` (``forensics schema --markdown``) and a test keeps the two
-in sync.
+the optional ones are used when present; any other column is kept as it comes.
+The README's schema table is generated from ``CANONICAL_COLUMNS`` (``forensics
+schema --markdown``) and a test keeps the two in sync.
+
+Every column has a role. The two that matter for slicing are *dimension* (a
+possible cause: allowed in predicates, cubes, dashboard filters and the
+separation) and *outcome* (measured, never in a predicate). A canonical column's
+role is fixed here (``Column.role``: the columns that describe the response are
+outcomes); the user's own columns are dimensions unless their name says they are
+measured (latency, duration, status, finish reason, error...) or a user-declared
+signal reads them; ``[roles]`` in a mapping file overrides any of that (see
+``forensics.roles``, which resolves and records them).
 
 A mapping file (TOML) renames a user's columns to canonical names::
 
@@ -19,6 +27,10 @@ A mapping file (TOML) renames a user's columns to canonical names::
     column = "latency_ms"
     op = ">"
     value = 30000
+
+    [roles]                      # column = "dimension" or "outcome"; always wins
+    latency_ms = "outcome"
+    queue_depth = "dimension"
 """
 
 from __future__ import annotations
@@ -34,10 +46,13 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "DIMENSION_COLUMNS",
     "EPOCH_UNITS",
+    "FIXED_ROLES",
     "IDENTITY_COLUMNS",
     "INTERNAL_PREFIX",
     "NUMERIC_DIMENSIONS",
+    "OUTCOME_COLUMNS",
     "REQUIRED_COLUMNS",
+    "SETTABLE_ROLES",
     "Column",
     "Mapping",
     "UserSignal",
@@ -46,7 +61,15 @@ __all__ = [
     "schema_markdown",
 ]
 
-Role = Literal["id", "time", "dimension", "identity", "numeric", "text", "input"]
+Role = Literal["id", "time", "identity", "dimension", "outcome"]
+"""A canonical column's role: an id, the time, an identity (a person), a dimension (a
+possible cause, sliced by) or an outcome (measured, never in a predicate)."""
+
+SETTABLE_ROLES: tuple[Role, ...] = ("dimension", "outcome")
+"""The roles ``[roles]`` in a mapping file may give a column."""
+
+FIXED_ROLES: tuple[Role, ...] = ("id", "time", "identity")
+"""Roles no mapping can change."""
 
 INTERNAL_PREFIX = "_"
 """Columns whose name starts with this are forensics' own (provenance), not dimensions."""
@@ -66,7 +89,7 @@ class Column:
     required: bool
     """A file lacking this column is refused; a row with a null here is rejected."""
     role: Role
-    """How forensics uses it: a dimension to slice by, an identity, a signal input..."""
+    """How forensics uses it: a dimension to slice by, an outcome it measures, an identity..."""
     description: str
     """One line for the README and ``forensics schema``."""
     minimum: float | None = None
@@ -75,6 +98,8 @@ class Column:
     """Largest valid value (inclusive), for numbers."""
     allowed: tuple[int, ...] | None = None
     """The only valid values, for small integer codes."""
+    long_text: bool = False
+    """Free text that can be long (a response), typed with a cheaper trim."""
 
 
 CANONICAL_COLUMNS: tuple[Column, ...] = (
@@ -112,14 +137,14 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
         "dimension",
         "Language of the prompt (BCP-47, e.g. en, th, zh-Hans).",
     ),
-    Column("prompt_tokens", "BIGINT", False, "numeric", "Prompt length in tokens.", minimum=0),
-    Column("output_tokens", "BIGINT", False, "numeric", "Response length in tokens.", minimum=0),
-    Column("batch_size", "BIGINT", False, "numeric", "Batch size the request ran in.", minimum=1),
+    Column("prompt_tokens", "BIGINT", False, "dimension", "Prompt length in tokens.", minimum=0),
+    Column("output_tokens", "BIGINT", False, "outcome", "Response length in tokens.", minimum=0),
+    Column("batch_size", "BIGINT", False, "dimension", "Batch size the request ran in.", minimum=1),
     Column(
         "temperature",
         "DOUBLE",
         False,
-        "numeric",
+        "dimension",
         "Sampling temperature; 0 means greedy.",
         minimum=0,
     ),
@@ -127,25 +152,26 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
         "response_text",
         "VARCHAR",
         False,
-        "text",
+        "outcome",
         "The response (dropped after signals are computed in privacy mode).",
+        long_text=True,
     ),
     Column(
         "max_token_rank",
         "BIGINT",
         False,
-        "input",
+        "outcome",
         "Largest rank among the sampled tokens; 1 = every token was the most probable.",
         minimum=1,
     ),
     Column(
-        "user_feedback", "BIGINT", False, "input", "Thumbs: -1, 0, 1 or null.", allowed=(-1, 0, 1)
+        "user_feedback", "BIGINT", False, "outcome", "Thumbs: -1, 0, 1 or null.", allowed=(-1, 0, 1)
     ),
     Column(
         "eval_score",
         "DOUBLE",
         False,
-        "input",
+        "outcome",
         "Automatic quality score in [0, 1].",
         minimum=0,
         maximum=1,
@@ -158,14 +184,17 @@ REQUIRED_COLUMNS: tuple[str, ...] = tuple(c.name for c in CANONICAL_COLUMNS if c
 """Columns every input file must have (after mapping)."""
 
 DIMENSION_COLUMNS: tuple[str, ...] = tuple(
-    c.name for c in CANONICAL_COLUMNS if c.role == "dimension"
+    c.name for c in CANONICAL_COLUMNS if c.role == "dimension" and c.dtype == "VARCHAR"
 )
-"""Canonical categorical columns; extra columns of the user's can be dimensions too."""
+"""Canonical categorical dimensions; extra columns of the user's can be dimensions too."""
 
 NUMERIC_DIMENSIONS: tuple[str, ...] = tuple(
-    c.name for c in CANONICAL_COLUMNS if c.role == "numeric"
+    c.name for c in CANONICAL_COLUMNS if c.role == "dimension" and c.dtype != "VARCHAR"
 )
-"""Canonical numeric columns that are sliced as ranges."""
+"""Canonical numeric dimensions, sliced as ranges."""
+
+OUTCOME_COLUMNS: tuple[str, ...] = tuple(c.name for c in CANONICAL_COLUMNS if c.role == "outcome")
+"""Canonical columns that describe the response: measured, never a slice."""
 
 IDENTITY_COLUMNS: tuple[str, ...] = tuple(c.name for c in CANONICAL_COLUMNS if c.role == "identity")
 """Columns that identify people; hashed in privacy mode, never used as dimensions."""
@@ -198,6 +227,9 @@ def quote_identifier(name: str) -> str:
 
 
 _OPS = (">", ">=", "<", "<=", "==", "!=")
+
+_SECTIONS = ("columns", "timestamps", "signals", "roles")
+"""The sections a mapping file may have."""
 
 
 @dataclass(frozen=True)
@@ -239,6 +271,10 @@ class Mapping:
     """Columns of the user's declared as signals."""
     source: str | None = None
     """The TOML file this came from, if any."""
+    roles: dict[str, str] = field(default_factory=dict)
+    """Column -> ``"dimension"`` or ``"outcome"``, overriding the default role (``[roles]``).
+    A column is named as stored (canonical name, or your own column's name); the
+    name in your files of a column mapped in ``columns`` works too."""
 
     def __post_init__(self) -> None:
         if self.epoch_unit not in EPOCH_UNITS:
@@ -253,6 +289,36 @@ class Mapping:
                 f"{self.source or 'mapping'}: column(s) {', '.join(doubled)} mapped to more "
                 "than one canonical name; map each of your columns once"
             )
+        self._check_roles()
+
+    def _check_roles(self) -> None:
+        """Refuse a role word other than dimension/outcome, and roles for fixed columns."""
+        where = self.source or "mapping"
+        allowed = ", ".join(f'"{r}"' for r in SETTABLE_ROLES)
+        signals = {s.name for s in self.signals}
+        for name, role in self.roles.items():
+            stored = self.renames.get(name, name)
+            if role not in SETTABLE_ROLES:
+                raise ConfigError(
+                    f"{where}: [roles] {name} = {role!r} is not a role; allowed values: {allowed}"
+                )
+            fixed = _BY_NAME[stored].role if stored in _BY_NAME else None
+            if fixed in FIXED_ROLES:
+                raise ConfigError(
+                    f"{where}: [roles] {name}: {stored} is the request's {fixed} column, whose "
+                    f"role is fixed; roles ({allowed}) can be set for the other columns only"
+                )
+            if stored.startswith(INTERNAL_PREFIX) or stored in signals:
+                what = "a signal" if stored in signals else "forensics' own"
+                raise ConfigError(
+                    f"{where}: [roles] {name}: {stored} is {what} column, whose role is fixed; "
+                    f"roles ({allowed}) can be set for your data's columns only"
+                )
+
+    @property
+    def explicit_roles(self) -> dict[str, str]:
+        """``roles`` keyed by the stored column name (canonical where mapped)."""
+        return {self.renames.get(name, name): role for name, role in self.roles.items()}
 
     @property
     def renames(self) -> dict[str, str]:
@@ -286,11 +352,11 @@ class Mapping:
         {'id': 'request_id'}
         """
         where = source or "mapping"
-        unknown = sorted(set(data) - {"columns", "timestamps", "signals"})
+        unknown = sorted(set(data) - set(_SECTIONS))
         if unknown:
             raise ConfigError(
                 f"{where}: unknown section(s) {', '.join(unknown)}; "
-                "valid sections: columns, timestamps, signals"
+                f"valid sections: {', '.join(_SECTIONS)}"
             )
         columns = data.get("columns", {})
         if not isinstance(columns, dict) or not all(isinstance(v, str) for v in columns.values()):
@@ -306,6 +372,9 @@ class Mapping:
         timestamps = data.get("timestamps", {})
         if not isinstance(timestamps, dict):
             raise ConfigError(f'{where}: [timestamps] must be a table, e.g. epoch_unit = "ms"')
+        roles = data.get("roles", {})
+        if not isinstance(roles, dict):
+            raise ConfigError(f'{where}: [roles] must be a table, e.g. latency_ms = "outcome"')
         signals = []
         raw_signals = data.get("signals", {})
         if not isinstance(raw_signals, dict):
@@ -333,6 +402,7 @@ class Mapping:
             )
         return cls(
             columns=dict(columns),
+            roles=dict(roles),
             epoch_unit=str(timestamps.get("epoch_unit", "ms")),
             signals=tuple(signals),
             source=source,

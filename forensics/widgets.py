@@ -299,6 +299,22 @@ _CSS = """
 """
 
 
+def _roles_note(roles: pl.DataFrame) -> str:
+    """The line under the filters naming the outcomes, with the rule behind each on hover."""
+    outcomes = roles.filter(pl.col("role") == "outcome")
+    if outcomes.height == 0:
+        return "<span class='fx-muted'>outcomes (never slices): none</span>"
+    names = ", ".join(
+        f"<span title='{html.escape(f'outcome: {why}', quote=True)}'>{html.escape(name)}</span>"
+        for name, why in outcomes.select("column", "why").iter_rows()
+    )
+    return (
+        f"<span class='fx-muted forensics-outcomes'>outcomes (never slices): {names} · "
+        "look at one with <code>wb.rates(by=...)</code>; "
+        "<code>[roles]</code> in a mapping file changes them</span>"
+    )
+
+
 class _Progress:
     """A running search in an HTML widget: seconds so far and its latest message.
 
@@ -547,6 +563,8 @@ class Dashboard:
         self.signature_table = widgets.HTML(
             "<span class='fx-muted'>The search takes seconds; press the button.</span>"
         )
+        self.roles_note = widgets.HTML(_roles_note(self.wb.roles()))
+        """The outcome columns (measured, never filters or slices), under the filters."""
         self.timeline_view = _chart_widget(
             _selection_stub(), debounce_wait=BRUSH_DEBOUNCE_MS, max_wait=False
         )
@@ -575,7 +593,8 @@ class Dashboard:
             cells, layout=widgets.Layout(grid_template_columns="repeat(auto-fill, 215px)")
         )
         self.filter_panel = widgets.Accordion(
-            children=[grid], titles=("filters (ctrl/cmd-click to choose several values)",)
+            children=[widgets.VBox([grid, self.roles_note])],
+            titles=("filters (ctrl/cmd-click to choose several values)",),
         )
         self.filter_panel.selected_index = 0
         toolbar = widgets.HBox(

@@ -22,6 +22,7 @@ from forensics.db import Database, Tracer
 from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
 from forensics.queries import Cube, Dimension, Grain, Where
+from forensics.roles import column_roles
 from forensics.schema import Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
@@ -71,7 +72,7 @@ class Workbench:
         """Load request-log files (see ``forensics.ingest.ingest_files``)."""
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.load(mapping)
-        before = queries.table_counts(self.db)["requests"]
+        before = (queries.table_counts(self.db)["requests"], column_roles(self.db))
         try:
             summary = ingest_files(
                 self.db,
@@ -85,7 +86,13 @@ class Workbench:
             )
         finally:
             # Files committed before a refused one are in: the cubes must count them.
-            if queries.table_counts(self.db)["requests"] != before or not queries.cubes(self.db):
+            # A changed role changes the dimensions the cubes are built over.
+            rows, roles = before
+            if (
+                queries.table_counts(self.db)["requests"] != rows
+                or not column_roles(self.db).equals(roles)
+                or not queries.cubes(self.db)
+            ):
                 queries.refresh_cubes(self.db)
         return summary
 
@@ -128,8 +135,22 @@ class Workbench:
         return queries.signal_names(self.db)
 
     def dimensions(self) -> list[Dimension]:
-        """The columns requests can be sliced by, discovered from the data."""
+        """The columns requests can be sliced by (role dimension), discovered from the data."""
         return queries.dimensions(self.db)
+
+    def roles(self) -> pl.DataFrame:
+        """Every column's role as a frame: ``column, role, why``.
+
+        ``role`` is dimension (a possible cause), outcome (measured, never a
+        slice), id, time, identity, signal or internal; ``why`` is the rule
+        that gave it: mapping (``[roles]``), canonical, signal input, name rule,
+        default, signal or internal; see ``forensics.roles``.
+
+        Examples
+        --------
+        ``wb.roles().filter(pl.col("role") == "outcome")``
+        """
+        return column_roles(self.db)
 
     def rates(
         self,

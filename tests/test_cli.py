@@ -77,3 +77,43 @@ def test_info_on_a_missing_database_is_a_clear_error(tmp_path):
 def test_schema_markdown():
     result = _run("schema", "--markdown")
     assert result.output.startswith("| column | type | required | meaning |")
+
+
+def test_info_lists_the_columns_of_each_role(tmp_path):
+    path = tmp_path / "in.jsonl"
+    rows = [request_row(i, latency_ms=10 * i, queue_depth=i, output_tokens=i) for i in range(4)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[roles]\nqueue_depth = "outcome"\n')
+    db = tmp_path / "x.duckdb"
+    assert _run("ingest", path, "--db", db, "--mapping", mapping).exit_code == 0
+    result = _run("info", "--db", db)
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("  ")}
+    assert lines["dimension"].startswith("  dimension  model, platform, routing_pool, ")
+    assert "latency_ms" not in lines["dimension"]
+    assert "output_tokens" in lines["outcome"]
+    assert "latency_ms (name rule)" in lines["outcome"]
+    assert "queue_depth (mapping)" in lines["outcome"]
+    assert lines["id"] == "  id         request_id"
+    assert lines["time"] == "  time       ts"
+
+
+def test_a_bad_role_in_a_mapping_exits_2_naming_file_key_and_allowed_values(tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[roles]\nlatency_ms = "effect"\n')
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(request_row(0)) + "\n")
+    result = _run("ingest", path, "--db", tmp_path / "x.duckdb", "--mapping", mapping)
+    assert result.exit_code == 2
+    assert (
+        f"{mapping}: [roles] latency_ms = 'effect' is not a role; "
+        'allowed values: "dimension", "outcome"'
+    ) in result.output
+    ts = tmp_path / "t.toml"
+    ts.write_text('[roles]\nts = "dimension"\n')
+    result = _run("ingest", path, "--db", tmp_path / "x.duckdb", "--mapping", ts)
+    assert result.exit_code == 2
+    assert (
+        f"{ts}: [roles] ts: ts is the request's time column, whose role is fixed" in result.output
+    )

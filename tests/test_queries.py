@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 
+import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -339,6 +340,63 @@ def test_signal_inputs_and_identities_are_not_dimensions(tmp_path, write_jsonl):
         names = {d.name for d in wb.dimensions()}
     assert {"model", "platform", "temperature", "kernel"} <= names
     assert not names & {"eval_score", "max_token_rank", "user_id", "latency_ms", "slow", "ts"}
+
+
+def _with_outcomes(i):
+    return request_row(
+        i,
+        output_tokens=[0, 40, 900][i % 3],
+        latency_ms=[120, 30_000][i % 2],
+        finish_reason=["stop", "length"][i % 2],
+        kernel="k1",
+        user_feedback=-1 if i % 2 else 0,
+    )
+
+
+@pytest.fixture
+def with_outcomes(tmp_path, write_jsonl):
+    wb = forensics.open(tmp_path / "o.duckdb")
+    wb.ingest(write_jsonl([_with_outcomes(i) for i in range(12)]))
+    yield wb
+    wb.close()
+
+
+def test_outcomes_are_not_dimensions(with_outcomes):
+    effects = {"output_tokens", "latency_ms", "finish_reason", "user_feedback"}
+    names = {d.name for d in with_outcomes.dimensions()}
+    assert {"model", "platform", "temperature", "kernel"} <= names
+    assert not names & effects
+    assert not {d.name for d in queries.discover_dimensions(with_outcomes.db)} & effects
+    assert not {d for c in with_outcomes.cubes() for d in c.dims} & effects
+
+
+def test_an_outcome_can_be_grouped_and_filtered_by_hand_from_the_raw_rows(with_outcomes):
+    # i odd: latency 30000, feedback -1; i even: latency 120, feedback 0 (six each)
+    statements = []
+    with_outcomes.db.trace = lambda sql, params: statements.append(sql)
+    rates = with_outcomes.rates(by="latency_ms", signal="negative_feedback")
+    assert rates.select("latency_ms", "n", "k").rows() == [(120.0, 6, 0), (30000.0, 6, 6)]
+    assert rates.schema["latency_ms"] == pl.Float64
+    assert with_outcomes.rates(by="finish_reason", signal="negative_feedback").select(
+        "finish_reason", "n", "k"
+    ).rows() == [("length", 6, 6), ("stop", 6, 0)]
+    where = Where.parse({"output_tokens": {"lt": 1}})  # i = 0, 3, 6, 9: two odd
+    assert counts_by(
+        with_outcomes.db, by=["model"], signal="negative_feedback", where=where
+    ).rows() == [
+        ("m-a", 2, 0),
+        ("m-b", 2, 2),
+    ]
+    assert all("cube_" not in s for s in statements if "negative_feedback" in s)
+
+
+def test_an_outcome_is_no_cube_and_says_why(with_outcomes):
+    with pytest.raises(
+        UnknownNameError, match=r"'latency_ms' is an outcome .*wb\.rates\(by='latency_ms'\)"
+    ):
+        with_outcomes.cube(["latency_ms"])
+    with pytest.raises(UnknownNameError, match=r"'output_tokens' is an outcome"):
+        queries.dimension(with_outcomes.db, "output_tokens")
 
 
 @settings(

@@ -209,6 +209,8 @@ def test_provenance_reads_hashes_counts_and_the_simulation_seed(investigation, s
     assert prov.requests == 20_000
     assert prov.events == 1
     assert not prov.privacy
+    assert {"output_tokens", "eval_score"} <= set(prov.outcomes)
+    assert not set(prov.outcomes) & set(prov.dimensions)
 
 
 def test_no_seed_is_reported_without_a_matching_truth_file(sim, tmp_path):

@@ -84,6 +84,16 @@ def test_filters_come_from_the_data(wb, dash):
     assert set(values) == set(forensics.queries.dimension_values(wb.db, first)["value"].to_list())
 
 
+def test_the_outcomes_show_under_the_filters_and_are_no_filter(wb, dash):
+    outcomes = wb.roles().filter(pl.col("role") == "outcome")["column"].to_list()
+    assert "output_tokens" in outcomes
+    note = dash.roles_note.value
+    assert "outcomes (never slices): " in note
+    assert all(f">{name}</span>" in note for name in outcomes)
+    assert dash.roles_note in dash.filter_panel.children[0].children
+    assert not set(outcomes) & set(dash.filters)
+
+
 def test_a_filter_changes_the_numbers_to_those_of_the_slice(wb, dash):
     dim = _first_cubed(wb)
     value = dash.filters[dim].options[0][1]
