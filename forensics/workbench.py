@@ -71,7 +71,6 @@ class Workbench:
         """Load request-log files (see ``forensics.ingest.ingest_files``)."""
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.load(mapping)
-        before = queries.table_counts(self.db)["requests"]
         try:
             summary = ingest_files(
                 self.db,
@@ -84,9 +83,9 @@ class Workbench:
                 errors=errors,
             )
         finally:
-            # Files committed before a refused one are in: the cubes must count them.
-            if queries.table_counts(self.db)["requests"] != before or not queries.cubes(self.db):
-                queries.refresh_cubes(self.db)
+            # Rebuilt now rather than on the first read: every committed file, including
+            # those before a refused one, changed what the cubes must summarise.
+            queries.cubes(self.db)
         return summary
 
     def ingest_events(self, path: str | Path) -> FileSummary:

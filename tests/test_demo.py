@@ -48,6 +48,21 @@ def test_demo_database_is_built_once(small_sample, tmp_path):
     assert not list(tmp_path.glob("*.partial*"))
 
 
+def test_a_demo_database_with_stale_cubes_is_loaded_again(small_sample, tmp_path):
+    """Read-only, as the notebooks open it, stale cubes would leave every count on raw rows."""
+    import duckdb
+
+    out = tmp_path / "demo.duckdb"
+    demo_database(sample=small_sample, out=out)
+    with duckdb.connect(str(out)) as con:  # as a version before cubes recorded their source
+        con.execute("ALTER TABLE cube_catalog DROP COLUMN source_state")
+    with forensics.open(out, read_only=True) as wb:
+        assert wb.cubes() == []
+    demo_database(sample=small_sample, out=out)
+    with forensics.open(out, read_only=True) as wb:
+        assert [c.source_rows for c in wb.cubes()] == [3000]
+
+
 def test_demo_database_refuses_a_directory_without_requests(tmp_path):
     with pytest.raises(ConfigError, match=r"requests\.parquet not found"):
         demo_database(sample=tmp_path, out=tmp_path / "x.duckdb")
