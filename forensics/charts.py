@@ -875,7 +875,10 @@ def comparison_chart(
                 data["rate_incident"], data["ci_low"], data["ci_high"], strict=True
             )
         ],
-        "baseline_rate": [_pct(r) for r in data["rate_baseline"]],
+        "baseline_rate": [
+            _pct(r) + (" (all values: none of its own)" if n == 0 and r is not None else "")
+            for r, n in zip(data["rate_baseline"], data["n_baseline"], strict=True)
+        ],
         "difference": [
             f"{_pct(d)} [{_pct(lo)} – {_pct(hi)}]"
             for d, lo, hi in zip(data["diff"], data["diff_low"], data["diff_high"], strict=True)

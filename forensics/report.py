@@ -1146,7 +1146,12 @@ def _top_slices_table(top: pl.DataFrame) -> _Table:
             (
                 f"{r['dimension']} = {r['value']}",
                 _rate(r["rate_incident"], r["ci_low"], r["ci_high"]),
-                _pct(r["rate_baseline"]),
+                _pct(r["rate_baseline"])
+                + (
+                    " (all values: none of its own)"
+                    if r["n_baseline"] == 0 and r["rate_baseline"] is not None
+                    else ""
+                ),
                 _pp(r["diff"], r["diff_low"], r["diff_high"]),
                 _p(r["p_adjusted"]),
                 _pct(r["explains"], 0) if r["explains"] is not None else "–",
