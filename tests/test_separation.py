@@ -402,3 +402,42 @@ def test_the_workspace_holds_each_numeric_bucket_as_its_edge_and_its_index():
     assert all((edge is None) == (i is None) for edge, i in rows)
     assert all(edges[i] == edge for edge, i in rows if i is not None)
     assert {i for _, i in rows} == {None, 0, 1, 2, 3}
+
+
+def _cells(rng, *, spread):
+    """40 cells of 2,000 requests, the first 10 flagged (odds x3); ``spread``: extra-binomial
+    variation of each cell's log-odds."""
+    flag = (np.arange(40) < 10).astype(float)
+    eta = -4 + np.log(3.0) * flag + rng.normal(0.0, spread, 40)
+    n = np.full(40, 2000.0)
+    k = rng.binomial(2000, 1 / (1 + np.exp(-eta))).astype(float)
+    return k, n, np.column_stack([np.ones(40), flag])
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.3])
+def test_joint_glm_intervals_allow_for_overdispersion(spread):
+    """Odds-ratio intervals hold their 95% on overdispersed cells; a binomial's (scale 1) do not."""
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+
+    from forensics.separation.evidence import quasi_binomial_fit
+
+    rng = np.random.default_rng(3)
+    covered, covered_binomial, scales = 0, 0, []
+    for _ in range(200):
+        k, n, x = _cells(rng, spread=spread)
+        _, ci, scale = quasi_binomial_fit(k, n, x, alpha=0.05)
+        binomial = GLM(np.column_stack([k, n - k]), x, family=families.Binomial()).fit()
+        plain = np.asarray(binomial.conf_int(0.05))
+        covered += ci[1][0] <= np.log(3.0) <= ci[1][1]
+        covered_binomial += plain[1][0] <= np.log(3.0) <= plain[1][1]
+        scales.append(scale)
+        assert ci[1][1] - ci[1][0] == pytest.approx((plain[1][1] - plain[1][0]) * scale**0.5)
+    assert min(scales) >= 1.0
+    if spread:
+        assert np.median(scales) > 3
+        assert covered / 200 >= 0.87
+        assert covered_binomial / 200 <= 0.7
+    else:  # binomial data: the scale stays near 1 and both hold
+        assert np.median(scales) < 1.2
+        assert covered / 200 >= 0.9
