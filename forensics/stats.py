@@ -227,7 +227,8 @@ class ChangePoint:
     rate_after: float
     """Rate of the segment after (until the next change), k / n."""
     ci_low: datetime | int
-    """Earliest bucket start in the 95% profile-likelihood range of the change's time."""
+    """Earliest bucket start in the ``1 - alpha`` (95%) profile-likelihood range of the
+    change's time."""
     ci_high: datetime | int
     """Latest bucket start in that range."""
     p_value: float
@@ -333,6 +334,9 @@ def change_points(
     period
         Length of a seasonal cycle in buckets; ignored unless the series
         holds at least ``SEASONAL_MIN_CYCLES`` of them.
+    alpha
+        Level of the test a change must pass, and of its time range
+        (``ci_low``, ``ci_high``: a ``1 - alpha`` profile-likelihood range).
 
     Returns
     -------
@@ -379,7 +383,7 @@ def change_points(
         bounds, dispersion = again, updated
         if settled or not (seasonal or overdispersion):
             break
-    return _describe(k_arr, n_arr, expected, bounds, times, dispersion)
+    return _describe(k_arr, n_arr, expected, bounds, times, dispersion, alpha=alpha)
 
 
 def _describe(
@@ -389,6 +393,8 @@ def _describe(
     bounds: Sequence[int],
     times: Sequence[datetime] | None,
     dispersion: float,
+    *,
+    alpha: float,
 ) -> list[ChangePoint]:
     edges = [0, *bounds]
     ck = np.concatenate([[0.0], np.cumsum(k)])
@@ -405,7 +411,7 @@ def _describe(
     def at(i: int) -> datetime | int:
         return times[i] if times is not None else i
 
-    threshold = float(scipy_stats.chi2.ppf(1 - ALPHA, 1))
+    threshold = float(scipy_stats.chi2.ppf(1 - alpha, 1))
     out = []
     for j in range(1, len(edges) - 1):
         left, cut, right = edges[j - 1], edges[j], edges[j + 1]
