@@ -44,6 +44,7 @@ import altair as alt
 import polars as pl
 
 from forensics.queries import bucket_label
+from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
     from forensics.signature import Signature
@@ -883,7 +884,7 @@ def comparison_chart(
             f"{_pct(d)} [{_pct(lo)} – {_pct(hi)}]"
             for d, lo, hi in zip(data["diff"], data["diff_low"], data["diff_high"], strict=True)
         ],
-        "p": ["–" if p is None else f"{p:.2g}" for p in data["p_adjusted"]],
+        "p": [format_p_value(p) for p in data["p_adjusted"]],
         "explains_text": [
             "" if e is None or e <= 0 else f"{100 * e:.0f}%" for e in data["explains"]
         ],

@@ -289,6 +289,8 @@ def signatures(
 
 
 def _signature_block(sig: Any) -> str:
+    from forensics.stats import format_p_value
+
     end = f"{sig.end:%Y-%m-%d %H:%M}" if sig.end else "still active"
     lines = [
         f"{sig.id}  {sig.describe()}",
@@ -297,7 +299,7 @@ def _signature_block(sig: Any) -> str:
         f"    size      {sig.requests:,} requests, {sig.users:,} users, "
         f"{sig.excess_requests:,.0f} more {sig.signal} than the baseline rate gives",
         f"    effect    {sig.signal} +{sig.excess_rate:.4f} "
-        f"[{sig.ci[0]:.4f}, {sig.ci[1]:.4f}], p = {sig.p_value:.2g}",
+        f"[{sig.ci[0]:.4f}, {sig.ci[1]:.4f}], p = {format_p_value(sig.p_value)}",
         f"    baseline  {sig.baseline}",
     ]
     for s in sig.symptoms:

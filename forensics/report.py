@@ -49,6 +49,7 @@ from forensics.analysis import Exposure
 from forensics.errors import ConfigError, QueryError
 from forensics.evaluate import simulation_of
 from forensics.findings import Note, View
+from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
     from forensics.separation import SeparationParams
@@ -979,7 +980,7 @@ def _summary(inv: Investigation) -> list[_Block]:
                 f"{s.requests:,}",
                 f"{s.users:,}",
                 _pp(s.excess_rate, *s.ci).replace(" [", "\n["),
-                _p(s.p_value),
+                format_p_value(s.p_value),
             )
         )
     doc.append(
@@ -1044,7 +1045,11 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
         ("excess requests", excess, f"more {sig.signal} than the baseline predicts"),
         ("requests", f"{sig.requests:,}", "in the slice during the window"),
         ("users", f"{sig.users:,}", "distinct users among them"),
-        ("adjusted p", _p(sig.p_value), "Bonferroni over every slice, window, signal scanned"),
+        (
+            "adjusted p",
+            format_p_value(sig.p_value),
+            "Bonferroni over every slice, window, signal scanned",
+        ),
         (
             "odds ratio",
             _ratio(sig.odds_ratio, *sig.odds_ratio_ci),
@@ -1076,7 +1081,7 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
                     f"{m.k_inside:,} of {m.n_inside:,}",
                     _rate(m.rate_baseline, *m.ci_baseline),
                     f"{m.k_baseline:,} of {m.n_baseline:,}",
-                    _p(m.p_value),
+                    format_p_value(m.p_value),
                     "yes" if m.elevated else "no",
                 )
                 for m in sig.symptoms
@@ -1153,7 +1158,7 @@ def _top_slices_table(top: pl.DataFrame) -> _Table:
                     else ""
                 ),
                 _pp(r["diff"], r["diff_low"], r["diff_high"]),
-                _p(r["p_adjusted"]),
+                format_p_value(r["p_adjusted"]),
                 _pct(r["explains"], 0) if r["explains"] is not None else "–",
             )
         )
@@ -1464,17 +1469,6 @@ def _ratio(x: Any, low: Any, high: Any) -> str:
     if not _finite(x):
         return "–"
     return f"{x:.3g} [{_num(low, '.3g')}, {_num(high, '.3g')}]"
-
-
-def _p(p: Any) -> str:
-    """A p-value: '< 1e-300' when it underflows.
-
-    >>> _p(0.0), _p(1.2e-142), _p(0.0123), _p(None)
-    ('< 1e-300', '1.2e-142', '0.012', '–')
-    """
-    if not _finite(p):
-        return "–"
-    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
 def _hours(h: Any) -> str:

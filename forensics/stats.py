@@ -41,6 +41,7 @@ __all__ = [
     "change_points",
     "diff_interval",
     "fdr_bh",
+    "format_p_value",
     "rate_table",
     "two_proportion_pvalue",
     "wilson_interval",
@@ -180,6 +181,26 @@ def two_proportion_pvalue(
         p = np.asarray(result.pvalue, dtype=float)
         out[ok] = np.where(np.isnan(p), 1.0, p)
     return out
+
+
+P_VALUE_FLOOR = 1e-300
+"""Smaller p-values are shown as "< 1e-300": a double underflows to 0 near here, and
+0 would read as certainty."""
+
+
+def format_p_value(p: float | None) -> str:
+    """A p-value as every output shows it: two digits, "< 1e-300" below the floor, "–" if none.
+
+    Examples
+    --------
+    >>> format_p_value(0.0), format_p_value(2.7e-122), format_p_value(0.031)
+    ('< 1e-300', '2.7e-122', '0.031')
+    >>> format_p_value(None), format_p_value(float("nan"))
+    ('–', '–')
+    """
+    if p is None or not isinstance(p, int | float) or math.isnan(p):
+        return "–"
+    return f"< {P_VALUE_FLOOR:.0e}" if p < P_VALUE_FLOOR else f"{p:.2g}"
 
 
 def fdr_bh(pvalues: ArrayLike) -> np.ndarray:

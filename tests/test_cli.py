@@ -77,3 +77,28 @@ def test_info_on_a_missing_database_is_a_clear_error(tmp_path):
 def test_schema_markdown():
     result = _run("schema", "--markdown")
     assert result.output.startswith("| column | type | required | meaning |")
+
+
+def _signature(p_value):
+    from datetime import UTC, datetime
+
+    from forensics.signature import Signature
+
+    t = datetime(2025, 8, 3, tzinfo=UTC)
+    return Signature(
+        id="S1", predicate={"routing_pool": ["p-new"]}, start=t, end=None, signal="low_eval",
+        signals=("low_eval",), symptoms=(), baseline="the rest of the pool", excess_rate=0.9,
+        ci=(0.85, 0.95), excess_requests=211.7, requests=216, users=40, p_value=p_value,
+        log_likelihood_ratio=900.0, onset_range=(t, t), end_range=None, events=(),
+    )  # fmt: skip
+
+
+def test_an_underflowing_p_value_reads_as_in_the_report():
+    """The report shows `< 1e-300` (stats.format_p_value); the CLI printed `p = 0`."""
+    from forensics.cli import _signature_block
+
+    block = _signature_block(_signature(0.0))
+    assert "p = < 1e-300" in block
+    assert "p = 0" not in block
+    assert "p = < 1e-300" in _signature(0.0)._repr_html_()
+    assert "p = 3.1e-05" in _signature_block(_signature(3.1e-5))
