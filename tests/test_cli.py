@@ -102,3 +102,28 @@ def test_an_underflowing_p_value_reads_as_in_the_report():
     assert "p = 0" not in block
     assert "p = < 1e-300" in _signature(0.0)._repr_html_()
     assert "p = 3.1e-05" in _signature_block(_signature(3.1e-5))
+
+
+def test_an_evaluation_shows_precision_recall_and_f1():
+    import polars as pl
+
+    from forensics.evaluate import MATCH_SCHEMA, Evaluation
+
+    matches = pl.DataFrame(
+        [
+            ("bug-<a>", "S1", 0.93, 2.0, -1.0),
+            ("bug-b", "S2", 0.85, 0.0, None),
+            ("bug-c", None, 0.1, None, None),
+        ],
+        schema=MATCH_SCHEMA,
+        orient="row",
+    )
+    result = Evaluation(matches=matches, found=3, true=3, matched=2)
+    printed = str(result)
+    assert "precision 0.667, recall 0.667, F1 0.667" in printed
+    assert printed.splitlines()[0].split()[:4] == ["bug-<a>", "S1", "jaccard", "0.930"]
+    shown = result._repr_html_()
+    assert "precision 0.667, recall 0.667, F1 0.667" in shown
+    assert "bug-&lt;a&gt;" in shown
+    assert "bug-<a>" not in shown
+    assert "<td>+2.0</td><td>-1.0</td>" in shown
