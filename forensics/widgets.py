@@ -1181,7 +1181,7 @@ class Dashboard:
             incident=window,
             note=text,
             chart=chart,
-            calls=self._calls(state, where, window, baseline),
+            calls=self._calls(state, where, window, baseline, self._compare_dims(state)),
         )
         self.pinned.append(view)
         if self.investigation is not None:
@@ -1203,6 +1203,7 @@ class Dashboard:
         where: dict[str, Any],
         window: tuple[datetime, datetime] | None,
         baseline: tuple[datetime | None, datetime | None] | None,
+        dims: list[str] | None = None,
     ) -> tuple[str, ...]:
         by = [state.by] if state.by else []
         calls = [
@@ -1213,8 +1214,10 @@ class Dashboard:
             scoped = {k: v for k, v in where.items() if k != "ts"}
             iso = tuple(t.isoformat() for t in window)
             base = tuple(None if t is None else t.isoformat() for t in baseline)
+            # the dimensions the panel compared: p_adjusted counts the tests made
+            only = "" if dims is None else f"dims={dims!r}, "
             calls.append(
                 f"wb.compare({state.signal!r}, incident={iso!r}, baseline={base!r}, "
-                f"where={scoped!r})"
+                f"{only}where={scoped!r})"
             )
         return tuple(calls)

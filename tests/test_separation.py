@@ -6,7 +6,7 @@ benchmark ``bench/separation.py`` runs ten seeds of each and reports the table.
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -267,14 +267,18 @@ def test_a_signature_carries_its_evidence(tmp_path):
     assert sig.where.start == sig.start
 
 
-def test_stricter_alpha_finds_no_more(tmp_path):
+def test_alpha_decides_which_signatures_are_kept(tmp_path):
     out = tmp_path / "bad"
     simulate("bad-replica", rows=60_000, seed=2, out=out)
     with forensics.open(tmp_path / "b.duckdb") as wb:
         wb.ingest(out / "requests.parquet", progress=False)
-        loose = wb.signatures()
-        strict = wb.signatures(params=SeparationParams(alpha=1e-12))
-    assert len(strict) <= len(loose)
+        (sig,) = wb.signatures()
+        assert 0 < sig.p_value < SeparationParams().alpha
+        # a level below its p-value drops it; one well above keeps it
+        assert wb.signatures(params=SeparationParams(alpha=sig.p_value / 2)) == []
+        kept = wb.signatures(params=SeparationParams(alpha=sig.p_value * 10))
+    assert [s.predicate for s in kept] == [sig.predicate]
+    assert kept[0].p_value < sig.p_value * 10
 
 
 def test_a_sampled_search_measures_every_request(tmp_path):
@@ -305,10 +309,25 @@ def test_bad_requests_for_a_search_are_clear_errors(tmp_path, write_jsonl):
         assert wb.signatures() == []
 
 
-def test_times_are_utc(tmp_path):
-    found, _ = _run(tmp_path, "bad-replica", rows=60_000)
-    assert found[0].start.tzinfo is not None
-    assert found[0].start.utcoffset() == datetime(2024, 1, 1, tzinfo=UTC).utcoffset()
+def test_times_are_utc_whatever_the_machines_time_zone(tmp_path, monkeypatch):
+    """On a machine in New York (UTC-4 in summer), every time is still the UTC one."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        found, result = _run(tmp_path, "bad-replica", rows=60_000)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    (sig,) = found
+    (onset_error,) = result.matches["onset_error_hours"].to_list()
+    assert abs(onset_error) <= 2  # a local-time slip would be 4 h
+    times = [sig.start, sig.end, *sig.onset_range, *(sig.end_range or ()),
+             *(e["ts"] for e in sig.events)]  # fmt: skip
+    assert all(t.utcoffset() == timedelta(0) for t in times if t is not None)
+    contract = json.loads(signatures_to_json(found))["signatures"][0]
+    assert contract["start"] == f"{sig.start:%Y-%m-%dT%H:%M:%S}Z"
 
 
 def test_the_workspace_groups_text_as_enums_and_gives_text_back():
