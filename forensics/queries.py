@@ -74,6 +74,7 @@ __all__ = [
     "dimensions",
     "discover_dimensions",
     "event_rows",
+    "event_sources",
     "ingested_files",
     "overlap_counts",
     "power_of_two_edges",
@@ -1305,6 +1306,19 @@ def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
     )
     return db.frame(
         f"SELECT ts, kind, description, scope FROM events WHERE {condition} ORDER BY ts", params
+    )
+
+
+def event_sources(db: Database) -> pl.DataFrame:
+    """The files change events were loaded from, in load order: ``source_file, events``.
+
+    ``source_file`` is null for events added otherwise (the user's own SQL).
+    """
+    if "events" not in db.tables():
+        return pl.DataFrame(schema={"source_file": pl.Utf8, "events": pl.Int64})
+    return db.frame(
+        "SELECT source_file, count(*)::BIGINT AS events FROM events "
+        "GROUP BY source_file ORDER BY min(rowid)"
     )
 
 

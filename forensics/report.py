@@ -91,10 +91,11 @@ PNG_SCALE = 1.5
 """Pixel density of the Markdown report's PNG charts."""
 
 PACKAGES: tuple[str, ...] = (
-    "forensics", "duckdb", "polars", "pyarrow", "numpy", "scipy", "statsmodels", "ruptures",
-    "altair", "vl-convert-python",
+    "forensics", "duckdb", "polars", "pyarrow", "numpy", "scipy", "statsmodels", "altair",
+    "vl-convert-python",
 )  # fmt: skip
-"""Packages whose versions the report records."""
+"""Packages whose versions the report records: forensics and the dependencies its numbers
+and charts come from (a test keeps them among pyproject.toml's dependencies)."""
 
 
 # -- findings -------------------------------------------------------------------------
@@ -211,6 +212,9 @@ class Provenance:
     """Requests in the database."""
     events: int
     """Change events in the database."""
+    event_files: tuple[dict[str, Any], ...]
+    """Where they came from: ``source_file`` (null when not loaded from a file) and
+    ``events``, in load order."""
     first: datetime | None
     """First request time (UTC)."""
     last: datetime | None
@@ -268,6 +272,7 @@ class Provenance:
             gathered_at=datetime.now(UTC),
             requests=counts["requests"],
             events=counts["events"],
+            event_files=tuple(queries.event_sources(wb.db).to_dicts()),
             first=first,
             last=last,
             files=files,
@@ -1314,11 +1319,17 @@ def _method(inv: Investigation) -> list[_Block]:
             " ".join(["forensics ingest", _sh(str(f["path"])), "--db", _sh(db), *flags])
             + f"   # sha256 {str(f['sha256'])[:16]}…"
         )
-    if prov.events:
-        commands.append(
-            f"forensics ingest-events EVENTS_FILE --db {_sh(db)}   "
-            f"# {prov.events} change events (the database does not record this file's path)"
-        )
+    for source in prov.event_files:
+        if source["source_file"] is None:
+            commands.append(
+                f"# {source['events']} change events were added without `forensics "
+                "ingest-events` (no file records them)"
+            )
+        else:
+            commands.append(
+                f"forensics ingest-events {_sh(str(source['source_file']))} --db {_sh(db)}   "
+                f"# {source['events']} change events"
+            )
     commands.append(f"forensics report --db {_sh(db)} --out report.html")
     doc.append(_Heading(3, "How to reproduce", "reproduce", False))
     doc.append(_Code("\n".join(commands), "shell"))
