@@ -483,9 +483,13 @@ def lab(
             f"{db}: no such database; create it with `forensics ingest FILE --db {db}`"
         )
     folder = notebooks or find_notebooks()
+    # notebook_shim (classic Notebook-server extensions, which forensics does not use)
+    # lists ServerApp's members, reading the deprecated ServerApp.token: a DeprecationWarning
+    # on every start (shown when Voila is installed, which makes traitlets' visible).
     command = [
         sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder.resolve()}",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.jpserver_extensions=notebook_shim=False",
     ]  # fmt: skip
     if no_browser:
         command.append("--no-browser")

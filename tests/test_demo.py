@@ -92,6 +92,39 @@ def test_lab_prepares_the_sample_database_and_serves_the_notebooks_on_loopback(
     assert "--no-browser" in command.split()
 
 
+@pytest.mark.slow
+def test_lab_starts_jupyterlab_without_warnings(small_sample, tmp_path, monkeypatch):
+    """The command `forensics lab` runs: it serves, and says nothing deprecated on the way."""
+    import os
+    import socket
+    import time
+
+    _fake_repository(tmp_path, small_sample)
+    monkeypatch.chdir(tmp_path / "notebooks")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(main, ["lab", "--dry-run", "--no-browser", "--port", str(port)])
+    assert result.exit_code == 0, result.output
+    command = result.output.strip().splitlines()[-1].split()
+    log = tmp_path / "lab.log"
+    env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
+    with log.open("w") as out:
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while f"http://127.0.0.1:{port}/lab?token=" not in log.read_text():
+                assert server.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+    text = log.read_text()
+    assert "deprecated" not in text.lower(), text
+    assert "Traceback" not in text, text
+
+
 def test_lab_with_a_missing_database_exits_2(tmp_path):
     out = subprocess.run(
         [
