@@ -423,7 +423,7 @@ def test_the_workspace_holds_each_numeric_bucket_as_its_edge_and_its_index():
     assert {i for _, i in rows} == {None, 0, 1, 2, 3}
 
 
-def _cells(rng, *, spread):
+def _overdispersed_cells(rng, *, spread):
     """40 cells of 2,000 requests, the first 10 flagged (odds x3); ``spread``: extra-binomial
     variation of each cell's log-odds."""
     flag = (np.arange(40) < 10).astype(float)
@@ -444,7 +444,7 @@ def test_joint_glm_intervals_allow_for_overdispersion(spread):
     rng = np.random.default_rng(3)
     covered, covered_binomial, scales = 0, 0, []
     for _ in range(200):
-        k, n, x = _cells(rng, spread=spread)
+        k, n, x = _overdispersed_cells(rng, spread=spread)
         _, ci, scale = quasi_binomial_fit(k, n, x, alpha=0.05)
         binomial = GLM(np.column_stack([k, n - k]), x, family=families.Binomial()).fit()
         plain = np.asarray(binomial.conf_int(0.05))
