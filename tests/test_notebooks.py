@@ -100,7 +100,8 @@ def test_triage_runs_on_the_sample_and_shows_its_numbers(sample_db, monkeypatch)
     assert starting, f"no true onset near {incident}"
     shown = _text(nb, "compare")
     assert "shape: (10, 6)" in shown
-    first = next(line for line in shown.splitlines() if line.startswith("│ ") and "┆" in line)
+    rows = shown.split("╞", 1)[1].splitlines()[1:]  # the table's body, under its header
+    first = next(line for line in rows if line.startswith("│ ") and "┆" in line)
     dimension, value = (cell.strip() for cell in first.strip("│ ").split("┆")[:2])
     assert any(value in b["predicate"].get(dimension, ()) for b in starting), (dimension, value)
     assert any(WIDGET in o.get("data", {}) for o in _outputs(nb, "timeline"))
