@@ -141,7 +141,7 @@ def _raw_table_only():
 
     original = queries._source
 
-    def raw(db, needed, grain, signal, where, *, times=()):
+    def raw(db, needed, grain, signal, where, *, times=(), catalog=None):
         return queries._Source("requests", None, db.columns("requests"))
 
     queries._source = raw
@@ -159,6 +159,7 @@ def _catalog_cached(db):
     from forensics import analysis, queries
 
     memo = {
+        "_catalog": queries._catalog(db),
         "dimensions": queries.dimensions(db),
         "cubes": queries.cubes(db),
         "signal_names": queries.signal_names(db),

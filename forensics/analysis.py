@@ -224,15 +224,20 @@ def compare(
         then by ``explains``, then by ``surprise``. Columns: ``dimension,
         value`` (numeric dimensions as bucket labels), ``n_incident,
         k_incident, rate_incident, ci_low, ci_high`` (Wilson), ``n_baseline,
-        k_baseline, rate_baseline``, ``rate_out`` (incident rate of the other
+        k_baseline`` (the value's own baseline counts), ``rate_baseline`` (the
+        rate it is held to: its own in the baseline, or, for a value with no
+        baseline traffic, the rest of its dimension's, i.e. every request in
+        scope in the baseline window), ``rate_out`` (incident rate of the other
         values), ``lift`` (rate_incident / rate_out), ``share_of_bad_incident,
         share_of_bad_baseline`` (the value's share of the signal's true
         requests in each window), ``diff, diff_low, diff_high`` (rate
-        incident - baseline, Newcombe), ``excess`` (k_incident - n_incident x
-        rate_baseline), ``explains`` (excess / the whole incident's excess;
-        Adtributor's explanatory power), ``surprise`` (Jensen-Shannon term
-        between the two shares), ``p_value`` (one-sided score test, rate up),
-        ``p_adjusted``.
+        incident - rate_baseline, Newcombe), ``excess`` (k_incident -
+        n_incident x rate_baseline), ``explains`` (excess / the whole
+        incident's excess; Adtributor's explanatory power), ``surprise``
+        (Jensen-Shannon term between the two shares), ``p_value`` (one-sided
+        score test against the counts behind rate_baseline, rate up),
+        ``p_adjusted``. With no baseline traffic in scope at all, nothing can
+        be tested: rate_baseline, diff and explains are null and p is 1.
 
     Examples
     --------
@@ -305,9 +310,14 @@ def compare(
             "_k0",
         )
     )
+    # A value with no baseline traffic of its own (a new pool, a new build) is held to
+    # the rest of its dimension in the baseline, i.e. every request in scope then:
+    # otherwise it could not be tested and would rank last, and it is often the cause.
+    ref_k0 = np.where(n0 > 0, k0, big_k0)
+    ref_n0 = np.where(n0 > 0, n0, big_n0)
     with np.errstate(divide="ignore", invalid="ignore"):
         rate1 = np.where(n1 > 0, k1 / n1, np.nan)
-        rate0 = np.where(n0 > 0, k0 / n0, np.nan)
+        rate0 = np.where(ref_n0 > 0, ref_k0 / ref_n0, np.nan)
         rate_out = np.where(big_n1 - n1 > 0, (big_k1 - k1) / (big_n1 - n1), np.nan)
         lift = np.where(rate_out > 0, rate1 / rate_out, np.nan)
         share1 = np.where(big_k1 > 0, k1 / big_k1, np.nan)
@@ -316,8 +326,8 @@ def compare(
         whole_excess = big_k1 - big_n1 * np.where(big_n0 > 0, big_k0 / big_n0, np.nan)
         explains = np.where(whole_excess > 0, excess / whole_excess, np.nan)
     low, high = stats.wilson_interval(k1, n1, alpha=alpha)
-    d_low, d_high = stats.diff_interval(k1, n1, k0, n0, alpha=alpha)
-    p = stats.two_proportion_pvalue(k1, n1, k0, n0, alternative="larger")
+    d_low, d_high = stats.diff_interval(k1, n1, ref_k0, ref_n0, alpha=alpha)
+    p = stats.two_proportion_pvalue(k1, n1, ref_k0, ref_n0, alternative="larger")
     result = frame.select(
         "dimension", "value", "n_incident", "k_incident", "n_baseline", "k_baseline"
     )

@@ -44,6 +44,7 @@ import altair as alt
 import polars as pl
 
 from forensics.queries import bucket_label
+from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
     from forensics.signature import Signature
@@ -875,12 +876,15 @@ def comparison_chart(
                 data["rate_incident"], data["ci_low"], data["ci_high"], strict=True
             )
         ],
-        "baseline_rate": [_pct(r) for r in data["rate_baseline"]],
+        "baseline_rate": [
+            _pct(r) + (" (all values: none of its own)" if n == 0 and r is not None else "")
+            for r, n in zip(data["rate_baseline"], data["n_baseline"], strict=True)
+        ],
         "difference": [
             f"{_pct(d)} [{_pct(lo)} – {_pct(hi)}]"
             for d, lo, hi in zip(data["diff"], data["diff_low"], data["diff_high"], strict=True)
         ],
-        "p": ["–" if p is None else f"{p:.2g}" for p in data["p_adjusted"]],
+        "p": [format_p_value(p) for p in data["p_adjusted"]],
         "explains_text": [
             "" if e is None or e <= 0 else f"{100 * e:.0f}%" for e in data["explains"]
         ],

@@ -312,6 +312,8 @@ def signatures(
 
 
 def _signature_block(sig: Any) -> str:
+    from forensics.stats import format_p_value
+
     end = f"{sig.end:%Y-%m-%d %H:%M}" if sig.end else "still active"
     lines = [
         f"{sig.id}  {sig.describe()}",
@@ -320,7 +322,7 @@ def _signature_block(sig: Any) -> str:
         f"    size      {sig.requests:,} requests, {sig.users:,} users, "
         f"{sig.excess_requests:,.0f} more {sig.signal} than the baseline rate gives",
         f"    effect    {sig.signal} +{sig.excess_rate:.4f} "
-        f"[{sig.ci[0]:.4f}, {sig.ci[1]:.4f}], p = {sig.p_value:.2g}",
+        f"[{sig.ci[0]:.4f}, {sig.ci[1]:.4f}], p = {format_p_value(sig.p_value)}",
         f"    baseline  {sig.baseline}",
     ]
     for s in sig.symptoms:
@@ -504,9 +506,13 @@ def lab(
             f"{db}: no such database; create it with `forensics ingest FILE --db {db}`"
         )
     folder = notebooks or find_notebooks()
+    # notebook_shim (classic Notebook-server extensions, which forensics does not use)
+    # lists ServerApp's members, reading the deprecated ServerApp.token: a DeprecationWarning
+    # on every start (shown when Voila is installed, which makes traitlets' visible).
     command = [
         sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={folder.resolve()}",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+        "--ServerApp.jpserver_extensions=notebook_shim=False",
     ]  # fmt: skip
     if no_browser:
         command.append("--no-browser")

@@ -226,6 +226,10 @@ class Database:
         value: T = self._memo[key]
         return value
 
+    def forget(self) -> None:
+        """Drop every value ``memo`` remembered (another connection changed the database)."""
+        self._memo.clear()
+
     def tables(self) -> set[str]:
         """Names of the tables in the main schema."""
 

@@ -124,7 +124,12 @@ def demo_database(
 
 
 def _holds(db: Path, requests: Path) -> bool:
-    """Whether a database has ingested exactly this file (same content hash)."""
+    """Whether a database has ingested exactly this file (same content hash), with fresh cubes.
+
+    A database whose cubes no longer summarise its requests (made by an older
+    version, or cut short) is loaded again: read-only, as the notebooks open it,
+    it would answer every count from the raw table.
+    """
     import duckdb
 
     from forensics.readers import file_sha256
@@ -133,6 +138,7 @@ def _holds(db: Path, requests: Path) -> bool:
     try:
         with open_workbench(db, read_only=True) as wb:
             hashes = set(wb.files()["sha256"].to_list())
+            cubed = bool(wb.cubes())
     except (ForensicsError, OSError, duckdb.Error):  # unreadable or foreign: load again
         return False
-    return file_sha256(requests) in hashes
+    return cubed and file_sha256(requests) in hashes

@@ -10,6 +10,7 @@ with nothing true and nothing found, all three are 1.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,31 @@ class Evaluation:
             f"{self.precision:.3f}, recall {self.recall:.3f}, F1 {self.f1:.3f}"
         )
         return "\n".join(lines)
+
+    def __str__(self) -> str:
+        """``print(evaluation)``: each bug's match, then precision, recall and F1."""
+        return self.table()
+
+    def _repr_html_(self) -> str:
+        """In a notebook: precision, recall and F1, then each bug's match."""
+
+        def cell(value: Any, spec: str) -> str:
+            return "–" if value is None else html.escape(format(value, spec))
+
+        rows = "".join(
+            f"<tr><td>{html.escape(str(r['bug']))}</td><td>{cell(r['signature'], '')}</td>"
+            f"<td>{cell(r['jaccard'], '.3f')}</td><td>{cell(r['onset_error_hours'], '+.1f')}</td>"
+            f"<td>{cell(r['end_error_hours'], '+.1f')}</td></tr>"
+            for r in self.matches.iter_rows(named=True)
+        )
+        return (
+            f"<div><b>precision {self.precision:.3f}, recall {self.recall:.3f}, "
+            f"F1 {self.f1:.3f}</b> ({self.matched} of {self.true} true bugs recovered by "
+            f"{self.found} signatures; a match needs Jaccard &ge; {MATCH_JACCARD})"
+            "<table><tr><th>bug</th><th>signature</th><th>jaccard</th>"
+            "<th>onset error (h)</th><th>end error (h)</th></tr>"
+            f"{rows}</table></div>"
+        )
 
 
 def load_json(path: str | Path, key: str) -> dict[str, Any]:

@@ -16,9 +16,15 @@ Cubes
     dimensions' values: ``requests`` and, for each signal ``s``, ``n__s``
     (requests where ``s`` is defined) and ``k__s`` (where it is true). Numeric
     dimensions enter as buckets (the bucket's lower edge). ``cube_catalog``
-    lists the cubes; ingest rebuilds them all. One default cube is chosen
-    automatically (the dimensions in schema order that keep it under a row
-    budget); ``build_cube(db, dims=...)`` adds others. A count query reads the
+    lists the cubes, each with the state of ``requests`` it was built from
+    (ingested files, signal registry, row count, a checksum of the rows'
+    provenance). A read uses only cubes built from ``requests`` as it is now:
+    when they are stale (rows loaded by ``ingest.ingest_files``, a crash
+    between an ingest's commit and the rebuild, the user's own SQL) a
+    connection that may write rebuilds them first, a read-only one reads the
+    raw table. ``Workbench.ingest`` rebuilds them at once. One default cube is
+    chosen automatically (the dimensions in schema order that keep it under a
+    row budget); ``build_cube(db, dims=...)`` adds others. A count query reads the
     smallest cube that holds every column it needs at a fine enough grain and
     whose time bounds fall on bucket edges, and the raw ``requests`` otherwise:
     the answer is the same, only the speed differs.
@@ -82,6 +88,7 @@ __all__ = [
     "dimensions",
     "discover_dimensions",
     "event_rows",
+    "event_sources",
     "groupable_columns",
     "ingested_files",
     "overlap_counts",
@@ -361,13 +368,16 @@ def describe_column(db: Database, name: str) -> Dimension:
     return db.memo(("describe_column", name), lookup)
 
 
-def groupable_columns(db: Database, names: Sequence[str]) -> dict[str, Dimension]:
+def groupable_columns(
+    db: Database, names: Sequence[str], *, known: Mapping[str, Dimension] | None = None
+) -> dict[str, Dimension]:
     """The dimensions and outcomes named, described; a count can group by each of them.
 
     An outcome is described by ``describe_column`` (and read from the raw table);
-    any other name raises ``UnknownNameError`` listing the dimensions.
+    any other name raises ``UnknownNameError`` listing the dimensions. ``known``
+    is the dimensions the caller already holds (``dimensions(db)`` when omitted).
     """
-    dims = {d.name: d for d in dimensions(db)}
+    dims = dict(known) if known is not None else {d.name: d for d in dimensions(db)}
     outcomes = set(columns_with_role(db, "outcome"))
     out = {}
     for name in names:
@@ -383,24 +393,11 @@ def groupable_columns(db: Database, names: Sequence[str]) -> dict[str, Dimension
 def dimensions(db: Database) -> list[Dimension]:
     """The dimensions of ``requests``, as recorded when the cubes were last built.
 
-    Only columns whose role is still dimension (``forensics.roles``); falls back to
-    scanning the table when nothing is recorded yet.
+    Only columns whose role is still dimension (``forensics.roles``).
+    Rediscovered when the record is missing or older than ``requests`` (see
+    ``_catalog``).
     """
-    if "cube_dimensions" not in db.tables():
-        return db.memo(("dimensions", "discovered"), lambda: discover_dimensions(db))
-
-    def lookup() -> list[Dimension]:
-        rows = db.execute(
-            "SELECT name, kind, cardinality, cubable, edges FROM cube_dimensions ORDER BY position"
-        )
-        allowed = set(columns_with_role(db, "dimension"))
-        return [
-            Dimension(r[0], r[1], int(r[2]), bool(r[3]), tuple(float(e) for e in (r[4] or ())))
-            for r in rows
-            if r[0] in allowed
-        ]
-
-    return list(db.memo(("dimensions",), lookup))
+    return list(_catalog(db).dimensions)
 
 
 def dimension(db: Database, name: str) -> Dimension:
@@ -436,8 +433,12 @@ def dimension_values(db: Database, name: str, *, limit: int = DIMENSION_MAX_VALU
     pl.DataFrame
         ``value, requests``; a missing value is a null ``value``.
     """
-    d = dimension(db, name)
-    cube = next((c for c in cubes(db) if name in c.dims), None)
+    catalog = _catalog(db)
+    dims = {d.name: d for d in catalog.dimensions}
+    if name not in dims:
+        raise UnknownNameError.for_name("dimension", name, dims)
+    d = dims[name]
+    cube = next((c for c in catalog.cubes if name in c.dims), None)
     q = quote_identifier(name)
     if cube is not None:
         sql = f"SELECT {q} AS value, sum(requests) AS requests FROM {quote_identifier(cube.name)}"
@@ -687,23 +688,185 @@ class Cube:
 _CATALOG = """
     CREATE TABLE IF NOT EXISTS cube_catalog (
         name VARCHAR PRIMARY KEY, dims VARCHAR[], grain VARCHAR, rows BIGINT,
-        source_rows BIGINT, auto BOOLEAN, built_at TIMESTAMPTZ
+        source_rows BIGINT, auto BOOLEAN, built_at TIMESTAMPTZ, source_state VARCHAR
     )"""
 
+_CATALOG_STATE = "ALTER TABLE cube_catalog ADD COLUMN IF NOT EXISTS source_state VARCHAR"
+"""A catalog written before cubes recorded their source's state gets the column (null: stale)."""
 
-def cubes(db: Database) -> list[Cube]:
-    """The cubes this database keeps, smallest first."""
+
+@dataclass(frozen=True)
+class _Recorded:
+    """A row of ``cube_catalog``: the cube and the state of ``requests`` it summarises."""
+
+    cube: Cube
+    state: str | None
+
+
+@dataclass(frozen=True)
+class _Catalog:
+    """What a read may use: the cubes that summarise ``requests`` as it is, and its dimensions."""
+
+    cubes: tuple[Cube, ...]
+    dimensions: tuple[Dimension, ...]
+
+
+def _provenance_checksum(db: Database) -> int:
+    """A checksum of which rows ``requests`` holds (their file and row; rowid without them).
+
+    Unlike a row count it changes when rows are deleted and as many others
+    inserted. It reads two columns of every row (about 30 ms on 10M rows), so it
+    is remembered until this connection writes.
+    """
+
+    def compute() -> int:
+        columns = db.columns("requests")
+        keys = (
+            "_source_file_id, _source_row"
+            if {"_source_file_id", "_source_row"} <= set(columns)
+            else "rowid"
+        )
+        return int(db.scalar(f"SELECT coalesce(sum(hash({keys})), 0) FROM requests"))
+
+    return db.memo(("requests_checksum",), compute)
+
+
+def _source_state(db: Database) -> tuple[str, dict[str, int]]:
+    """The state of ``requests`` a cube must have been built from, and each table's size.
+
+    The state joins what ingest commits with its rows (``ingested_files``: files,
+    last id, rows accepted), the signal registry, the row count of ``requests``
+    and a checksum of its rows' provenance (``_provenance_checksum``): a crash
+    between an ingest's commit and the cube refresh, an ingest through
+    ``ingest.ingest_files`` and a user's own DELETE or INSERT all change it. (A
+    user's UPDATE of stored values in place does not; call ``refresh_cubes``
+    after one.)
+
+    All but the checksum come from table metadata and tiny tables in one
+    statement (about 1.5 ms). A connection that may write runs it on every read,
+    since another connection of this process may have written; when it differs
+    from what this connection saw last, every remembered catalog lookup is
+    forgotten. A read-only connection runs it once: while it is open, DuckDB's
+    file lock lets no one write.
+
+    Returns
+    -------
+    tuple[str, dict[str, int]]
+        The state, and the estimated row count of every table (a cube's is exact).
+    """
+
+    def look() -> tuple[tuple[Any, ...], dict[str, int]]:
+        tables = db.tables()
+        parts = [
+            "(SELECT count(*) FROM requests)",
+            "(SELECT [count(*), coalesce(max(file_id), 0), coalesce(sum(accepted), 0)] "
+            "FROM ingested_files)"
+            if "ingested_files" in tables
+            else "NULL",
+            "(SELECT coalesce(sum(hash(name, kind, source_column, op, value)), 0) "
+            "FROM signal_definitions)"
+            if "signal_definitions" in tables
+            else "NULL",
+            "(SELECT list({'t': table_name, 'n': estimated_size}) FROM duckdb_tables() "
+            "WHERE schema_name = 'main' AND database_name = current_database())",
+        ]
+        rows, files, signals, sizes = db.execute(f"SELECT {', '.join(parts)}")[0]
+        seen = (int(rows), tuple(int(f) for f in files or ()), signals)
+        return seen, {s["t"]: int(s["n"]) for s in sizes or ()}
+
+    if db.read_only:
+        seen, sizes = db.memo(("requests_state",), look)
+    else:
+        seen, sizes = look()
+        if db.memo(("requests_state",), lambda: (seen, sizes))[0] != seen:
+            db.forget()  # another connection wrote: tables, columns, signals may differ too
+            db.memo(("requests_state",), lambda: (seen, sizes))
+    rows, files, signals = seen
+    files_text = "/".join(map(str, files)) or "-"
+    state = f"rows={rows};files={files_text};signals={signals};check={_provenance_checksum(db)}"
+    return state, sizes
+
+
+def _recorded_cubes(db: Database) -> list[_Recorded]:
+    """``cube_catalog`` as stored, smallest first (remembered until this connection writes)."""
     if "cube_catalog" not in db.tables():
         return []
 
-    def lookup() -> list[Cube]:
+    def lookup() -> list[_Recorded]:
+        state = "source_state" if "source_state" in db.columns("cube_catalog") else "NULL"
         rows = db.execute(
-            "SELECT name, dims, grain, rows, source_rows, auto FROM cube_catalog "
+            f"SELECT name, dims, grain, rows, source_rows, auto, {state} FROM cube_catalog "
             "ORDER BY rows, name"
         )
-        return [Cube(r[0], tuple(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])) for r in rows]
+        return [
+            _Recorded(Cube(r[0], tuple(r[1]), r[2], int(r[3]), int(r[4]), bool(r[5])), r[6])
+            for r in rows
+        ]
 
     return list(db.memo(("cubes",), lookup))
+
+
+def _recorded_dimensions(db: Database) -> list[Dimension]:
+    """``cube_dimensions`` as stored (remembered until this connection writes)."""
+    if "cube_dimensions" not in db.tables():
+        return []
+
+    def lookup() -> list[Dimension]:
+        rows = db.execute(
+            "SELECT name, kind, cardinality, cubable, edges FROM cube_dimensions ORDER BY position"
+        )
+        allowed = set(columns_with_role(db, "dimension"))
+        return [
+            Dimension(r[0], r[1], int(r[2]), bool(r[3]), tuple(float(e) for e in (r[4] or ())))
+            for r in rows
+            if r[0] in allowed
+        ]
+
+    return list(db.memo(("dimensions",), lookup))
+
+
+def _fresh(db: Database) -> tuple[list[Cube], bool, bool]:
+    """The recorded cubes that summarise ``requests`` as it is now.
+
+    Returns the fresh cubes, whether the recorded dimensions are fresh (they are
+    written just before the default cube, by the same refresh) and whether
+    every recorded cube is.
+    """
+    recorded = _recorded_cubes(db)
+    state, sizes = _source_state(db)
+    fresh = [r for r in recorded if r.state == state and sizes.get(r.cube.name) == r.cube.rows]
+    dims_fresh = any(r.cube.auto for r in fresh) and "cube_dimensions" in db.tables()
+    return [r.cube for r in fresh], dims_fresh, len(fresh) == len(recorded)
+
+
+def _catalog(db: Database) -> _Catalog:
+    """The cubes and dimensions a read may use, checked against ``requests`` as it is now.
+
+    A cube built from another state of ``requests`` (rows ingested, deleted or
+    added since, by any connection, or a refresh cut short by a crash) never
+    answers: a connection that may write rebuilds the cubes first, a read-only
+    one reads the raw table and discovers the dimensions by scanning it.
+    """
+    if "requests" not in db.tables():
+        return _Catalog((), ())
+    cubes_now, dims_fresh, complete = _fresh(db)
+    if not (dims_fresh and complete) and not db.read_only:
+        refresh_cubes(db)
+        cubes_now, dims_fresh, _ = _fresh(db)
+    if dims_fresh:
+        dims = _recorded_dimensions(db)
+    else:
+        dims = db.memo(("dimensions", "discovered"), lambda: discover_dimensions(db))
+    return _Catalog(tuple(cubes_now), tuple(dims))
+
+
+def cubes(db: Database) -> list[Cube]:
+    """The cubes this database keeps that summarise ``requests`` as it is, smallest first.
+
+    Stale cubes are rebuilt first when the connection may write, and left out
+    when it is read-only (see ``_catalog``).
+    """
+    return list(_catalog(db).cubes)
 
 
 def _key_sql(d: Dimension) -> str:
@@ -762,6 +925,37 @@ def build_cube(
     if "requests" not in db.tables():
         raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
     known = {d.name: d for d in dimensions(db)}
+    if name is None:
+        existing = {r.cube.name: r.cube for r in _recorded_cubes(db)}
+        same = [
+            c.name
+            for c in existing.values()
+            if dims is not None and c.dims == tuple(dims) and c.grain == grain and not c.auto
+        ]
+        if dims is None:
+            name = "cube_default"
+        elif same:
+            name = same[0]
+        else:
+            number = 1
+            while f"cube_{grain}_{number}" in existing:
+                number += 1
+            name = f"cube_{grain}_{number}"
+    return _build_cube(db, known, dims=dims, grain=grain, name=name)
+
+
+def _build_cube(
+    db: Database,
+    known: Mapping[str, Dimension],
+    *,
+    dims: Sequence[str] | None,
+    grain: Grain,
+    name: str,
+) -> Cube:
+    """Build one cube from ``known`` dimensions and record it with the state it summarises."""
+    # The state is taken before the cube is built: rows another connection adds
+    # in between make the cube look stale (rebuilt), never fresh with rows missing.
+    state, _ = _source_state(db)
     source_rows = int(db.scalar("SELECT count(*) FROM requests"))
     auto = dims is None
     if dims is None:
@@ -775,18 +969,7 @@ def build_cube(
                 f"({CUBE_MAX_VALUES}); filter on it against the raw table instead"
             )
     db.execute(_CATALOG)
-    if name is None:
-        existing = {c.name: c for c in cubes(db)}
-        same = [c.name for c in existing.values() if c.dims == tuple(dims) and c.grain == grain]
-        if auto:
-            name = "cube_default"
-        elif same:
-            name = same[0]
-        else:
-            number = 1
-            while f"cube_{grain}_{number}" in existing:
-                number += 1
-            name = f"cube_{grain}_{number}"
+    db.execute(_CATALOG_STATE)
     signals = signal_names(db)
     keys = [_key_sql(known[d]) for d in dims]
     measures = ["count(*) AS requests"]
@@ -798,9 +981,20 @@ def build_cube(
     table = quote_identifier(name)
     db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM requests GROUP BY ALL")
     rows = int(db.scalar(f"SELECT count(*) FROM {table}"))
+    # Written after the table: a crash in between leaves the old state recorded (stale).
     db.execute(
-        "INSERT OR REPLACE INTO cube_catalog VALUES ($n, $d, $g, $r, $s, $a, now())",
-        {"n": name, "d": list(dims), "g": grain, "r": rows, "s": source_rows, "a": auto},
+        "INSERT OR REPLACE INTO cube_catalog "
+        "(name, dims, grain, rows, source_rows, auto, built_at, source_state) "
+        "VALUES ($n, $d, $g, $r, $s, $a, now(), $state)",
+        {
+            "n": name,
+            "d": list(dims),
+            "g": grain,
+            "r": rows,
+            "s": source_rows,
+            "a": auto,
+            "state": state,
+        },
     )
     return Cube(name, tuple(dims), grain, rows, source_rows, auto)
 
@@ -825,23 +1019,30 @@ def _record_dimensions(db: Database, dims: Sequence[Dimension]) -> None:
 
 
 def refresh_cubes(db: Database) -> list[Cube]:
-    """Rediscover the dimensions and rebuild every cube from ``requests`` (ingest calls this).
+    """Rediscover the dimensions and rebuild every cube from ``requests``.
 
-    A cube asked for earlier whose dimensions no longer fit is dropped.
+    ``Workbench.ingest`` calls this after loading; any read through a cube
+    calls it when the cubes no longer summarise ``requests`` as it is (see
+    ``_catalog``). A cube asked for earlier whose dimensions no longer fit is
+    dropped.
     """
     if "requests" not in db.tables():
         return []
-    _record_dimensions(db, discover_dimensions(db))
-    known = {d.name: d for d in dimensions(db)}
-    rebuilt = [build_cube(db)]
-    for cube in cubes(db):
+    previous = _recorded_cubes(db)
+    found = discover_dimensions(db)
+    _record_dimensions(db, found)
+    known = {d.name: d for d in found}
+    rebuilt = [_build_cube(db, known, dims=None, grain="hour", name="cube_default")]
+    for entry in previous:
+        cube = entry.cube
         if cube.auto:
             continue
         if all(d in known and known[d].cubable for d in cube.dims):
-            rebuilt.append(build_cube(db, dims=cube.dims, grain=cube.grain, name=cube.name))
+            rebuilt.append(_build_cube(db, known, dims=cube.dims, grain=cube.grain, name=cube.name))
         else:
-            db.execute(f"DROP TABLE IF EXISTS {quote_identifier(cube.name)}")
+            # The catalog row goes first: a crash in between leaves a table nothing reads.
             db.execute("DELETE FROM cube_catalog WHERE name = $n", {"n": cube.name})
+            db.execute(f"DROP TABLE IF EXISTS {quote_identifier(cube.name)}")
     return rebuilt
 
 
@@ -885,16 +1086,19 @@ def _source(
     where: Where,
     *,
     times: Sequence[datetime | None] = (),
+    catalog: _Catalog | None = None,
 ) -> _Source:
-    """The smallest cube that answers exactly, else ``requests``.
+    """The smallest fresh cube that answers exactly, else ``requests``.
 
     ``times`` are further time bounds the query uses (besides ``where``'s),
     which must fall on the cube's bucket edges too. A query touching a column
-    that is not a dimension (an outcome) reads ``requests``.
+    that is not a dimension (an outcome) reads ``requests``. ``catalog`` is the
+    one the caller checked (``_catalog(db)`` when omitted).
     """
-    dims = {d.name: d for d in dimensions(db)}
+    catalog = catalog or _catalog(db)
+    dims = {d.name: d for d in catalog.dimensions}
     bounds = (where.start, where.end, *times)
-    for cube in cubes(db) if needed <= set(dims) else ():
+    for cube in catalog.cubes if needed <= set(dims) else ():
         if grain == "hour" and cube.grain != "hour":
             continue
         if not (needed <= set(cube.dims)):
@@ -939,10 +1143,11 @@ def counts_by(
     if grain is not None and grain not in GRAINS:
         raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)} or None")
     where = where or Where()
-    dims = groupable_columns(db, by)
+    catalog = _catalog(db)
+    dims = groupable_columns(db, by, known={d.name: d for d in catalog.dimensions})
     needed = set(by) | where.columns
     source = (
-        _source(db, needed, grain, signal, where)
+        _source(db, needed, grain, signal, where, catalog=catalog)
         if use_cubes
         else _Source("requests", None, db.columns("requests"))
     )
@@ -1059,7 +1264,8 @@ def counts_per_dimension(
     [('model', 'a', 1, 1, 1, 0), ('model', 'b', 0, 0, 1, 1)]
     """
     check_signal(db, signal)
-    known = groupable_columns(db, dims)
+    catalog = _catalog(db)
+    known = groupable_columns(db, dims, known={d.name: d for d in catalog.dimensions})
     where = where or Where()
     scope = Where(where.values, where.ranges)
     spans = {name: where.between(*window) for name, window in windows.items()}
@@ -1067,7 +1273,7 @@ def counts_per_dimension(
     groups: dict[str, tuple[_Source, list[str]]] = {}
     for column in dict.fromkeys(dims):
         source = (
-            _source(db, {column} | scope.columns, None, signal, scope, times=times)
+            _source(db, {column} | scope.columns, None, signal, scope, times=times, catalog=catalog)
             if use_cubes
             else _Source("requests", None, db.columns("requests"))
         )
@@ -1186,6 +1392,19 @@ def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
     )
     return db.frame(
         f"SELECT ts, kind, description, scope FROM events WHERE {condition} ORDER BY ts", params
+    )
+
+
+def event_sources(db: Database) -> pl.DataFrame:
+    """The files change events were loaded from, in load order: ``source_file, events``.
+
+    ``source_file`` is null for events added otherwise (the user's own SQL).
+    """
+    if "events" not in db.tables():
+        return pl.DataFrame(schema={"source_file": pl.Utf8, "events": pl.Int64})
+    return db.frame(
+        "SELECT source_file, count(*)::BIGINT AS events FROM events "
+        "GROUP BY source_file ORDER BY min(rowid)"
     )
 
 
@@ -1360,9 +1579,16 @@ def slice_counts(
         if signal not in columns:
             raise UnknownNameError.for_name("signal", signal, signal_names(db))
     source = _Source("requests", None, columns)
-    if use_cubes and signals and cubes(db):
+    catalog = _catalog(db) if use_cubes and signals else None
+    if catalog is not None and catalog.cubes:
         found = _source(
-            db, set(predicate), "hour", signals[0], Where.parse(dict(predicate)), times=window
+            db,
+            set(predicate),
+            "hour",
+            signals[0],
+            Where.parse(dict(predicate)),
+            times=window,
+            catalog=catalog,
         )
         if all(f"n__{s}" in found.columns for s in signals):
             source = found

@@ -49,6 +49,7 @@ from forensics.analysis import Exposure
 from forensics.errors import ConfigError, QueryError
 from forensics.evaluate import simulation_of
 from forensics.findings import Note, View
+from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
     from forensics.separation import SeparationParams
@@ -90,10 +91,11 @@ PNG_SCALE = 1.5
 """Pixel density of the Markdown report's PNG charts."""
 
 PACKAGES: tuple[str, ...] = (
-    "forensics", "duckdb", "polars", "pyarrow", "numpy", "scipy", "statsmodels", "ruptures",
-    "altair", "vl-convert-python",
+    "forensics", "duckdb", "polars", "pyarrow", "numpy", "scipy", "statsmodels", "altair",
+    "vl-convert-python",
 )  # fmt: skip
-"""Packages whose versions the report records."""
+"""Packages whose versions the report records: forensics and the dependencies its numbers
+and charts come from (a test keeps them among pyproject.toml's dependencies)."""
 
 
 # -- findings -------------------------------------------------------------------------
@@ -210,6 +212,9 @@ class Provenance:
     """Requests in the database."""
     events: int
     """Change events in the database."""
+    event_files: tuple[dict[str, Any], ...]
+    """Where they came from: ``source_file`` (null when not loaded from a file) and
+    ``events``, in load order."""
     first: datetime | None
     """First request time (UTC)."""
     last: datetime | None
@@ -269,6 +274,7 @@ class Provenance:
             gathered_at=datetime.now(UTC),
             requests=counts["requests"],
             events=counts["events"],
+            event_files=tuple(queries.event_sources(wb.db).to_dicts()),
             first=first,
             last=last,
             files=files,
@@ -986,7 +992,7 @@ def _summary(inv: Investigation) -> list[_Block]:
                 f"{s.requests:,}",
                 f"{s.users:,}",
                 _pp(s.excess_rate, *s.ci).replace(" [", "\n["),
-                _p(s.p_value),
+                format_p_value(s.p_value),
             )
         )
     doc.append(
@@ -1051,7 +1057,11 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
         ("excess requests", excess, f"more {sig.signal} than the baseline predicts"),
         ("requests", f"{sig.requests:,}", "in the slice during the window"),
         ("users", f"{sig.users:,}", "distinct users among them"),
-        ("adjusted p", _p(sig.p_value), "Bonferroni over every slice, window, signal scanned"),
+        (
+            "adjusted p",
+            format_p_value(sig.p_value),
+            "Bonferroni over every slice, window, signal scanned",
+        ),
         (
             "odds ratio",
             _ratio(sig.odds_ratio, *sig.odds_ratio_ci),
@@ -1083,7 +1093,7 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
                     f"{m.k_inside:,} of {m.n_inside:,}",
                     _rate(m.rate_baseline, *m.ci_baseline),
                     f"{m.k_baseline:,} of {m.n_baseline:,}",
-                    _p(m.p_value),
+                    format_p_value(m.p_value),
                     "yes" if m.elevated else "no",
                 )
                 for m in sig.symptoms
@@ -1153,9 +1163,14 @@ def _top_slices_table(top: pl.DataFrame) -> _Table:
             (
                 f"{r['dimension']} = {r['value']}",
                 _rate(r["rate_incident"], r["ci_low"], r["ci_high"]),
-                _pct(r["rate_baseline"]),
+                _pct(r["rate_baseline"])
+                + (
+                    " (all values: none of its own)"
+                    if r["n_baseline"] == 0 and r["rate_baseline"] is not None
+                    else ""
+                ),
                 _pp(r["diff"], r["diff_low"], r["diff_high"]),
-                _p(r["p_adjusted"]),
+                format_p_value(r["p_adjusted"]),
                 _pct(r["explains"], 0) if r["explains"] is not None else "–",
             )
         )
@@ -1311,11 +1326,17 @@ def _method(inv: Investigation) -> list[_Block]:
             " ".join(["forensics ingest", _sh(str(f["path"])), "--db", _sh(db), *flags])
             + f"   # sha256 {str(f['sha256'])[:16]}…"
         )
-    if prov.events:
-        commands.append(
-            f"forensics ingest-events EVENTS_FILE --db {_sh(db)}   "
-            f"# {prov.events} change events (the database does not record this file's path)"
-        )
+    for source in prov.event_files:
+        if source["source_file"] is None:
+            commands.append(
+                f"# {source['events']} change events were added without `forensics "
+                "ingest-events` (no file records them)"
+            )
+        else:
+            commands.append(
+                f"forensics ingest-events {_sh(str(source['source_file']))} --db {_sh(db)}   "
+                f"# {source['events']} change events"
+            )
     commands.append(f"forensics report --db {_sh(db)} --out report.html")
     doc.append(_Heading(3, "How to reproduce", "reproduce", False))
     doc.append(_Code("\n".join(commands), "shell"))
@@ -1467,17 +1488,6 @@ def _ratio(x: Any, low: Any, high: Any) -> str:
     if not _finite(x):
         return "–"
     return f"{x:.3g} [{_num(low, '.3g')}, {_num(high, '.3g')}]"
-
-
-def _p(p: Any) -> str:
-    """A p-value: '< 1e-300' when it underflows.
-
-    >>> _p(0.0), _p(1.2e-142), _p(0.0123), _p(None)
-    ('< 1e-300', '1.2e-142', '0.012', '–')
-    """
-    if not _finite(p):
-        return "–"
-    return "< 1e-300" if p < 1e-300 else f"{p:.2g}"
 
 
 def _hours(h: Any) -> str:

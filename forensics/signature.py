@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from forensics.queries import Where
+from forensics.stats import format_p_value
 
 __all__ = [
     "Signature",
@@ -261,7 +262,8 @@ class Signature:
         return (
             f"<div><b>{html.escape(self.id)}</b> {html.escape(self.describe())}<br>"
             f"{self.requests:,} requests, {self.users:,} users, excess rate "
-            f"{self.excess_rate:.4f} [{self.ci[0]:.4f}, {self.ci[1]:.4f}], p = {self.p_value:.2g}"
+            f"{self.excess_rate:.4f} [{self.ci[0]:.4f}, {self.ci[1]:.4f}], "
+            f"p = {format_p_value(self.p_value)}"
             f"<br>baseline: {html.escape(self.baseline)}"
             "<table><tr><th>signal</th><th>inside</th><th>baseline</th><th>elevated</th></tr>"
             f"{rows}</table></div>"

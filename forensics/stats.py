@@ -41,6 +41,7 @@ __all__ = [
     "change_points",
     "diff_interval",
     "fdr_bh",
+    "format_p_value",
     "rate_table",
     "two_proportion_pvalue",
     "wilson_interval",
@@ -182,6 +183,26 @@ def two_proportion_pvalue(
     return out
 
 
+P_VALUE_FLOOR = 1e-300
+"""Smaller p-values are shown as "< 1e-300": a double underflows to 0 near here, and
+0 would read as certainty."""
+
+
+def format_p_value(p: float | None) -> str:
+    """A p-value as every output shows it: two digits, "< 1e-300" below the floor, "–" if none.
+
+    Examples
+    --------
+    >>> format_p_value(0.0), format_p_value(2.7e-122), format_p_value(0.031)
+    ('< 1e-300', '2.7e-122', '0.031')
+    >>> format_p_value(None), format_p_value(float("nan"))
+    ('–', '–')
+    """
+    if p is None or not isinstance(p, int | float) or math.isnan(p):
+        return "–"
+    return f"< {P_VALUE_FLOOR:.0e}" if p < P_VALUE_FLOOR else f"{p:.2g}"
+
+
 def fdr_bh(pvalues: ArrayLike) -> np.ndarray:
     """Benjamini-Hochberg adjusted p-values (NaN entries stay NaN and are not counted).
 
@@ -227,7 +248,8 @@ class ChangePoint:
     rate_after: float
     """Rate of the segment after (until the next change), k / n."""
     ci_low: datetime | int
-    """Earliest bucket start in the 95% profile-likelihood range of the change's time."""
+    """Earliest bucket start in the ``1 - alpha`` (95%) profile-likelihood range of the
+    change's time."""
     ci_high: datetime | int
     """Latest bucket start in that range."""
     p_value: float
@@ -333,6 +355,9 @@ def change_points(
     period
         Length of a seasonal cycle in buckets; ignored unless the series
         holds at least ``SEASONAL_MIN_CYCLES`` of them.
+    alpha
+        Level of the test a change must pass, and of its time range
+        (``ci_low``, ``ci_high``: a ``1 - alpha`` profile-likelihood range).
 
     Returns
     -------
@@ -379,7 +404,7 @@ def change_points(
         bounds, dispersion = again, updated
         if settled or not (seasonal or overdispersion):
             break
-    return _describe(k_arr, n_arr, expected, bounds, times, dispersion)
+    return _describe(k_arr, n_arr, expected, bounds, times, dispersion, alpha=alpha)
 
 
 def _describe(
@@ -389,6 +414,8 @@ def _describe(
     bounds: Sequence[int],
     times: Sequence[datetime] | None,
     dispersion: float,
+    *,
+    alpha: float,
 ) -> list[ChangePoint]:
     edges = [0, *bounds]
     ck = np.concatenate([[0.0], np.cumsum(k)])
@@ -405,7 +432,7 @@ def _describe(
     def at(i: int) -> datetime | int:
         return times[i] if times is not None else i
 
-    threshold = float(scipy_stats.chi2.ppf(1 - ALPHA, 1))
+    threshold = float(scipy_stats.chi2.ppf(1 - alpha, 1))
     out = []
     for j in range(1, len(edges) - 1):
         left, cut, right = edges[j - 1], edges[j], edges[j + 1]

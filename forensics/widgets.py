@@ -46,6 +46,7 @@ from forensics.db import Database
 from forensics.errors import ForensicsError
 from forensics.findings import View
 from forensics.queries import Dimension, bucket_label, dimension_values, time_range
+from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
     from forensics.analysis import Timeline
@@ -260,17 +261,6 @@ def _bounds(edges: Sequence[float], i: int, j: int) -> tuple[float | None, float
     if j <= i:
         i, j = min(i, len(edges) - 1), min(i, len(edges) - 1) + 1
     return (None if i == 0 else edges[i]), (None if j >= len(edges) else edges[j])
-
-
-def _p_value(p: float) -> str:
-    """A p-value for a table: two digits, and "< 1e-300" where it underflowed to 0.
-
-    Examples
-    --------
-    >>> _p_value(0.0), _p_value(2.7e-122), _p_value(0.031)
-    ('< 1e-300', '2.7e-122', '0.031')
-    """
-    return "< 1e-300" if p == 0 else f"{p:.2g}"
 
 
 def _pct(x: float | None, digits: int = 2) -> str:
@@ -1147,7 +1137,7 @@ class Dashboard:
                 f"<td>{html.escape(', '.join(s.signals))}</td>"
                 f"<td class='num'>{_pct(s.excess_rate)} [{_pct(s.ci[0])} – {_pct(s.ci[1])}]</td>"
                 f"<td class='num'>{s.requests:,}</td><td class='num'>{s.users:,}</td>"
-                f"<td class='num'>{_p_value(s.p_value)}</td></tr>"
+                f"<td class='num'>{format_p_value(s.p_value)}</td></tr>"
             )
         return (
             f"<div class='fx-muted'>{len(self.signatures)} signatures in {seconds:.1f} s; choose "
@@ -1210,7 +1200,7 @@ class Dashboard:
             incident=window,
             note=text,
             chart=chart,
-            calls=self._calls(state, where, window, baseline),
+            calls=self._calls(state, where, window, baseline, self._compare_dims(state)),
         )
         self.pinned.append(view)
         if self.investigation is not None:
@@ -1232,6 +1222,7 @@ class Dashboard:
         where: dict[str, Any],
         window: tuple[datetime, datetime] | None,
         baseline: tuple[datetime | None, datetime | None] | None,
+        dims: list[str] | None = None,
     ) -> tuple[str, ...]:
         by = [state.by] if state.by else []
         calls = [
@@ -1242,8 +1233,10 @@ class Dashboard:
             scoped = {k: v for k, v in where.items() if k != "ts"}
             iso = tuple(t.isoformat() for t in window)
             base = tuple(None if t is None else t.isoformat() for t in baseline)
+            # the dimensions the panel compared: p_adjusted counts the tests made
+            only = "" if dims is None else f"dims={dims!r}, "
             calls.append(
                 f"wb.compare({state.signal!r}, incident={iso!r}, baseline={base!r}, "
-                f"where={scoped!r})"
+                f"{only}where={scoped!r})"
             )
         return tuple(calls)

@@ -72,7 +72,7 @@ class Workbench:
         """Load request-log files (see ``forensics.ingest.ingest_files``)."""
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.load(mapping)
-        before = (queries.table_counts(self.db)["requests"], column_roles(self.db))
+        roles = column_roles(self.db)
         try:
             summary = ingest_files(
                 self.db,
@@ -85,15 +85,13 @@ class Workbench:
                 errors=errors,
             )
         finally:
-            # Files committed before a refused one are in: the cubes must count them.
-            # A changed role changes the dimensions the cubes are built over.
-            rows, roles = before
-            if (
-                queries.table_counts(self.db)["requests"] != rows
-                or not column_roles(self.db).equals(roles)
-                or not queries.cubes(self.db)
-            ):
+            # Rebuilt now rather than on the first read: every committed file, including
+            # those before a refused one, changed what the cubes must summarise; and a
+            # changed role changes the dimensions the cubes are built over.
+            if not column_roles(self.db).equals(roles):
                 queries.refresh_cubes(self.db)
+            else:
+                queries.cubes(self.db)
         return summary
 
     def ingest_events(self, path: str | Path) -> FileSummary:

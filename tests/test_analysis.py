@@ -1,5 +1,6 @@
 """The investigator's questions (rates, timeline, compare, exposure, change points) by hand."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -116,6 +117,77 @@ def test_compare_ranks_the_explaining_value_first_with_numbers_by_hand(incident)
     # models share the rise equally: each explains half and neither is surprising
     assert by_value[("model", "a")]["explains"] == pytest.approx(0.5)
     assert by_value[("model", "a")]["surprise"] == pytest.approx(0.0)
+
+
+def _pool_rows(spec):
+    """spec: (day, routing_pool, requests, bad) -> rows; models and platforms alternate."""
+    rows, i = [], 0
+    for day, pool, count, bad in spec:
+        for j in range(count):
+            rows.append(
+                request_row(
+                    i,
+                    ts=f"2025-08-{day:02d}T{j % 24:02d}:{j % 60:02d}:00Z",
+                    routing_pool=pool,
+                    eval_score=0.2 if j < bad else 0.9,
+                )
+            )
+            i += 1
+    return rows
+
+
+def test_compare_ranks_a_value_new_in_the_incident_by_what_it_explains(tmp_path, write_parquet):
+    """A pool that only exists in the incident window is the misrouting case itself."""
+    spec = [
+        (1, "p1", 400, 8),
+        (1, "p2", 400, 8),
+        (2, "p1", 400, 8),
+        (2, "p2", 400, 8),
+        (2, "p-new", 216, 216),  # new, and every request bad
+    ]
+    with forensics.open(tmp_path / "new.duckdb") as wb:
+        wb.ingest(write_parquet(_pool_rows(spec)))
+        frame = wb.compare(
+            "low_eval", incident=("2025-08-02", "2025-08-03"), baseline=("2025-08-01", "2025-08-02")
+        )
+    top = frame.row(0, named=True)
+    assert (top["dimension"], top["value"]) == ("routing_pool", "p-new")
+    assert (top["n_incident"], top["k_incident"], top["n_baseline"], top["k_baseline"]) == (
+        216,
+        216,
+        0,
+        0,
+    )
+    # held to the rest of its dimension in the baseline: 16 of 800 bad
+    assert top["rate_baseline"] == pytest.approx(0.02)
+    assert (top["share_of_bad_baseline"], top["share_of_bad_incident"]) == (0.0, 216 / 232)
+    assert top["excess"] == pytest.approx(216 - 216 * 0.02)
+    # the whole incident's excess, 232 - 1016 x 0.02, is all of it
+    assert top["explains"] == pytest.approx(1.0)
+    assert top["diff_low"] > 0.9
+    assert top["p_adjusted"] < 1e-10
+    # the old pools did not change
+    by_value = {(r["dimension"], r["value"]): r for r in frame.iter_rows(named=True)}
+    assert by_value[("routing_pool", "p1")]["excess"] == pytest.approx(0.0)
+    assert by_value[("routing_pool", "p1")]["p_adjusted"] > 0.05
+    # the chart says which baseline it was held to
+    from forensics.charts import comparison_chart
+
+    chart = comparison_chart(frame, signal="low_eval", incident=(None, None), baseline=(None, None))
+    spec = json.dumps(chart.to_dict())
+    assert "2.00% (all values: none of its own)" in spec
+
+
+def test_compare_without_baseline_traffic_tests_nothing(tmp_path, write_parquet):
+    with forensics.open(tmp_path / "empty.duckdb") as wb:
+        wb.ingest(write_parquet(_pool_rows([(2, "p1", 100, 5), (2, "p2", 100, 50)])))
+        frame = wb.compare(
+            "low_eval", incident=("2025-08-02", "2025-08-03"), baseline=("2025-07-01", "2025-07-02")
+        )
+    assert frame.height > 0
+    assert frame["explains"].null_count() == frame.height
+    assert frame["rate_baseline"].null_count() == frame.height
+    assert set(frame["p_value"].to_list()) == {1.0}
 
 
 def test_compare_default_baseline_is_everything_before(incident):

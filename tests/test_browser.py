@@ -234,11 +234,12 @@ def test_changing_a_filter_redraws_the_dashboard(triage_page):
 
             # the signature search runs in the background: the panel shows it working
             # (a spinning icon, the seconds so far) and the filters still answer meanwhile
+            # (whether the search is still running when they do depends on its speed: the
+            # Python test of the dashboard holds it at a gate to check that)
             dashboard.locator(".lm-TabBar-tab", has_text="signatures").click()
             dashboard.get_by_role("button", name="find signatures").click()
             searching = dashboard.locator(".forensics-searching")
             searching.wait_for(timeout=30_000)
-            assert dashboard.locator("button i.fa-spinner.fa-spin").count() == 1
             before = rate.inner_text()
             first_filter.select_option(index=1)
             page.wait_for_function(
@@ -246,7 +247,6 @@ def test_changing_a_filter_redraws_the_dashboard(triage_page):
                 arg=before,
                 timeout=30_000,
             )
-            assert searching.count() == 1, "the search ended before the filter answered"
             dashboard.screenshot(path=str(ARTIFACTS / "browser-dashboard-searching.png"))
             page.wait_for_function(
                 "() => /signatures? in \\d|No significant signature/.test("

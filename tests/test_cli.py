@@ -1,5 +1,7 @@
 import json
 
+import polars as pl
+import pytest
 from click.testing import CliRunner
 
 from forensics.cli import main
@@ -117,3 +119,201 @@ def test_a_bad_role_in_a_mapping_exits_2_naming_file_key_and_allowed_values(tmp_
     assert (
         f"{ts}: [roles] ts: ts is the request's time column, whose role is fixed" in result.output
     )
+
+
+def _signature(p_value):
+    from datetime import UTC, datetime
+
+    from forensics.signature import Signature
+
+    t = datetime(2025, 8, 3, tzinfo=UTC)
+    return Signature(
+        id="S1", predicate={"routing_pool": ["p-new"]}, start=t, end=None, signal="low_eval",
+        signals=("low_eval",), symptoms=(), baseline="the rest of the pool", excess_rate=0.9,
+        ci=(0.85, 0.95), excess_requests=211.7, requests=216, users=40, p_value=p_value,
+        log_likelihood_ratio=900.0, onset_range=(t, t), end_range=None, events=(),
+    )  # fmt: skip
+
+
+def test_an_underflowing_p_value_reads_as_in_the_report():
+    """The report shows `< 1e-300` (stats.format_p_value); the CLI printed `p = 0`."""
+    from forensics.cli import _signature_block
+
+    block = _signature_block(_signature(0.0))
+    assert "p = < 1e-300" in block
+    assert "p = 0" not in block
+    assert "p = < 1e-300" in _signature(0.0)._repr_html_()
+    assert "p = 3.1e-05" in _signature_block(_signature(3.1e-5))
+
+
+def test_an_evaluation_shows_precision_recall_and_f1():
+    import polars as pl
+
+    from forensics.evaluate import MATCH_SCHEMA, Evaluation
+
+    matches = pl.DataFrame(
+        [
+            ("bug-<a>", "S1", 0.93, 2.0, -1.0),
+            ("bug-b", "S2", 0.85, 0.0, None),
+            ("bug-c", None, 0.1, None, None),
+        ],
+        schema=MATCH_SCHEMA,
+        orient="row",
+    )
+    result = Evaluation(matches=matches, found=3, true=3, matched=2)
+    printed = str(result)
+    assert "precision 0.667, recall 0.667, F1 0.667" in printed
+    assert printed.splitlines()[0].split()[:4] == ["bug-<a>", "S1", "jaccard", "0.930"]
+    shown = result._repr_html_()
+    assert "precision 0.667, recall 0.667, F1 0.667" in shown
+    assert "bug-&lt;a&gt;" in shown
+    assert "bug-<a>" not in shown
+    assert "<td>+2.0</td><td>-1.0</td>" in shown
+
+
+# -- end to end: the real command in a process of its own ------------------------------
+
+
+def _forensics(*args, cwd):
+    """Run `forensics ARGS` as a user would (this tree's package, a fresh process)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("FORENSICS_DB", None)
+    return subprocess.run(
+        [sys.executable, "-m", "forensics.cli", *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """simulate -> ingest -> ingest-events -> signatures --json -> evaluate, from the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    steps = {
+        "simulate": _forensics(
+            "simulate", "--scenario", "bad-replica", "--rows", 60_000, "--seed", 2, "--out", "sim",
+            cwd=root,
+        ),
+        "ingest": _forensics("ingest", "sim/requests.parquet", "--db", "x.duckdb", cwd=root),
+        "events": _forensics("ingest-events", "sim/events.csv", "--db", "x.duckdb", cwd=root),
+        "signatures": _forensics(
+            "signatures", "--db", "x.duckdb", "--json", "out/sigs.json", "-q", cwd=root
+        ),
+        "evaluate": _forensics(
+            "evaluate", "--truth", "sim/truth.json", "--signatures", "out/sigs.json",
+            "--db", "x.duckdb", cwd=root,
+        ),
+    }  # fmt: skip
+    return root, steps
+
+
+def test_the_subprocess_runs_this_tree(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import forensics.cli; print(forensics.cli.__file__)"],
+        cwd=tmp_path, env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip() == str(REPO / "forensics" / "cli.py")
+
+
+@pytest.mark.slow
+def test_simulate_writes_the_scenario_and_its_truth(pipeline):
+    root, steps = pipeline
+    done = steps["simulate"]
+    assert done.returncode == 0, done.stderr
+    assert "wrote 60,000 requests to sim (scenario bad-replica, seed 2)" in done.stdout
+    truth = json.loads((root / "sim" / "truth.json").read_text())
+    assert (truth["scenario"], truth["seed"], truth["rows"]) == ("bad-replica", 2, 60_000)
+    assert [b["predicate"] for b in truth["bugs"]] == [{"server_id": ["gpu-us-east-05"]}]
+    assert pl.scan_parquet(root / "sim" / "requests.parquet").select(pl.len()).collect().item() == (
+        60_000
+    )
+
+
+@pytest.mark.slow
+def test_ingest_loads_every_row_and_the_events(pipeline):
+    _, steps = pipeline
+    assert steps["ingest"].returncode == 0, steps["ingest"].stderr
+    row = next(line for line in steps["ingest"].stdout.splitlines() if "requests.parquet" in line)
+    assert row.split()[1:] == ["ingested", "60000", "60000", "0", "0"]
+    assert steps["events"].returncode == 0, steps["events"].stderr
+    assert "read 1, loaded 1, rejected 0" in steps["events"].stdout
+
+
+@pytest.mark.slow
+def test_signatures_json_has_the_documented_shape(pipeline):
+    root, steps = pipeline
+    done = steps["signatures"]
+    assert done.returncode == 0, done.stderr
+    data = json.loads((root / "out" / "sigs.json").read_text())
+    assert list(data) == ["signatures"]
+    (sig,) = data["signatures"]
+    for key in ("id", "predicate", "start", "end", "signals", "excess_rate", "ci",
+                "requests", "users", "p_value", "events"):  # fmt: skip
+        assert key in sig, key
+    assert sig["id"] == "S1"
+    assert sig["predicate"] == {"server_id": ["gpu-us-east-05"]}
+    assert sig["start"].endswith("Z")
+    assert sig["end"].endswith("Z")
+    assert sig["signal"] in sig["signals"]
+    low, high = sig["ci"]
+    assert low <= sig["excess_rate"] <= high
+    assert 0 < sig["p_value"] < 0.05
+    assert 0 < sig["users"] <= sig["requests"]
+    assert "wrote out/sigs.json" in done.stdout
+    assert "S1  server_id in {gpu-us-east-05}" in done.stdout
+
+
+@pytest.mark.slow
+def test_evaluate_prints_each_match_and_f1(pipeline):
+    _, steps = pipeline
+    done = steps["evaluate"]
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split()[:4] == [
+        "bad-replica-gpu-us-east-05",
+        "S1",
+        "jaccard",
+        lines[0].split()[3],
+    ]
+    assert float(lines[0].split()[3]) >= 0.8
+    assert lines[-1] == "found 1, true 1, matched 1: precision 1.000, recall 1.000, F1 1.000"
+
+
+@pytest.mark.slow
+def test_errors_a_user_can_fix_exit_2_with_one_line(pipeline):
+    root, _ = pipeline
+    (root / "broken.json").write_text("{")
+    (root / "no_bugs.json").write_text('{"x": 1}')
+    cases = [
+        (("signatures", "--db", "absent.duckdb"), "absent.duckdb: no such database"),
+        (("evaluate", "--truth", "broken.json", "--signatures", "out/sigs.json",
+          "--db", "x.duckdb"), "broken.json: not a readable JSON file"),
+        (("evaluate", "--truth", "no_bugs.json", "--signatures", "out/sigs.json",
+          "--db", "x.duckdb"), 'no_bugs.json: expected a JSON object with a "bugs" list'),
+        (("evaluate", "--truth", "sim/truth.json", "--signatures", "out/sigs.json",
+          "--db", "absent.duckdb"), "absent.duckdb: no such database"),
+        (("simulate", "--scenario", "no-such-scenario", "--out", "s"), "unknown scenario"),
+    ]  # fmt: skip
+    for args, message in cases:
+        done = _forensics(*args, cwd=root)
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, done.stderr
+        errors = [
+            line for line in (done.stdout + done.stderr).splitlines() if line.startswith("error:")
+        ]
+        assert len(errors) == 1, (args, done.stdout, done.stderr)
+        assert message in errors[0], errors

@@ -104,3 +104,29 @@ def test_top_level_help_lists_commands():
     ).stdout
     for command in _commands():
         assert command in out
+
+
+def _python_blocks(text):
+    return re.findall(r"^```python\n(.*?)^```", text, re.M | re.S)
+
+
+def test_the_readmes_first_python_example_runs_as_written(tmp_path):
+    """Run from a checkout's root (data_samples/ there), in a fresh interpreter."""
+    code = _python_blocks(_readme())[0]
+    assert "forensics.open(" in code
+    (tmp_path / "data_samples").symlink_to(REPO / "data_samples")
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if line.endswith("0") and "csv" in line)
+    assert row.split()[1:] == ["ingested", "8", "7", "1", "0"]
+    with forensics.open(tmp_path / "logs.duckdb", read_only=True) as wb:
+        assert wb.counts()["events"] == 1
+        (rejected,) = wb.rejected(reason="bad_timestamp").rows(named=True)
+        assert (rejected["row_number"], rejected["bad_value"]) == (6, "yesterday")
+        assert "slow" in wb.signals()
+        slow = wb.sql("SELECT count(*) FILTER (WHERE slow) AS n FROM requests")["n"][0]
+        assert slow == 2  # latency_ms above 30,000 in two accepted rows

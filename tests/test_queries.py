@@ -435,3 +435,189 @@ def test_slice_counts_from_the_cube_equal_the_raw_scan(tiny, predicate, window):
         assert not read_cube
     elif "batch_size" not in predicate:
         assert read_cube
+
+
+# -- stale cubes: a read never answers from a cube built for other rows ---------------------
+
+
+_BY_HAND = (
+    "SELECT model, count(degraded), count(*) FILTER (WHERE degraded) FROM requests "
+    "GROUP BY ALL ORDER BY ALL"
+)
+
+
+def _truth(db_path):
+    """Requests and degraded requests per model, counted by hand on a connection of its own."""
+    import duckdb
+
+    with duckdb.connect(str(db_path), read_only=True) as con:
+        rows = con.execute(_BY_HAND).fetchall()
+    return [(m, int(n), int(k)) for m, n, k in rows]
+
+
+def _answer(wb):
+    return [(m, n, k) for m, n, k in wb.rates(by="model").select("model", "n", "k").rows()]
+
+
+def _more_rows(write_jsonl, start, count, name, model="c"):
+    return write_jsonl([request_row(start + i, model=model) for i in range(count)], name=name)
+
+
+def test_files_loaded_by_ingest_files_are_counted(tmp_path, write_jsonl):
+    """ingest.ingest_files does not rebuild the cubes; the next read must not trust them."""
+    from forensics import ingest
+
+    path = tmp_path / "two.duckdb"
+    with forensics.open(path) as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+        ingest.ingest_files(wb.db, [_more_rows(write_jsonl, 100, 30, "b.jsonl")])
+        ingest.ingest_files(wb.db, [_more_rows(write_jsonl, 200, 40, "c.jsonl", model="d")])
+        assert wb.rates()["n"].to_list() == [12 + 30 + 40]
+        expected = _answer(wb)
+        assert _reads(wb, by=["model"]) == "cube_default"  # rebuilt, then read
+    assert expected == _truth(path)
+    assert sum(n for _, n, _ in expected) == 82
+
+
+def _crash_after_commit(path, write_jsonl):
+    """A database as kill -9 between an ingest's commit and its cube refresh leaves it."""
+    from forensics import ingest
+    from forensics.db import Database
+
+    with forensics.open(path) as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+    db = Database(path)
+    ingest.ingest_files(db, [_more_rows(write_jsonl, 100, 30, "later.jsonl")])
+    db.close()
+
+
+def _same_size_rewrite(path, write_jsonl):
+    """A user's own SQL deletes 5 rows and inserts 5 others: the row count does not move."""
+    import duckdb
+
+    with forensics.open(path) as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+        wb.ingest(_more_rows(write_jsonl, 100, 30, "later.jsonl"))
+    with duckdb.connect(str(path)) as con:
+        con.execute("DELETE FROM requests WHERE model = 'c' AND _source_row <= 5")
+        con.execute(
+            "INSERT INTO requests SELECT * REPLACE ('e' AS model, _source_row + 1000 AS _source_row) "
+            "FROM requests WHERE model = 'a' LIMIT 5"
+        )
+        con.execute("CHECKPOINT")
+
+
+def _cube_dropped(path, write_jsonl):
+    import duckdb
+
+    _crash_after_commit(path, write_jsonl)
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE cube_default")
+
+
+def _cube_written_to(path, write_jsonl):
+    import duckdb
+
+    with forensics.open(path) as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+    with duckdb.connect(str(path)) as con:
+        con.execute("INSERT INTO cube_default SELECT * FROM cube_default")
+
+
+def _catalog_of_an_older_version(path, write_jsonl):
+    """Cubes recorded before the catalog kept their source's state."""
+    import duckdb
+
+    _crash_after_commit(path, write_jsonl)
+    with duckdb.connect(str(path)) as con:
+        con.execute("ALTER TABLE cube_catalog DROP COLUMN source_state")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _crash_after_commit,
+        _same_size_rewrite,
+        _cube_dropped,
+        _cube_written_to,
+        _catalog_of_an_older_version,
+    ],
+)
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_read_after_a_crash_or_a_write_behind_the_cubes_is_right(
+    tmp_path, write_jsonl, damage, read_only
+):
+    path = tmp_path / "damaged.duckdb"
+    damage(path, write_jsonl)
+    truth = _truth(path)
+    with forensics.open(path, read_only=read_only) as wb:
+        assert _answer(wb) == truth
+        assert wb.rates()["n"].to_list() == [sum(n for _, n, _ in truth)]
+        got = {d.name for d in wb.dimensions()}
+        assert {"model", "platform"} <= got
+        values = wb.db.frame("SELECT DISTINCT model FROM requests")["model"].to_list()
+        assert set(queries.dimension_values(wb.db, "model")["value"]) == set(values)
+        # read-only: the raw table answers; read-write: the cubes were rebuilt and answer
+        assert _reads(wb, by=["model"]) == ("requests" if read_only else "cube_default")
+        if read_only:
+            assert wb.cubes() == []
+        else:
+            (cube,) = wb.cubes()
+            assert cube.source_rows == sum(n for _, n, _ in truth)
+    if read_only:  # the next writer repairs it for good
+        with forensics.open(path) as wb:
+            assert [c.source_rows for c in wb.cubes()] == [sum(n for _, n, _ in truth)]
+        with forensics.open(path, read_only=True) as wb:
+            assert _reads(wb, by=["model"]) == "cube_default"
+            assert _answer(wb) == truth
+
+
+def test_another_connections_write_is_seen(tmp_path, write_jsonl):
+    """A second connection in the process shares DuckDB's instance: what it writes is seen."""
+    import duckdb
+
+    path = tmp_path / "shared.duckdb"
+    with forensics.open(path) as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+        assert wb.rates()["n"].to_list() == [12]
+        with duckdb.connect(str(path)) as other:
+            other.execute(
+                "INSERT INTO requests SELECT * REPLACE ('c' AS model, _source_row + 100 "
+                "AS _source_row) FROM requests"
+            )
+            truth = [(m, int(n), int(k)) for m, n, k in other.execute(_BY_HAND).fetchall()]
+        assert wb.rates()["n"].to_list() == [24]
+        assert "c" in set(queries.dimension_values(wb.db, "model")["value"])
+        assert _answer(wb) == truth
+
+
+def test_a_fresh_cube_is_checked_not_rebuilt(tiny):
+    statements = []
+    tiny.rates(by="model")
+    tiny.db.trace = lambda sql, params: statements.append(sql)
+    try:
+        tiny.rates(by="model")
+        tiny.rates(by="platform", grain="day")
+    finally:
+        tiny.db.trace = None
+    written = [s for s in statements if not s.lstrip().upper().startswith(("SELECT", "WITH"))]
+    assert written == []
+    # one metadata statement per read, the provenance checksum remembered
+    assert sum("duckdb_tables()" in s for s in statements) == 2
+    assert not any("hash(_source_file_id" in s for s in statements)
+
+
+def test_a_read_only_connection_checks_its_cubes_once(tmp_path, write_jsonl):
+    """While a read-only connection is open, DuckDB's file lock lets no one write."""
+    path = tmp_path / "ro.duckdb"
+    with forensics.open(path) as wb:
+        wb.ingest(write_jsonl(tiny_rows()))
+    with forensics.open(path, read_only=True) as wb:
+        wb.rates(by="model")
+        statements = []
+        wb.db.trace = lambda sql, params: statements.append(sql)
+        wb.rates(by="model")
+        wb.rates(by="platform", grain="day")
+        wb.db.trace = None
+        assert len(statements) == 2  # the two count queries, nothing else
+        assert _reads(wb, by=["model"]) == "cube_default"

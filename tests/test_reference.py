@@ -5,13 +5,14 @@ query helpers and the separation engine see it, on the 400,000-row sample.
 """
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
 
 import forensics
 from forensics.queries import Where, counts_by
+from forensics.simulate import load_scenario
 from forensics.stats import wilson_interval
 
 pytestmark = pytest.mark.slow
@@ -95,11 +96,12 @@ def test_compare_over_the_corruption_window_ranks_tpu_and_the_affected_models_fi
     ranked = list(zip(top["dimension"], top["value"], strict=True))
     assert ("platform", "tpu") in ranked[:2]
     affected = {"sonnet-4", "opus-4.1", "opus-4"}
-    models = frame.filter(frame["dimension"] == "model")["value"].to_list()
-    assert set(models[:3]) == affected
-    assert all(m in dict.fromkeys(v for d, v in ranked if d == "model") for m in affected) or (
-        set(models[:3]) == affected
-    )
+    models = frame.filter(frame["dimension"] == "model")
+    assert set(models["value"].to_list()[:3]) == affected
+    # exactly the affected models rose significantly; the others explain nothing
+    rising = models.filter((pl.col("p_adjusted") < 0.05) & (pl.col("diff") > 0))
+    assert set(rising["value"].to_list()) == affected
+    assert (models.filter(~pl.col("value").is_in(list(affected)))["explains"] < 0.01).all()
 
 
 def _primary(bug):
@@ -161,5 +163,12 @@ def test_separation_recovers_every_bug_of_the_reference_and_nothing_else(wb, sam
     onsets = result.matches["onset_error_hours"].to_list()
     assert max(abs(x) for x in onsets) <= 24, result.table()
     # The red herrings stay silent: no signature on task (the code surge) and none
-    # starting near the benign deploy.
+    # starting within a day of the benign deploy.
     assert not any("task" in s.predicate for s in found)
+    scenario = load_scenario(sample_truth["scenario"], seed=sample_truth["seed"])
+    benign = [rh.event for rh in scenario.red_herrings if rh.kind == "event" and rh.event]
+    assert benign
+    for event in benign:
+        at = datetime.fromtimestamp(event.ts / 1e6, UTC)
+        near = [s.id for s in found if abs(s.start - at) <= timedelta(hours=24)]
+        assert near == [], f"signatures {near} start near the benign {event.description!r}"

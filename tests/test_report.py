@@ -208,9 +208,32 @@ def test_provenance_reads_hashes_counts_and_the_simulation_seed(investigation, s
     assert prov.packages["duckdb"] == duckdb.__version__
     assert prov.requests == 20_000
     assert prov.events == 1
+    assert prov.event_files == ({"source_file": str(sim / "events.csv"), "events": 1},)
     assert not prov.privacy
     assert {"output_tokens", "eval_score"} <= set(prov.outcomes)
     assert not set(prov.outcomes) & set(prov.dimensions)
+
+
+def test_the_software_table_lists_dependencies_only():
+    """Every package the report records is installed and declared: none reads 'not installed'."""
+    import tomllib
+
+    from forensics.report import PACKAGES, _versions
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    declared = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0] for d in project["dependencies"]}
+    assert set(PACKAGES) - {project["name"]} <= declared
+    assert "not installed" not in _versions(PACKAGES).values()
+
+
+def test_the_reproduce_section_names_the_real_files(investigation, sim, bug_db):
+    """Every command can be pasted as it is: no placeholder where a path belongs."""
+    page = investigation.to_html()
+    assert "EVENTS_FILE" not in page
+    assert f"forensics ingest-events {sim / 'events.csv'} --db {bug_db}   # 1 change events" in (
+        page
+    )
+    assert f"forensics ingest {sim / 'requests.parquet'} --db {bug_db}" in page
 
 
 def test_no_seed_is_reported_without_a_matching_truth_file(sim, tmp_path):

@@ -6,7 +6,7 @@ benchmark ``bench/separation.py`` runs ten seeds of each and reports the table.
 
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -287,14 +287,18 @@ def test_a_signature_carries_its_evidence(tmp_path):
     assert sig.where.start == sig.start
 
 
-def test_stricter_alpha_finds_no_more(tmp_path):
+def test_alpha_decides_which_signatures_are_kept(tmp_path):
     out = tmp_path / "bad"
     simulate("bad-replica", rows=60_000, seed=2, out=out)
     with forensics.open(tmp_path / "b.duckdb") as wb:
         wb.ingest(out / "requests.parquet", progress=False)
-        loose = wb.signatures()
-        strict = wb.signatures(params=SeparationParams(alpha=1e-12))
-    assert len(strict) <= len(loose)
+        (sig,) = wb.signatures()
+        assert 0 < sig.p_value < SeparationParams().alpha
+        # a level below its p-value drops it; one well above keeps it
+        assert wb.signatures(params=SeparationParams(alpha=sig.p_value / 2)) == []
+        kept = wb.signatures(params=SeparationParams(alpha=sig.p_value * 10))
+    assert [s.predicate for s in kept] == [sig.predicate]
+    assert kept[0].p_value < sig.p_value * 10
 
 
 def test_a_sampled_search_measures_every_request(tmp_path):
@@ -325,10 +329,25 @@ def test_bad_requests_for_a_search_are_clear_errors(tmp_path, write_jsonl):
         assert wb.signatures() == []
 
 
-def test_times_are_utc(tmp_path):
-    found, _ = _run(tmp_path, "bad-replica", rows=60_000)
-    assert found[0].start.tzinfo is not None
-    assert found[0].start.utcoffset() == datetime(2024, 1, 1, tzinfo=UTC).utcoffset()
+def test_times_are_utc_whatever_the_machines_time_zone(tmp_path, monkeypatch):
+    """On a machine in New York (UTC-4 in summer), every time is still the UTC one."""
+    import time
+
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        found, result = _run(tmp_path, "bad-replica", rows=60_000)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    (sig,) = found
+    (onset_error,) = result.matches["onset_error_hours"].to_list()
+    assert abs(onset_error) <= 2  # a local-time slip would be 4 h
+    times = [sig.start, sig.end, *sig.onset_range, *(sig.end_range or ()),
+             *(e["ts"] for e in sig.events)]  # fmt: skip
+    assert all(t.utcoffset() == timedelta(0) for t in times if t is not None)
+    contract = json.loads(signatures_to_json(found))["signatures"][0]
+    assert contract["start"] == f"{sig.start:%Y-%m-%dT%H:%M:%S}Z"
 
 
 def test_the_workspace_groups_text_as_enums_and_gives_text_back():
@@ -543,3 +562,42 @@ def test_a_release_bad_from_its_first_request_is_found_from_its_first_hour(tmp_p
 def test_a_release_as_good_as_its_siblings_stays_silent(tmp_path):
     found, _ = _release_train(tmp_path, new_rate=0.09, seed=4)
     assert found == []
+
+
+def _overdispersed_cells(rng, *, spread):
+    """40 cells of 2,000 requests, the first 10 flagged (odds x3); ``spread``: extra-binomial
+    variation of each cell's log-odds."""
+    flag = (np.arange(40) < 10).astype(float)
+    eta = -4 + np.log(3.0) * flag + rng.normal(0.0, spread, 40)
+    n = np.full(40, 2000.0)
+    k = rng.binomial(2000, 1 / (1 + np.exp(-eta))).astype(float)
+    return k, n, np.column_stack([np.ones(40), flag])
+
+
+@pytest.mark.parametrize("spread", [0.0, 0.3])
+def test_joint_glm_intervals_allow_for_overdispersion(spread):
+    """Odds-ratio intervals hold their 95% on overdispersed cells; a binomial's (scale 1) do not."""
+    from statsmodels.genmod import families
+    from statsmodels.genmod.generalized_linear_model import GLM
+
+    from forensics.separation.evidence import quasi_binomial_fit
+
+    rng = np.random.default_rng(3)
+    covered, covered_binomial, scales = 0, 0, []
+    for _ in range(200):
+        k, n, x = _overdispersed_cells(rng, spread=spread)
+        _, ci, scale = quasi_binomial_fit(k, n, x, alpha=0.05)
+        binomial = GLM(np.column_stack([k, n - k]), x, family=families.Binomial()).fit()
+        plain = np.asarray(binomial.conf_int(0.05))
+        covered += ci[1][0] <= np.log(3.0) <= ci[1][1]
+        covered_binomial += plain[1][0] <= np.log(3.0) <= plain[1][1]
+        scales.append(scale)
+        assert ci[1][1] - ci[1][0] == pytest.approx((plain[1][1] - plain[1][0]) * scale**0.5)
+    assert min(scales) >= 1.0
+    if spread:
+        assert np.median(scales) > 3
+        assert covered / 200 >= 0.87
+        assert covered_binomial / 200 <= 0.7
+    else:  # binomial data: the scale stays near 1 and both hold
+        assert np.median(scales) < 1.2
+        assert covered / 200 >= 0.9

@@ -117,6 +117,17 @@ def test_a_step_is_found_at_its_place_with_a_range_that_holds_it():
     assert up.p_value < 1e-6
 
 
+def test_alpha_sets_the_level_of_the_change_time_range():
+    """A 99.99% range holds the 80% one, and is wider on a step this soft."""
+    k, n = _series([0.01] * 300 + [0.016] * 300, [800] * 600, seed=4)
+    wide = stats.change_points(k, n, alpha=1e-4)
+    narrow = stats.change_points(k, n, alpha=0.2)
+    assert [c.direction for c in wide] == [c.direction for c in narrow] == ["up"]
+    (w,), (nr,) = wide, narrow
+    assert w.ci_low <= nr.ci_low <= nr.ci_high <= w.ci_high
+    assert (w.ci_high - w.ci_low) > (nr.ci_high - nr.ci_low)
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_no_change_means_no_change_point(seed):
     k, n = _series([0.02] * 500, np.random.default_rng(seed).poisson(400, 500), seed=seed)
