@@ -228,3 +228,49 @@ def test_a_value_new_in_the_window_is_not_padded_with_old_ambiguous_ones():
     cond = values.keep(search, "version", names, found, s, Window(8, 11))
     assert cond == Condition(values=frozenset({"v3"}))
     assert list(values.new_values(s, Window(8, 11))) == [False, False, True, False]
+
+
+def _signature(sid, signal, predicate, start, end):
+    from datetime import UTC, datetime
+
+    from forensics.signature import Signature
+
+    day = lambda d: datetime(2025, 1, d, tzinfo=UTC)  # noqa: E731
+    return Signature(
+        id=sid, predicate=predicate, start=day(start), end=day(end), signal=signal,
+        signals=(signal,), symptoms=(), baseline="", excess_rate=0.1, ci=(0.0, 0.2),
+        excess_requests=10.0, requests=100, users=0, p_value=1e-9, log_likelihood_ratio=30.0,
+        onset_range=(day(start), day(start)), end_range=(day(end), day(end)), events=(),
+    )  # fmt: skip
+
+
+def test_a_signature_cut_down_to_where_its_symptom_shows_is_merged_into_the_whole():
+    # S1: platform tpu (all languages); S2: tpu and English, same days, on a signal only
+    # English rows can show. Rows: (tpu?, en?) x inside both windows, with n per signal.
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from forensics.separation.merge import duplicates
+    from forensics.separation.symptoms import Cover
+
+    frame = pl.DataFrame(
+        {
+            "c0_0": [True, True, False], "p0": [1, 1, 1],
+            "c1_0": [True, True, False], "c1_1": [True, False, True], "p1": [1, 1, 1],
+            "n__low_eval": [600, 400, 5000], "k__low_eval": [90, 60, 250],
+            "n__script_mix": [600, 400, 5000], "k__script_mix": [60, 0, 5],
+        }
+    )  # fmt: skip
+    found = [
+        _signature("S1", "low_eval", {"platform": ["tpu"]}, 5, 10),
+        _signature("S2", "script_mix", {"platform": ["tpu"], "lang": ["en"]}, 5, 10),
+    ]
+    cover = Cover(frame, found, ["low_eval", "script_mix"])
+    end = datetime(2025, 1, 30, tzinfo=UTC)
+    assert duplicates(cover, found, end) == [0]
+    # Later in time, or in other rows, it is another problem.
+    later = [found[0], _signature("S2", "script_mix", found[1].predicate, 14, 20)]
+    assert duplicates(Cover(frame, later, ["low_eval", "script_mix"]), later, end) == [0, 1]
+    small = frame.with_columns(pl.Series("n__script_mix", [100, 900, 5000]))
+    assert duplicates(Cover(small, found, ["low_eval", "script_mix"]), found, end) == [0, 1]

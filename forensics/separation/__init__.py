@@ -42,7 +42,10 @@ every dimension the data has, on a temporary workspace
 5. **Explain away.** A signature's rows are set aside for every signal it
    raises and the search repeats until nothing significant remains, so a
    problem is never reported twice under a wider or narrower name.
-6. **Own symptoms** (``symptoms``). Every signature's symptoms are measured
+6. **One problem, one signature** (``merge``). A signature whose windows and
+   rows mostly coincide with another's is the same problem found again on
+   another signal: the one covering more requests stays.
+7. **Own symptoms** (``symptoms``). Every signature's symptoms are measured
    again with the rows of the other signatures that own a signal left out, so
    a symptom borrowed from an overlapping problem is not listed.
 
@@ -59,12 +62,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
 from forensics.separation import workspace
 from forensics.separation.evidence import evidence, hour_of, joint_effects
+from forensics.separation.merge import duplicates
 from forensics.separation.model import fit_model
 from forensics.separation.moves.seed import seeds as seeds_of
 from forensics.separation.params import SeparationParams
@@ -72,7 +77,7 @@ from forensics.separation.predicate import Candidate, Space
 from forensics.separation.search import Search
 from forensics.separation.series import SeriesStore
 from forensics.separation.statistic import Scanner
-from forensics.separation.symptoms import disentangle
+from forensics.separation.symptoms import Cover, disentangle
 from forensics.signature import Signature
 
 __all__ = ["SeparationParams", "find_signatures"]
@@ -125,7 +130,14 @@ def find_signatures(
     )
     try:
         found = _search(search, chosen, available, say)
-        found = disentangle(db, found, available, params)
+        if len(found) > 1:
+            cover = Cover.read(db, found, available)
+            _, data_end = queries.time_range(db)
+            kept = duplicates(cover, found, data_end or found[-1].start)
+            if len(kept) < len(found):
+                say(f"{len(found) - len(kept)} signature(s) repeated another and were merged")
+            found = _renumbered([found[i] for i in kept])
+            found = disentangle(cover.keep(kept), found, available, params)
         return joint_effects(search, found)
     finally:
         workspace.drop(db)
@@ -227,6 +239,13 @@ def _search(
         for s in explained:
             seeds.pop(s, None)
     return found
+
+
+def _renumbered(found: Sequence[Signature]) -> list[Signature]:
+    """The signatures with ids S1, S2... in their order."""
+    return [
+        sig if sig.id == f"S{i}" else replace(sig, id=f"S{i}") for i, sig in enumerate(found, 1)
+    ]
 
 
 def _key(search: Search, c: Candidate) -> tuple[str, str]:

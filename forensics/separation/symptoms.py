@@ -11,7 +11,7 @@ it was found on and, after a first pass, the signals elevated in its own rows.
 For the signal a signature was found on, only the rows of signatures found
 before it are left out, as the search left them out when it found it.
 
-All counts come from one scan of ``requests`` (``queries.cover_counts``).
+All counts come from one scan of ``requests`` (``Cover.read``).
 """
 
 from __future__ import annotations
@@ -28,31 +28,24 @@ from forensics.separation.evidence import Counts, measure
 from forensics.separation.params import SeparationParams
 from forensics.signature import Signature
 
-__all__ = ["disentangle"]
+__all__ = ["Cover", "disentangle"]
 
 PASSES = 2
 """First with each signature owning its primary signal, then its elevated ones too."""
 
 
 def disentangle(
-    db: Database,
+    cover: Cover,
     found: Sequence[Signature],
     signals: Sequence[str],
     params: SeparationParams,
 ) -> list[Signature]:
-    """The signatures with their symptoms measured on their own rows (see module)."""
+    """The signatures with their symptoms measured on their own rows (see module).
+
+    ``cover`` holds the rows of ``found`` (``Cover.read``).
+    """
     if len(found) < 2:
         return list(found)
-    slices = [
-        (
-            sig.predicate,
-            (sig.start, sig.end),
-            (sig.onset_range[0], None if sig.end_range is None else sig.end_range[1]),
-        )
-        for sig in found
-    ]
-    frame = queries.cover_counts(db, slices, signals)
-    cover = _Cover(frame, found, signals)
     owners = [{sig.signal} for sig in found]
     out = list(found)
     for _ in range(PASSES):
@@ -61,15 +54,17 @@ def disentangle(
     return out
 
 
-class _Cover:
-    """Boolean masks over the rows of ``cover_counts`` for each signature's parts."""
+class Cover:
+    """Boolean masks over the rows of ``queries.cover_counts`` for each signature's parts."""
 
     def __init__(
         self, frame: pl.DataFrame, found: Sequence[Signature], signals: Sequence[str]
     ) -> None:
         self.n = {s: frame[f"n__{s}"].to_numpy().astype(np.int64) for s in signals}
         self.k = {s: frame[f"k__{s}"].to_numpy().astype(np.int64) for s in signals}
-        self.inside, self.outside, self.parents = [], [], []
+        self.inside: list[np.ndarray] = []
+        self.outside: list[np.ndarray] = []
+        self.parents: list[dict[str, np.ndarray]] = []
         for i, sig in enumerate(found):
             flags = [frame[f"c{i}_{j}"].to_numpy() for j in range(len(sig.predicate))]
             period = frame[f"p{i}"].to_numpy()
@@ -83,9 +78,32 @@ class _Cover:
                 parents[name] = held & (period == 1)
             self.parents.append(parents)
 
+    @classmethod
+    def read(cls, db: Database, found: Sequence[Signature], signals: Sequence[str]) -> Cover:
+        """Count the rows of every signature, its window and parents in one scan."""
+        slices = [
+            (
+                sig.predicate,
+                (sig.start, sig.end),
+                (sig.onset_range[0], None if sig.end_range is None else sig.end_range[1]),
+            )
+            for sig in found
+        ]
+        return cls(queries.cover_counts(db, slices, signals), found, signals)
+
+    def keep(self, kept: Sequence[int]) -> Cover:
+        """The same rows, for the signatures at positions ``kept`` only."""
+        out = object.__new__(Cover)
+        out.n, out.k = self.n, self.k
+        out.inside = [self.inside[i] for i in kept]
+        out.outside = [self.outside[i] for i in kept]
+        out.parents = [self.parents[i] for i in kept]
+        return out
+
     def counts(
         self, rows: np.ndarray, signals: Sequence[str], away: dict[str, np.ndarray]
     ) -> Counts:
+        """Per signal, (defined, true) over ``rows`` less the rows set ``away`` for it."""
         return {
             s: (int(self.n[s][rows & ~away[s]].sum()), int(self.k[s][rows & ~away[s]].sum()))
             for s in signals
@@ -93,7 +111,7 @@ class _Cover:
 
 
 def _measured(
-    cover: _Cover,
+    cover: Cover,
     i: int,
     sig: Signature,
     owners: Sequence[set[str]],
