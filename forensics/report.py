@@ -1016,8 +1016,9 @@ def _summary(inv: Investigation) -> list[_Block]:
             (
                 "Excess rate: the rate of the symptom the problem was found on, inside its "
                 "slice and window, minus its baseline rate, in percentage points. "
-                "Adjusted p: how sure the search is that the problem is real, "
-                "Bonferroni-adjusted over every slice, window and signal it scanned.",
+                "Adjusted p: how sure the search is that the problem is real, valid after "
+                "the search: Bonferroni over every slice, window and signal it could have "
+                "chosen, calibrated on searches of data with no bug.",
             ),
             "muted",
         )
@@ -1060,7 +1061,7 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
         (
             "adjusted p",
             format_p_value(sig.p_value),
-            "Bonferroni over every slice, window, signal scanned",
+            "valid after the search (Bonferroni, calibrated on bug-free data)",
         ),
         (
             "odds ratio",
@@ -1296,7 +1297,8 @@ _METHOD = (
     "Signatures come from a scan over every slice and time window of each signal "
     "against a baseline model of that signal, refined to a minimal predicate and "
     "explained away one at a time, so that a problem is reported once; their p-values "
-    "are Bonferroni-adjusted over every slice, window and signal scanned, and their odds "
+    "hold after the search (Bonferroni over every slice, window and signal it could have "
+    "chosen, calibrated on searches of bug-free data), and their odds "
     "ratios come from one binomial GLM per signal fitted with every signature at once "
     "(see forensics.separation). Times are UTC; windows include their start and exclude "
     "their end."

@@ -149,7 +149,9 @@ class Signature:
     users: int
     """Distinct users among them (0 when the data has no user_id)."""
     p_value: float
-    """Bonferroni-adjusted over every (slice, window, signal) the search scanned."""
+    """Valid after the search: the Bonferroni bound over every (slice, window, signal)
+    the search could have chosen, calibrated on bug-free data (the share of bug-free
+    searches whose best candidate looks at least as strong; ``separation.calibration``)."""
     log_likelihood_ratio: float
     """Strength of the scan statistic."""
     onset_range: tuple[datetime, datetime]

@@ -287,16 +287,17 @@ def test_a_signature_carries_its_evidence(tmp_path):
     assert sig.where.start == sig.start
 
 
-def test_alpha_decides_which_signatures_are_kept(tmp_path):
+def test_the_false_alarm_level_decides_which_signatures_are_kept(tmp_path):
     out = tmp_path / "bad"
     simulate("bad-replica", rows=60_000, seed=2, out=out)
     with forensics.open(tmp_path / "b.duckdb") as wb:
         wb.ingest(out / "requests.parquet", progress=False)
-        (sig,) = wb.signatures()
-        assert 0 < sig.p_value < SeparationParams().alpha
+        sig = wb.signatures()[0]
+        assert sig.predicate == {"server_id": ["gpu-us-east-05"]}
+        assert 0 < sig.p_value < SeparationParams().false_alarm
         # a level below its p-value drops it; one well above keeps it
-        assert wb.signatures(params=SeparationParams(alpha=sig.p_value / 2)) == []
-        kept = wb.signatures(params=SeparationParams(alpha=sig.p_value * 10))
+        assert wb.signatures(params=SeparationParams(false_alarm=sig.p_value / 2)) == []
+        kept = wb.signatures(params=SeparationParams(false_alarm=sig.p_value * 10))
     assert [s.predicate for s in kept] == [sig.predicate]
     assert kept[0].p_value < sig.p_value * 10
 

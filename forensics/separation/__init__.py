@@ -36,9 +36,10 @@ every dimension the data has, on a temporary workspace
    exists in it, the rest of a wider slice), with Wilson intervals and score
    tests; the excess rate gets a Newcombe interval; requests, users and the
    nearest change events are counted. A signature needs a p-value below
-   ``alpha`` after Bonferroni over the windows, the signals and the predicates
-   of its shape, a rate ``min_ratio`` times the baseline and ``min_excess``
-   requests above it.
+   ``false_alarm``: Bonferroni over the windows, the signals and the
+   predicates of its shape, calibrated on the search's maximum over bug-free
+   data (``calibration``), so that it holds after the search; and a rate
+   ``min_ratio`` times the baseline and ``min_excess`` requests above it.
 5. **Explain away.** A signature's rows are set aside for every signal it
    raises and the search repeats until nothing significant remains, so a
    problem is never reported twice under a wider or narrower name.

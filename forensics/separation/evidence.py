@@ -18,6 +18,7 @@ from forensics import queries, stats
 from forensics.db import Database
 from forensics.queries import Where
 from forensics.separation import workspace
+from forensics.separation.calibration import calibrated_log_p
 from forensics.separation.hourly import hourly
 from forensics.separation.params import SeparationParams
 from forensics.separation.predicate import Candidate
@@ -34,6 +35,7 @@ __all__ = [
     "joint_effects",
     "measure",
     "quasi_binomial_fit",
+    "search_log_p",
 ]
 
 logger = logging.getLogger("forensics")
@@ -156,6 +158,21 @@ def _counts(
     return count(every & (pl.col("period") == 1)), count(outside), parents
 
 
+def search_log_p(search: Search, cand: Candidate) -> float:
+    """Log of a candidate's p-value, Bonferroni over everything the search could choose.
+
+    The windows and signals scanned and the predicates of the candidate's shape
+    (its description cost), on the statistic of the searched window and bucket
+    grid: the hourly refinement and the numeric edges only place the edges of
+    what the search found, and fitting them would add searches of their own.
+    """
+    return (
+        float(scipy_stats.chi2.logsf(2 * cand.llr, 1))
+        + math.log(search.scanner.windows * max(len(search.signals), 1))
+        + search.space.penalty(cand.predicate)
+    )
+
+
 def evidence(
     search: Search, cand: Candidate, signals: Sequence[str], number: int
 ) -> Signature | None:
@@ -163,17 +180,9 @@ def evidence(
     params = search.params
     if not cand.predicate and cand.window == Window(0, search.buckets):
         return None
-    # Bonferroni over the windows and signals scanned and the predicates of this shape,
-    # on the statistic of the searched (bucket) window: the hourly refinement only
-    # places the edges, and fitting edges to the hour would add a search of its own.
     llr = cand.llr
-    log_p = (
-        float(scipy_stats.chi2.logsf(2 * llr, 1))
-        + math.log(search.scanner.windows * max(len(search.signals), 1))
-        + search.space.penalty(cand.predicate)
-    )
-    p_value = min(1.0, math.exp(log_p))
-    if llr <= 0 or p_value >= params.alpha:
+    p_value = math.exp(calibrated_log_p(search_log_p(search, cand), search.rows))
+    if llr <= 0 or p_value >= params.false_alarm:
         return None
     h_start, h_end, _, onset, end_range = hourly(search, cand.signal, cand.predicate, cand.window)
     start = at_hour(h_start)

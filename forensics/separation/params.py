@@ -12,7 +12,11 @@ class SeparationParams:
     """Thresholds of the signature search."""
 
     alpha: float = 0.05
-    """A signature needs a Bonferroni-adjusted p-value below this."""
+    """Level of the intervals (95%) and of the tests of each symptom and value."""
+    false_alarm: float = 0.01
+    """A signature needs a calibrated p-value below this (``calibration``): the share of
+    searches on data with no bug that would report one. Stricter than ``alpha``, so
+    that the share of bug-free runs with any signature stays under 5% with room."""
     min_ratio: float = 1.5
     """A signature must at least multiply its baseline rate by this much."""
     min_excess: float = 10.0

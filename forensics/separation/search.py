@@ -105,9 +105,13 @@ class Search:
             predicate, window = move
             seen.add(self._state(predicate, window))
         predicate, window = minimal(self, seed.signal, predicate, window)
-        predicate = refine_edges(self, seed.signal, predicate, window)
+        # The statistic on the bucket grid the search chose from (its p-value's family);
+        # the edges placed on the data only describe where the problem's range ends.
         total, _ = self.series(seed.signal, predicate, [])
-        return Candidate(seed.signal, predicate, window, float(self.scanner.at(total, window)[0]))
+        llr = float(self.scanner.at(total, window)[0])
+        return Candidate(
+            seed.signal, refine_edges(self, seed.signal, predicate, window), window, llr
+        )
 
     def _state(self, predicate: Predicate, window: Window) -> tuple[str, Window]:
         return self.space.state(predicate), window
