@@ -7,6 +7,8 @@ data an old simulator or old detectors wrote, and say nothing.
 
     >>> len(simulation_key()), simulation_key() == simulation_key()
     (10, True)
+    >>> field_key() != simulation_key()
+    True
 """
 
 from __future__ import annotations
@@ -20,28 +22,45 @@ PACKAGE = Path(__file__).resolve().parent.parent / "forensics"
 SIMULATOR = ("simulate",)
 """What a simulation depends on (files or folders of the package)."""
 
+FIELD = ("simulate/field",)
+"""What a run of the field family depends on (bench/field.py); left out of SIMULATOR's
+digest, so changing the field family does not invalidate the tuning library's caches."""
+
 INGEST = ("ingest.py", "readers.py", "schema.py", "db.py", "queries.py", "signals")
 """What a database depends on besides its simulation."""
 
 
-def _digest(parts: tuple[str, ...]) -> str:
+def _digest(parts: tuple[str, ...], *, skip: tuple[str, ...] = ()) -> str:
     h = hashlib.sha256()
+    skipped = [PACKAGE / s for s in skip]
     for part in parts:
         path = PACKAGE / part
         for file in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            if any(file.is_relative_to(s) for s in skipped):
+                continue
             h.update(file.relative_to(PACKAGE).as_posix().encode())
             h.update(file.read_bytes())
     return h.hexdigest()[:10]
 
 
 def simulation_key() -> str:
-    """Digest of the simulator's source."""
-    return _digest(SIMULATOR)
+    """Digest of the simulator's source (the field family left out)."""
+    return _digest(SIMULATOR, skip=FIELD)
 
 
 def data_key() -> str:
     """Digest of the simulator's and ingest's sources."""
-    return _digest(SIMULATOR + INGEST)
+    return _digest(SIMULATOR + INGEST, skip=FIELD)
+
+
+def field_key() -> str:
+    """Digest of the field family's source."""
+    return _digest(FIELD)
+
+
+def field_data_key() -> str:
+    """Digest of the field family's and ingest's sources."""
+    return _digest(FIELD + INGEST)
 
 
 def simulation_dir(scenario: str, seed: int, rows: int | None, under: str = "") -> Path:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 from cache import OUT, database_path, simulation_dir  # bench/cache.py
+from intervals import t_interval  # bench/intervals.py
 
 
 def run(scenario: str, seed: int, rows: int | None) -> dict:
@@ -129,16 +129,6 @@ def speed(rows: int, repeat: int) -> None:
     print(f"  {result.table().splitlines()[-1]}")
 
 
-def _interval(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{mean:.3f}"
-    from scipy import stats
-
-    half = stats.t.ppf(0.975, len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-    return f"{mean:.3f} [{max(mean - half, 0):.3f}, {min(mean + half, 1):.3f}]"
-
-
 def main() -> None:
     from forensics.simulate import SCENARIOS
 
@@ -178,12 +168,12 @@ def main() -> None:
         onsets = [r["onset_hours"] for r in rows if r["onset_hours"] is not None]
         onset = f"{max(onsets):.0f}" if onsets else "-"
         print(
-            f"{scenario:28} {len(rows):4}  {_interval([r['precision'] for r in rows]):24} "
-            f"{_interval([r['recall'] for r in rows]):24} {_interval([r['f1'] for r in rows]):24} "
+            f"{scenario:28} {len(rows):4}  {t_interval([r['precision'] for r in rows]):24} "
+            f"{t_interval([r['recall'] for r in rows]):24} {t_interval([r['f1'] for r in rows]):24} "
             f"{onset:>15} {statistics.fmean(r['seconds'] for r in rows):8.1f}"
         )
     overall = [r["f1"] for r in results]
-    print(f"\nall runs: mean F1 {_interval(overall)} over {len(overall)} runs")
+    print(f"\nall runs: mean F1 {t_interval(overall)} over {len(overall)} runs")
 
 
 if __name__ == "__main__":
