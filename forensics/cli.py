@@ -1,7 +1,8 @@
 """The ``forensics`` command: parse arguments, call the library, print, exit.
 
 A ``ForensicsError`` becomes one line on stderr and exit code 2 (input the user
-must fix); a traceback means a bug in forensics.
+must fix, or a full disk); an ``InternalError`` exit code 1 and a request to
+report the bug; any other traceback is a bug in forensics too (exit 1).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from forensics.config import Config
-from forensics.errors import ForensicsError
+from forensics.errors import DiskFullError, ForensicsError, InternalError
 from forensics.schema import Mapping, schema_markdown
 
 if TYPE_CHECKING:
+    from forensics.ingest import IngestSummary
     from forensics.workbench import Workbench
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,20 +30,43 @@ DEFAULT_SAMPLE = Path("data_samples") / "postmortem-2025"
 
 
 def _fail_cleanly(func: F) -> F:
-    """Turn a ForensicsError into one line on stderr and its exit code."""
+    """Turn errors into one line each on stderr and an exit code.
+
+    A ``ForensicsError`` (input to fix, a full disk) exits with its code, 2; an
+    ``InternalError`` (forensics found itself inconsistent) with 1, asking for a
+    bug report. An ingest's summary, when the error carries one, is printed first.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ForensicsError as exc:
+        except (ForensicsError, InternalError) as exc:
             summary = getattr(exc, "summary", None)
             if summary is not None:
-                click.echo(summary.table())
-            click.echo(f"error: {exc}", err=True)
+                click.echo(summary.table(problems=False))
+            if summary is None or not _echo_problems(summary):
+                report = isinstance(exc, InternalError) and InternalError.REPORT not in str(exc)
+                click.echo(
+                    f"error: {exc}" + (f"; {InternalError.REPORT}" if report else ""), err=True
+                )
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            if not DiskFullError.caused(exc):
+                raise
+            target = exc.filename if isinstance(exc.filename, str) else "the output"
+            click.echo(f"error: {DiskFullError.while_writing(target)}", err=True)
+            sys.exit(DiskFullError.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _echo_problems(summary: IngestSummary) -> bool:
+    """Print one ``error:`` line per refused or failed file; whether there was any."""
+    problems = [f for f in summary.files if f.status in ("refused", "failed")]
+    for f in problems:
+        click.echo(f"error: {f.message}", err=True)
+    return bool(problems)
 
 
 def _db_option(func: F) -> F:
@@ -106,16 +131,14 @@ def ingest(
             errors="collect",
         )
     if not quiet:
-        click.echo(summary.table())
+        click.echo(summary.table(problems=False))
         click.echo(f"database: {summary.db}")
         if summary.rejected:
             click.echo(
                 f"rejected rows are kept, with their reason, in the table rejected_rows; "
                 f"`forensics info --db {summary.db}` shows the first of each reason"
             )
-    if summary.refused:
-        for f in summary.refused:
-            click.echo(f"error: {f.message}", err=True)
+    if _echo_problems(summary):
         sys.exit(2)
 
 

@@ -28,14 +28,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from forensics.db import Database
 from forensics.errors import (
     ConfigError,
+    DiskFullError,
     ForensicsError,
     IngestError,
+    InternalError,
     MissingColumnError,
     SchemaError,
 )
@@ -122,9 +125,10 @@ class FileSummary:
     """The file as given (resolved)."""
     format: str
     """parquet, jsonl, json or csv."""
-    status: Literal["ingested", "already ingested", "refused", "empty"]
+    status: Literal["ingested", "already ingested", "refused", "empty", "failed"]
     """ingested; already ingested (same content hash; nothing added); refused (a
-    file-level problem, nothing written); empty (no rows)."""
+    file-level problem, nothing written); empty (no rows); failed (a bug in
+    forensics, nothing written; the run ends with ``InternalError``)."""
     rows_read: int = 0
     """Data rows (or non-blank lines) read from the file."""
     accepted: int = 0
@@ -180,8 +184,13 @@ class IngestSummary:
         """Files refused as a whole."""
         return tuple(f for f in self.files if f.status == "refused")
 
-    def table(self) -> str:
-        """A plain-text table of the per-file counts, for terminals and logs."""
+    def table(self, *, problems: bool = True) -> str:
+        """A plain-text table of the per-file counts, for terminals and logs.
+
+        Under it: rejected rows by reason, notes, and why a file was skipped;
+        ``problems=False`` leaves out why files were refused or failed (the CLI
+        prints those as ``error:`` lines, once).
+        """
         header = ("file", "status", "read", "accepted", "rejected", "duplicates")
         rows = [header]
         for f in self.files:
@@ -218,7 +227,7 @@ class IngestSummary:
             if f.rejected:
                 reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(f.rejected.items()))
                 lines.append(f"{f.path}: rejected by reason: {reasons}")
-            if f.message:
+            if f.message and (problems or f.status not in ("refused", "failed")):
                 # A refusal's message names the file itself (it is also the error text).
                 named = f.message.startswith(f"{f.path}: ")
                 lines.append(f.message if named else f"{f.path}: {f.message}")
@@ -873,10 +882,9 @@ def _ingest_one(
 
     total = accepted + sum(rejected.values()) + duplicates
     if total != source.rows_read:
-        raise IngestError(
+        raise InternalError(
             f"{path}: internal count mismatch (read {source.rows_read}, accepted {accepted}, "
-            f"rejected {sum(rejected.values())}, duplicates {duplicates}); nothing from this file "
-            "was written. This is a bug in forensics: please report it with the file.",
+            f"rejected {sum(rejected.values())}, duplicates {duplicates})",
             path=str(path),
         )
     _record_file(
@@ -1048,6 +1056,14 @@ def ingest_files(
     on_file
         Called with each file's summary as soon as it is done.
 
+    Raises
+    ------
+    InternalError
+        After trying every file, when one of them hit a bug in forensics (its
+        status is ``failed``; nothing from it was written). In either mode.
+    DiskFullError
+        As soon as the disk fills up: the files before are in, the rest untried.
+
     Returns
     -------
     IngestSummary
@@ -1059,7 +1075,8 @@ def ingest_files(
     privacy_salt = _privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
     _ensure_requests(db)
-    summaries = []
+    summaries: list[FileSummary] = []
+    failures: list[Exception] = []
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, leave=False)
     for i, path in enumerate(bar):
         bar.set_postfix_str(path.name)
@@ -1081,21 +1098,37 @@ def ingest_files(
                 params=params,
                 stage=f"_stage_{i}",
             )
-        except ForensicsError as exc:
-            db.execute("ROLLBACK")
-            summary = FileSummary(path=str(path), format=fmt, status="refused", message=str(exc))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
             db.execute("COMMIT")
+        except DiskFullError as exc:
+            # The database is unusable until reopened: stop here, saying which file.
+            full = DiskFullError.while_writing(db.path, str(path))
+            full.summary = IngestSummary(files=tuple(summaries), db=db.path)  # type: ignore[attr-defined]
+            raise full from exc
+        except ForensicsError as exc:
+            _rollback(db)
+            summary = FileSummary(path=str(path), format=fmt, status="refused", message=str(exc))
+        except Exception as exc:
+            # A bug (ours or DuckDB's) on this file: roll it back, report it, try the others.
+            _rollback(db)
+            logger.exception("ingest of %s failed", path)
+            failures.append(exc)
+            summary = _failed(path, fmt, exc)
+        except BaseException:
+            _rollback(db)
+            raise
         finally:
-            for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_hashes", "_keep_rows"):
-                db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+            _drop_staging(db, i)
         summaries.append(summary)
         if on_file is not None:
             on_file(summary)
     result = IngestSummary(files=tuple(summaries), db=db.path)
+    if failures:
+        bug = InternalError(
+            "; ".join(f.message or f.path for f in result.files if f.status == "failed"),
+            path=next(f.path for f in result.files if f.status == "failed"),
+        )
+        bug.summary = result  # type: ignore[attr-defined]
+        raise bug from failures[0]
     if errors == "raise" and result.refused:
         error = IngestError(
             "refused: " + "; ".join(f.message or f.path for f in result.refused),
@@ -1104,6 +1137,34 @@ def ingest_files(
         error.summary = result  # type: ignore[attr-defined]
         raise error
     return result
+
+
+def _rollback(db: Database) -> None:
+    """Roll back the file's transaction; a connection DuckDB invalidated has none left."""
+    try:
+        db.execute("ROLLBACK")
+    except (duckdb.Error, DiskFullError) as exc:
+        logger.debug("rollback failed: %s", exc)
+
+
+def _drop_staging(db: Database, i: int) -> None:
+    for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_hashes", "_keep_rows"):
+        try:
+            db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+        except (duckdb.Error, DiskFullError) as exc:
+            logger.debug("dropping %s failed: %s", table, exc)
+
+
+def _failed(path: Path, fmt: str, exc: Exception) -> FileSummary:
+    """The summary of a file whose ingest hit a bug: what broke, and that nothing was written."""
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        status="failed",
+        message=f"{path}: {type(exc).__name__}: {first_line}; nothing from this file was "
+        f"written; {InternalError.REPORT}",
+    )
 
 
 # -- change events ------------------------------------------------------------------

@@ -82,6 +82,21 @@ def write_parquet(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture
+def miscount(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ingest count one row more than a JSON file holds (a bug, injected)."""
+    from forensics import ingest
+
+    original = ingest.open_json
+
+    def one_row_too_many(*args: Any, **kwargs: Any) -> Any:
+        source = original(*args, **kwargs)
+        source.rows_read += 1
+        return source
+
+    monkeypatch.setattr(ingest, "open_json", one_row_too_many)
+
+
 SAMPLE = REPO / "data_samples" / "postmortem-2025"
 
 

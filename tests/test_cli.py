@@ -1,7 +1,13 @@
+import errno
 import json
+import subprocess
+import sys
 
+import duckdb
+import pytest
 from click.testing import CliRunner
 
+import forensics
 from forensics.cli import main
 from tests.conftest import BAD_INPUTS, request_row
 
@@ -43,10 +49,14 @@ def test_missing_column_exits_2_with_one_clear_line(tmp_path):
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert "missing required column(s) routing_pool, ts" in errors[0]
-    # the summary table names the file once, not "path: path: ..."
+    # said once, on one line (its TOML example included), naming the file once
+    assert result.output.count("missing required column") == 1
+    assert 'routing_pool = "<your column>" and ts = "<your column>"' in errors[0]
     name = str(BAD_INPUTS / "missing_column.csv")
+    assert errors[0].startswith(f"error: {name}: missing required")
     assert f"{name}: {name}:" not in result.output
-    assert any(line.startswith(f"{name}: missing required") for line in result.output.splitlines())
+    # the table still has the file's line
+    assert any(line.split()[:2] == [name, "refused"] for line in result.output.splitlines())
 
 
 def test_unreadable_mapping_exits_2(tmp_path):
@@ -77,3 +87,107 @@ def test_info_on_a_missing_database_is_a_clear_error(tmp_path):
 def test_schema_markdown():
     result = _run("schema", "--markdown")
     assert result.output.startswith("| column | type | required | meaning |")
+
+
+def _write_rows(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_an_internal_inconsistency_exits_1_and_asks_for_a_bug_report(tmp_path, miscount):
+    path = _write_rows(tmp_path / "in.jsonl", [request_row(i) for i in range(3)])
+    result = _run("ingest", path, "--db", tmp_path / "x.duckdb")
+    assert result.exit_code == 1
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "internal count mismatch" in errors[0]
+    assert "this is a bug in forensics, please report it" in errors[0]
+    assert "Traceback" not in result.output
+
+
+class _FullDisk:
+    """A DuckDB connection whose statements starting with ``prefix`` fail as on a full disk.
+
+    The failure is injected at the DuckDB boundary, with the message DuckDB gives.
+    """
+
+    def __init__(self, con, prefix):
+        self._con, self._prefix = con, prefix
+
+    def execute(self, sql, *args):
+        if sql.startswith(self._prefix):
+            raise duckdb.IOException('Could not write file "x.duckdb": No space left on device')
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def _disk_full_at(prefix):
+    connect = duckdb.connect
+    return lambda *args, **kwargs: _FullDisk(connect(*args, **kwargs), prefix)
+
+
+def test_a_full_disk_exits_2_and_says_so(tmp_path, monkeypatch):
+    first = _write_rows(tmp_path / "a.jsonl", [request_row(i) for i in range(3)])
+    second = _write_rows(tmp_path / "b.jsonl", [request_row(i) for i in range(3, 6)])
+    db = tmp_path / "x.duckdb"
+    assert _run("ingest", first, "--db", db).exit_code == 0
+    monkeypatch.setattr(duckdb, "connect", _disk_full_at("INSERT INTO requests"))
+    result = _run("ingest", second, "--db", db)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert "no space left on the disk" in errors[0]
+    assert "Traceback" not in result.output
+
+
+def test_a_full_disk_when_writing_a_report_exits_2(tmp_path, monkeypatch, sample_db):
+    from forensics.report import Investigation
+
+    def full(self, path, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(Investigation, "save", full)
+    monkeypatch.setattr(Investigation, "default", classmethod(lambda cls, wb, **kw: cls(wb)))
+    result = _run("report", "--db", sample_db, "--out", tmp_path / "r.html")
+    assert result.exit_code == 2, result.output
+    assert "r.html: no space left on the disk" in result.output
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 3 MB tmpfs (needs root and mount; skipped where they are not available)."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_really_full_disk_exits_2_and_keeps_the_files_before(tmp_path, tiny_disk):
+    small = _write_rows(tmp_path / "a.jsonl", [request_row(i) for i in range(3)])
+    rows = [request_row(i, response_text=f"{i} " + "x" * 300) for i in range(10, 60_010)]
+    large = _write_rows(tmp_path / "b.jsonl", rows)
+    db = tiny_disk / "x.duckdb"
+    result = subprocess.run(
+        [sys.executable, "-m", "forensics.cli", "ingest", str(small), str(large), "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "no space left on the disk" in result.stderr
+    assert "Traceback" not in result.stderr
+    copy = tmp_path / "copy.duckdb"
+    copy.write_bytes(db.read_bytes())
+    wal = db.with_name(db.name + ".wal")
+    if wal.exists():
+        copy.with_name(copy.name + ".wal").write_bytes(wal.read_bytes())
+    with forensics.open(copy, read_only=True) as wb:
+        assert wb.counts()["requests"] == 3
+        assert wb.files()["path"].to_list() == [str(small)]

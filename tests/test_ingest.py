@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import forensics
+from forensics import ingest as ingest_module
 from forensics.db import Database
-from forensics.errors import IngestError, MissingColumnError
+from forensics.errors import IngestError, InternalError, MissingColumnError
 from forensics.ingest import REASONS, TRIMMED_SPACES, detect_format, resolve_paths
 from tests.conftest import BAD_INPUTS, request_row
 
@@ -297,10 +298,47 @@ def test_a_failure_halfway_leaves_the_database_as_it_was(wb, write_jsonl, monkey
 
     monkeypatch.setattr(Database, "execute", fail_at_the_end)
     rows = [request_row(i, new_col=i) for i in range(5, 9)] + [{"request_id": "x"}]
-    with pytest.raises(duckdb.IOException):
+    with pytest.raises(
+        InternalError, match=r"b\.jsonl: IOException: disk full \(injected\)"
+    ) as info:
         wb.ingest(write_jsonl(rows, name="b.jsonl"))
+    assert isinstance(info.value.__cause__, duckdb.IOException)
+    assert [f.status for f in info.value.summary.files] == ["failed"]
     monkeypatch.setattr(Database, "execute", original)
     assert (wb.counts(), wb.db.columns("requests")) == before
+
+
+def test_a_bug_on_one_file_does_not_stop_the_others(wb, write_jsonl, monkeypatch):
+    """Each file is its own transaction and its own line; the run ends with InternalError."""
+    paths = [write_jsonl(_rows(3), name="a.jsonl"), write_jsonl(_rows(6)[3:], name="b.jsonl")]
+    paths.append(write_jsonl(_rows(9)[6:], name="c.jsonl"))
+    original = ingest_module._ingest_one
+
+    def crash_on_b(db, path, *args, **kwargs):
+        if path.name == "b.jsonl":
+            raise duckdb.ConversionException("out of range for the destination type (injected)")
+        return original(db, path, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_ingest_one", crash_on_b)
+    seen = []
+    with pytest.raises(InternalError, match=r"bug in forensics") as info:
+        ingest_module.ingest_files(wb.db, paths, errors="collect", on_file=seen.append)
+    assert [f.status for f in info.value.summary.files] == ["ingested", "failed", "ingested"]
+    assert seen == list(info.value.summary.files)
+    assert sorted(wb.sql("SELECT request_id FROM requests")["request_id"]) == [
+        r["request_id"] for r in _rows(3) + _rows(9)[6:]
+    ]
+
+
+def test_count_mismatch_is_an_internal_error_not_an_input_error(wb, write_jsonl, miscount):
+    """read != accepted + rejected + duplicates is forensics' bug: exit 1, never 'fix your input'."""
+    with pytest.raises(
+        InternalError, match=r"internal count mismatch \(read 4, accepted 3"
+    ) as info:
+        wb.ingest(write_jsonl(_rows(3)))
+    assert not isinstance(info.value, forensics.ForensicsError)
+    assert info.value.exit_code == 1
+    assert wb.counts()["requests"] == 0
 
 
 def test_refused_file_does_not_stop_the_others(wb, write_jsonl):
