@@ -46,6 +46,7 @@ from forensics.readers import (
     FORMATS,
     Format,
     Source,
+    check_parquet,
     detect_format,
     file_sha256,
     open_csv,
@@ -1108,11 +1109,18 @@ def ingest_files(
             _rollback(db)
             summary = FileSummary(path=str(path), format=fmt, status="refused", message=str(exc))
         except Exception as exc:
-            # A bug (ours or DuckDB's) on this file: roll it back, report it, try the others.
+            # A corrupt Parquet page shows only when a statement reads it; anything
+            # else is a bug (ours or DuckDB's): roll back, report it, try the others.
             _rollback(db)
-            logger.exception("ingest of %s failed", path)
-            failures.append(exc)
-            summary = _failed(path, fmt, exc)
+            refusal = _parquet_refusal(db, path) if fmt == "parquet" else None
+            if refusal is not None:
+                summary = FileSummary(
+                    path=str(path), format=fmt, status="refused", message=str(refusal)
+                )
+            else:
+                logger.exception("ingest of %s failed", path)
+                failures.append(exc)
+                summary = _failed(path, fmt, exc)
         except BaseException:
             _rollback(db)
             raise
@@ -1153,6 +1161,17 @@ def _drop_staging(db: Database, i: int) -> None:
             db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
         except (duckdb.Error, DiskFullError) as exc:
             logger.debug("dropping %s failed: %s", table, exc)
+
+
+def _parquet_refusal(db: Database, path: Path) -> IngestError | None:
+    """After a statement over a Parquet file failed: the refusal if the file's bytes are bad."""
+    try:
+        check_parquet(db, path)
+    except IngestError as exc:
+        return exc
+    except (duckdb.Error, DiskFullError) as exc:
+        logger.debug("re-reading %s failed: %s", path, exc)
+    return None
 
 
 def _failed(path: Path, fmt: str, exc: Exception) -> FileSummary:

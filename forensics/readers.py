@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
+import duckdb
 import pyarrow as pa
 
 from forensics.db import Database
@@ -33,6 +34,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "Source",
+    "check_parquet",
     "detect_format",
     "file_sha256",
     "open_csv",
@@ -139,11 +141,17 @@ def resolve_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (its identity in ``ingested_files``)."""
+    """Hex SHA-256 of a file's bytes (its identity in ``ingested_files``).
+
+    A file that cannot be read (permissions, a vanished file) raises ``IngestError``.
+    """
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
 
 
@@ -156,12 +164,31 @@ def _open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+_CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile)
+"""What reading a truncated or corrupt (gzip) file raises; other OSErrors are not about its bytes."""
+
+
 def _corrupt(path: Path, exc: BaseException) -> IngestError:
     return IngestError(
         f"{path}: the file is truncated or corrupt ({exc}); nothing from this file was "
         "written. Copy or export it again and re-run the ingest.",
         path=str(path),
     )
+
+
+def _unreadable(path: Path, exc: OSError) -> IngestError:
+    return IngestError(
+        f"{path}: cannot read the file ({exc.strerror or exc}); nothing from this file was "
+        "written. Check that it exists and that you may read it.",
+        path=str(path),
+    )
+
+
+def _read_error(path: Path, exc: BaseException) -> IngestError:
+    """The refusal for an exception raised while reading a text file."""
+    if isinstance(exc, _CORRUPT) or not isinstance(exc, OSError):
+        return _corrupt(path, exc)
+    return _unreadable(path, exc)
 
 
 _BOM = codecs.BOM_UTF8
@@ -182,7 +209,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
                 except UnicodeDecodeError:
                     yield number, line.decode("utf-8", "backslashreplace"), "invalid_utf8"
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
@@ -191,7 +218,7 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         with _open_binary(path) as fh:
             data = fh.read()
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     try:
         items = json.loads(data.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -209,7 +236,7 @@ def _starts_with_array(path: Path) -> bool:
         with _open_binary(path) as fh:
             head = fh.read(4096)
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     return head.lstrip(_BOM + b" \t\r\n").startswith(b"[")
 
 
@@ -238,13 +265,13 @@ def _csv_rows(
             sample = fh.read(65536)
         text = open_text()
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     dialect = _csv_dialect(sample, path)
     reader = csv.reader(text, dialect)
     try:
         header = next(reader, None)
     except (EOFError, OSError, zlib.error, csv.Error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     if header is None:
         text.close()
         return [], iter(())
@@ -268,7 +295,7 @@ def _csv_rows(
                 else:
                     yield start, fields, None, None
         except (EOFError, OSError, zlib.error) as exc:
-            raise _corrupt(path, exc) from None
+            raise _read_error(path, exc) from None
         except csv.Error as exc:
             raise IngestError(
                 f"{path}: line {reader.line_num}: the CSV cannot be parsed ({exc}); nothing "
@@ -356,18 +383,56 @@ def _batched(
         yield batch
 
 
+def _is_malformed_parquet(exc: BaseException) -> bool:
+    """Whether a DuckDB error is its Parquet reader rejecting the file's bytes.
+
+    DuckDB reports a bad footer, schema, page or compressed block as
+    ``InvalidInputException`` or ``SerializationException``, or as its base
+    ``Error`` (thrift and decompression failures). Everything else (out of
+    memory, I/O, a conversion in our SQL) is not a statement about the file.
+    """
+    if isinstance(exc, duckdb.InvalidInputException | duckdb.SerializationException):
+        return True
+    return type(exc) is duckdb.Error
+
+
+def _malformed_parquet(path: Path, exc: BaseException) -> IngestError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return IngestError(
+        f"{path}: cannot read as Parquet ({first}); nothing from this file was written. "
+        "Check that it is a complete Parquet file (copy or export it again).",
+        path=str(path),
+    )
+
+
+def check_parquet(db: Database, path: Path) -> None:
+    """Decode every value of a Parquet file; raise ``IngestError`` if its bytes are bad.
+
+    Ingest calls this after a statement over the file failed, to tell a corrupt
+    page (the user's to fix) from a bug (ours): only a failure of this plain
+    scan counts as the file's.
+    """
+    try:
+        db.execute(
+            "SELECT max(length(CAST(COLUMNS(*) AS VARCHAR))) FROM read_parquet($path)",
+            {"path": str(path)},
+        )
+    except duckdb.Error as exc:
+        if _is_malformed_parquet(exc):
+            raise _malformed_parquet(path, exc) from None
+        raise
+
+
 def open_parquet(db: Database, path: Path) -> Source:
     """Open a Parquet file in place (DuckDB reads it; nothing is staged)."""
     params = {"path": str(path)}
     try:
         described = db.execute("DESCRIBE SELECT * FROM read_parquet($path)", params)
         rows_read = db.scalar("SELECT count(*) FROM read_parquet($path)", params)
-    except Exception as exc:  # duckdb raises several unrelated classes for bad files
-        raise IngestError(
-            f"{path}: cannot read as Parquet ({str(exc).splitlines()[0]}); nothing from this "
-            "file was written. Check that it is a complete Parquet file.",
-            path=str(path),
-        ) from None
+    except duckdb.Error as exc:
+        if _is_malformed_parquet(exc):
+            raise _malformed_parquet(path, exc) from None
+        raise
     return Source(
         relation="read_parquet($path, file_row_number = true)",
         columns={r[0]: r[1] for r in described},

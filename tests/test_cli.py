@@ -105,35 +105,15 @@ def test_an_internal_inconsistency_exits_1_and_asks_for_a_bug_report(tmp_path, m
     assert "Traceback" not in result.output
 
 
-class _FullDisk:
-    """A DuckDB connection whose statements starting with ``prefix`` fail as on a full disk.
-
-    The failure is injected at the DuckDB boundary, with the message DuckDB gives.
-    """
-
-    def __init__(self, con, prefix):
-        self._con, self._prefix = con, prefix
-
-    def execute(self, sql, *args):
-        if sql.startswith(self._prefix):
-            raise duckdb.IOException('Could not write file "x.duckdb": No space left on device')
-        return self._con.execute(sql, *args)
-
-    def __getattr__(self, name):
-        return getattr(self._con, name)
-
-
-def _disk_full_at(prefix):
-    connect = duckdb.connect
-    return lambda *args, **kwargs: _FullDisk(connect(*args, **kwargs), prefix)
-
-
-def test_a_full_disk_exits_2_and_says_so(tmp_path, monkeypatch):
+def test_a_full_disk_exits_2_and_says_so(tmp_path, fail_statements):
     first = _write_rows(tmp_path / "a.jsonl", [request_row(i) for i in range(3)])
     second = _write_rows(tmp_path / "b.jsonl", [request_row(i) for i in range(3, 6)])
     db = tmp_path / "x.duckdb"
     assert _run("ingest", first, "--db", db).exit_code == 0
-    monkeypatch.setattr(duckdb, "connect", _disk_full_at("INSERT INTO requests"))
+    fail_statements(
+        "INSERT INTO requests",
+        duckdb.IOException('Could not write file "x.duckdb": No space left on device'),
+    )
     result = _run("ingest", second, "--db", db)
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
