@@ -240,13 +240,20 @@ def _starts_with_array(path: Path) -> bool:
     return head.lstrip(_BOM + b" \t\r\n").startswith(b"[")
 
 
-def _csv_dialect(sample: str, path: Path) -> type[csv.Dialect] | csv.Dialect:
+def _csv_dialect(sample: str, path: Path) -> type[csv.Dialect]:
+    """RFC 4180 quoting (``"``, doubled inside a quoted field) with the file's delimiter.
+
+    Only the delimiter is sniffed: the sniffer's guesses about quoting (no
+    doubled quotes, ``'`` as the quote) come from the sample's text, and a
+    wrong guess lets one stray quote swallow the rows after it.
+    """
     if path.name.lower().removesuffix(".gz").endswith(".tsv"):
         return csv.excel_tab
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
         return csv.excel
+    return type("_Sniffed", (csv.excel,), {"delimiter": delimiter})
 
 
 def _csv_rows(
@@ -267,24 +274,42 @@ def _csv_rows(
     except (EOFError, OSError, zlib.error) as exc:
         raise _read_error(path, exc) from None
     dialect = _csv_dialect(sample, path)
-    reader = csv.reader(text, dialect)
+    # strict: a quote left open to the end of the file, or text after a closing
+    # quote, is an error rather than a field that swallows the rows after it.
+    reader = csv.reader(text, dialect, strict=True)
     try:
         header = next(reader, None)
-    except (EOFError, OSError, zlib.error, csv.Error) as exc:
+    except csv.Error as exc:
+        text.close()
+        raise _unbalanced_quote(path, 1, reader.line_num, str(exc)) from None
+    except (EOFError, OSError, zlib.error) as exc:
+        text.close()
         raise _read_error(path, exc) from None
     if header is None:
         text.close()
         return [], iter(())
+    if reader.line_num > 1:
+        text.close()
+        raise _unbalanced_quote(path, 1, reader.line_num, "the header runs over several lines")
     header = [h.strip() for h in header]
 
     def rows() -> Iterator[tuple[int, list[str] | None, str | None, str | None]]:
-        previous = reader.line_num
+        previous = reader.line_num  # the last line of the row before
         try:
             for fields in reader:
-                start = previous + 1
-                previous = reader.line_num
+                start, end = previous + 1, reader.line_num
+                previous = end
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue
+                if len(fields) != len(header) and end > start:
+                    # A quoted field ran over line ends and the row does not fit the
+                    # header: the quote that opened it is almost surely a stray one.
+                    raise _unbalanced_quote(
+                        path,
+                        start,
+                        end,
+                        f"the row has {len(fields)} fields where the header has {len(header)}",
+                    )
                 bad_utf8 = any(_has_surrogates(f) for f in fields)
                 if bad_utf8:
                     raw = ",".join(_unsurrogate(f) for f in fields)
@@ -297,15 +322,23 @@ def _csv_rows(
         except (EOFError, OSError, zlib.error) as exc:
             raise _read_error(path, exc) from None
         except csv.Error as exc:
-            raise IngestError(
-                f"{path}: line {reader.line_num}: the CSV cannot be parsed ({exc}); nothing "
-                "from this file was written. Check the quoting around that line.",
-                path=str(path),
-            ) from None
+            raise _unbalanced_quote(path, previous + 1, reader.line_num, str(exc)) from None
         finally:
             text.close()
 
     return header, rows()
+
+
+def _unbalanced_quote(path: Path, start: int, end: int, detail: str) -> IngestError:
+    """The refusal of a CSV whose quoting breaks at the row starting on line ``start``."""
+    where = f"line {start}" if end <= start else f"line {start} (the row runs on to line {end})"
+    return IngestError(
+        f"{path}: {where}: unbalanced quote: a quoted field opened in this row is not closed "
+        f"where a field ends ({detail}); nothing from this file was written. Fix the quoting "
+        f'on line {start}: close the quote, double a quote inside a quoted field (""), or '
+        "remove it.",
+        path=str(path),
+    )
 
 
 def _has_surrogates(value: str) -> bool:

@@ -1,12 +1,15 @@
 """Readers: what each file format's bad bytes become (refusals and row-level reasons)."""
 
 import errno
+import gzip
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import forensics
 from forensics.errors import InternalError
@@ -65,3 +68,86 @@ def test_a_file_that_cannot_be_read_is_refused_with_the_reason(wb, tmp_path, mon
         f"{path}: cannot read the file (Permission denied); nothing from this file was "
         "written. Check that it exists and that you may read it."
     )
+
+
+# -- CSV: a stray quote never swallows the rows after it ------------------------------
+
+_ROWS = 1000
+
+
+def _csv_lines(delimiter, multiline=False):
+    """Header + 1,000 rows; every 50th quotes its pool (which holds the delimiter)."""
+    lines = [delimiter.join(["request_id", "ts", "model", "platform", "routing_pool"])]
+    for i in range(_ROWS):
+        pool = f'"pool{delimiter} {i}"' if i % 50 == 7 else "p"
+        if multiline and i == 10:
+            pool = '"a pool\nover two lines"'
+        lines.append(delimiter.join([f"r{i}", "2025-08-01T00:00:00Z", "m", "gpu", pool]))
+    return lines
+
+
+def _write_csv(path, lines):
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+_SUFFIXES = [".csv", ".tsv", ".csv.gz", ".tsv.gz"]
+
+
+@pytest.mark.parametrize("suffix", _SUFFIXES)
+def test_well_quoted_csv_reads_every_record(wb, tmp_path, suffix):
+    delimiter = "\t" if ".tsv" in suffix else ","
+    path = _write_csv(tmp_path / f"in{suffix}", _csv_lines(delimiter, multiline=True))
+    (f,) = wb.ingest(path).files
+    assert (f.rows_read, f.accepted) == (_ROWS, _ROWS)
+    pools = wb.sql("SELECT routing_pool FROM requests WHERE request_id = 'r10'")["routing_pool"]
+    assert pools.to_list() == ["a pool\nover two lines"]
+
+
+@pytest.mark.parametrize("suffix", _SUFFIXES)
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [(3, 0), (3, 1), (3, 4), (4, 2), (500, 3), (_ROWS + 1, 4), (1, 2)],
+    ids=["l3-first", "l3-ts", "l3-last", "l4-model", "l500", "last-line", "header"],
+)
+def test_a_stray_quote_refuses_the_file_at_its_line(wb, tmp_path, suffix, line, field):
+    """One unbalanced opening quote: the file is refused naming the line, never half-read."""
+    delimiter = "\t" if ".tsv" in suffix else ","
+    lines = _csv_lines(delimiter)
+    fields = lines[line - 1].split(delimiter)
+    fields[field] = '"' + fields[field]
+    lines[line - 1] = delimiter.join(fields)
+    path = _write_csv(tmp_path / f"in{suffix}", lines)
+    (f,) = wb.ingest(path, errors="collect").files
+    assert f.status == "refused", (f.rows_read, f.accepted, f.rejected)
+    assert f"{path}: line {line}" in f.message
+    assert "unbalanced quote" in f.message
+    assert f"Fix the quoting on line {line}" in f.message
+    assert wb.counts()["requests"] == wb.counts()["rejected_rows"] == 0
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    line=st.integers(1, 61),
+    field=st.integers(0, 4),
+    delimiter=st.sampled_from([",", "\t", ";", "|"]),
+    where=st.sampled_from(["start", "after-quote"]),
+)
+def test_a_stray_quote_anywhere_refuses_the_file(tmp_path_factory, line, field, delimiter, where):
+    """Any line, any field, any delimiter: refused at the stray quote's line, nothing kept."""
+    lines = _csv_lines(delimiter, multiline=False)[:61]
+    fields = lines[line - 1].split(delimiter)
+    fields[field] = '"' + fields[field] if where == "start" else fields[field] + '""x'
+    if where == "after-quote" and not fields[field].startswith('"'):
+        fields[field] = '"' + fields[field]
+    lines[line - 1] = delimiter.join(fields)
+    tmp = tmp_path_factory.mktemp("quote")
+    path = _write_csv(tmp / "in.csv", lines)
+    with forensics.open(":memory:") as bench:
+        (f,) = bench.ingest(path, errors="collect").files
+        assert f.status == "refused", (lines[line - 1], f.rows_read, f.accepted, f.rejected)
+        assert f"{path}: line {line}" in f.message
+        assert bench.counts()["requests"] == 0
