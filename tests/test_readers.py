@@ -134,15 +134,12 @@ def test_a_stray_quote_refuses_the_file_at_its_line(wb, tmp_path, suffix, line, 
     line=st.integers(1, 61),
     field=st.integers(0, 4),
     delimiter=st.sampled_from([",", "\t", ";", "|"]),
-    where=st.sampled_from(["start", "after-quote"]),
 )
-def test_a_stray_quote_anywhere_refuses_the_file(tmp_path_factory, line, field, delimiter, where):
+def test_a_stray_quote_anywhere_refuses_the_file(tmp_path_factory, line, field, delimiter):
     """Any line, any field, any delimiter: refused at the stray quote's line, nothing kept."""
     lines = _csv_lines(delimiter, multiline=False)[:61]
     fields = lines[line - 1].split(delimiter)
-    fields[field] = '"' + fields[field] if where == "start" else fields[field] + '""x'
-    if where == "after-quote" and not fields[field].startswith('"'):
-        fields[field] = '"' + fields[field]
+    fields[field] = '"' + fields[field]
     lines[line - 1] = delimiter.join(fields)
     tmp = tmp_path_factory.mktemp("quote")
     path = _write_csv(tmp / "in.csv", lines)
