@@ -24,7 +24,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -107,12 +107,8 @@ TS_VALID_TO = "2100-01-01"
 """Timestamps from this on are rejected as out of range."""
 
 _PROVENANCE = ("_source_file_id", "_source_row")
-_EPOCH_SQL = {
-    "s": "to_timestamp({x})",
-    "ms": "make_timestamptz(CAST(round({x} * 1000) AS BIGINT))",
-    "us": "make_timestamptz(CAST(round({x}) AS BIGINT))",
-    "ns": "make_timestamptz(CAST(round({x} / 1000) AS BIGINT))",
-}
+_EPOCH_MICROS: dict[str, int | None] = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+"""Microseconds per unit of an epoch timestamp (a nanosecond is a thousandth of one)."""
 
 
 # -- results ------------------------------------------------------------------------
@@ -316,58 +312,138 @@ def _text_value(src: str, *, long_text: bool = False) -> str:
     return f"NULLIF(CASE WHEN {edge} THEN trim({text}) ELSE {text} END, '')"
 
 
-def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> tuple[str, str]:
-    """Return (value SQL, parse-failure condition SQL) for the ``ts`` column."""
+_NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
+"""RE2: text that is a decimal number (an epoch timestamp when it stands for ts)."""
+_INTEGER_20 = "[+-]?[0-9]{1,20}"
+"""RE2: an integer of at most 20 digits: exact as HUGEINT even times 10^6."""
+_EXACT_DOUBLE = 2.0**53
+"""Integers at least this large are not all exact as DOUBLE."""
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """How one source column becomes a typed value, and how it can fail."""
+
+    value: str
+    """SQL: the typed value; null when the input is absent or bad."""
+    wrong: str
+    """SQL: the input is there but is not of the type (wrong_type, bad_timestamp)."""
+    out_of_range: str
+    """SQL: the input is a number the column's type cannot hold (too large or small)."""
+
+
+def _epoch_bounds() -> tuple[int, int]:
+    """Microseconds since 1970 of ``TS_VALID_FROM`` and ``TS_VALID_TO``."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return tuple(  # type: ignore[return-value]
+        (datetime.fromisoformat(d).replace(tzinfo=UTC) - epoch) // timedelta(microseconds=1)
+        for d in (TS_VALID_FROM, TS_VALID_TO)
+    )
+
+
+def _epoch_value(micros: str, exact: bool) -> str:
+    """SQL: the timestamp of ``micros`` since 1970 when in the valid range, else null."""
+    low, high = _epoch_bounds()
+    bigint = f"CAST({micros} AS BIGINT)" if exact else f"CAST(round({micros}) AS BIGINT)"
+    return f"CASE WHEN {micros} >= {low} AND {micros} < {high} THEN make_timestamptz({bigint}) END"
+
+
+def _epoch_integer(h: str, unit: str) -> str:
+    """SQL: ``h`` (a HUGEINT of at most 20 digits) in ``unit`` as whole microseconds."""
+    if unit == "ns":
+        return f"(({h} + 500) // 1000)"
+    return f"({h} * {_EPOCH_MICROS[unit]})"
+
+
+def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> _Typed:
+    """The ``ts`` column: ISO-8601 text or an epoch number in ``epoch_unit``.
+
+    An epoch number that falls outside ``TS_VALID_FROM``..``TS_VALID_TO`` (a
+    wrong unit, a corrupt value, 1e300) is ``out_of_range``; any size of number
+    is handled without overflow: integers exactly, as HUGEINT, others as DOUBLE.
+    """
     upper = dtype.upper()
-    epoch = _EPOCH_SQL[epoch_unit]
+    factor = float(_EPOCH_MICROS[epoch_unit] or 1e-3)
     if upper.startswith("TIMESTAMP") or upper == "DATE":
-        return f"CAST({src} AS TIMESTAMPTZ)", "false"
-    if _is_numeric(dtype):
-        value = epoch.format(x=f"CAST({src} AS DOUBLE)")
-        return f"CASE WHEN isfinite(CAST({src} AS DOUBLE)) THEN {value} END", (
-            f"{src} IS NOT NULL AND NOT isfinite(CAST({src} AS DOUBLE))"
-        )
-    if _is_text(dtype):
-        text = _text_value(src)
-        number = f"try_cast({text} AS DOUBLE)"
-        value = (
-            f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+(\\.[0-9]*)?') "
-            f"THEN {epoch.format(x=number)} ELSE try_cast({text} AS TIMESTAMPTZ) END"
-        )
-        return value, f"{text} IS NOT NULL AND ({value}) IS NULL"
-    return "CAST(NULL AS TIMESTAMPTZ)", f"{src} IS NOT NULL"
-
-
-def _plan_integer(src: str, dtype: str) -> tuple[str, str]:
+        return _Typed(f"CAST({src} AS TIMESTAMPTZ)", "false", "false")
     if _is_integer(dtype):
-        return f"CAST({src} AS BIGINT)", "false"
+        h = f"try_cast({src} AS HUGEINT)"
+        micros = f"CASE WHEN abs({h}) <= 1e20 THEN {_epoch_integer(h, epoch_unit)} END"
+        value = _epoch_value(micros, exact=True)
+        return _Typed(value, "false", f"{src} IS NOT NULL AND ({value}) IS NULL")
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
-        ok = f"isfinite({d}) AND {d} = floor({d})"
-        return f"CASE WHEN {ok} THEN CAST({d} AS BIGINT) END", f"{src} IS NOT NULL AND NOT ({ok})"
+        value = (
+            f"CASE WHEN isfinite({d}) THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} END"
+        )
+        wrong = f"{src} IS NOT NULL AND NOT isfinite({d})"
+        return _Typed(value, wrong, f"isfinite({d}) AND ({value}) IS NULL")
+    if _is_text(dtype):
+        text = _text_value(src)
+        h = f"CAST({text} AS HUGEINT)"
+        d = f"try_cast({text} AS DOUBLE)"
+        value = (
+            f"CASE WHEN regexp_full_match({text}, '{_INTEGER_20}') "
+            f"THEN {_epoch_value(_epoch_integer(h, epoch_unit), exact=True)} "
+            f"WHEN regexp_full_match({text}, '{_NUMBER}') "
+            f"THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} "
+            f"ELSE try_cast({text} AS TIMESTAMPTZ) END"
+        )
+        number = f"regexp_full_match({text}, '{_NUMBER}')"
+        return _Typed(
+            value,
+            f"{text} IS NOT NULL AND NOT {number} AND ({value}) IS NULL",
+            f"{number} AND ({value}) IS NULL",
+        )
+    return _Typed("CAST(NULL AS TIMESTAMPTZ)", f"{src} IS NOT NULL", "false")
+
+
+def _plan_integer(src: str, dtype: str) -> _Typed:
+    """A BIGINT column: exact integers.
+
+    A fraction or a non-number is ``wrong_type``; an integer (or infinity) that
+    BIGINT cannot hold is ``out_of_range``.
+    """
+    if _is_integer(dtype):
+        value = f"try_cast({src} AS BIGINT)"
+        return _Typed(value, "false", f"{src} IS NOT NULL AND {value} IS NULL")
+    if _is_numeric(dtype):
+        d = f"CAST({src} AS DOUBLE)"
+        wrong = f"{src} IS NOT NULL AND (isnan({d}) OR (isfinite({d}) AND {d} <> floor({d})))"
+        value = f"CASE WHEN isfinite({d}) AND {d} = floor({d}) THEN try_cast({d} AS BIGINT) END"
+        return _Typed(value, wrong, f"{src} IS NOT NULL AND NOT ({wrong}) AND ({value}) IS NULL")
     if _is_text(dtype):
         text = _text_value(src)
         d = f"try_cast({text} AS DOUBLE)"
-        ok = f"{d} IS NOT NULL AND isfinite({d}) AND {d} = floor({d}) AND abs({d}) < 9e15"
-        return (
-            f"CASE WHEN {ok} THEN CAST({d} AS BIGINT) END",
-            f"{text} IS NOT NULL AND NOT ({ok})",
+        integer = f"regexp_full_match({text}, '[+-]?[0-9]+')"
+        # Digits alone are cast exactly; other numbers ("1.0", "2e3") only while exact as DOUBLE.
+        whole = f"isfinite({d}) AND {d} = floor({d}) AND abs({d}) < {_EXACT_DOUBLE!r}"
+        value = (
+            f"CASE WHEN {integer} THEN try_cast({text} AS BIGINT) "
+            f"WHEN {whole} THEN CAST({d} AS BIGINT) END"
         )
-    return "CAST(NULL AS BIGINT)", f"{src} IS NOT NULL"
+        wrong = (
+            f"{text} IS NOT NULL AND NOT {integer} AND "
+            f"({d} IS NULL OR isnan({d}) OR (isfinite({d}) AND {d} <> floor({d})))"
+        )
+        return _Typed(value, wrong, f"{text} IS NOT NULL AND NOT ({wrong}) AND ({value}) IS NULL")
+    return _Typed("CAST(NULL AS BIGINT)", f"{src} IS NOT NULL", "false")
 
 
-def _plan_double(src: str, dtype: str) -> tuple[str, str]:
+def _plan_double(src: str, dtype: str) -> _Typed:
+    """A DOUBLE column: NaN or a non-number is ``wrong_type``, infinity ``out_of_range``."""
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
-        return f"CASE WHEN isfinite({d}) THEN {d} END", f"{src} IS NOT NULL AND NOT isfinite({d})"
-    if _is_text(dtype):
-        text = _text_value(src)
-        d = f"try_cast({text} AS DOUBLE)"
-        return (
-            f"CASE WHEN isfinite({d}) THEN {d} END",
-            f"{text} IS NOT NULL AND NOT coalesce(isfinite({d}), false)",
-        )
-    return "CAST(NULL AS DOUBLE)", f"{src} IS NOT NULL"
+    elif _is_text(dtype):
+        d = f"try_cast({_text_value(src)} AS DOUBLE)"
+    else:
+        return _Typed("CAST(NULL AS DOUBLE)", f"{src} IS NOT NULL", "false")
+    present = f"{src} IS NOT NULL" if _is_numeric(dtype) else f"{_text_value(src)} IS NOT NULL"
+    return _Typed(
+        f"CASE WHEN isfinite({d}) THEN {d} END",
+        f"{present} AND ({d} IS NULL OR isnan({d}))",
+        f"{present} AND isinf({d})",
+    )
 
 
 def _range_condition(col: Column, value: str) -> str | None:
@@ -435,11 +511,13 @@ def _plan_columns(
                 plan.checks.append(_Check("true", "missing_required", col.name, bad))
             continue
         if col.dtype == "TIMESTAMPTZ":
-            value, failed = _plan_timestamp(src, dtype, mapping.epoch_unit)
+            typed = _plan_timestamp(src, dtype, mapping.epoch_unit)
+            value = typed.value
             if col.required:
                 presence = _text_value(src) if _is_text(dtype) else src
                 plan.checks.append(_Check(f"{presence} IS NULL", "missing_required", col.name, bad))
-            plan.checks.append(_Check(failed, "bad_timestamp", col.name, bad))
+            plan.checks.append(_Check(typed.wrong, "bad_timestamp", col.name, bad))
+            plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
             plan.checks.append(
                 _Check(
                     f"({value}) < TIMESTAMPTZ '{TS_VALID_FROM}' OR ({value}) >= TIMESTAMPTZ '{TS_VALID_TO}'",
@@ -448,12 +526,11 @@ def _plan_columns(
                     bad,
                 )
             )
-        elif col.dtype == "BIGINT":
-            value, failed = _plan_integer(src, dtype)
-            plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
-        elif col.dtype == "DOUBLE":
-            value, failed = _plan_double(src, dtype)
-            plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
+        elif col.dtype in ("BIGINT", "DOUBLE"):
+            typed = (_plan_integer if col.dtype == "BIGINT" else _plan_double)(src, dtype)
+            value = typed.value
+            plan.checks.append(_Check(typed.wrong, "wrong_type", col.name, bad))
+            plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
         else:
             value = _text_value(src, long_text=col.role == "text")
             if col.required:
@@ -854,10 +931,7 @@ def _ingest_one(
         ):
             rejected[reason] += int(n)
             if reason == "out_of_range" and col == "ts":
-                plan.notes.append(
-                    f"{n} timestamp(s) outside {TS_VALID_FROM}..{TS_VALID_TO}: if ts is epoch "
-                    "seconds (or us, ns), set [timestamps] epoch_unit in a --mapping file"
-                )
+                plan.notes.append(_epoch_hint(db, file_id, int(n), mapping.epoch_unit))
     if conflicts:
         raw = _raw_sql(source, privacy_salt, canonical_src)
         db.con.register(
@@ -909,6 +983,59 @@ def _ingest_one(
         duplicates=duplicates,
         sha256=sha,
         notes=tuple(plan.notes),
+    )
+
+
+_HINT_SAMPLE = 1000
+"""Rejected timestamps looked at to guess their epoch unit."""
+
+
+def _guess_epoch_unit(values: Iterable[str | None]) -> str | None:
+    """The epoch unit that puts most of ``values`` in the valid time range, if any.
+
+    The four units' valid ranges (1990..2100) do not overlap, so the size of a
+    number tells its unit.
+
+    Examples
+    --------
+    >>> _guess_epoch_unit(["1754049600000000000", "1754049600123456789"])
+    'ns'
+    >>> _guess_epoch_unit(["1754049600", "not a number"])
+    's'
+    >>> _guess_epoch_unit(["12"]) is None
+    True
+    """
+    low, high = _epoch_bounds()
+    votes: Counter[str] = Counter()
+    for value in values:
+        try:
+            number = float(value or "")
+        except ValueError:
+            continue
+        for unit, micros in _EPOCH_MICROS.items():
+            if low <= number * (micros or 1e-3) < high:
+                votes[unit] += 1
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _epoch_hint(db: Database, file_id: int, n: int, epoch_unit: str) -> str:
+    """The note for timestamps out of range: the epoch unit they look like, if any."""
+    sample = db.execute(
+        "SELECT bad_value FROM rejected_rows WHERE file_id = $f AND reason = 'out_of_range' "
+        "AND \"column\" = 'ts' LIMIT $n",
+        {"f": file_id, "n": _HINT_SAMPLE},
+    )
+    unit = _guess_epoch_unit(r[0] for r in sample)
+    outside = f"{n} timestamp(s) outside {TS_VALID_FROM}..{TS_VALID_TO}"
+    if unit is not None and unit != epoch_unit:
+        names = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+        return (
+            f"{outside}: they look like epoch {names[unit]}; set [timestamps] "
+            f'epoch_unit = "{unit}" in a --mapping file (now "{epoch_unit}")'
+        )
+    return (
+        f"{outside}: if ts is epoch seconds (or us, ns), set [timestamps] epoch_unit "
+        "in a --mapping file"
     )
 
 
@@ -1217,7 +1344,8 @@ def ingest_events(db: Database, path: str | Path) -> FileSummary:
         if missing:
             raise MissingColumnError.for_file(str(path), missing, list(source.columns))
         cols = {c: quote_identifier(c) if c in source.columns else "NULL" for c in EVENT_COLUMNS}
-        ts_value, ts_failed = _plan_timestamp(cols["ts"], source.columns["ts"], "ms")
+        ts = _plan_timestamp(cols["ts"], source.columns["ts"], "ms")
+        ts_value = ts.value
         kind = _text_value(cols["kind"])
         checks = [
             _Check(
@@ -1227,7 +1355,8 @@ def ingest_events(db: Database, path: str | Path) -> FileSummary:
                 f"CAST({cols['ts']} AS VARCHAR)",
             ),
             _Check(f"{kind} IS NULL", "missing_required", "kind", "NULL"),
-            _Check(ts_failed, "bad_timestamp", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
+            _Check(ts.wrong, "bad_timestamp", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
+            _Check(ts.out_of_range, "out_of_range", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
         ]
         text = {
             c: _text_value(cols[c]) if cols[c] != "NULL" else "CAST(NULL AS VARCHAR)"

@@ -492,3 +492,109 @@ def test_trimmed_spaces_class_is_exactly_what_trim_removes():
     ).fetchall()
     assert trimmed > 1  # the class is not trivially empty
     assert mismatched == 0
+
+
+# -- numbers of any size are row-level problems, never a crash --------------------
+
+NS = 1_754_049_600_123_456_789
+"""2025-08-01T12:00:00.123456789Z in epoch nanoseconds."""
+
+_BIG_NUMBERS = [
+    # column, value, polars dtype (Parquet) or None (JSON lines), reason (None: accepted)
+    ("ts", NS, pl.Int64, "out_of_range"),
+    ("ts", NS, None, "out_of_range"),
+    ("ts", 1e300, pl.Float64, "out_of_range"),
+    ("ts", 1e300, None, "out_of_range"),
+    ("ts", -(2**63), pl.Int64, "out_of_range"),
+    ("ts", 2**64 - 1, pl.UInt64, "out_of_range"),
+    ("ts", "1" + "0" * 400, None, "out_of_range"),
+    ("ts", float("nan"), pl.Float64, "bad_timestamp"),
+    ("prompt_tokens", 2**64 - 1, pl.UInt64, "out_of_range"),
+    ("prompt_tokens", 2**64 - 1, None, "out_of_range"),
+    ("prompt_tokens", "123456789012345678901234567890", None, "out_of_range"),
+    ("prompt_tokens", 1e30, pl.Float64, "out_of_range"),
+    ("prompt_tokens", 1e30, None, "out_of_range"),
+    ("prompt_tokens", float("inf"), pl.Float64, "out_of_range"),
+    ("prompt_tokens", 1.5, pl.Float64, "wrong_type"),
+    ("prompt_tokens", "1.5", None, "wrong_type"),
+    ("prompt_tokens", 2**53 + 1, None, None),
+    ("prompt_tokens", 2**62, pl.UInt64, None),
+    ("temperature", float("inf"), pl.Float64, "out_of_range"),
+    ("temperature", "1e400", None, "out_of_range"),
+    ("temperature", float("nan"), pl.Float64, "wrong_type"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "dtype", "reason"), _BIG_NUMBERS)
+def test_numbers_of_any_size_are_row_level(wb, tmp_path, column, value, dtype, reason):
+    rows = [request_row(i) for i in range(3)]
+    if dtype is None:
+        path = tmp_path / "in.jsonl"
+        rows[1][column] = value
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path = tmp_path / "in.parquet"
+        frame = pl.DataFrame(rows).with_columns(pl.lit(None, dtype).alias(column))
+        frame = frame.with_columns(
+            pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(value, dtype)).alias(column)
+        )
+        if column == "ts":  # the other rows need a valid ts of the same type
+            ok = pl.lit(1_754_049_600_000 if dtype != pl.Float64 else 1.7540496e12, dtype)
+            frame = frame.with_columns(pl.coalesce(column, ok).alias(column))
+        frame.write_parquet(path)
+    (f,) = wb.ingest(path).files
+    assert f.rows_read == 3
+    if reason is None:
+        assert f.accepted == 3
+        got = wb.sql(f"SELECT {column} FROM requests WHERE request_id = 'r00001'")[column][0]
+        assert got == int(value)
+    else:
+        assert (f.accepted, f.rejected) == (2, {reason: 1})
+        (rejected,) = wb.rejected().to_dicts()
+        assert (rejected["row_number"], rejected["column"]) == (2, column)
+
+
+def _write_rows(path, rows):
+    if path.suffix == ".parquet":
+        pl.DataFrame(rows).write_parquet(path)
+    elif path.suffix == ".csv":
+        pl.DataFrame(rows).write_csv(path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_epoch_nanoseconds_load_with_their_unit_and_are_named_without(wb, tmp_path, fmt):
+    rows = [request_row(i, ts=NS + i) for i in range(3)]
+    (f,) = wb.ingest(_write_rows(tmp_path / f"in.{fmt}", rows)).files
+    assert f.rejected == {"out_of_range": 3}
+    assert any(
+        'look like epoch nanoseconds; set [timestamps] epoch_unit = "ns"' in n for n in f.notes
+    )
+    mapping = tmp_path / "ns.toml"
+    mapping.write_text('[timestamps]\nepoch_unit = "ns"\n')
+    # the same rows in another order: a file with new content
+    (g,) = wb.ingest(_write_rows(tmp_path / f"again.{fmt}", rows[::-1]), mapping=mapping).files
+    assert (g.accepted, g.rejected) == (3, {})
+    stamps = wb.sql("SELECT ts FROM requests ORDER BY ts")["ts"].to_list()
+    # nanoseconds round to the microsecond, exactly (no detour through a float)
+    assert [t.isoformat() for t in stamps] == ["2025-08-01T12:00:00.123457+00:00"] * 3
+
+
+def test_a_directory_with_one_file_of_huge_numbers_loads_all_three(tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for name, rows in (
+        ("a.jsonl", [request_row(i) for i in range(3)]),
+        ("b.jsonl", [request_row(i, ts=NS, prompt_tokens=2**64 - 1) for i in range(3, 6)]),
+        ("c.jsonl", [request_row(i) for i in range(6, 9)]),
+    ):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with forensics.open(tmp_path / "db.duckdb") as bench:
+        summary = bench.ingest(folder)
+        assert [(f.status, f.accepted, f.rejected) for f in summary.files] == [
+            ("ingested", 3, {}),
+            ("ingested", 0, {"out_of_range": 3}),
+            ("ingested", 3, {}),
+        ]
