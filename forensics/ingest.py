@@ -540,11 +540,14 @@ def _plan_columns(
             plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))
         plan.values[col.name] = value
 
+    clashing = {n.lower() for n in (*reserved, *canonical_names)}
+    taken = clashing | {n.lower() for n in source.columns}
     for name in extra_src:
         dtype = source.columns[name]
         target = name
-        if name in reserved or name.startswith(INTERNAL_PREFIX) or name.lower() in canonical_names:
-            target = f"{name.lstrip(INTERNAL_PREFIX)}_input"
+        if name.lower() in clashing or name.startswith(INTERNAL_PREFIX):
+            target = _kept_name(name, taken)
+            taken.add(target.lower())
             plan.notes.append(
                 f"column {name!r} clashes with a forensics column; kept as {target!r}"
             )
@@ -558,6 +561,29 @@ def _plan_columns(
     # Move required-field checks first: a row missing request_id is reported as that.
     plan.checks.sort(key=lambda c: 0 if c.reason == "missing_required" else 1)
     return plan, canonical_src
+
+
+def _kept_name(name: str, taken: set[str]) -> str:
+    """The name a user's column that clashes with forensics' own is kept under.
+
+    ``<name without leading underscores>_input``, then ``_input_2``, ``_input_3``...
+    until no column has it (names compared as DuckDB does, ignoring case).
+
+    Examples
+    --------
+    >>> _kept_name("_row", {"_row"})
+    'row_input'
+    >>> _kept_name("degraded", {"degraded", "degraded_input"})
+    'degraded_input_2'
+    >>> _kept_name("_", set())
+    'column_input'
+    """
+    base = f"{name.lstrip(INTERNAL_PREFIX) or 'column'}_input"
+    target, k = base, 1
+    while target.lower() in taken:
+        k += 1
+        target = f"{base}_{k}"
+    return target
 
 
 def _infer_text_types(db: Database, source: Source, names: Sequence[str]) -> dict[str, str]:
@@ -799,7 +825,7 @@ def _ingest_one(
             message=f"same content as file #{seen[0][0]} ingested {seen[0][1]:%Y-%m-%d %H:%M} UTC; nothing added",
         )
     if fmt == "parquet":
-        source = open_parquet(db, path)
+        source = open_parquet(db, path, stage)
     elif fmt == "csv":
         source = open_csv(db, path, stage)
     else:
@@ -920,9 +946,10 @@ def _ingest_one(
         raw = _raw_sql(source, privacy_salt, canonical_src)
         db.execute(
             "INSERT INTO rejected_rows SELECT $file, $fid, _row_out, _problem.col, _problem.reason, "
-            f"_problem.bad, {raw}, $now FROM "
-            f"(SELECT *, {_problem_sql(plan.checks, source.error_expr)} AS _problem, "
-            f"{source.row_expr} AS _row_out FROM {source.relation}) WHERE _problem IS NOT NULL",
+            "_problem.bad, _raw_out, $now FROM "
+            f"(SELECT {_problem_sql(plan.checks, source.error_expr)} AS _problem, "
+            f"{source.row_expr} AS _row_out, {raw} AS _raw_out FROM {source.relation}) "
+            "WHERE _problem IS NOT NULL",
             {**sql_params, "file": str(path), "fid": file_id, "now": now},
         )
         for reason, col, n in db.execute(
@@ -1077,12 +1104,13 @@ def _reject_unparsed(
     """Quarantine every row of a file in which no row could be parsed."""
     file_id = _next_file_id(db)
     now = datetime.now(UTC)
+    row, error, raw = source.row_expr, source.error_expr, source.raw_expr
     db.execute(
-        "INSERT INTO rejected_rows SELECT $file, $fid, _row, NULL, _error, NULL, _raw, $now "
+        f"INSERT INTO rejected_rows SELECT $file, $fid, {row}, NULL, {error}, NULL, {raw}, $now "
         f"FROM {source.relation}",
         {"file": str(path), "fid": file_id, "now": now},
     )
-    rejected = dict(db.execute(f"SELECT _error, count(*) FROM {source.relation} GROUP BY _error"))
+    rejected = dict(db.execute(f"SELECT {error}, count(*) FROM {source.relation} GROUP BY ALL"))
     _record_file(
         db, file_id, path, sha, fmt, (source.rows_read, 0, source.rows_read, 0), now, None, False
     )
@@ -1332,7 +1360,7 @@ def ingest_events(db: Database, path: str | Path) -> FileSummary:
         raise IngestError(f"{path}: no such file", path=str(path))
     fmt = detect_format(path)
     if fmt == "parquet":
-        source = open_parquet(db, path)
+        source = open_parquet(db, path, "_events_stage")
     elif fmt == "csv":
         source = open_csv(db, path, "_events_stage")
     else:

@@ -25,6 +25,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from forensics.db import Database
 from forensics.errors import IngestError, SchemaError
@@ -372,20 +373,46 @@ class Source:
     """Rows in the file."""
 
 
+def _internal_names(columns: Sequence[str]) -> tuple[str, str, str]:
+    """Names for a staged table's own row, error and raw columns that no column of the file has.
+
+    ``_row``, ``_error`` and ``_raw`` unless the file has a column of that name (in
+    any case), then with more leading underscores: a user's column is never shadowed.
+
+    Examples
+    --------
+    >>> _internal_names(["request_id", "_ROW", "__row"])
+    ('___row', '_error', '_raw')
+    """
+    taken = {c.lower() for c in columns}
+    names = []
+    for base in ("_row", "_error", "_raw"):
+        name = base
+        while name.lower() in taken:
+            name = "_" + name
+        taken.add(name.lower())
+        names.append(name)
+    return names[0], names[1], names[2]
+
+
 def _stage_text(
     db: Database,
     name: str,
     columns: Sequence[str],
     batches: Iterator[list[tuple[Any, ...]]],
 ) -> int:
-    """Create temp table ``name`` (``_row``, ``_error``, ``_raw``, columns...) from row batches."""
-    cols = ["_row", "_error", "_raw", *columns]
-    ddl = ", ".join(
-        [f"{quote_identifier(c)} {'BIGINT' if c == '_row' else 'VARCHAR'}" for c in cols]
-    )
+    """Create temp table ``name`` (row, error, raw, columns...) from row batches.
+
+    The first three columns are named by ``_internal_names(columns)``.
+    """
+    cols = [*_internal_names(columns), *columns]
+    types = ["BIGINT", "VARCHAR", "VARCHAR"] + ["VARCHAR"] * len(columns)
+    ddl = ", ".join(f"{quote_identifier(c)} {t}" for c, t in zip(cols, types, strict=True))
     db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(name)} ({ddl})")
     total = 0
-    schema = pa.schema([pa.field(c, pa.int64() if c == "_row" else pa.string()) for c in cols])
+    schema = pa.schema(
+        [pa.field(f"c{i}", pa.int64() if i == 0 else pa.string()) for i in range(len(cols))]
+    )
     for batch in batches:
         if not batch:
             continue
@@ -401,6 +428,20 @@ def _stage_text(
             db.con.unregister("_stage_batch")
         total += len(batch)
     return total
+
+
+def _text_source(stage: str, columns: Sequence[str], rows_read: int) -> Source:
+    """The Source of a staged text file (see ``_stage_text``)."""
+    row, error, raw = (quote_identifier(n) for n in _internal_names(columns))
+    return Source(
+        relation=quote_identifier(stage),
+        columns=dict.fromkeys(columns, "VARCHAR"),
+        row_expr=row,
+        error_expr=error,
+        raw_expr=raw,
+        params={},
+        rows_read=rows_read,
+    )
 
 
 def _batched(
@@ -456,8 +497,17 @@ def check_parquet(db: Database, path: Path) -> None:
         raise
 
 
-def open_parquet(db: Database, path: Path) -> Source:
-    """Open a Parquet file in place (DuckDB reads it; nothing is staged)."""
+_FILE_ROW_NUMBER = "file_row_number"
+"""The column DuckDB adds for a row's position in a Parquet file."""
+
+
+def open_parquet(db: Database, path: Path, stage: str = "_stage_parquet") -> Source:
+    """Open a Parquet file in place (DuckDB reads it; nothing is staged).
+
+    A file with a column of its own named ``file_row_number`` (DuckDB's name for
+    the row position) is copied to temp table ``stage`` with the positions in a
+    column of another name, so that its column is kept as it is.
+    """
     params = {"path": str(path)}
     try:
         described = db.execute("DESCRIBE SELECT * FROM read_parquet($path)", params)
@@ -466,15 +516,56 @@ def open_parquet(db: Database, path: Path) -> Source:
         if _is_malformed_parquet(exc):
             raise _malformed_parquet(path, exc) from None
         raise
+    columns = {r[0]: r[1] for r in described}
+    if _FILE_ROW_NUMBER in {c.lower() for c in columns}:
+        row = _stage_parquet(db, path, stage, columns)
+        return Source(
+            relation=quote_identifier(stage),
+            columns=columns,
+            row_expr=quote_identifier(row),
+            error_expr=None,
+            raw_expr=None,
+            params={},
+            rows_read=int(rows_read),
+        )
     return Source(
-        relation="read_parquet($path, file_row_number = true)",
-        columns={r[0]: r[1] for r in described},
-        row_expr="(file_row_number + 1)",
+        relation=f"read_parquet($path, {_FILE_ROW_NUMBER} = true)",
+        columns=columns,
+        row_expr=f"({_FILE_ROW_NUMBER} + 1)",
         error_expr=None,
         raw_expr=None,
         params=params,
         rows_read=int(rows_read),
     )
+
+
+def _stage_parquet(db: Database, path: Path, stage: str, columns: dict[str, str]) -> str:
+    """Copy a Parquet file, in file order, to temp table ``stage`` with a row-number column.
+
+    Returns the name of that column. Batches are read in order by pyarrow and
+    numbered as they come, so the numbers are the rows' positions in the file.
+    """
+    row = _internal_names(list(columns))[0]
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT "
+        f"CAST(NULL AS BIGINT) AS {quote_identifier(row)}, * FROM read_parquet($path) LIMIT 0",
+        {"path": str(path)},
+    )
+    first = 1
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
+            numbers = pa.array(range(first, first + batch.num_rows), pa.int64())
+            arrays = [numbers, *batch.columns]
+            names = [f"c{i}" for i in range(len(arrays))]
+            db.con.register("_stage_batch", pa.Table.from_arrays(arrays, names=names))
+            try:
+                db.execute(f"INSERT INTO {quote_identifier(stage)} SELECT * FROM _stage_batch")
+            finally:
+                db.con.unregister("_stage_batch")
+            first += batch.num_rows
+    except pa.ArrowException as exc:
+        raise _malformed_parquet(path, exc) from None
+    return row
 
 
 def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
@@ -500,29 +591,24 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     ]
     _check_unique_names(path, keys)
     paths = ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
-    if keys:
-        items = ", ".join(
-            f"CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
-            for i, k in enumerate(keys)
-        )
-        db.execute(
-            f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row, _error, _raw, "
-            f"{items} FROM (SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v "
-            f"FROM {lt})",
-            {"paths": paths},
-        )
-    else:
-        db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT * FROM {lt}")
-    db.execute(f"DROP TABLE {lt}")
-    return Source(
-        relation=quote_identifier(stage),
-        columns=dict.fromkeys(keys, "VARCHAR"),
-        row_expr="_row",
-        error_expr="_error",
-        raw_expr="_raw",
-        params={},
-        rows_read=rows_read,
+    row, error, raw = (quote_identifier(n) for n in _internal_names(keys))
+    items = "".join(
+        f", CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
+        for i, k in enumerate(keys)
     )
+    values = (
+        f"(SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v "
+        f"FROM {lt})"
+        if keys
+        else lt
+    )
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row AS {row}, "
+        f"_error AS {error}, _raw AS {raw}{items} FROM {values}",
+        {"paths": paths},
+    )
+    db.execute(f"DROP TABLE {lt}")
+    return _text_source(stage, keys, rows_read)
 
 
 def open_csv(db: Database, path: Path, stage: str) -> Source:
@@ -543,15 +629,7 @@ def open_csv(db: Database, path: Path, stage: str) -> Source:
                 yield (number, None, None, *[f if f != "" else None for f in fields])
 
     rows_read = _stage_text(db, stage, header, _batched(staged()))
-    return Source(
-        relation=quote_identifier(stage),
-        columns=dict.fromkeys(header, "VARCHAR"),
-        row_expr="_row",
-        error_expr="_error",
-        raw_expr="_raw",
-        params={},
-        rows_read=rows_read,
-    )
+    return _text_source(stage, header, rows_read)
 
 
 def _check_unique_names(path: Path, names: Sequence[str]) -> None:

@@ -2,6 +2,7 @@
 
 import errno
 import gzip
+import json
 from pathlib import Path
 
 import duckdb
@@ -148,3 +149,51 @@ def test_a_stray_quote_anywhere_refuses_the_file(tmp_path_factory, line, field, 
         assert f.status == "refused", (lines[line - 1], f.rows_read, f.accepted, f.rejected)
         assert f"{path}: line {line}" in f.message
         assert bench.counts()["requests"] == 0
+
+
+# -- the user's columns never collide with forensics' own ----------------------------
+
+_INTERNAL_LOOKING = {
+    # a column of the user's -> where its values are kept in requests
+    "_row": "row_input_2",
+    "_error": "error_input",
+    "_raw": "raw_input",
+    "_problem": "problem_input",
+    "_row_out": "row_out_input",
+    "_v": "v_input",
+    "file_row_number": "file_row_number",
+    "row_input": "row_input",
+    "degraded": "degraded_input",
+}
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_columns_named_like_forensics_own_keep_their_values(wb, tmp_path, fmt):
+    rows = [request_row(i, **{name: f"{name}-{i}" for name in _INTERNAL_LOOKING}) for i in range(5)]
+    rows[2]["ts"] = "not a time"  # one rejected row, to take the quarantine path too
+    frame = pl.DataFrame(rows)
+    path = tmp_path / f"in.{fmt}"
+    if fmt == "csv":
+        frame.write_csv(path)
+    elif fmt == "parquet":
+        frame.write_parquet(path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (f,) = wb.ingest(path).files
+    assert (f.rows_read, f.accepted, f.rejected) == (5, 4, {"bad_timestamp": 1})
+    kept = wb.sql(
+        "SELECT request_id, "
+        + ", ".join(f'"{c}"' for c in _INTERNAL_LOOKING.values())
+        + " FROM requests ORDER BY request_id"
+    )
+    for name, target in _INTERNAL_LOOKING.items():
+        assert kept[target].to_list() == [f"{name}-{i}" for i in (0, 1, 3, 4)], name
+    (rejected,) = wb.rejected().to_dicts()
+    line = 3 if fmt == "parquet" else 4 if fmt == "csv" else 3
+    assert (rejected["row_number"], rejected["column"]) == (line, "ts")
+    raw = json.loads(rejected["raw"])
+    assert {name: raw[name] for name in _INTERNAL_LOOKING} == {
+        name: f"{name}-2" for name in _INTERNAL_LOOKING
+    }
+    renamed = [n for n in f.notes if "clashes with a forensics column" in n]
+    assert len(renamed) == len([n for n, t in _INTERNAL_LOOKING.items() if n != t])
