@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import json
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -222,14 +223,22 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         raise _read_error(path, exc) from None
     try:
         items = json.loads(data.decode("utf-8-sig"))
+        texts = [json.dumps(item, ensure_ascii=False) for item in items]
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IngestError(
             f"{path}: not a valid JSON array ({exc}); write one JSON object per line "
             "(.jsonl) to have bad records quarantined one by one",
             path=str(path),
         ) from None
-    for number, item in enumerate(items, start=1):
-        yield number, json.dumps(item, ensure_ascii=False), None
+    except RecursionError:
+        raise IngestError(
+            f"{path}: the JSON array is nested too deeply to read (more than about "
+            f"{sys.getrecursionlimit()} levels); nothing from this file was written. Write one "
+            "JSON object per line (.jsonl): each line is then read, or quarantined, on its own.",
+            path=str(path),
+        ) from None
+    for number, text in enumerate(texts, start=1):
+        yield number, text, None
 
 
 def _starts_with_array(path: Path) -> bool:

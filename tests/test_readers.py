@@ -197,3 +197,23 @@ def test_columns_named_like_forensics_own_keep_their_values(wb, tmp_path, fmt):
     }
     renamed = [n for n in f.notes if "clashes with a forensics column" in n]
     assert len(renamed) == len([n for n, t in _INTERNAL_LOOKING.items() if n != t])
+
+
+# -- JSON arrays ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '[{"request_id": "a", "deep": ' + "[" * 5000 + "]" * 5000 + "}]",
+    ],
+    ids=["array-depth-100000", "one-value-depth-5000"],
+)
+def test_a_deeply_nested_json_array_is_refused_clearly(wb, tmp_path, text):
+    path = tmp_path / "deep.json"
+    path.write_text(text)
+    (f,) = wb.ingest(path, errors="collect").files
+    assert f.status == "refused"
+    assert f.message.startswith(f"{path}: the JSON array is nested too deeply to read")
+    assert "(.jsonl)" in f.message
