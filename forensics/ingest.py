@@ -73,6 +73,7 @@ from forensics.signals import (
     signal_expressions,
     signals_relation,
     user_signal_expression,
+    user_signal_parameters,
 )
 
 __all__ = [
@@ -280,6 +281,8 @@ class _Plan:
     """User's extra column -> DuckDB type in ``requests``."""
     notes: list[str] = field(default_factory=list)
     """Things to tell the user."""
+    renamed: dict[str, str] = field(default_factory=dict)
+    """User's column -> the name it is kept under, when its own clashes with forensics'."""
 
 
 TRIMMED_SPACES = "[\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]"
@@ -548,6 +551,7 @@ def _plan_columns(
         if name.lower() in clashing or name.startswith(INTERNAL_PREFIX):
             target = _kept_name(name, taken)
             taken.add(target.lower())
+            plan.renamed[name] = target
             plan.notes.append(
                 f"column {name!r} clashes with a forensics column; kept as {target!r}"
             )
@@ -656,42 +660,60 @@ def _ensure_requests(db: Database) -> None:
     )
 
 
-def define_user_signals(db: Database, signals: Sequence[UserSignal]) -> list[str]:
-    """Register the user's signals, add their columns and (re)compute them on stored rows.
+def define_user_signals(
+    db: Database, signals: Sequence[UserSignal], *, source: str | None = None
+) -> list[str]:
+    """Register the user's signals, add their columns and compute new ones on stored rows.
 
-    Returns notes for the user. Recomputes ``degraded`` when anything changed.
+    A signal whose definition is unchanged is left as it is. Returns notes for
+    the user; recomputes ``degraded`` when a definition changed. ``source`` (the
+    mapping file) is named in errors.
     """
     notes = []
-    existing = db.columns("requests")
+    existing = {c.lower(): c for c in db.columns("requests")}
+    taken = {c.name.lower() for c in CANONICAL_COLUMNS} | {d.name.lower() for d in DETECTORS}
+    taken |= {DEGRADED, *_PROVENANCE}
+    user = {s.name.lower() for s in _user_signals(db)}
+    where = source or "mapping"
     changed = False
     for signal in signals:
-        if signal.name in {c.name for c in CANONICAL_COLUMNS} or signal.name in {
-            d.name for d in DETECTORS
-        } | {DEGRADED}:
+        key = signal.name.lower()
+        if key in taken:
             raise ConfigError(
-                f"signal name {signal.name!r} is taken by a canonical column or built-in signal; "
-                "choose another name in [signals]"
+                f"{where}: [signals.{signal.name}] the name is taken by a canonical column or a "
+                "built-in signal; choose another name"
             )
-        if signal.name in existing and signal.name not in _signal_names(db):
+        if key in existing and key not in user:
             raise ConfigError(
-                f"signal name {signal.name!r} is already a column of requests; choose another name"
+                f"{where}: [signals.{signal.name}] the name is already a column of requests "
+                "(from an earlier file); choose another name"
             )
+        before = db.execute(
+            "SELECT description, source_column, op, value FROM signal_definitions WHERE name = $n",
+            {"n": signal.name},
+        )
+        definition = (signal.description, signal.column, signal.op, signal.value)
+        if before and tuple(before[0]) == definition:
+            continue
+        if signal.column.lower() in existing:
+            column = existing[signal.column.lower()]
+            _check_signal_input(
+                db, "requests", {}, signal, column, db.columns("requests")[column],
+                row_sql="NULL", where=f"{where}: [signals.{signal.name}]",
+                found_in=f"{db.path} (table requests)",
+            )  # fmt: skip
         db.execute(
             "INSERT OR REPLACE INTO signal_definitions VALUES ($n, $d, 'user', $c, $o, $v)",
-            {
-                "n": signal.name,
-                "d": signal.description,
-                "c": signal.column,
-                "o": signal.op,
-                "v": signal.value,
-            },
+            dict(zip(("n", "d", "c", "o", "v"), (signal.name, *definition), strict=True)),
         )
-        if signal.name not in existing:
+        if key not in existing:
             db.execute(f"ALTER TABLE requests ADD COLUMN {quote_identifier(signal.name)} BOOLEAN")
-        if signal.column in existing:
-            db.execute(
-                f"UPDATE requests SET {quote_identifier(signal.name)} = {user_signal_expression(signal)}"
+        if signal.column.lower() in existing:
+            sql = (
+                f"UPDATE requests SET {quote_identifier(signal.name)} = "
+                f"{user_signal_expression(signal)}"
             )
+            db.execute(sql, user_signal_parameters([signal], sql))
         else:
             notes.append(
                 f"signal {signal.name!r}: column {signal.column!r} is not in the data yet; "
@@ -701,6 +723,98 @@ def define_user_signals(db: Database, signals: Sequence[UserSignal]) -> list[str
     if changed:
         db.execute(f"UPDATE requests SET {DEGRADED} = {degraded_expression(_signal_names(db))}")
     return notes
+
+
+def _check_signal_input(
+    db: Database,
+    relation: str,
+    params: dict[str, Any],
+    signal: UserSignal,
+    column: str,
+    dtype: str,
+    *,
+    row_sql: str,
+    where: str,
+    found_in: str,
+    unit: str = "row",
+) -> None:
+    """Refuse a signal whose column's values it cannot read: true/false, or numbers.
+
+    ``relation`` holds ``column`` typed as ``dtype``; a text column is read
+    value by value and the first that does not convert is named.
+    """
+    boolean = signal.op is None
+    wanted = "BOOLEAN" if boolean else "DOUBLE"
+    if _is_numeric(dtype) or dtype.upper() == "BOOLEAN":
+        return
+    what = (
+        "is read as true/false (it has no op and value)"
+        if boolean
+        else f"is compared as a number ({signal.op} {signal.value:g})"
+    )
+    fix = (
+        "point column at a true/false column, or give op and value to compare a number"
+        if boolean
+        else "point column at a numeric column, or leave out op and value for a true/false one"
+    )
+    if not _is_text(dtype):
+        raise ConfigError(
+            f"{where} column = {signal.column!r} {what}, but in {found_in} it holds {dtype} "
+            f"values; {fix}"
+        )
+    q = quote_identifier(column)
+    bad = db.execute(
+        f"SELECT {row_sql}, CAST({q} AS VARCHAR) FROM {relation} WHERE {q} IS NOT NULL "
+        f"AND try_cast({q} AS {wanted}) IS NULL LIMIT 1",
+        params,
+    )
+    if bad:
+        row, value = bad[0]
+        at = f"{found_in} {unit} {row}" if row is not None else found_in
+        raise ConfigError(
+            f"{where} column = {signal.column!r} {what}, but {at} has {value[:100]!r}; {fix}"
+        )
+
+
+def _check_file_signal_inputs(
+    db: Database,
+    path: Path,
+    fmt: Format,
+    checked: str,
+    params: dict[str, Any],
+    plan: _Plan,
+    table_types: dict[str, str],
+    mapping: Mapping,
+) -> None:
+    """Refuse the file if a signal in force cannot read its column's values here.
+
+    The signals in force are those stored (from earlier mappings), replaced by
+    the mapping's own of the same name. Only rows that pass every check count.
+    """
+    in_force = {
+        s.name: (s, "the signal registry (an earlier --mapping)") for s in _user_signals(db)
+    }
+    in_force |= {s.name: (s, mapping.source or "mapping") for s in mapping.signals}
+    renamed = {src.lower(): target for src, target in plan.renamed.items()}
+    targets = {t.lower(): t for t in plan.values}
+    unit = "line" if fmt in ("csv", "jsonl") else "row"
+    for signal, where in in_force.values():
+        key = signal.column.lower()
+        if key in renamed and key not in targets:
+            raise ConfigError(
+                f"{where}: [signals.{signal.name}] column = {signal.column!r}: in {path} that "
+                f"column is kept as {renamed[key]!r} (its name is forensics' own); write "
+                f"column = {renamed[key]!r}"
+            )
+        if key not in targets:
+            continue
+        target = targets[key]
+        dtype = table_types.get(target) or plan.extras.get(target, "VARCHAR")
+        _check_signal_input(
+            db, f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)", params, signal, target, dtype,
+            row_sql="_row", where=f"{where}: [signals.{signal.name}]", found_in=str(path),
+            unit=unit,
+        )  # fmt: skip
 
 
 def _ensure_extra_columns(db: Database, plan: _Plan) -> None:
@@ -840,7 +954,7 @@ def _ingest_one(
         return _reject_unparsed(db, path, fmt, sha, source)
 
     reserved = {d.name for d in DETECTORS} | {DEGRADED} | set(_PROVENANCE)
-    reserved |= set(_signal_names(db))
+    reserved |= set(_signal_names(db)) | {s.name for s in mapping.signals}
     if fmt != "parquet":
         canonical_names = {c.name for c in CANONICAL_COLUMNS}
         text_like = [
@@ -865,8 +979,6 @@ def _ingest_one(
         plan.extras[target] = dtype
 
     _ensure_requests(db)
-    if mapping.signals:
-        plan.notes.extend(define_user_signals(db, mapping.signals))
     _ensure_extra_columns(db, plan)
     table_types = db.columns("requests")
     for name in plan.extras:
@@ -884,6 +996,9 @@ def _ingest_one(
         f"{_problem_sql(plan.checks, source.error_expr)} AS _problem FROM {source.relation}"
     )
     present = [*canonical_src, *plan.extras]
+    _check_file_signal_inputs(db, path, fmt, checked, sql_params, plan, table_types, mapping)
+    if mapping.signals:
+        plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
 
     # Request_ids that may be seen twice, in this file or already stored: found by hash
     # in one scan of the ids alone. A hash shared by different ids only costs those
@@ -935,7 +1050,14 @@ def _ingest_one(
     with_signals = signals_relation(good, present, params=params, user_signals=user_signals)
     insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
-    db.execute(sql, {**sql_params, **params.as_parameters(sql)})
+    db.execute(
+        sql,
+        {
+            **sql_params,
+            **params.as_parameters(sql),
+            **user_signal_parameters(user_signals, sql),
+        },
+    )
     accepted = int(
         db.scalar("SELECT count(*) FROM requests WHERE _source_file_id = $f", {"f": file_id})
     )

@@ -23,7 +23,9 @@ A mapping file (TOML) renames a user's columns to canonical names::
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -216,15 +218,9 @@ class UserSignal:
     """What it means, shown in the dashboard and reports."""
 
     def __post_init__(self) -> None:
-        if (self.op is None) != (self.value is None):
-            raise ConfigError(
-                f"signal {self.name!r}: give both op and value (numeric column) or neither "
-                "(boolean column)"
-            )
-        if self.op is not None and self.op not in _OPS:
-            raise ConfigError(
-                f"signal {self.name!r}: op {self.op!r} is not one of {', '.join(_OPS)}"
-            )
+        problem = _signal_problem(self.name, self.column, self.op, self.value, self.description)
+        if problem is not None:
+            raise ConfigError(f"signal {self.name!r}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -321,22 +317,86 @@ class Mapping:
                     f"{where}: [signals.{name}] unknown key(s) {', '.join(extra)}; "
                     "valid: column, op, value, description"
                 )
-            value = spec.get("value")
-            signals.append(
-                UserSignal(
-                    name=str(name),
-                    column=str(spec["column"]),
-                    op=spec.get("op"),
-                    value=float(value) if value is not None else None,
-                    description=str(spec.get("description", "")),
-                )
-            )
+            signals.append(_user_signal(where, name, spec))
+        _check_signal_names(where, signals)
         return cls(
             columns=dict(columns),
             epoch_unit=str(timestamps.get("epoch_unit", "ms")),
             signals=tuple(signals),
             source=source,
         )
+
+
+def _signal_problem(
+    name: object, column: object, op: object, value: object, description: object
+) -> str | None:
+    """What is wrong with a signal's declaration, naming the key to fix; None if nothing.
+
+    Examples
+    --------
+    >>> _signal_problem("slow", "latency_ms", ">", float("inf"), "")
+    'value = inf is not a finite number; write e.g. value = 30000'
+    >>> _signal_problem("latency_ms", "latency_ms", ">", 1.0, "")[:40]
+    "the signal is named like its column 'lat"
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "the signal needs a name, e.g. [signals.slow]"
+    if name.startswith(INTERNAL_PREFIX):
+        return f"names starting with {INTERNAL_PREFIX!r} are forensics' own; rename the signal"
+    if not isinstance(column, str) or not column.strip():
+        return 'column must name a column of your files, e.g. column = "latency_ms"'
+    if column.lower() == name.lower():
+        return (
+            f"the signal is named like its column {column!r}, and both would be columns of "
+            f"requests; rename the signal, e.g. [signals.{name}_flag]"
+        )
+    if (op is None) != (value is None):
+        return "give both op and value (numeric column) or neither (boolean column)"
+    if op is not None and op not in _OPS:
+        return f"op {op!r} is not one of {', '.join(_OPS)}"
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
+        shown = str(value).lower() if isinstance(value, bool | float) else repr(value)
+        return f"value = {shown} is not a finite number; write e.g. value = 30000"
+    if not isinstance(description, str):
+        return 'description must be text, e.g. description = "slow answers"'
+    return None
+
+
+def _user_signal(where: str, name: str, spec: dict[str, object]) -> UserSignal:
+    """One ``[signals.NAME]`` table, checked; errors name the file, the table and the key."""
+    column, op, value = spec["column"], spec.get("op"), spec.get("value")
+    description = spec.get("description", "")
+    problem = _signal_problem(name, column, op, value, description)
+    if problem is not None:
+        raise ConfigError(f"{where}: [signals.{name}] {problem}")
+    return UserSignal(
+        name=name,
+        column=str(column),
+        op=None if op is None else str(op),
+        value=None if value is None else float(value),  # type: ignore[arg-type]
+        description=str(description),
+    )
+
+
+def _check_signal_names(where: str, signals: Sequence[UserSignal]) -> None:
+    """Signal names are columns of ``requests``: unique without case, and not another's input."""
+    seen: dict[str, str] = {}
+    for signal in signals:
+        other = seen.setdefault(signal.name.lower(), signal.name)
+        if other != signal.name:
+            raise ConfigError(
+                f"{where}: [signals.{other}] and [signals.{signal.name}] differ only in case, "
+                "and column names do not; rename one"
+            )
+    for signal in signals:
+        if signal.column.lower() in seen:
+            raise ConfigError(
+                f"{where}: [signals.{signal.name}] column = {signal.column!r} is the name of "
+                f"signal [signals.{seen[signal.column.lower()]}]; a signal reads a column of "
+                "your files, so rename that signal"
+            )
 
 
 def schema_markdown() -> str:

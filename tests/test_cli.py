@@ -171,3 +171,51 @@ def test_a_really_full_disk_exits_2_and_keeps_the_files_before(tmp_path, tiny_di
     with forensics.open(copy, read_only=True) as wb:
         assert wb.counts()["requests"] == 3
         assert wb.files()["path"].to_list() == [str(small)]
+
+
+_SIGNAL_ROWS = [
+    request_row(i, latency_ms=[10, 5000][i % 2], region_code=["east-1", "west-2"][i % 2])
+    for i in range(4)
+]
+
+
+@pytest.mark.parametrize(
+    ("signal", "message"),
+    [
+        ('column = "latency_ms"\nop = ">"\nvalue = inf', "value = inf is not a finite number"),
+        ('column = "latency_ms"\nop = ">"\nvalue = nan', "value = nan is not a finite number"),
+        ('column = "latency_ms"\nop = ">"\nvalue = "abc"', "value = 'abc' is not a finite"),
+        ('column = "slow"\nop = ">"\nvalue = 1', "the signal is named like its column 'slow'"),
+        (
+            'column = "region_code"',
+            "column = 'region_code' is read as true/false (it has no op and value), but "
+            "{path} line 1 has 'east-1'",
+        ),
+        (
+            'column = "region_code"\nop = ">"\nvalue = 1',
+            "column = 'region_code' is compared as a number (> 1), but {path} line 1 has 'east-1'",
+        ),
+    ],
+    ids=["inf", "nan", "text-value", "own-column", "boolean-on-text", "number-on-text"],
+)
+def test_mapping_mistakes_exit_2_naming_file_signal_and_key(tmp_path, signal, message):
+    path = _write_rows(tmp_path / "in.jsonl", _SIGNAL_ROWS)
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(f"[signals.slow]\n{signal}\n")
+    db = tmp_path / "x.duckdb"
+    result = _run("ingest", path, "--db", db, "--mapping", mapping)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert f"{mapping}: [signals.slow] " in errors[0]
+    assert message.format(path=path) in errors[0]
+
+
+def test_a_signal_named_like_a_built_in_one_in_any_case_exits_2(tmp_path):
+    path = _write_rows(tmp_path / "in.jsonl", _SIGNAL_ROWS)
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.Degraded]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1\n')
+    result = _run("ingest", path, "--db", tmp_path / "x.duckdb", "--mapping", mapping)
+    assert result.exit_code == 2, result.output
+    assert f"{mapping}: [signals.Degraded] the name is taken by a canonical column" in result.output

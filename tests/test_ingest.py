@@ -12,6 +12,7 @@ from forensics import ingest as ingest_module
 from forensics.db import Database
 from forensics.errors import IngestError, InternalError, MissingColumnError
 from forensics.ingest import REASONS, TRIMMED_SPACES, detect_format, resolve_paths
+from forensics.schema import quote_identifier
 from tests.conftest import BAD_INPUTS, request_row
 
 # -- the bad-input corpus: every file's fate, counted by hand ----------------------
@@ -475,11 +476,87 @@ def test_user_signal_from_mapping_counts_towards_degraded(wb, write_jsonl, tmp_p
     mapping = tmp_path / "m.toml"
     mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
     rows = [request_row(i, latency_ms=[10, 5000, None][i % 3], temperature=0.7) for i in range(6)]
-    wb.ingest(write_jsonl(rows), mapping=mapping)
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
     got = wb.sql("SELECT slow, degraded FROM requests ORDER BY request_id").rows()
     assert got == [(False, False), (True, True), (None, False)] * 2
     defined = wb.sql("SELECT name, kind FROM signal_definitions WHERE kind = 'user'").rows()
     assert defined == [("slow", "user")]
+    # the file has the column: no "not in the data yet" on its first ingest
+    assert not [n for n in f.notes if "not in the data" in n], f.notes
+
+
+def test_a_signal_whose_column_is_absent_says_so(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
+    (f,) = wb.ingest(write_jsonl(_rows(2)), mapping=mapping).files
+    assert f.notes == (
+        "signal 'slow': column 'latency_ms' is not in the data yet; it will be computed for "
+        "files that have it",
+    )
+
+
+def test_no_value_of_a_mapping_file_is_pasted_into_sql(tmp_path, write_jsonl):
+    statements = []
+    bench = forensics.open(tmp_path / "db.duckdb", trace=lambda sql, p: statements.append(sql))
+    mapping = tmp_path / "m.toml"
+    name, description = "we\"ird 'signal", "'; DROP TABLE requests; --"
+    mapping.write_text(
+        f'[signals.{json.dumps(name)}]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1234.5678\n'
+        f"description = {json.dumps(description)}\n"
+    )
+    rows = [request_row(i, latency_ms=[10.0, 5000.0][i % 2]) for i in range(4)]
+    bench.ingest(write_jsonl(rows, name="a.jsonl"), mapping=mapping)
+    bench.ingest(write_jsonl([*rows[:2], request_row(9, latency_ms=2000.0)], name="b.jsonl"))
+    assert statements
+    assert not [sql for sql in statements if "1234.5678" in sql or "DROP TABLE requests" in sql]
+    flagged = bench.sql(f"SELECT request_id FROM requests WHERE {quote_identifier(name)}")
+    assert flagged["request_id"].to_list() == ["r00001", "r00003", "r00009"]
+    stored = bench.sql("SELECT description, value FROM signal_definitions WHERE kind = 'user'")
+    assert stored.rows() == [(description, 1234.5678)]
+    bench.close()
+
+
+def test_an_unchanged_signal_does_not_rewrite_stored_rows(tmp_path, write_jsonl):
+    statements = []
+    bench = forensics.open(tmp_path / "db.duckdb", trace=lambda sql, p: statements.append(sql))
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
+    rows = [request_row(i, latency_ms=i * 1000) for i in range(4)]
+    bench.ingest(write_jsonl(rows[:2], name="a.jsonl"), mapping=mapping)
+    statements.clear()
+    bench.ingest(write_jsonl(rows[2:], name="b.jsonl"), mapping=mapping)
+    assert not [sql for sql in statements if sql.startswith("UPDATE requests")]
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1500\n')
+    bench.ingest(write_jsonl(rows[:1], name="c.jsonl"), mapping=mapping)  # changed: recomputed
+    got = bench.sql("SELECT request_id, slow FROM requests ORDER BY request_id").rows()
+    assert got == [("r00000", False), ("r00001", False), ("r00002", True), ("r00003", True)]
+    bench.close()
+
+
+def test_a_file_column_named_like_a_mapped_signal_is_kept_aside(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
+    rows = [request_row(i, latency_ms=i * 1000, slow="their own") for i in range(3)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 3
+    got = wb.sql("SELECT slow, slow_input FROM requests ORDER BY request_id").rows()
+    assert got == [(False, "their own"), (False, "their own"), (True, "their own")]
+
+
+def test_a_signal_over_stored_text_values_is_refused_naming_the_database(wb, write_jsonl, tmp_path):
+    wb.ingest(write_jsonl([request_row(i, region_code="east-1") for i in range(2)], name="a.jsonl"))
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.east]\ncolumn = "region_code"\n')
+    (f,) = wb.ingest(
+        write_jsonl(_rows(4)[2:], name="b.jsonl"), mapping=mapping, errors="collect"
+    ).files
+    assert f.status == "refused"
+    assert f.message.startswith(
+        f"{mapping}: [signals.east] column = 'region_code' is read as true/false (it has no op "
+        f"and value), but {wb.path} (table requests) has 'east-1'"
+    )
+    assert wb.counts()["requests"] == 2
+    assert "east" not in wb.db.columns("requests")
 
 
 def test_trimmed_spaces_class_is_exactly_what_trim_removes():
