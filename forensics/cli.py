@@ -145,17 +145,26 @@ def ingest(
 @main.command("ingest-events")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_db_option
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='TOML file naming your columns: [columns] ts = "...", kind = "..." '
+    "(see README 'Mapping files').",
+)
 @_fail_cleanly
-def ingest_events_command(path: Path, db: Path | None) -> None:
+def ingest_events_command(path: Path, db: Path | None, mapping: Path | None) -> None:
     """Load change events (deploys, config and load-balancer changes).
 
     PATH is CSV or JSON with columns ts, kind, and optionally description and
-    scope. Loading the same events twice adds nothing.
+    scope (under other names: --mapping). Loading the same events twice adds
+    nothing.
     """
+    from forensics.schema import EventMapping
     from forensics.workbench import open as open_workbench
 
+    event_mapping = EventMapping.load(mapping) if mapping else None
     with open_workbench(_db_path(db)) as wb:
-        result = wb.ingest_events(path)
+        result = wb.ingest_events(path, mapping=event_mapping)
     click.echo(
         f"{result.path}: read {result.rows_read}, loaded {result.accepted}, "
         f"rejected {result.rejected_total}, already present {result.duplicates}"

@@ -10,7 +10,7 @@ notebooks) can act on them. ``InternalError`` is the one exception that is not a
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "ConfigError",
@@ -58,18 +58,38 @@ class MissingColumnError(SchemaError):
 
     @classmethod
     def for_file(
-        cls, path: str, missing: Iterable[str], found: Iterable[str]
+        cls,
+        path: str,
+        missing: Iterable[str],
+        found: Iterable[str],
+        *,
+        mapped: Mapping[str, str] | None = None,
     ) -> MissingColumnError:
-        """Build the message for a file that lacks required columns."""
+        """Build the message for a file that lacks required columns.
+
+        ``mapped`` (column -> name in the file, from the mapping) says which of
+        them the mapping already names, so the message does not ask for that again.
+        """
         missing, found = sorted(missing), list(found)
+        mapped = {m: mapped[m] for m in missing if mapped and m in mapped}
         shown = ", ".join(found) if found else "(none)"
-        example = " and ".join(f'{m} = "<your column>"' for m in missing)
         message = (
             f"{path}: missing required column(s) {', '.join(missing)}; "
-            f"the file has: {shown}. Nothing from this file was written. "
-            "If these columns exist under other names, map them in a file given "
-            f"with --mapping FILE.toml: under [columns], write {example}"
+            f"the file has: {shown}. Nothing from this file was written."
         )
+        if mapped:
+            message += (
+                " The mapping names "
+                + ", ".join(f"{m} = {n!r}" for m, n in mapped.items())
+                + ", which the file does not have: correct the name in the mapping."
+            )
+        unmapped = [m for m in missing if m not in mapped]
+        if unmapped:
+            example = " and ".join(f'{m} = "<your column>"' for m in unmapped)
+            message += (
+                " If these columns exist under other names, map them in a file given "
+                f"with --mapping FILE.toml: under [columns], write {example}"
+            )
         return cls(message, path=path, missing=missing, found=found)
 
 

@@ -56,10 +56,12 @@ from forensics.readers import (
 )
 from forensics.schema import (
     CANONICAL_COLUMNS,
+    EVENT_COLUMNS,
     IDENTITY_COLUMNS,
     INTERNAL_PREFIX,
     REQUIRED_COLUMNS,
     Column,
+    EventMapping,
     Mapping,
     UserSignal,
     quote_identifier,
@@ -498,7 +500,9 @@ def _plan_columns(
             extra_src[name] = name
     missing = [c for c in REQUIRED_COLUMNS if c not in canonical_src]
     if missing:
-        raise MissingColumnError.for_file(str(path), missing, list(source.columns))
+        raise MissingColumnError.for_file(
+            str(path), missing, list(source.columns), mapped=mapping.columns
+        )
 
     for col in CANONICAL_COLUMNS:
         if col.name not in canonical_src:
@@ -1465,18 +1469,19 @@ def _failed(path: Path, fmt: str, exc: Exception) -> FileSummary:
 
 # -- change events ------------------------------------------------------------------
 
-EVENT_COLUMNS = ("ts", "kind", "description", "scope")
-"""Columns of an events file; ts and kind are required."""
 
-
-def ingest_events(db: Database, path: str | Path) -> FileSummary:
+def ingest_events(
+    db: Database, path: str | Path, *, mapping: EventMapping | None = None
+) -> FileSummary:
     """Load change events (CSV, JSON lines or a JSON array) into ``events``.
 
     Needs ``ts`` and ``kind``; ``description`` and ``scope`` are optional.
-    Rows without a valid ts or kind are quarantined in ``rejected_rows``; an
-    event already stored (same ts, kind, description, scope) is skipped as a
-    duplicate, so loading a file twice adds nothing.
+    ``mapping`` names them when the file calls them otherwise, and gives the
+    unit of numeric timestamps. Rows without a valid ts or kind are quarantined
+    in ``rejected_rows``; an event already stored (same ts, kind, description,
+    scope) is skipped as a duplicate, so loading a file twice adds nothing.
     """
+    mapping = mapping or EventMapping()
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file", path=str(path))
@@ -1490,11 +1495,16 @@ def ingest_events(db: Database, path: str | Path) -> FileSummary:
     try:
         if not source.columns:
             return FileSummary(path=str(path), format=fmt, status="empty", message="no events")
-        missing = [c for c in ("ts", "kind") if c not in source.columns]
+        found = {c.lower(): c for c in source.columns}
+        names = {c: found.get(mapping.columns.get(c, c).lower()) for c in EVENT_COLUMNS}
+        missing = [c for c in ("ts", "kind") if names[c] is None]
         if missing:
-            raise MissingColumnError.for_file(str(path), missing, list(source.columns))
-        cols = {c: quote_identifier(c) if c in source.columns else "NULL" for c in EVENT_COLUMNS}
-        ts = _plan_timestamp(cols["ts"], source.columns["ts"], "ms")
+            raise MissingColumnError.for_file(
+                str(path), missing, list(source.columns), mapped=mapping.columns
+            )
+        cols = {c: quote_identifier(n) if n is not None else "NULL" for c, n in names.items()}
+        ts_dtype = source.columns[names["ts"] or "ts"]
+        ts = _plan_timestamp(cols["ts"], ts_dtype, mapping.epoch_unit)
         ts_value = ts.value
         kind = _text_value(cols["kind"])
         checks = [

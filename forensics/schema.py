@@ -36,11 +36,13 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "DIMENSION_COLUMNS",
     "EPOCH_UNITS",
+    "EVENT_COLUMNS",
     "IDENTITY_COLUMNS",
     "INTERNAL_PREFIX",
     "NUMERIC_DIMENSIONS",
     "REQUIRED_COLUMNS",
     "Column",
+    "EventMapping",
     "Mapping",
     "UserSignal",
     "column",
@@ -261,16 +263,7 @@ class Mapping:
 
         Raises ``ConfigError`` naming the file and the offending key.
         """
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: mapping file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"{path}: not valid TOML ({exc}); see README 'Mapping files'"
-            ) from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(_read_toml(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, object], *, source: str | None = None) -> Mapping:
@@ -325,6 +318,17 @@ class Mapping:
             signals=tuple(signals),
             source=source,
         )
+
+
+def _read_toml(path: str | Path) -> dict[str, object]:
+    """A mapping file's TOML; ``ConfigError`` naming the file when absent or invalid."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: mapping file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); see README 'Mapping files'") from None
 
 
 def _signal_problem(
@@ -413,3 +417,77 @@ def schema_markdown() -> str:
             f"| `{c.name}` | {c.dtype} | {'yes' if c.required else ''} | {c.description} |"
         )
     return "\n".join(lines)
+
+
+EVENT_COLUMNS = ("ts", "kind", "description", "scope")
+"""Columns of a change-events file; ``ts`` and ``kind`` are required."""
+
+
+@dataclass(frozen=True)
+class EventMapping:
+    """How the columns of a change-events file map onto ``EVENT_COLUMNS``.
+
+    Its TOML has the shape of a request mapping's, with the event columns::
+
+        [columns]
+        ts = "deployed_at"        # event column = "name in your file"
+        kind = "change_type"
+
+        [timestamps]
+        epoch_unit = "s"
+    """
+
+    columns: dict[str, str] = field(default_factory=dict)
+    """event column -> the name in the user's file."""
+    epoch_unit: str = "ms"
+    """Unit of numeric timestamps: s, ms, us or ns."""
+    source: str | None = None
+    """The TOML file this came from, if any."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> EventMapping:
+        """Read an events mapping TOML file; errors name the file and the key."""
+        return cls.from_dict(_read_toml(path), source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], *, source: str | None = None) -> EventMapping:
+        """Build an events mapping from the parsed TOML structure.
+
+        Examples
+        --------
+        >>> EventMapping.from_dict({"columns": {"kind": "type"}}).columns
+        {'kind': 'type'}
+        """
+        where = source or "mapping"
+        unknown = sorted(set(data) - {"columns", "timestamps"})
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown section(s) {', '.join(unknown)} for an events file; "
+                "valid sections: columns, timestamps"
+            )
+        columns = data.get("columns", {})
+        if not isinstance(columns, dict) or not all(
+            isinstance(v, str) and v for v in columns.values()
+        ):
+            raise ConfigError(
+                f'{where}: [columns] must map event columns to names, e.g. kind = "type"'
+            )
+        for key in columns:
+            if key not in EVENT_COLUMNS:
+                raise ConfigError(
+                    f"{where}: [columns] key {key!r} is not an event column; valid: "
+                    + ", ".join(EVENT_COLUMNS)
+                )
+        names = [v.lower() for v in columns.values()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: [columns] maps one of your columns twice; map each once")
+        timestamps = data.get("timestamps", {})
+        if not isinstance(timestamps, dict) or set(timestamps) - {"epoch_unit"}:
+            raise ConfigError(f'{where}: [timestamps] takes only epoch_unit, e.g. epoch_unit = "s"')
+        unit = timestamps.get("epoch_unit", "ms")
+        if unit not in EPOCH_UNITS:
+            raise ConfigError(
+                f"{where}: [timestamps] epoch_unit = {unit!r} is not one of "
+                f"{', '.join(EPOCH_UNITS)}"
+            )
+        return cls(columns=dict(columns), epoch_unit=str(unit), source=source)

@@ -219,3 +219,44 @@ def test_a_signal_named_like_a_built_in_one_in_any_case_exits_2(tmp_path):
     result = _run("ingest", path, "--db", tmp_path / "x.duckdb", "--mapping", mapping)
     assert result.exit_code == 2, result.output
     assert f"{mapping}: [signals.Degraded] the name is taken by a canonical column" in result.output
+
+
+def test_ingest_events_takes_the_mapping_its_error_asks_for(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("when,change_type,what\n1754049600,deploy,routing change\n")
+    db = tmp_path / "x.duckdb"
+    refused = _run("ingest-events", events, "--db", db)
+    assert refused.exit_code == 2
+    assert 'map them in a file given with --mapping FILE.toml: under [columns], write kind = "' in (
+        refused.output
+    )
+    mapping = tmp_path / "events.toml"
+    mapping.write_text(
+        '[columns]\nts = "when"\nkind = "change_type"\ndescription = "what"\n'
+        '[timestamps]\nepoch_unit = "s"\n'
+    )
+    result = _run("ingest-events", events, "--db", db, "--mapping", mapping)
+    assert result.exit_code == 0, result.output
+    assert "loaded 1" in result.output
+    with forensics.open(db, read_only=True) as wb:
+        (event,) = wb.events().to_dicts()
+    assert (event["ts"].isoformat(), event["kind"], event["description"]) == (
+        "2025-08-01T12:00:00+00:00",
+        "deploy",
+        "routing change",
+    )
+
+
+def test_an_events_mapping_naming_an_absent_column_says_so(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("when,change_type\n2025-08-01T00:00:00Z,deploy\n")
+    mapping = tmp_path / "events.toml"
+    mapping.write_text('[columns]\nts = "when"\nkind = "type"\n')
+    result = _run("ingest-events", events, "--db", tmp_path / "x.duckdb", "--mapping", mapping)
+    assert result.exit_code == 2
+    assert "The mapping names kind = 'type', which the file does not have" in result.output
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[columns]\nrequest_id = "id"\n')
+    result = _run("ingest-events", events, "--db", tmp_path / "x.duckdb", "--mapping", bad)
+    assert result.exit_code == 2
+    assert f"{bad}: [columns] key 'request_id' is not an event column" in result.output
