@@ -7,9 +7,10 @@ report the bug; any other traceback is a bug in forensics too (exit 1).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -83,6 +84,34 @@ def _db_path(db: Path | None) -> str:
     return str(db) if db is not None else Config.from_env().db
 
 
+@contextlib.contextmanager
+def _kept_only_if_written(path: str) -> Iterator[None]:
+    """Remove a database this command created if, when it ends, nothing was written to it.
+
+    A failed first ingest (a missing or refused file) would otherwise leave an
+    empty database behind, and other commands would then say it "holds no
+    requests yet" instead of "no such database".
+    """
+    created = path != ":memory:" and not Path(path).exists()
+    try:
+        yield
+    finally:
+        if created and Path(path).is_file() and _holds_nothing(path):
+            for leftover in (Path(path), Path(path + ".wal")):
+                leftover.unlink(missing_ok=True)
+
+
+def _holds_nothing(path: str) -> bool:
+    """Whether a database has no ingested file, no event and no rejected row."""
+    from forensics.workbench import open as open_workbench
+
+    try:
+        with open_workbench(path, read_only=True) as wb:
+            return not any(wb.counts().values())
+    except Exception:  # unreadable after a failure (a full disk...): keep it, say nothing
+        return False
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="forensics")
 def main() -> None:
@@ -122,24 +151,24 @@ def ingest(
     """
     from forensics.workbench import open as open_workbench
 
-    with open_workbench(_db_path(db)) as wb:
-        summary = wb.ingest(
-            *paths,
-            mapping=Mapping.load(mapping) if mapping else None,
-            privacy=privacy,
-            salt=salt,
-            errors="collect",
-        )
-    if not quiet:
-        click.echo(summary.table(problems=False))
-        click.echo(f"database: {summary.db}")
-        if summary.rejected:
-            click.echo(
-                f"rejected rows are kept, with their reason, in the table rejected_rows; "
-                f"`forensics info --db {summary.db}` shows the first of each reason"
+    loaded = Mapping.load(mapping) if mapping else None
+    path = _db_path(db)
+    with _kept_only_if_written(path):
+        with open_workbench(path) as wb:
+            summary = wb.ingest(
+                *paths, mapping=loaded, privacy=privacy, salt=salt, errors="collect"
             )
-    if _echo_problems(summary):
-        sys.exit(2)
+        if not quiet:
+            click.echo(summary.table(problems=False))
+            if any(f.status in ("ingested", "already ingested") for f in summary.files):
+                click.echo(f"database: {summary.db}")
+            if summary.rejected:
+                click.echo(
+                    f"rejected rows are kept, with their reason, in the table rejected_rows; "
+                    f"`forensics info --db {summary.db}` shows the first of each reason"
+                )
+        if _echo_problems(summary):
+            sys.exit(2)
 
 
 @main.command("ingest-events")
@@ -163,7 +192,8 @@ def ingest_events_command(path: Path, db: Path | None, mapping: Path | None) -> 
     from forensics.workbench import open as open_workbench
 
     event_mapping = EventMapping.load(mapping) if mapping else None
-    with open_workbench(_db_path(db)) as wb:
+    database = _db_path(db)
+    with _kept_only_if_written(database), open_workbench(database) as wb:
         result = wb.ingest_events(path, mapping=event_mapping)
     click.echo(
         f"{result.path}: read {result.rows_read}, loaded {result.accepted}, "

@@ -260,3 +260,36 @@ def test_an_events_mapping_naming_an_absent_column_says_so(tmp_path):
     result = _run("ingest-events", events, "--db", tmp_path / "x.duckdb", "--mapping", bad)
     assert result.exit_code == 2
     assert f"{bad}: [columns] key 'request_id' is not an event column" in result.output
+
+
+@pytest.mark.parametrize(
+    "given",
+    [["absent.csv"], [str(BAD_INPUTS / "missing_column.csv")], [str(BAD_INPUTS / "empty.jsonl")]],
+    ids=["missing-file", "refused-file", "empty-file"],
+)
+def test_a_first_ingest_that_writes_nothing_leaves_no_database(tmp_path, given):
+    db = tmp_path / "new.duckdb"
+    result = _run("ingest", *given, "--db", db)
+    assert not db.exists(), result.output
+    assert not db.with_name("new.duckdb.wal").exists()
+    info = _run("info", "--db", db)
+    assert info.exit_code == 2
+    assert "no such database" in info.output
+
+
+def test_a_failed_ingest_into_an_existing_database_keeps_it(tmp_path):
+    db = tmp_path / "x.duckdb"
+    path = _write_rows(tmp_path / "in.jsonl", [request_row(i) for i in range(2)])
+    assert _run("ingest", path, "--db", db).exit_code == 0
+    assert _run("ingest", "absent.csv", "--db", db).exit_code == 2
+    assert _run("ingest", BAD_INPUTS / "missing_column.csv", "--db", db).exit_code == 2
+    with forensics.open(db, read_only=True) as wb:
+        assert wb.counts()["requests"] == 2
+
+
+def test_events_that_cannot_be_loaded_leave_no_database(tmp_path):
+    events = tmp_path / "events.csv"
+    events.write_text("when,what\n2025-08-01T00:00:00Z,deploy\n")
+    db = tmp_path / "new.duckdb"
+    assert _run("ingest-events", events, "--db", db).exit_code == 2
+    assert not db.exists()
