@@ -95,6 +95,7 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "the line is not valid UTF-8",
     "malformed_json": "the line is not valid JSON",
     "not_a_json_object": "the line is JSON but not an object",
+    "duplicate_key": "the JSON object has a key twice (letter case aside): which value is meant?",
     "wrong_field_count": "the CSV row has more or fewer fields than the header",
     "missing_required": "a required column is null or empty",
     "bad_timestamp": "ts is neither ISO-8601 nor an epoch number",
@@ -346,6 +347,44 @@ def _epoch_bounds() -> tuple[int, int]:
     )
 
 
+_BAD_OFFSET = (
+    "[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]*)?)? ?[+-]"
+    "((2[4-9]|[3-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
+)
+"""RE2: a time with a UTC offset of 24 hours or more, or of 60 minutes or more.
+
+DuckDB accepts ``+25:00`` (shifting the time by a day); RFC 3339 allows hours
+00-23 and minutes 00-59, so such a time is a ``bad_timestamp``."""
+
+
+def _iso_timestamp(text: str) -> str:
+    """SQL: ISO-8601 / RFC 3339 text as TIMESTAMPTZ, null when it is not one.
+
+    RFC 3339 allows a lowercase ``t`` and ``z``, which DuckDB does not read;
+    an offset out of range is refused (``_BAD_OFFSET``).
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> sql = f"SELECT CAST({_iso_timestamp('$t')} AS VARCHAR)"
+    >>> con = duckdb.connect()
+    >>> _ = con.execute("SET TimeZone = 'UTC'")
+    >>> for t in ("2025-08-01t12:00:00z", "2025-08-01T12:00:00+25:00", "2025-08-01T12:00:00+0230"):
+    ...     print(con.execute(sql, {"t": t}).fetchall()[0][0])
+    2025-08-01 12:00:00+00
+    None
+    2025-08-01 09:30:00+00
+    """
+    upper = (
+        f"regexp_replace(regexp_replace({text}, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})t', '\\1T'), "
+        "'z$', 'Z')"
+    )
+    return (
+        f"CASE WHEN regexp_matches({text}, '{_BAD_OFFSET}') THEN NULL "
+        f"ELSE try_cast({upper} AS TIMESTAMPTZ) END"
+    )
+
+
 def _epoch_value(micros: str, exact: bool) -> str:
     """SQL: the timestamp of ``micros`` since 1970 when in the valid range, else null."""
     low, high = _epoch_bounds()
@@ -392,7 +431,7 @@ def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> _Typed:
             f"THEN {_epoch_value(_epoch_integer(h, epoch_unit), exact=True)} "
             f"WHEN regexp_full_match({text}, '{_NUMBER}') "
             f"THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} "
-            f"ELSE try_cast({text} AS TIMESTAMPTZ) END"
+            f"ELSE {_iso_timestamp(text)} END"
         )
         number = f"regexp_full_match({text}, '{_NUMBER}')"
         return _Typed(
@@ -515,7 +554,7 @@ def _plan_columns(
             plan.values[col.name] = f"CAST(NULL AS {col.dtype})"
             plan.checks.append(_Check(f"{src} IS NOT NULL", "wrong_type", col.name, bad))
             if col.required:
-                plan.checks.append(_Check("true", "missing_required", col.name, bad))
+                plan.checks.append(_Check(f"{src} IS NULL", "missing_required", col.name, bad))
             continue
         if col.dtype == "TIMESTAMPTZ":
             typed = _plan_timestamp(src, dtype, mapping.epoch_unit)
@@ -542,6 +581,12 @@ def _plan_columns(
             value = _text_value(src, long_text=col.role == "text")
             if col.required:
                 plan.checks.append(_Check(f"{value} IS NULL", "missing_required", col.name, bad))
+            # A JSON object, array or boolean is not text, nor is a typed boolean.
+            not_text = source.not_text.get(src_name)
+            if not_text is None and dtype.upper() == "BOOLEAN":
+                not_text = f"{src} IS NOT NULL"
+            if not_text is not None:
+                plan.checks.append(_Check(not_text, "wrong_type", col.name, bad))
         range_check = _range_condition(col, f"({value})")
         if range_check is not None:
             plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))

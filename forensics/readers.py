@@ -20,7 +20,7 @@ import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
@@ -222,8 +222,8 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
     except (EOFError, OSError, zlib.error) as exc:
         raise _read_error(path, exc) from None
     try:
-        items = json.loads(data.decode("utf-8-sig"))
-        texts = [json.dumps(item, ensure_ascii=False) for item in items]
+        items = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object)
+        texts = [_dumps(item) for item in items]
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IngestError(
             f"{path}: not a valid JSON array ({exc}); write one JSON object per line "
@@ -237,8 +237,37 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
             "JSON object per line (.jsonl): each line is then read, or quarantined, on its own.",
             path=str(path),
         ) from None
-    for number, text in enumerate(texts, start=1):
-        yield number, text, None
+    for number, (item, text) in enumerate(zip(items, texts, strict=True), start=1):
+        yield number, text, "duplicate_key" if isinstance(item, _DuplicateKeys) else None
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that has a key twice (without case): its pairs, as written."""
+
+    pairs: list[tuple[str, Any]]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a dict, or a ``_DuplicateKeys`` keeping every pair."""
+    if len({k.lower() for k, _ in pairs}) == len(pairs):
+        return dict(pairs)
+    duplicated = _DuplicateKeys(pairs)
+    duplicated.pairs = pairs
+    return duplicated
+
+
+def _dumps(item: Any) -> str:
+    """JSON text of an array element; an object with a repeated key shows every pair."""
+    if isinstance(item, _DuplicateKeys):
+        return (
+            "{"
+            + ", ".join(
+                f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+                for k, v in item.pairs
+            )
+            + "}"
+        )
+    return json.dumps(item, ensure_ascii=False)
 
 
 def _starts_with_array(path: Path) -> bool:
@@ -380,28 +409,36 @@ class Source:
     """Parameters the relation needs."""
     rows_read: int
     """Rows in the file."""
+    not_text: dict[str, str] = field(default_factory=dict)
+    """Source column -> SQL: true where its value is a JSON object, array or boolean,
+    which a text column does not take (JSON sources only)."""
 
 
-def _internal_names(columns: Sequence[str]) -> tuple[str, str, str]:
-    """Names for a staged table's own row, error and raw columns that no column of the file has.
+_INTERNAL = ("_row", "_error", "_raw", "_types")
+"""Base names of a staged table's own columns: row, error, raw text, JSON types."""
 
-    ``_row``, ``_error`` and ``_raw`` unless the file has a column of that name (in
-    any case), then with more leading underscores: a user's column is never shadowed.
+
+def _internal_names(columns: Sequence[str]) -> tuple[str, ...]:
+    """Names for a staged table's own columns (``_INTERNAL``) that no column of the file has.
+
+    ``_row``, ``_error``, ``_raw``, ``_types`` unless the file has a column of that
+    name (in any case), then with more leading underscores: a user's column is
+    never shadowed.
 
     Examples
     --------
     >>> _internal_names(["request_id", "_ROW", "__row"])
-    ('___row', '_error', '_raw')
+    ('___row', '_error', '_raw', '_types')
     """
     taken = {c.lower() for c in columns}
     names = []
-    for base in ("_row", "_error", "_raw"):
+    for base in _INTERNAL:
         name = base
         while name.lower() in taken:
             name = "_" + name
         taken.add(name.lower())
         names.append(name)
-    return names[0], names[1], names[2]
+    return tuple(names)
 
 
 def _stage_text(
@@ -414,7 +451,7 @@ def _stage_text(
 
     The first three columns are named by ``_internal_names(columns)``.
     """
-    cols = [*_internal_names(columns), *columns]
+    cols = [*_internal_names(columns)[:3], *columns]
     types = ["BIGINT", "VARCHAR", "VARCHAR"] + ["VARCHAR"] * len(columns)
     ddl = ", ".join(f"{quote_identifier(c)} {t}" for c, t in zip(cols, types, strict=True))
     db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(name)} ({ddl})")
@@ -441,7 +478,7 @@ def _stage_text(
 
 def _text_source(stage: str, columns: Sequence[str], rows_read: int) -> Source:
     """The Source of a staged text file (see ``_stage_text``)."""
-    row, error, raw = (quote_identifier(n) for n in _internal_names(columns))
+    row, error, raw, _ = (quote_identifier(n) for n in _internal_names(columns))
     return Source(
         relation=quote_identifier(stage),
         columns=dict.fromkeys(columns, "VARCHAR"),
@@ -589,7 +626,9 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     lt = quote_identifier(line_table)
     db.execute(
         f"UPDATE {lt} SET _error = CASE WHEN NOT json_valid(_raw) THEN 'malformed_json' "
-        "WHEN json_type(_raw) <> 'OBJECT' THEN 'not_a_json_object' END WHERE _error IS NULL"
+        "WHEN json_type(_raw) <> 'OBJECT' THEN 'not_a_json_object' "
+        "WHEN len(json_keys(_raw)) <> len(list_distinct([lower(k) FOR k IN json_keys(_raw)])) "
+        "THEN 'duplicate_key' END WHERE _error IS NULL"
     )
     keys = [
         r[0]
@@ -600,24 +639,36 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     ]
     _check_unique_names(path, keys)
     paths = ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
-    row, error, raw = (quote_identifier(n) for n in _internal_names(keys))
+    row, error, raw, types = (quote_identifier(n) for n in _internal_names(keys))
+    # Per row, the JSON type of each key's value, kept only where one is an object,
+    # an array or a boolean (text columns refuse those; numbers read as their text).
     items = "".join(
         f", CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
         for i, k in enumerate(keys)
     )
     values = (
-        f"(SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v "
-        f"FROM {lt})"
+        "(SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v, "
+        f"CASE WHEN _error IS NULL THEN json_type(_raw, $paths) END AS _t FROM {lt})"
         if keys
-        else lt
+        else f"(SELECT *, CAST(NULL AS VARCHAR[]) AS _t FROM {lt})"
     )
     db.execute(
         f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row AS {row}, "
-        f"_error AS {error}, _raw AS {raw}{items} FROM {values}",
+        f"_error AS {error}, _raw AS {raw}, CASE WHEN list_has_any(_t, {_NOT_TEXT}) THEN _t END "
+        f"AS {types}{items} FROM {values}",
         {"paths": paths},
     )
     db.execute(f"DROP TABLE {lt}")
-    return _text_source(stage, keys, rows_read)
+    source = _text_source(stage, keys, rows_read)
+    source.not_text = {
+        k: f"coalesce(list_contains({_NOT_TEXT}, {types}[{i + 1}]), false)"
+        for i, k in enumerate(keys)
+    }
+    return source
+
+
+_NOT_TEXT = "['OBJECT', 'ARRAY', 'BOOLEAN']"
+"""SQL: the JSON types a text column does not take."""
 
 
 def open_csv(db: Database, path: Path, stage: str) -> Source:

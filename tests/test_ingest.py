@@ -49,6 +49,7 @@ CORPUS = [
         0,
     ),
     ("field_count.csv", "ingested", 4, 2, {"wrong_field_count": 2}, 0),
+    ("duplicate_keys.jsonl", "ingested", 3, 2, {"duplicate_key": 1}, 0),
 ]
 
 
@@ -675,3 +676,82 @@ def test_a_directory_with_one_file_of_huge_numbers_loads_all_three(tmp_path):
             ("ingested", 0, {"out_of_range": 3}),
             ("ingested", 3, {}),
         ]
+
+
+# -- values that are not what their column holds ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("request_id", {"a": 1}, "wrong_type"),
+        ("model", [1, 2], "wrong_type"),
+        ("platform", True, "wrong_type"),
+        ("region", {"a": 1}, "wrong_type"),
+        ("request_id", 12345, None),  # a number reads as its text
+        ("ts", "2025-08-01T00:00:00+25:00", "bad_timestamp"),
+        ("ts", "2025-08-01T00:00:00-12:60", "bad_timestamp"),
+        ("ts", "2025-08-01T00:00:00+2400", "bad_timestamp"),
+        ("ts", "2025-08-01t12:00:00z", None),
+        ("ts", "2025-08-01T12:00:00z", None),
+        ("ts", "2025-08-01T12:00:00+23:59", None),
+    ],
+)
+def test_json_values_must_be_what_their_column_holds(wb, write_jsonl, column, value, reason):
+    rows = [request_row(i) for i in range(3)]
+    rows[1][column] = value
+    (f,) = wb.ingest(write_jsonl(rows)).files
+    if reason is None:
+        assert (f.accepted, f.rejected) == (3, {})
+    else:
+        assert (f.accepted, f.rejected) == (2, {reason: 1})
+        (rejected,) = wb.rejected().to_dicts()
+        assert (rejected["row_number"], rejected["column"]) == (2, column)
+
+
+def test_lowercase_rfc3339_reads_as_its_uppercase(wb, write_jsonl):
+    rows = [request_row(0, ts="2025-08-01t12:30:00z"), request_row(1, ts="2025-08-01T12:30:00Z")]
+    wb.ingest(write_jsonl(rows))
+    assert wb.sql("SELECT DISTINCT ts FROM requests")["ts"].to_list()[0].isoformat() == (
+        "2025-08-01T12:30:00+00:00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "reasons"),
+    [
+        (
+            "routing_pool",
+            [{"a": 1}, {"a": 2}, None],
+            ["wrong_type", "wrong_type", "missing_required"],
+        ),
+        ("model", [True, False, None], ["wrong_type", "wrong_type", "missing_required"]),
+        ("region", [True, None, None], ["wrong_type"]),
+    ],
+)
+def test_parquet_structs_and_booleans_in_text_columns_are_wrong_type(
+    wb, tmp_path, column, values, reasons
+):
+    frame = pl.DataFrame([request_row(i) for i in range(3)]).with_columns(pl.Series(column, values))
+    path = tmp_path / "in.parquet"
+    frame.write_parquet(path)
+    (f,) = wb.ingest(path).files
+    assert f.accepted == 3 - len(reasons)
+    got = wb.rejected().sort("row_number").select("row_number", "column", "reason").rows()
+    assert got == [(i + 1, column, reason) for i, reason in enumerate(reasons)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_json_object_with_a_key_twice_is_rejected(wb, tmp_path, fmt):
+    good = [json.dumps(request_row(i)) for i in range(3)]
+    twice = json.dumps(request_row(3))[:-1] + ', "model": "other"}'
+    other_case = json.dumps(request_row(4))[:-1] + ', "Model": "other"}'
+    lines = [*good, twice, other_case]
+    path = tmp_path / f"in.{fmt}"
+    path.write_text("\n".join(lines) + "\n" if fmt == "jsonl" else "[" + ",\n".join(lines) + "]")
+    (f,) = wb.ingest(path).files
+    assert (f.rows_read, f.accepted, f.rejected) == (5, 3, {"duplicate_key": 2})
+    rejected = wb.rejected().sort("row_number").to_dicts()
+    assert [r["row_number"] for r in rejected] == [4, 5]
+    assert '"model": "other"' in rejected[0]["raw"]
+    assert '"model": "m-b"' in rejected[0]["raw"]

@@ -104,3 +104,11 @@ def test_top_level_help_lists_commands():
     ).stdout
     for command in _commands():
         assert command in out
+
+
+def test_readme_lists_every_reason_code_in_order():
+    from forensics.ingest import REASONS
+
+    paragraph = _readme().split("Reason codes: ", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"`([a-z][a-z_0-9]+)`", paragraph)  # codes, not `t` or `z`
+    assert listed == list(REASONS), "keep the README's reason codes in sync with ingest.REASONS"
