@@ -134,6 +134,16 @@ class Database:
             )
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise
+            mode = "read-only" if read_only else "for writing"
+            raise ConfigError(
+                f"{self.path}: this process already has the database open with other settings, "
+                f"so it cannot also be opened {mode}. Reuse the Workbench you have (one "
+                "connection serves every question), or close it first, or open every one of "
+                "them with read_only=True."
+            ) from None
         except duckdb.IOException as exc:
             raise ConfigError(f"{self.path}: cannot open the database ({exc})") from None
         self.read_only = read_only

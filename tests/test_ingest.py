@@ -755,3 +755,12 @@ def test_a_json_object_with_a_key_twice_is_rejected(wb, tmp_path, fmt):
     assert [r["row_number"] for r in rejected] == [4, 5]
     assert '"model": "other"' in rejected[0]["raw"]
     assert '"model": "m-b"' in rejected[0]["raw"]
+
+
+def test_a_second_open_with_other_settings_says_what_to_do(tmp_path):
+    path = tmp_path / "db.duckdb"
+    with forensics.open(path) as bench:
+        with pytest.raises(forensics.ConfigError, match="Reuse the Workbench you have"):
+            forensics.open(path, read_only=True)
+        with forensics.open(path) as again:  # same settings: DuckDB shares the file
+            assert again.counts() == bench.counts()
