@@ -95,7 +95,7 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "the line is not valid UTF-8",
     "malformed_json": "the line is not valid JSON",
     "not_a_json_object": "the line is JSON but not an object",
-    "duplicate_key": "the JSON object has a key twice (letter case aside): which value is meant?",
+    "duplicate_key": "the JSON object has a key twice: which value is meant?",
     "wrong_field_count": "the CSV row has more or fewer fields than the header",
     "missing_required": "a required column is null or empty",
     "bad_timestamp": "ts is neither ISO-8601 nor an epoch number",
@@ -286,6 +286,8 @@ class _Plan:
     """Things to tell the user."""
     renamed: dict[str, str] = field(default_factory=dict)
     """User's column -> the name it is kept under, when its own clashes with forensics'."""
+    typed: dict[str, str] = field(default_factory=dict)
+    """Canonical column -> the name its typed value has in ``_typed_relation``."""
 
 
 TRIMMED_SPACES = "[\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]"
@@ -399,12 +401,14 @@ def _epoch_integer(h: str, unit: str) -> str:
     return f"({h} * {_EPOCH_MICROS[unit]})"
 
 
-def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> _Typed:
+def _plan_timestamp(src: str, dtype: str, epoch_unit: str, v: str | None = None) -> _Typed:
     """The ``ts`` column: ISO-8601 text or an epoch number in ``epoch_unit``.
 
     An epoch number that falls outside ``TS_VALID_FROM``..``TS_VALID_TO`` (a
     wrong unit, a corrupt value, 1e300) is ``out_of_range``; any size of number
     is handled without overflow: integers exactly, as HUGEINT, others as DOUBLE.
+    ``v`` names a column holding the value already (so conditions do not
+    compute it again); by default they repeat the value's SQL.
     """
     upper = dtype.upper()
     factor = float(_EPOCH_MICROS[epoch_unit] or 1e-3)
@@ -414,14 +418,18 @@ def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> _Typed:
         h = f"try_cast({src} AS HUGEINT)"
         micros = f"CASE WHEN abs({h}) <= 1e20 THEN {_epoch_integer(h, epoch_unit)} END"
         value = _epoch_value(micros, exact=True)
-        return _Typed(value, "false", f"{src} IS NOT NULL AND ({value}) IS NULL")
+        return _Typed(value, "false", f"{v or f'({value})'} IS NULL AND {src} IS NOT NULL")
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
         value = (
             f"CASE WHEN isfinite({d}) THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} END"
         )
-        wrong = f"{src} IS NOT NULL AND NOT isfinite({d})"
-        return _Typed(value, wrong, f"isfinite({d}) AND ({value}) IS NULL")
+        ref = v or f"({value})"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {src} IS NOT NULL AND NOT isfinite({d})",
+            f"{ref} IS NULL AND isfinite({d})",
+        )
     if _is_text(dtype):
         text = _text_value(src)
         h = f"CAST({text} AS HUGEINT)"
@@ -433,29 +441,35 @@ def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> _Typed:
             f"THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} "
             f"ELSE {_iso_timestamp(text)} END"
         )
+        ref = v or f"({value})"
         number = f"regexp_full_match({text}, '{_NUMBER}')"
         return _Typed(
             value,
-            f"{text} IS NOT NULL AND NOT {number} AND ({value}) IS NULL",
-            f"{number} AND ({value}) IS NULL",
+            f"{ref} IS NULL AND {text} IS NOT NULL AND NOT {number}",
+            f"{ref} IS NULL AND {number}",
         )
     return _Typed("CAST(NULL AS TIMESTAMPTZ)", f"{src} IS NOT NULL", "false")
 
 
-def _plan_integer(src: str, dtype: str) -> _Typed:
+def _plan_integer(src: str, dtype: str, v: str | None = None) -> _Typed:
     """A BIGINT column: exact integers.
 
     A fraction or a non-number is ``wrong_type``; an integer (or infinity) that
-    BIGINT cannot hold is ``out_of_range``.
+    BIGINT cannot hold is ``out_of_range``. ``v``: see ``_plan_timestamp``.
     """
     if _is_integer(dtype):
         value = f"try_cast({src} AS BIGINT)"
-        return _Typed(value, "false", f"{src} IS NOT NULL AND {value} IS NULL")
+        return _Typed(value, "false", f"{v or value} IS NULL AND {src} IS NOT NULL")
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
-        wrong = f"{src} IS NOT NULL AND (isnan({d}) OR (isfinite({d}) AND {d} <> floor({d})))"
         value = f"CASE WHEN isfinite({d}) AND {d} = floor({d}) THEN try_cast({d} AS BIGINT) END"
-        return _Typed(value, wrong, f"{src} IS NOT NULL AND NOT ({wrong}) AND ({value}) IS NULL")
+        ref = v or f"({value})"
+        fraction = f"(isnan({d}) OR (isfinite({d}) AND {d} <> floor({d})))"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {src} IS NOT NULL AND {fraction}",
+            f"{ref} IS NULL AND {src} IS NOT NULL AND NOT {fraction}",
+        )
     if _is_text(dtype):
         text = _text_value(src)
         d = f"try_cast({text} AS DOUBLE)"
@@ -466,27 +480,34 @@ def _plan_integer(src: str, dtype: str) -> _Typed:
             f"CASE WHEN {integer} THEN try_cast({text} AS BIGINT) "
             f"WHEN {whole} THEN CAST({d} AS BIGINT) END"
         )
-        wrong = (
-            f"{text} IS NOT NULL AND NOT {integer} AND "
-            f"({d} IS NULL OR isnan({d}) OR (isfinite({d}) AND {d} <> floor({d})))"
+        ref = v or f"({value})"
+        not_a_whole = f"(NOT {integer} AND ({d} IS NULL OR isnan({d}) OR (isfinite({d}) AND {d} <> floor({d}))))"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {text} IS NOT NULL AND {not_a_whole}",
+            f"{ref} IS NULL AND {text} IS NOT NULL AND NOT {not_a_whole}",
         )
-        return _Typed(value, wrong, f"{text} IS NOT NULL AND NOT ({wrong}) AND ({value}) IS NULL")
     return _Typed("CAST(NULL AS BIGINT)", f"{src} IS NOT NULL", "false")
 
 
-def _plan_double(src: str, dtype: str) -> _Typed:
-    """A DOUBLE column: NaN or a non-number is ``wrong_type``, infinity ``out_of_range``."""
+def _plan_double(src: str, dtype: str, v: str | None = None) -> _Typed:
+    """A DOUBLE column: NaN or a non-number is ``wrong_type``, infinity ``out_of_range``.
+
+    ``v``: see ``_plan_timestamp``.
+    """
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
     elif _is_text(dtype):
         d = f"try_cast({_text_value(src)} AS DOUBLE)"
     else:
         return _Typed("CAST(NULL AS DOUBLE)", f"{src} IS NOT NULL", "false")
+    value = f"CASE WHEN isfinite({d}) THEN {d} END"
+    ref = v or f"({value})"
     present = f"{src} IS NOT NULL" if _is_numeric(dtype) else f"{_text_value(src)} IS NOT NULL"
     return _Typed(
-        f"CASE WHEN isfinite({d}) THEN {d} END",
-        f"{present} AND ({d} IS NULL OR isnan({d}))",
-        f"{present} AND isinf({d})",
+        value,
+        f"{ref} IS NULL AND {present} AND ({d} IS NULL OR isnan({d}))",
+        f"{ref} IS NULL AND {present} AND isinf({d})",
     )
 
 
@@ -543,6 +564,7 @@ def _plan_columns(
             str(path), missing, list(source.columns), mapped=mapping.columns
         )
 
+    taken_lower = {c.lower() for c in source.columns}
     for col in CANONICAL_COLUMNS:
         if col.name not in canonical_src:
             continue
@@ -550,6 +572,12 @@ def _plan_columns(
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
         bad = f"CAST({src} AS VARCHAR)"
+        # The typed value is computed once, in a projection under this name (see
+        # _typed_relation); the checks read it there rather than computing it again.
+        alias = "_typed_" + col.name
+        while alias.lower() in taken_lower:
+            alias = "_" + alias
+        v = quote_identifier(alias)
         if _is_nested(dtype):
             plan.values[col.name] = f"CAST(NULL AS {col.dtype})"
             plan.checks.append(_Check(f"{src} IS NOT NULL", "wrong_type", col.name, bad))
@@ -557,7 +585,7 @@ def _plan_columns(
                 plan.checks.append(_Check(f"{src} IS NULL", "missing_required", col.name, bad))
             continue
         if col.dtype == "TIMESTAMPTZ":
-            typed = _plan_timestamp(src, dtype, mapping.epoch_unit)
+            typed = _plan_timestamp(src, dtype, mapping.epoch_unit, v)
             value = typed.value
             if col.required:
                 presence = _text_value(src) if _is_text(dtype) else src
@@ -566,31 +594,32 @@ def _plan_columns(
             plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
             plan.checks.append(
                 _Check(
-                    f"({value}) < TIMESTAMPTZ '{TS_VALID_FROM}' OR ({value}) >= TIMESTAMPTZ '{TS_VALID_TO}'",
+                    f"{v} < TIMESTAMPTZ '{TS_VALID_FROM}' OR {v} >= TIMESTAMPTZ '{TS_VALID_TO}'",
                     "out_of_range",
                     col.name,
                     bad,
                 )
             )
         elif col.dtype in ("BIGINT", "DOUBLE"):
-            typed = (_plan_integer if col.dtype == "BIGINT" else _plan_double)(src, dtype)
+            typed = (_plan_integer if col.dtype == "BIGINT" else _plan_double)(src, dtype, v)
             value = typed.value
             plan.checks.append(_Check(typed.wrong, "wrong_type", col.name, bad))
             plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
         else:
             value = _text_value(src, long_text=col.role == "text")
             if col.required:
-                plan.checks.append(_Check(f"{value} IS NULL", "missing_required", col.name, bad))
+                plan.checks.append(_Check(f"{v} IS NULL", "missing_required", col.name, bad))
             # A JSON object, array or boolean is not text, nor is a typed boolean.
             not_text = source.not_text.get(src_name)
             if not_text is None and dtype.upper() == "BOOLEAN":
                 not_text = f"{src} IS NOT NULL"
             if not_text is not None:
                 plan.checks.append(_Check(not_text, "wrong_type", col.name, bad))
-        range_check = _range_condition(col, f"({value})")
+        range_check = _range_condition(col, v)
         if range_check is not None:
             plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))
         plan.values[col.name] = value
+        plan.typed[col.name] = alias
 
     clashing = {n.lower() for n in (*reserved, *canonical_names)}
     taken = clashing | {n.lower() for n in source.columns}
@@ -614,6 +643,18 @@ def _plan_columns(
     # Move required-field checks first: a row missing request_id is reported as that.
     plan.checks.sort(key=lambda c: 0 if c.reason == "missing_required" else 1)
     return plan, canonical_src
+
+
+def _typed_relation(source: Source, plan: _Plan) -> str:
+    """The source with every canonical column's typed value computed once, under its alias.
+
+    The row checks (``_problem_sql``) and the typed columns read these; without
+    the projection DuckDB would compute a value once per check that uses it.
+    """
+    items = ", ".join(
+        f"{plan.values[name]} AS {quote_identifier(alias)}" for name, alias in plan.typed.items()
+    )
+    return f"(SELECT *, {items} FROM {source.relation})"
 
 
 def _kept_name(name: str, taken: set[str]) -> str:
@@ -1039,10 +1080,15 @@ def _ingest_one(
     if privacy_salt is not None:
         sql_params["salt"] = privacy_salt
 
-    typed = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in plan.values.items())
+    typed = ", ".join(
+        f"{quote_identifier(plan.typed[name]) if name in plan.typed else sql} "
+        f"AS {quote_identifier(name)}"
+        for name, sql in plan.values.items()
+    )
     checked = (
         f"SELECT {source.row_expr} AS _row, {typed}, "
-        f"{_problem_sql(plan.checks, source.error_expr)} AS _problem FROM {source.relation}"
+        f"{_problem_sql(plan.checks, source.error_expr)} AS _problem "
+        f"FROM {_typed_relation(source, plan)}"
     )
     present = [*canonical_src, *plan.extras]
     _check_file_signal_inputs(db, path, fmt, checked, sql_params, plan, table_types, mapping)
@@ -1119,7 +1165,8 @@ def _ingest_one(
             "INSERT INTO rejected_rows SELECT $file, $fid, _row_out, _problem.col, _problem.reason, "
             "_problem.bad, _raw_out, $now FROM "
             f"(SELECT {_problem_sql(plan.checks, source.error_expr)} AS _problem, "
-            f"{source.row_expr} AS _row_out, {raw} AS _raw_out FROM {source.relation}) "
+            f"{source.row_expr} AS _row_out, {raw} AS _raw_out "
+            f"FROM {_typed_relation(source, plan)}) "
             "WHERE _problem IS NOT NULL",
             {**sql_params, "file": str(path), "fid": file_id, "now": now},
         )

@@ -242,14 +242,14 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
 
 
 class _DuplicateKeys(dict[str, Any]):
-    """A JSON object that has a key twice (without case): its pairs, as written."""
+    """A JSON object that has a key twice: its pairs, as written."""
 
     pairs: list[tuple[str, Any]]
 
 
 def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """``json.loads`` hook: a dict, or a ``_DuplicateKeys`` keeping every pair."""
-    if len({k.lower() for k, _ in pairs}) == len(pairs):
+    if len({k for k, _ in pairs}) == len(pairs):
         return dict(pairs)
     duplicated = _DuplicateKeys(pairs)
     duplicated.pairs = pairs
@@ -626,9 +626,7 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     lt = quote_identifier(line_table)
     db.execute(
         f"UPDATE {lt} SET _error = CASE WHEN NOT json_valid(_raw) THEN 'malformed_json' "
-        "WHEN json_type(_raw) <> 'OBJECT' THEN 'not_a_json_object' "
-        "WHEN len(json_keys(_raw)) <> len(list_distinct([lower(k) FOR k IN json_keys(_raw)])) "
-        "THEN 'duplicate_key' END WHERE _error IS NULL"
+        "WHEN json_type(_raw) <> 'OBJECT' THEN 'not_a_json_object' END WHERE _error IS NULL"
     )
     keys = [
         r[0]
@@ -640,22 +638,27 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     _check_unique_names(path, keys)
     paths = ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
     row, error, raw, types = (quote_identifier(n) for n in _internal_names(keys))
-    # Per row, the JSON type of each key's value, kept only where one is an object,
-    # an array or a boolean (text columns refuse those; numbers read as their text).
+    # Per row: the JSON type of each key's value (null where the key is absent),
+    # kept only where one is an object, an array or a boolean (text columns refuse
+    # those; numbers read as their text); a row with more keys than keys found has
+    # one twice (duplicate_key: which value is meant?).
     items = "".join(
         f", CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
         for i, k in enumerate(keys)
     )
     values = (
-        "(SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v, "
-        f"CASE WHEN _error IS NULL THEN json_type(_raw, $paths) END AS _t FROM {lt})"
+        "(SELECT _row, _raw, CASE WHEN _error IS NULL AND len(json_keys(_raw)) > "
+        "len([t FOR t IN _t IF t IS NOT NULL]) THEN 'duplicate_key' ELSE _error END AS _error, "
+        "_v, _t FROM (SELECT *, "
+        "CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v, "
+        f"CASE WHEN _error IS NULL THEN json_type(_raw, $paths) END AS _t FROM {lt}))"
         if keys
         else f"(SELECT *, CAST(NULL AS VARCHAR[]) AS _t FROM {lt})"
     )
     db.execute(
         f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row AS {row}, "
-        f"_error AS {error}, _raw AS {raw}, CASE WHEN list_has_any(_t, {_NOT_TEXT}) THEN _t END "
-        f"AS {types}{items} FROM {values}",
+        f"_error AS {error}, _raw AS {raw}, CASE WHEN _error IS NULL AND list_has_any(_t, "
+        f"{_NOT_TEXT}) THEN _t END AS {types}{items} FROM {values}",
         {"paths": paths},
     )
     db.execute(f"DROP TABLE {lt}")
