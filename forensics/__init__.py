@@ -9,8 +9,10 @@ from forensics.config import Config
 from forensics.demo import demo_database
 from forensics.errors import (
     ConfigError,
+    DiskFullError,
     ForensicsError,
     IngestError,
+    InternalError,
     MissingColumnError,
     QueryError,
     SchemaError,
@@ -18,7 +20,7 @@ from forensics.errors import (
 )
 from forensics.ingest import FileSummary, IngestSummary
 from forensics.report import Investigation
-from forensics.schema import CANONICAL_COLUMNS, Column, Mapping, UserSignal
+from forensics.schema import CANONICAL_COLUMNS, Column, EventMapping, Mapping, UserSignal
 from forensics.signals import SignalParams
 from forensics.workbench import Workbench, open
 
@@ -29,10 +31,13 @@ __all__ = [
     "Column",
     "Config",
     "ConfigError",
+    "DiskFullError",
+    "EventMapping",
     "FileSummary",
     "ForensicsError",
     "IngestError",
     "IngestSummary",
+    "InternalError",
     "Investigation",
     "Mapping",
     "MissingColumnError",

@@ -1,24 +1,27 @@
 """The ``forensics`` command: parse arguments, call the library, print, exit.
 
 A ``ForensicsError`` becomes one line on stderr and exit code 2 (input the user
-must fix); a traceback means a bug in forensics.
+must fix, or a full disk); an ``InternalError`` exit code 1 and a request to
+report the bug; any other traceback is a bug in forensics too (exit 1).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from forensics.config import Config
-from forensics.errors import ForensicsError
+from forensics.errors import DiskFullError, ForensicsError, InternalError
 from forensics.schema import Mapping, schema_markdown
 
 if TYPE_CHECKING:
+    from forensics.ingest import IngestSummary
     from forensics.workbench import Workbench
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,20 +31,43 @@ DEFAULT_SAMPLE = Path("data_samples") / "postmortem-2025"
 
 
 def _fail_cleanly(func: F) -> F:
-    """Turn a ForensicsError into one line on stderr and its exit code."""
+    """Turn errors into one line each on stderr and an exit code.
+
+    A ``ForensicsError`` (input to fix, a full disk) exits with its code, 2; an
+    ``InternalError`` (forensics found itself inconsistent) with 1, asking for a
+    bug report. An ingest's summary, when the error carries one, is printed first.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except ForensicsError as exc:
+        except (ForensicsError, InternalError) as exc:
             summary = getattr(exc, "summary", None)
             if summary is not None:
-                click.echo(summary.table())
-            click.echo(f"error: {exc}", err=True)
+                click.echo(summary.table(problems=False))
+            if summary is None or not _echo_problems(summary):
+                report = isinstance(exc, InternalError) and InternalError.REPORT not in str(exc)
+                click.echo(
+                    f"error: {exc}" + (f"; {InternalError.REPORT}" if report else ""), err=True
+                )
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            if not DiskFullError.caused(exc):
+                raise
+            target = exc.filename if isinstance(exc.filename, str) else "the output"
+            click.echo(f"error: {DiskFullError.while_writing(target)}", err=True)
+            sys.exit(DiskFullError.exit_code)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _echo_problems(summary: IngestSummary) -> bool:
+    """Print one ``error:`` line per refused or failed file; whether there was any."""
+    problems = [f for f in summary.files if f.status in ("refused", "failed")]
+    for f in problems:
+        click.echo(f"error: {f.message}", err=True)
+    return bool(problems)
 
 
 def _db_option(func: F) -> F:
@@ -56,6 +82,34 @@ def _db_option(func: F) -> F:
 
 def _db_path(db: Path | None) -> str:
     return str(db) if db is not None else Config.from_env().db
+
+
+@contextlib.contextmanager
+def _kept_only_if_written(path: str) -> Iterator[None]:
+    """Remove a database this command created if, when it ends, nothing was written to it.
+
+    A failed first ingest (a missing or refused file) would otherwise leave an
+    empty database behind, and other commands would then say it "holds no
+    requests yet" instead of "no such database".
+    """
+    created = path != ":memory:" and not Path(path).exists()
+    try:
+        yield
+    finally:
+        if created and Path(path).is_file() and _holds_nothing(path):
+            for leftover in (Path(path), Path(path + ".wal")):
+                leftover.unlink(missing_ok=True)
+
+
+def _holds_nothing(path: str) -> bool:
+    """Whether a database has no ingested file, no event and no rejected row."""
+    from forensics.workbench import open as open_workbench
+
+    try:
+        with open_workbench(path, read_only=True) as wb:
+            return not any(wb.counts().values())
+    except Exception:  # unreadable after a failure (a full disk...): keep it, say nothing
+        return False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -97,42 +151,50 @@ def ingest(
     """
     from forensics.workbench import open as open_workbench
 
-    with open_workbench(_db_path(db)) as wb:
-        summary = wb.ingest(
-            *paths,
-            mapping=Mapping.load(mapping) if mapping else None,
-            privacy=privacy,
-            salt=salt,
-            errors="collect",
-        )
-    if not quiet:
-        click.echo(summary.table())
-        click.echo(f"database: {summary.db}")
-        if summary.rejected:
-            click.echo(
-                f"rejected rows are kept, with their reason, in the table rejected_rows; "
-                f"`forensics info --db {summary.db}` shows the first of each reason"
+    loaded = Mapping.load(mapping) if mapping else None
+    path = _db_path(db)
+    with _kept_only_if_written(path):
+        with open_workbench(path) as wb:
+            summary = wb.ingest(
+                *paths, mapping=loaded, privacy=privacy, salt=salt, errors="collect"
             )
-    if summary.refused:
-        for f in summary.refused:
-            click.echo(f"error: {f.message}", err=True)
-        sys.exit(2)
+        if not quiet:
+            click.echo(summary.table(problems=False))
+            if any(f.status in ("ingested", "already ingested") for f in summary.files):
+                click.echo(f"database: {summary.db}")
+            if summary.rejected:
+                click.echo(
+                    f"rejected rows are kept, with their reason, in the table rejected_rows; "
+                    f"`forensics info --db {summary.db}` shows the first of each reason"
+                )
+        if _echo_problems(summary):
+            sys.exit(2)
 
 
 @main.command("ingest-events")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @_db_option
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help='TOML file naming your columns: [columns] ts = "...", kind = "..." '
+    "(see README 'Mapping files').",
+)
 @_fail_cleanly
-def ingest_events_command(path: Path, db: Path | None) -> None:
+def ingest_events_command(path: Path, db: Path | None, mapping: Path | None) -> None:
     """Load change events (deploys, config and load-balancer changes).
 
     PATH is CSV or JSON with columns ts, kind, and optionally description and
-    scope. Loading the same events twice adds nothing.
+    scope (under other names: --mapping). Loading the same events twice adds
+    nothing.
     """
+    from forensics.schema import EventMapping
     from forensics.workbench import open as open_workbench
 
-    with open_workbench(_db_path(db)) as wb:
-        result = wb.ingest_events(path)
+    event_mapping = EventMapping.load(mapping) if mapping else None
+    database = _db_path(db)
+    with _kept_only_if_written(database), open_workbench(database) as wb:
+        result = wb.ingest_events(path, mapping=event_mapping)
     click.echo(
         f"{result.path}: read {result.rows_read}, loaded {result.accepted}, "
         f"rejected {result.rejected_total}, already present {result.duplicates}"

@@ -35,7 +35,7 @@ import duckdb
 import polars as pl
 
 from forensics.config import Config
-from forensics.errors import ConfigError
+from forensics.errors import ConfigError, DiskFullError
 
 __all__ = ["SCHEMA_VERSION", "Database", "Tracer"]
 
@@ -143,6 +143,16 @@ class Database:
             )
         try:
             self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.ConnectionException as exc:
+            if "different configuration" not in str(exc):
+                raise
+            mode = "read-only" if read_only else "for writing"
+            raise ConfigError(
+                f"{self.path}: this process already has the database open with other settings, "
+                f"so it cannot also be opened {mode}. Reuse the Workbench you have (one "
+                "connection serves every question), or close it first, or open every one of "
+                "them with read_only=True."
+            ) from None
         except duckdb.IOException as exc:
             raise ConfigError(f"{self.path}: cannot open the database ({exc})") from None
         self.read_only = read_only
@@ -180,16 +190,34 @@ class Database:
     ) -> list[tuple[Any, ...]]:
         """Run one statement and fetch all its rows."""
         params = self._traced(sql, params)
-        result = self.con.execute(sql, params) if params else self.con.execute(sql)
-        return result.fetchall()
+        try:
+            result = self.con.execute(sql, params) if params else self.con.execute(sql)
+            return result.fetchall()
+        except duckdb.Error as exc:
+            self._raise_if_disk_full(exc)
+            raise
 
     def frame(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
         """Run a query and return its result as a Polars DataFrame."""
         bound = self._traced(sql, params)
-        rel = self.con.sql(sql, params=dict(bound) if bound else None)
-        if rel is None:
-            return pl.DataFrame()
-        return rel.pl()
+        try:
+            rel = self.con.sql(sql, params=dict(bound) if bound else None)
+            if rel is None:
+                return pl.DataFrame()
+            return rel.pl()
+        except duckdb.Error as exc:
+            self._raise_if_disk_full(exc)
+            raise
+
+    def _raise_if_disk_full(self, exc: duckdb.Error) -> None:
+        """Raise ``DiskFullError`` for a statement that failed on a full disk.
+
+        A full disk is the user's to fix (exit 2), not a bug. DuckDB invalidates
+        a database whose write failed; every later statement repeats the original
+        error, so each of them says the disk is full too.
+        """
+        if DiskFullError.caused(exc):
+            raise DiskFullError.while_writing(self.path) from exc
 
     def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
         """Run a query that returns one value."""

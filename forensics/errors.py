@@ -1,18 +1,23 @@
 """The one exception hierarchy of forensics.
 
-Every error a user can cause is a ``ForensicsError``. Its message names the file,
-row, column, what was expected and what to do next; the same facts are kept as
-attributes so that callers (the CLI, tests, notebooks) can act on them.
+Every error a user can cause is a ``ForensicsError`` (exit code 2: input you must
+fix). Its message names the file, row, column, what was expected and what to do
+next; the same facts are kept as attributes so that callers (the CLI, tests,
+notebooks) can act on them. ``InternalError`` is the one exception that is not a
+``ForensicsError``: forensics found itself inconsistent, which is a bug (exit 1).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import errno
+from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
     "ConfigError",
+    "DiskFullError",
     "ForensicsError",
     "IngestError",
+    "InternalError",
     "MissingColumnError",
     "QueryError",
     "SchemaError",
@@ -53,18 +58,38 @@ class MissingColumnError(SchemaError):
 
     @classmethod
     def for_file(
-        cls, path: str, missing: Iterable[str], found: Iterable[str]
+        cls,
+        path: str,
+        missing: Iterable[str],
+        found: Iterable[str],
+        *,
+        mapped: Mapping[str, str] | None = None,
     ) -> MissingColumnError:
-        """Build the message for a file that lacks required columns."""
+        """Build the message for a file that lacks required columns.
+
+        ``mapped`` (column -> name in the file, from the mapping) says which of
+        them the mapping already names, so the message does not ask for that again.
+        """
         missing, found = sorted(missing), list(found)
+        mapped = {m: mapped[m] for m in missing if mapped and m in mapped}
         shown = ", ".join(found) if found else "(none)"
         message = (
             f"{path}: missing required column(s) {', '.join(missing)}; "
-            f"the file has: {shown}. Nothing from this file was written. "
-            "If these columns exist under other names, map them with "
-            "--mapping FILE.toml, e.g. [columns]\n"
-            + "\n".join(f'{m} = "<your column>"' for m in missing)
+            f"the file has: {shown}. Nothing from this file was written."
         )
+        if mapped:
+            message += (
+                " The mapping names "
+                + ", ".join(f"{m} = {n!r}" for m, n in mapped.items())
+                + ", which the file does not have: correct the name in the mapping."
+            )
+        unmapped = [m for m in missing if m not in mapped]
+        if unmapped:
+            example = " and ".join(f'{m} = "<your column>"' for m in unmapped)
+            message += (
+                " If these columns exist under other names, map them in a file given "
+                f"with --mapping FILE.toml: under [columns], write {example}"
+            )
         return cls(message, path=path, missing=missing, found=found)
 
 
@@ -97,3 +122,50 @@ class UnknownNameError(QueryError):
         valid = sorted(valid)
         message = f"unknown {what} {name!r}; valid {what}s: {', '.join(valid) or '(none)'}"
         return cls(message, name=name, valid=valid)
+
+
+class DiskFullError(ForensicsError):
+    """The disk holding the database (or its spill folder) ran out of space."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        """The input file being written when the disk filled up, when there is one."""
+
+    @staticmethod
+    def caused(exc: BaseException) -> bool:
+        """Whether ``exc`` (an OSError or a DuckDB error) says the disk is full."""
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        return "No space left on device" in str(exc)
+
+    @classmethod
+    def while_writing(cls, target: str, path: str | None = None) -> DiskFullError:
+        """Build the message for a write to ``target`` that failed with "No space left on device"."""
+        what = f" while loading {path}" if path else ""
+        return cls(
+            f"{target}: no space left on the disk{what}. Free some space (or write to "
+            "another disk, e.g. with --db) and run the same command again: each file is "
+            "loaded whole or not at all, and files already loaded are skipped.",
+            path=path,
+        )
+
+
+class InternalError(Exception):
+    """forensics found itself inconsistent: a bug in forensics, not in your input.
+
+    Not a ``ForensicsError``, so that code catching input errors never swallows
+    it; the CLI prints it with a request to report it and exits with 1.
+    """
+
+    exit_code: int = 1
+
+    REPORT = (
+        "this is a bug in forensics, please report it (with the command and, if you can, the file)"
+    )
+    """What the CLI adds to the message."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        """The file concerned, when there is one."""

@@ -27,18 +27,21 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+import duckdb
 import pyarrow as pa
 from tqdm.auto import tqdm
 
 from forensics.db import Database
 from forensics.errors import (
     ConfigError,
+    DiskFullError,
     ForensicsError,
     IngestError,
+    InternalError,
     MissingColumnError,
     SchemaError,
 )
@@ -46,6 +49,7 @@ from forensics.readers import (
     FORMATS,
     Format,
     Source,
+    check_parquet,
     detect_format,
     file_sha256,
     open_csv,
@@ -56,10 +60,12 @@ from forensics.readers import (
 from forensics.roles import check_explicit_roles, record_roles
 from forensics.schema import (
     CANONICAL_COLUMNS,
+    EVENT_COLUMNS,
     IDENTITY_COLUMNS,
     INTERNAL_PREFIX,
     REQUIRED_COLUMNS,
     Column,
+    EventMapping,
     Mapping,
     UserSignal,
     quote_identifier,
@@ -73,6 +79,7 @@ from forensics.signals import (
     signal_expressions,
     signals_relation,
     user_signal_expression,
+    user_signal_parameters,
 )
 
 __all__ = [
@@ -92,6 +99,7 @@ REASONS: dict[str, str] = {
     "invalid_utf8": "the line is not valid UTF-8",
     "malformed_json": "the line is not valid JSON",
     "not_a_json_object": "the line is JSON but not an object",
+    "duplicate_key": "the JSON object has a key twice: which value is meant?",
     "wrong_field_count": "the CSV row has more or fewer fields than the header",
     "missing_required": "a required column is null or empty",
     "bad_timestamp": "ts is neither ISO-8601 nor an epoch number",
@@ -107,12 +115,8 @@ TS_VALID_TO = "2100-01-01"
 """Timestamps from this on are rejected as out of range."""
 
 _PROVENANCE = ("_source_file_id", "_source_row")
-_EPOCH_SQL = {
-    "s": "to_timestamp({x})",
-    "ms": "make_timestamptz(CAST(round({x} * 1000) AS BIGINT))",
-    "us": "make_timestamptz(CAST(round({x}) AS BIGINT))",
-    "ns": "make_timestamptz(CAST(round({x} / 1000) AS BIGINT))",
-}
+_EPOCH_MICROS: dict[str, int | None] = {"s": 1_000_000, "ms": 1_000, "us": 1, "ns": None}
+"""Microseconds per unit of an epoch timestamp (a nanosecond is a thousandth of one)."""
 
 
 # -- results ------------------------------------------------------------------------
@@ -126,9 +130,10 @@ class FileSummary:
     """The file as given (resolved)."""
     format: str
     """parquet, jsonl, json or csv."""
-    status: Literal["ingested", "already ingested", "refused", "empty"]
+    status: Literal["ingested", "already ingested", "refused", "empty", "failed"]
     """ingested; already ingested (same content hash; nothing added); refused (a
-    file-level problem, nothing written); empty (no rows)."""
+    file-level problem, nothing written); empty (no rows); failed (a bug in
+    forensics, nothing written; the run ends with ``InternalError``)."""
     rows_read: int = 0
     """Data rows (or non-blank lines) read from the file."""
     accepted: int = 0
@@ -186,8 +191,13 @@ class IngestSummary:
         """Files refused as a whole."""
         return tuple(f for f in self.files if f.status == "refused")
 
-    def table(self) -> str:
-        """A plain-text table of the per-file counts, for terminals and logs."""
+    def table(self, *, problems: bool = True) -> str:
+        """A plain-text table of the per-file counts, for terminals and logs.
+
+        Under it: rejected rows by reason, notes, and why a file was skipped;
+        ``problems=False`` leaves out why files were refused or failed (the CLI
+        prints those as ``error:`` lines, once).
+        """
         header = ("file", "status", "read", "accepted", "rejected", "duplicates")
         rows = [header]
         for f in self.files:
@@ -224,7 +234,7 @@ class IngestSummary:
             if f.rejected:
                 reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(f.rejected.items()))
                 lines.append(f"{f.path}: rejected by reason: {reasons}")
-            if f.message:
+            if f.message and (problems or f.status not in ("refused", "failed")):
                 # A refusal's message names the file itself (it is also the error text).
                 named = f.message.startswith(f"{f.path}: ")
                 lines.append(f.message if named else f"{f.path}: {f.message}")
@@ -281,6 +291,10 @@ class _Plan:
     """User's extra column -> DuckDB type in ``requests``."""
     notes: list[str] = field(default_factory=list)
     """Things to tell the user."""
+    renamed: dict[str, str] = field(default_factory=dict)
+    """User's column -> the name it is kept under, when its own clashes with forensics'."""
+    typed: dict[str, str] = field(default_factory=dict)
+    """Canonical column -> the name its typed value has in ``_typed_relation``."""
 
 
 TRIMMED_SPACES = "[\\x{20}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{202F}\\x{205F}\\x{3000}]"
@@ -313,58 +327,195 @@ def _text_value(src: str, *, long_text: bool = False) -> str:
     return f"NULLIF(CASE WHEN {edge} THEN trim({text}) ELSE {text} END, '')"
 
 
-def _plan_timestamp(src: str, dtype: str, epoch_unit: str) -> tuple[str, str]:
-    """Return (value SQL, parse-failure condition SQL) for the ``ts`` column."""
+_NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
+"""RE2: text that is a decimal number (an epoch timestamp when it stands for ts)."""
+_INTEGER_20 = "[+-]?[0-9]{1,20}"
+"""RE2: an integer of at most 20 digits: exact as HUGEINT even times 10^6."""
+_EXACT_DOUBLE = 2.0**53
+"""Integers at least this large are not all exact as DOUBLE."""
+
+
+@dataclass(frozen=True)
+class _Typed:
+    """How one source column becomes a typed value, and how it can fail."""
+
+    value: str
+    """SQL: the typed value; null when the input is absent or bad."""
+    wrong: str
+    """SQL: the input is there but is not of the type (wrong_type, bad_timestamp)."""
+    out_of_range: str
+    """SQL: the input is a number the column's type cannot hold (too large or small)."""
+
+
+def _epoch_bounds() -> tuple[int, int]:
+    """Microseconds since 1970 of ``TS_VALID_FROM`` and ``TS_VALID_TO``."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return tuple(  # type: ignore[return-value]
+        (datetime.fromisoformat(d).replace(tzinfo=UTC) - epoch) // timedelta(microseconds=1)
+        for d in (TS_VALID_FROM, TS_VALID_TO)
+    )
+
+
+_BAD_OFFSET = (
+    "[0-9]:[0-9]{2}(:[0-9]{2}([.,][0-9]*)?)? ?[+-]"
+    "((2[4-9]|[3-9][0-9])(:?[0-9]{2})?|[0-9]{2}:?[6-9][0-9])$"
+)
+"""RE2: a time with a UTC offset of 24 hours or more, or of 60 minutes or more.
+
+DuckDB accepts ``+25:00`` (shifting the time by a day); RFC 3339 allows hours
+00-23 and minutes 00-59, so such a time is a ``bad_timestamp``."""
+
+
+def _iso_timestamp(text: str) -> str:
+    """SQL: ISO-8601 / RFC 3339 text as TIMESTAMPTZ, null when it is not one.
+
+    RFC 3339 allows a lowercase ``t`` and ``z``, which DuckDB does not read;
+    an offset out of range is refused (``_BAD_OFFSET``).
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> sql = f"SELECT CAST({_iso_timestamp('$t')} AS VARCHAR)"
+    >>> con = duckdb.connect()
+    >>> _ = con.execute("SET TimeZone = 'UTC'")
+    >>> for t in ("2025-08-01t12:00:00z", "2025-08-01T12:00:00+25:00", "2025-08-01T12:00:00+0230"):
+    ...     print(con.execute(sql, {"t": t}).fetchall()[0][0])
+    2025-08-01 12:00:00+00
+    None
+    2025-08-01 09:30:00+00
+    """
+    upper = (
+        f"regexp_replace(regexp_replace({text}, '^([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})t', '\\1T'), "
+        "'z$', 'Z')"
+    )
+    return (
+        f"CASE WHEN regexp_matches({text}, '{_BAD_OFFSET}') THEN NULL "
+        f"ELSE try_cast({upper} AS TIMESTAMPTZ) END"
+    )
+
+
+def _epoch_value(micros: str, exact: bool) -> str:
+    """SQL: the timestamp of ``micros`` since 1970 when in the valid range, else null."""
+    low, high = _epoch_bounds()
+    bigint = f"CAST({micros} AS BIGINT)" if exact else f"CAST(round({micros}) AS BIGINT)"
+    return f"CASE WHEN {micros} >= {low} AND {micros} < {high} THEN make_timestamptz({bigint}) END"
+
+
+def _epoch_integer(h: str, unit: str) -> str:
+    """SQL: ``h`` (a HUGEINT of at most 20 digits) in ``unit`` as whole microseconds."""
+    if unit == "ns":
+        return f"(({h} + 500) // 1000)"
+    return f"({h} * {_EPOCH_MICROS[unit]})"
+
+
+def _plan_timestamp(src: str, dtype: str, epoch_unit: str, v: str | None = None) -> _Typed:
+    """The ``ts`` column: ISO-8601 text or an epoch number in ``epoch_unit``.
+
+    An epoch number that falls outside ``TS_VALID_FROM``..``TS_VALID_TO`` (a
+    wrong unit, a corrupt value, 1e300) is ``out_of_range``; any size of number
+    is handled without overflow: integers exactly, as HUGEINT, others as DOUBLE.
+    ``v`` names a column holding the value already (so conditions do not
+    compute it again); by default they repeat the value's SQL.
+    """
     upper = dtype.upper()
-    epoch = _EPOCH_SQL[epoch_unit]
+    factor = float(_EPOCH_MICROS[epoch_unit] or 1e-3)
     if upper.startswith("TIMESTAMP") or upper == "DATE":
-        return f"CAST({src} AS TIMESTAMPTZ)", "false"
-    if _is_numeric(dtype):
-        value = epoch.format(x=f"CAST({src} AS DOUBLE)")
-        return f"CASE WHEN isfinite(CAST({src} AS DOUBLE)) THEN {value} END", (
-            f"{src} IS NOT NULL AND NOT isfinite(CAST({src} AS DOUBLE))"
-        )
-    if _is_text(dtype):
-        text = _text_value(src)
-        number = f"try_cast({text} AS DOUBLE)"
-        value = (
-            f"CASE WHEN regexp_full_match({text}, '[+-]?[0-9]+(\\.[0-9]*)?') "
-            f"THEN {epoch.format(x=number)} ELSE try_cast({text} AS TIMESTAMPTZ) END"
-        )
-        return value, f"{text} IS NOT NULL AND ({value}) IS NULL"
-    return "CAST(NULL AS TIMESTAMPTZ)", f"{src} IS NOT NULL"
-
-
-def _plan_integer(src: str, dtype: str) -> tuple[str, str]:
+        return _Typed(f"CAST({src} AS TIMESTAMPTZ)", "false", "false")
     if _is_integer(dtype):
-        return f"CAST({src} AS BIGINT)", "false"
+        h = f"try_cast({src} AS HUGEINT)"
+        micros = f"CASE WHEN abs({h}) <= 1e20 THEN {_epoch_integer(h, epoch_unit)} END"
+        value = _epoch_value(micros, exact=True)
+        return _Typed(value, "false", f"{v or f'({value})'} IS NULL AND {src} IS NOT NULL")
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
-        ok = f"isfinite({d}) AND {d} = floor({d})"
-        return f"CASE WHEN {ok} THEN CAST({d} AS BIGINT) END", f"{src} IS NOT NULL AND NOT ({ok})"
+        value = (
+            f"CASE WHEN isfinite({d}) THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} END"
+        )
+        ref = v or f"({value})"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {src} IS NOT NULL AND NOT isfinite({d})",
+            f"{ref} IS NULL AND isfinite({d})",
+        )
+    if _is_text(dtype):
+        text = _text_value(src)
+        h = f"CAST({text} AS HUGEINT)"
+        d = f"try_cast({text} AS DOUBLE)"
+        value = (
+            f"CASE WHEN regexp_full_match({text}, '{_INTEGER_20}') "
+            f"THEN {_epoch_value(_epoch_integer(h, epoch_unit), exact=True)} "
+            f"WHEN regexp_full_match({text}, '{_NUMBER}') "
+            f"THEN {_epoch_value(f'({d} * {factor!r})', exact=False)} "
+            f"ELSE {_iso_timestamp(text)} END"
+        )
+        ref = v or f"({value})"
+        number = f"regexp_full_match({text}, '{_NUMBER}')"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {text} IS NOT NULL AND NOT {number}",
+            f"{ref} IS NULL AND {number}",
+        )
+    return _Typed("CAST(NULL AS TIMESTAMPTZ)", f"{src} IS NOT NULL", "false")
+
+
+def _plan_integer(src: str, dtype: str, v: str | None = None) -> _Typed:
+    """A BIGINT column: exact integers.
+
+    A fraction or a non-number is ``wrong_type``; an integer (or infinity) that
+    BIGINT cannot hold is ``out_of_range``. ``v``: see ``_plan_timestamp``.
+    """
+    if _is_integer(dtype):
+        value = f"try_cast({src} AS BIGINT)"
+        return _Typed(value, "false", f"{v or value} IS NULL AND {src} IS NOT NULL")
+    if _is_numeric(dtype):
+        d = f"CAST({src} AS DOUBLE)"
+        value = f"CASE WHEN isfinite({d}) AND {d} = floor({d}) THEN try_cast({d} AS BIGINT) END"
+        ref = v or f"({value})"
+        fraction = f"(isnan({d}) OR (isfinite({d}) AND {d} <> floor({d})))"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {src} IS NOT NULL AND {fraction}",
+            f"{ref} IS NULL AND {src} IS NOT NULL AND NOT {fraction}",
+        )
     if _is_text(dtype):
         text = _text_value(src)
         d = f"try_cast({text} AS DOUBLE)"
-        ok = f"{d} IS NOT NULL AND isfinite({d}) AND {d} = floor({d}) AND abs({d}) < 9e15"
-        return (
-            f"CASE WHEN {ok} THEN CAST({d} AS BIGINT) END",
-            f"{text} IS NOT NULL AND NOT ({ok})",
+        integer = f"regexp_full_match({text}, '[+-]?[0-9]+')"
+        # Digits alone are cast exactly; other numbers ("1.0", "2e3") only while exact as DOUBLE.
+        whole = f"isfinite({d}) AND {d} = floor({d}) AND abs({d}) < {_EXACT_DOUBLE!r}"
+        value = (
+            f"CASE WHEN {integer} THEN try_cast({text} AS BIGINT) "
+            f"WHEN {whole} THEN CAST({d} AS BIGINT) END"
         )
-    return "CAST(NULL AS BIGINT)", f"{src} IS NOT NULL"
+        ref = v or f"({value})"
+        not_a_whole = f"(NOT {integer} AND ({d} IS NULL OR isnan({d}) OR (isfinite({d}) AND {d} <> floor({d}))))"
+        return _Typed(
+            value,
+            f"{ref} IS NULL AND {text} IS NOT NULL AND {not_a_whole}",
+            f"{ref} IS NULL AND {text} IS NOT NULL AND NOT {not_a_whole}",
+        )
+    return _Typed("CAST(NULL AS BIGINT)", f"{src} IS NOT NULL", "false")
 
 
-def _plan_double(src: str, dtype: str) -> tuple[str, str]:
+def _plan_double(src: str, dtype: str, v: str | None = None) -> _Typed:
+    """A DOUBLE column: NaN or a non-number is ``wrong_type``, infinity ``out_of_range``.
+
+    ``v``: see ``_plan_timestamp``.
+    """
     if _is_numeric(dtype):
         d = f"CAST({src} AS DOUBLE)"
-        return f"CASE WHEN isfinite({d}) THEN {d} END", f"{src} IS NOT NULL AND NOT isfinite({d})"
-    if _is_text(dtype):
-        text = _text_value(src)
-        d = f"try_cast({text} AS DOUBLE)"
-        return (
-            f"CASE WHEN isfinite({d}) THEN {d} END",
-            f"{text} IS NOT NULL AND NOT coalesce(isfinite({d}), false)",
-        )
-    return "CAST(NULL AS DOUBLE)", f"{src} IS NOT NULL"
+    elif _is_text(dtype):
+        d = f"try_cast({_text_value(src)} AS DOUBLE)"
+    else:
+        return _Typed("CAST(NULL AS DOUBLE)", f"{src} IS NOT NULL", "false")
+    value = f"CASE WHEN isfinite({d}) THEN {d} END"
+    ref = v or f"({value})"
+    present = f"{src} IS NOT NULL" if _is_numeric(dtype) else f"{_text_value(src)} IS NOT NULL"
+    return _Typed(
+        value,
+        f"{ref} IS NULL AND {present} AND ({d} IS NULL OR isnan({d}))",
+        f"{ref} IS NULL AND {present} AND isinf({d})",
+    )
 
 
 def _range_condition(col: Column, value: str) -> str | None:
@@ -416,8 +567,11 @@ def _plan_columns(
             extra_src[name] = name
     missing = [c for c in REQUIRED_COLUMNS if c not in canonical_src]
     if missing:
-        raise MissingColumnError.for_file(str(path), missing, list(source.columns))
+        raise MissingColumnError.for_file(
+            str(path), missing, list(source.columns), mapped=mapping.columns
+        )
 
+    taken_lower = {c.lower() for c in source.columns}
     for col in CANONICAL_COLUMNS:
         if col.name not in canonical_src:
             continue
@@ -425,46 +579,64 @@ def _plan_columns(
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
         bad = f"CAST({src} AS VARCHAR)"
+        # The typed value is computed once, in a projection under this name (see
+        # _typed_relation); the checks read it there rather than computing it again.
+        alias = "_typed_" + col.name
+        while alias.lower() in taken_lower:
+            alias = "_" + alias
+        v = quote_identifier(alias)
         if _is_nested(dtype):
             plan.values[col.name] = f"CAST(NULL AS {col.dtype})"
             plan.checks.append(_Check(f"{src} IS NOT NULL", "wrong_type", col.name, bad))
             if col.required:
-                plan.checks.append(_Check("true", "missing_required", col.name, bad))
+                plan.checks.append(_Check(f"{src} IS NULL", "missing_required", col.name, bad))
             continue
         if col.dtype == "TIMESTAMPTZ":
-            value, failed = _plan_timestamp(src, dtype, mapping.epoch_unit)
+            typed = _plan_timestamp(src, dtype, mapping.epoch_unit, v)
+            value = typed.value
             if col.required:
                 presence = _text_value(src) if _is_text(dtype) else src
                 plan.checks.append(_Check(f"{presence} IS NULL", "missing_required", col.name, bad))
-            plan.checks.append(_Check(failed, "bad_timestamp", col.name, bad))
+            plan.checks.append(_Check(typed.wrong, "bad_timestamp", col.name, bad))
+            plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
             plan.checks.append(
                 _Check(
-                    f"({value}) < TIMESTAMPTZ '{TS_VALID_FROM}' OR ({value}) >= TIMESTAMPTZ '{TS_VALID_TO}'",
+                    f"{v} < TIMESTAMPTZ '{TS_VALID_FROM}' OR {v} >= TIMESTAMPTZ '{TS_VALID_TO}'",
                     "out_of_range",
                     col.name,
                     bad,
                 )
             )
-        elif col.dtype == "BIGINT":
-            value, failed = _plan_integer(src, dtype)
-            plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
-        elif col.dtype == "DOUBLE":
-            value, failed = _plan_double(src, dtype)
-            plan.checks.append(_Check(failed, "wrong_type", col.name, bad))
+        elif col.dtype in ("BIGINT", "DOUBLE"):
+            typed = (_plan_integer if col.dtype == "BIGINT" else _plan_double)(src, dtype, v)
+            value = typed.value
+            plan.checks.append(_Check(typed.wrong, "wrong_type", col.name, bad))
+            plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
         else:
             value = _text_value(src, long_text=col.long_text)
             if col.required:
-                plan.checks.append(_Check(f"{value} IS NULL", "missing_required", col.name, bad))
-        range_check = _range_condition(col, f"({value})")
+                plan.checks.append(_Check(f"{v} IS NULL", "missing_required", col.name, bad))
+            # A JSON object, array or boolean is not text, nor is a typed boolean.
+            not_text = source.not_text.get(src_name)
+            if not_text is None and dtype.upper() == "BOOLEAN":
+                not_text = f"{src} IS NOT NULL"
+            if not_text is not None:
+                plan.checks.append(_Check(not_text, "wrong_type", col.name, bad))
+        range_check = _range_condition(col, v)
         if range_check is not None:
             plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))
         plan.values[col.name] = value
+        plan.typed[col.name] = alias
 
+    clashing = {n.lower() for n in (*reserved, *canonical_names)}
+    taken = clashing | {n.lower() for n in source.columns}
     for name in extra_src:
         dtype = source.columns[name]
         target = name
-        if name in reserved or name.startswith(INTERNAL_PREFIX) or name.lower() in canonical_names:
-            target = f"{name.lstrip(INTERNAL_PREFIX)}_input"
+        if name.lower() in clashing or name.startswith(INTERNAL_PREFIX):
+            target = _kept_name(name, taken)
+            taken.add(target.lower())
+            plan.renamed[name] = target
             plan.notes.append(
                 f"column {name!r} clashes with a forensics column; kept as {target!r}"
             )
@@ -478,6 +650,41 @@ def _plan_columns(
     # Move required-field checks first: a row missing request_id is reported as that.
     plan.checks.sort(key=lambda c: 0 if c.reason == "missing_required" else 1)
     return plan, canonical_src
+
+
+def _typed_relation(source: Source, plan: _Plan) -> str:
+    """The source with every canonical column's typed value computed once, under its alias.
+
+    The row checks (``_problem_sql``) and the typed columns read these; without
+    the projection DuckDB would compute a value once per check that uses it.
+    """
+    items = ", ".join(
+        f"{plan.values[name]} AS {quote_identifier(alias)}" for name, alias in plan.typed.items()
+    )
+    return f"(SELECT *, {items} FROM {source.relation})"
+
+
+def _kept_name(name: str, taken: set[str]) -> str:
+    """The name a user's column that clashes with forensics' own is kept under.
+
+    ``<name without leading underscores>_input``, then ``_input_2``, ``_input_3``...
+    until no column has it (names compared as DuckDB does, ignoring case).
+
+    Examples
+    --------
+    >>> _kept_name("_row", {"_row"})
+    'row_input'
+    >>> _kept_name("degraded", {"degraded", "degraded_input"})
+    'degraded_input_2'
+    >>> _kept_name("_", set())
+    'column_input'
+    """
+    base = f"{name.lstrip(INTERNAL_PREFIX) or 'column'}_input"
+    target, k = base, 1
+    while target.lower() in taken:
+        k += 1
+        target = f"{base}_{k}"
+    return target
 
 
 def _infer_text_types(db: Database, source: Source, names: Sequence[str]) -> dict[str, str]:
@@ -550,42 +757,60 @@ def _ensure_requests(db: Database) -> None:
     )
 
 
-def define_user_signals(db: Database, signals: Sequence[UserSignal]) -> list[str]:
-    """Register the user's signals, add their columns and (re)compute them on stored rows.
+def define_user_signals(
+    db: Database, signals: Sequence[UserSignal], *, source: str | None = None
+) -> list[str]:
+    """Register the user's signals, add their columns and compute new ones on stored rows.
 
-    Returns notes for the user. Recomputes ``degraded`` when anything changed.
+    A signal whose definition is unchanged is left as it is. Returns notes for
+    the user; recomputes ``degraded`` when a definition changed. ``source`` (the
+    mapping file) is named in errors.
     """
     notes = []
-    existing = db.columns("requests")
+    existing = {c.lower(): c for c in db.columns("requests")}
+    taken = {c.name.lower() for c in CANONICAL_COLUMNS} | {d.name.lower() for d in DETECTORS}
+    taken |= {DEGRADED, *_PROVENANCE}
+    user = {s.name.lower() for s in _user_signals(db)}
+    where = source or "mapping"
     changed = False
     for signal in signals:
-        if signal.name in {c.name for c in CANONICAL_COLUMNS} or signal.name in {
-            d.name for d in DETECTORS
-        } | {DEGRADED}:
+        key = signal.name.lower()
+        if key in taken:
             raise ConfigError(
-                f"signal name {signal.name!r} is taken by a canonical column or built-in signal; "
-                "choose another name in [signals]"
+                f"{where}: [signals.{signal.name}] the name is taken by a canonical column or a "
+                "built-in signal; choose another name"
             )
-        if signal.name in existing and signal.name not in _signal_names(db):
+        if key in existing and key not in user:
             raise ConfigError(
-                f"signal name {signal.name!r} is already a column of requests; choose another name"
+                f"{where}: [signals.{signal.name}] the name is already a column of requests "
+                "(from an earlier file); choose another name"
             )
+        before = db.execute(
+            "SELECT description, source_column, op, value FROM signal_definitions WHERE name = $n",
+            {"n": signal.name},
+        )
+        definition = (signal.description, signal.column, signal.op, signal.value)
+        if before and tuple(before[0]) == definition:
+            continue
+        if signal.column.lower() in existing:
+            column = existing[signal.column.lower()]
+            _check_signal_input(
+                db, "requests", {}, signal, column, db.columns("requests")[column],
+                row_sql="NULL", where=f"{where}: [signals.{signal.name}]",
+                found_in=f"{db.path} (table requests)",
+            )  # fmt: skip
         db.execute(
             "INSERT OR REPLACE INTO signal_definitions VALUES ($n, $d, 'user', $c, $o, $v)",
-            {
-                "n": signal.name,
-                "d": signal.description,
-                "c": signal.column,
-                "o": signal.op,
-                "v": signal.value,
-            },
+            dict(zip(("n", "d", "c", "o", "v"), (signal.name, *definition), strict=True)),
         )
-        if signal.name not in existing:
+        if key not in existing:
             db.execute(f"ALTER TABLE requests ADD COLUMN {quote_identifier(signal.name)} BOOLEAN")
-        if signal.column in existing:
-            db.execute(
-                f"UPDATE requests SET {quote_identifier(signal.name)} = {user_signal_expression(signal)}"
+        if signal.column.lower() in existing:
+            sql = (
+                f"UPDATE requests SET {quote_identifier(signal.name)} = "
+                f"{user_signal_expression(signal)}"
             )
+            db.execute(sql, user_signal_parameters([signal], sql))
         else:
             notes.append(
                 f"signal {signal.name!r}: column {signal.column!r} is not in the data yet; "
@@ -595,6 +820,98 @@ def define_user_signals(db: Database, signals: Sequence[UserSignal]) -> list[str
     if changed:
         db.execute(f"UPDATE requests SET {DEGRADED} = {degraded_expression(_signal_names(db))}")
     return notes
+
+
+def _check_signal_input(
+    db: Database,
+    relation: str,
+    params: dict[str, Any],
+    signal: UserSignal,
+    column: str,
+    dtype: str,
+    *,
+    row_sql: str,
+    where: str,
+    found_in: str,
+    unit: str = "row",
+) -> None:
+    """Refuse a signal whose column's values it cannot read: true/false, or numbers.
+
+    ``relation`` holds ``column`` typed as ``dtype``; a text column is read
+    value by value and the first that does not convert is named.
+    """
+    boolean = signal.op is None
+    wanted = "BOOLEAN" if boolean else "DOUBLE"
+    if _is_numeric(dtype) or dtype.upper() == "BOOLEAN":
+        return
+    what = (
+        "is read as true/false (it has no op and value)"
+        if boolean
+        else f"is compared as a number ({signal.op} {signal.value:g})"
+    )
+    fix = (
+        "point column at a true/false column, or give op and value to compare a number"
+        if boolean
+        else "point column at a numeric column, or leave out op and value for a true/false one"
+    )
+    if not _is_text(dtype):
+        raise ConfigError(
+            f"{where} column = {signal.column!r} {what}, but in {found_in} it holds {dtype} "
+            f"values; {fix}"
+        )
+    q = quote_identifier(column)
+    bad = db.execute(
+        f"SELECT {row_sql}, CAST({q} AS VARCHAR) FROM {relation} WHERE {q} IS NOT NULL "
+        f"AND try_cast({q} AS {wanted}) IS NULL LIMIT 1",
+        params,
+    )
+    if bad:
+        row, value = bad[0]
+        at = f"{found_in} {unit} {row}" if row is not None else found_in
+        raise ConfigError(
+            f"{where} column = {signal.column!r} {what}, but {at} has {value[:100]!r}; {fix}"
+        )
+
+
+def _check_file_signal_inputs(
+    db: Database,
+    path: Path,
+    fmt: Format,
+    checked: str,
+    params: dict[str, Any],
+    plan: _Plan,
+    table_types: dict[str, str],
+    mapping: Mapping,
+) -> None:
+    """Refuse the file if a signal in force cannot read its column's values here.
+
+    The signals in force are those stored (from earlier mappings), replaced by
+    the mapping's own of the same name. Only rows that pass every check count.
+    """
+    in_force = {
+        s.name: (s, "the signal registry (an earlier --mapping)") for s in _user_signals(db)
+    }
+    in_force |= {s.name: (s, mapping.source or "mapping") for s in mapping.signals}
+    renamed = {src.lower(): target for src, target in plan.renamed.items()}
+    targets = {t.lower(): t for t in plan.values}
+    unit = "line" if fmt in ("csv", "jsonl") else "row"
+    for signal, where in in_force.values():
+        key = signal.column.lower()
+        if key in renamed and key not in targets:
+            raise ConfigError(
+                f"{where}: [signals.{signal.name}] column = {signal.column!r}: in {path} that "
+                f"column is kept as {renamed[key]!r} (its name is forensics' own); write "
+                f"column = {renamed[key]!r}"
+            )
+        if key not in targets:
+            continue
+        target = targets[key]
+        dtype = table_types.get(target) or plan.extras.get(target, "VARCHAR")
+        _check_signal_input(
+            db, f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)", params, signal, target, dtype,
+            row_sql="_row", where=f"{where}: [signals.{signal.name}]", found_in=str(path),
+            unit=unit,
+        )  # fmt: skip
 
 
 def _ensure_extra_columns(db: Database, plan: _Plan) -> None:
@@ -719,7 +1036,7 @@ def _ingest_one(
             message=f"same content as file #{seen[0][0]} ingested {seen[0][1]:%Y-%m-%d %H:%M} UTC; nothing added",
         )
     if fmt == "parquet":
-        source = open_parquet(db, path)
+        source = open_parquet(db, path, stage)
     elif fmt == "csv":
         source = open_csv(db, path, stage)
     else:
@@ -734,7 +1051,7 @@ def _ingest_one(
         return _reject_unparsed(db, path, fmt, sha, source)
 
     reserved = {d.name for d in DETECTORS} | {DEGRADED} | set(_PROVENANCE)
-    reserved |= set(_signal_names(db))
+    reserved |= set(_signal_names(db)) | {s.name for s in mapping.signals}
     if fmt != "parquet":
         canonical_names = {c.name for c in CANONICAL_COLUMNS}
         text_like = [
@@ -759,8 +1076,6 @@ def _ingest_one(
         plan.extras[target] = dtype
 
     _ensure_requests(db)
-    if mapping.signals:
-        plan.notes.extend(define_user_signals(db, mapping.signals))
     _ensure_extra_columns(db, plan)
     table_types = db.columns("requests")
     for name in plan.extras:
@@ -772,12 +1087,20 @@ def _ingest_one(
     if privacy_salt is not None:
         sql_params["salt"] = privacy_salt
 
-    typed = ", ".join(f"{sql} AS {quote_identifier(name)}" for name, sql in plan.values.items())
+    typed = ", ".join(
+        f"{quote_identifier(plan.typed[name]) if name in plan.typed else sql} "
+        f"AS {quote_identifier(name)}"
+        for name, sql in plan.values.items()
+    )
     checked = (
         f"SELECT {source.row_expr} AS _row, {typed}, "
-        f"{_problem_sql(plan.checks, source.error_expr)} AS _problem FROM {source.relation}"
+        f"{_problem_sql(plan.checks, source.error_expr)} AS _problem "
+        f"FROM {_typed_relation(source, plan)}"
     )
     present = [*canonical_src, *plan.extras]
+    _check_file_signal_inputs(db, path, fmt, checked, sql_params, plan, table_types, mapping)
+    if mapping.signals:
+        plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
 
     # Request_ids that may be seen twice, in this file or already stored: found by hash
     # in one scan of the ids alone. A hash shared by different ids only costs those
@@ -829,7 +1152,14 @@ def _ingest_one(
     with_signals = signals_relation(good, present, params=params, user_signals=user_signals)
     insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
-    db.execute(sql, {**sql_params, **params.as_parameters(sql)})
+    db.execute(
+        sql,
+        {
+            **sql_params,
+            **params.as_parameters(sql),
+            **user_signal_parameters(user_signals, sql),
+        },
+    )
     accepted = int(
         db.scalar("SELECT count(*) FROM requests WHERE _source_file_id = $f", {"f": file_id})
     )
@@ -840,9 +1170,11 @@ def _ingest_one(
         raw = _raw_sql(source, privacy_salt, canonical_src)
         db.execute(
             "INSERT INTO rejected_rows SELECT $file, $fid, _row_out, _problem.col, _problem.reason, "
-            f"_problem.bad, {raw}, $now FROM "
-            f"(SELECT *, {_problem_sql(plan.checks, source.error_expr)} AS _problem, "
-            f"{source.row_expr} AS _row_out FROM {source.relation}) WHERE _problem IS NOT NULL",
+            "_problem.bad, _raw_out, $now FROM "
+            f"(SELECT {_problem_sql(plan.checks, source.error_expr)} AS _problem, "
+            f"{source.row_expr} AS _row_out, {raw} AS _raw_out "
+            f"FROM {_typed_relation(source, plan)}) "
+            "WHERE _problem IS NOT NULL",
             {**sql_params, "file": str(path), "fid": file_id, "now": now},
         )
         for reason, col, n in db.execute(
@@ -851,10 +1183,7 @@ def _ingest_one(
         ):
             rejected[reason] += int(n)
             if reason == "out_of_range" and col == "ts":
-                plan.notes.append(
-                    f"{n} timestamp(s) outside {TS_VALID_FROM}..{TS_VALID_TO}: if ts is epoch "
-                    "seconds (or us, ns), set [timestamps] epoch_unit in a --mapping file"
-                )
+                plan.notes.append(_epoch_hint(db, file_id, int(n), mapping.epoch_unit))
     if conflicts:
         raw = _raw_sql(source, privacy_salt, canonical_src)
         db.con.register(
@@ -880,10 +1209,9 @@ def _ingest_one(
 
     total = accepted + sum(rejected.values()) + duplicates
     if total != source.rows_read:
-        raise IngestError(
+        raise InternalError(
             f"{path}: internal count mismatch (read {source.rows_read}, accepted {accepted}, "
-            f"rejected {sum(rejected.values())}, duplicates {duplicates}); nothing from this file "
-            "was written. This is a bug in forensics: please report it with the file.",
+            f"rejected {sum(rejected.values())}, duplicates {duplicates})",
             path=str(path),
         )
     _record_file(
@@ -907,6 +1235,59 @@ def _ingest_one(
         duplicates=duplicates,
         sha256=sha,
         notes=tuple(plan.notes),
+    )
+
+
+_HINT_SAMPLE = 1000
+"""Rejected timestamps looked at to guess their epoch unit."""
+
+
+def _guess_epoch_unit(values: Iterable[str | None]) -> str | None:
+    """The epoch unit that puts most of ``values`` in the valid time range, if any.
+
+    The four units' valid ranges (1990..2100) do not overlap, so the size of a
+    number tells its unit.
+
+    Examples
+    --------
+    >>> _guess_epoch_unit(["1754049600000000000", "1754049600123456789"])
+    'ns'
+    >>> _guess_epoch_unit(["1754049600", "not a number"])
+    's'
+    >>> _guess_epoch_unit(["12"]) is None
+    True
+    """
+    low, high = _epoch_bounds()
+    votes: Counter[str] = Counter()
+    for value in values:
+        try:
+            number = float(value or "")
+        except ValueError:
+            continue
+        for unit, micros in _EPOCH_MICROS.items():
+            if low <= number * (micros or 1e-3) < high:
+                votes[unit] += 1
+    return votes.most_common(1)[0][0] if votes else None
+
+
+def _epoch_hint(db: Database, file_id: int, n: int, epoch_unit: str) -> str:
+    """The note for timestamps out of range: the epoch unit they look like, if any."""
+    sample = db.execute(
+        "SELECT bad_value FROM rejected_rows WHERE file_id = $f AND reason = 'out_of_range' "
+        "AND \"column\" = 'ts' LIMIT $n",
+        {"f": file_id, "n": _HINT_SAMPLE},
+    )
+    unit = _guess_epoch_unit(r[0] for r in sample)
+    outside = f"{n} timestamp(s) outside {TS_VALID_FROM}..{TS_VALID_TO}"
+    if unit is not None and unit != epoch_unit:
+        names = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+        return (
+            f"{outside}: they look like epoch {names[unit]}; set [timestamps] "
+            f'epoch_unit = "{unit}" in a --mapping file (now "{epoch_unit}")'
+        )
+    return (
+        f"{outside}: if ts is epoch seconds (or us, ns), set [timestamps] epoch_unit "
+        "in a --mapping file"
     )
 
 
@@ -948,12 +1329,13 @@ def _reject_unparsed(
     """Quarantine every row of a file in which no row could be parsed."""
     file_id = _next_file_id(db)
     now = datetime.now(UTC)
+    row, error, raw = source.row_expr, source.error_expr, source.raw_expr
     db.execute(
-        "INSERT INTO rejected_rows SELECT $file, $fid, _row, NULL, _error, NULL, _raw, $now "
+        f"INSERT INTO rejected_rows SELECT $file, $fid, {row}, NULL, {error}, NULL, {raw}, $now "
         f"FROM {source.relation}",
         {"file": str(path), "fid": file_id, "now": now},
     )
-    rejected = dict(db.execute(f"SELECT _error, count(*) FROM {source.relation} GROUP BY _error"))
+    rejected = dict(db.execute(f"SELECT {error}, count(*) FROM {source.relation} GROUP BY ALL"))
     _record_file(
         db, file_id, path, sha, fmt, (source.rows_read, 0, source.rows_read, 0), now, None, False
     )
@@ -1056,6 +1438,14 @@ def ingest_files(
     on_file
         Called with each file's summary as soon as it is done.
 
+    Raises
+    ------
+    InternalError
+        After trying every file, when one of them hit a bug in forensics (its
+        status is ``failed``; nothing from it was written). In either mode.
+    DiskFullError
+        As soon as the disk fills up: the files before are in, the rest untried.
+
     Returns
     -------
     IngestSummary
@@ -1068,7 +1458,8 @@ def ingest_files(
     register_functions(db.con)
     _ensure_requests(db)
     check_explicit_roles(db, mapping.explicit_roles, source=mapping.source)
-    summaries = []
+    summaries: list[FileSummary] = []
+    failures: list[Exception] = []
     bar = tqdm(files, desc="ingest", unit="file", disable=not progress, leave=False)
     for i, path in enumerate(bar):
         bar.set_postfix_str(path.name)
@@ -1090,17 +1481,33 @@ def ingest_files(
                 params=params,
                 stage=f"_stage_{i}",
             )
-        except ForensicsError as exc:
-            db.execute("ROLLBACK")
-            summary = FileSummary(path=str(path), format=fmt, status="refused", message=str(exc))
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
             db.execute("COMMIT")
+        except DiskFullError as exc:
+            # The database is unusable until reopened: stop here, saying which file.
+            full = DiskFullError.while_writing(db.path, str(path))
+            full.summary = IngestSummary(files=tuple(summaries), db=db.path)  # type: ignore[attr-defined]
+            raise full from exc
+        except ForensicsError as exc:
+            _rollback(db)
+            summary = FileSummary(path=str(path), format=fmt, status="refused", message=str(exc))
+        except Exception as exc:
+            # A corrupt Parquet page shows only when a statement reads it; anything
+            # else is a bug (ours or DuckDB's): roll back, report it, try the others.
+            _rollback(db)
+            refusal = _parquet_refusal(db, path) if fmt == "parquet" else None
+            if refusal is not None:
+                summary = FileSummary(
+                    path=str(path), format=fmt, status="refused", message=str(refusal)
+                )
+            else:
+                logger.exception("ingest of %s failed", path)
+                failures.append(exc)
+                summary = _failed(path, fmt, exc)
+        except BaseException:
+            _rollback(db)
+            raise
         finally:
-            for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_hashes", "_keep_rows"):
-                db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+            _drop_staging(db, i)
         summaries.append(summary)
         if on_file is not None:
             on_file(summary)
@@ -1112,6 +1519,13 @@ def ingest_files(
         raise
     db.execute("COMMIT")
     result = IngestSummary(files=tuple(summaries), db=db.path, notes=tuple(notes))
+    if failures:
+        bug = InternalError(
+            "; ".join(f.message or f.path for f in result.files if f.status == "failed"),
+            path=next(f.path for f in result.files if f.status == "failed"),
+        )
+        bug.summary = result  # type: ignore[attr-defined]
+        raise bug from failures[0]
     if errors == "raise" and result.refused:
         error = IngestError(
             "refused: " + "; ".join(f.message or f.path for f in result.refused),
@@ -1122,26 +1536,66 @@ def ingest_files(
     return result
 
 
+def _rollback(db: Database) -> None:
+    """Roll back the file's transaction; a connection DuckDB invalidated has none left."""
+    try:
+        db.execute("ROLLBACK")
+    except (duckdb.Error, DiskFullError) as exc:
+        logger.debug("rollback failed: %s", exc)
+
+
+def _drop_staging(db: Database, i: int) -> None:
+    for table in (f"_stage_{i}", f"_stage_{i}_lines", "_dup_hashes", "_keep_rows"):
+        try:
+            db.execute(f"DROP TABLE IF EXISTS temp.{quote_identifier(table)}")
+        except (duckdb.Error, DiskFullError) as exc:
+            logger.debug("dropping %s failed: %s", table, exc)
+
+
+def _parquet_refusal(db: Database, path: Path) -> IngestError | None:
+    """After a statement over a Parquet file failed: the refusal if the file's bytes are bad."""
+    try:
+        check_parquet(db, path)
+    except IngestError as exc:
+        return exc
+    except (duckdb.Error, DiskFullError) as exc:
+        logger.debug("re-reading %s failed: %s", path, exc)
+    return None
+
+
+def _failed(path: Path, fmt: str, exc: Exception) -> FileSummary:
+    """The summary of a file whose ingest hit a bug: what broke, and that nothing was written."""
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        status="failed",
+        message=f"{path}: {type(exc).__name__}: {first_line}; nothing from this file was "
+        f"written; {InternalError.REPORT}",
+    )
+
+
 # -- change events ------------------------------------------------------------------
 
-EVENT_COLUMNS = ("ts", "kind", "description", "scope")
-"""Columns of an events file; ts and kind are required."""
 
-
-def ingest_events(db: Database, path: str | Path) -> FileSummary:
+def ingest_events(
+    db: Database, path: str | Path, *, mapping: EventMapping | None = None
+) -> FileSummary:
     """Load change events (CSV, JSON lines or a JSON array) into ``events``.
 
     Needs ``ts`` and ``kind``; ``description`` and ``scope`` are optional.
-    Rows without a valid ts or kind are quarantined in ``rejected_rows``; an
-    event already stored (same ts, kind, description, scope) is skipped as a
-    duplicate, so loading a file twice adds nothing.
+    ``mapping`` names them when the file calls them otherwise, and gives the
+    unit of numeric timestamps. Rows without a valid ts or kind are quarantined
+    in ``rejected_rows``; an event already stored (same ts, kind, description,
+    scope) is skipped as a duplicate, so loading a file twice adds nothing.
     """
+    mapping = mapping or EventMapping()
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"{path}: no such file", path=str(path))
     fmt = detect_format(path)
     if fmt == "parquet":
-        source = open_parquet(db, path)
+        source = open_parquet(db, path, "_events_stage")
     elif fmt == "csv":
         source = open_csv(db, path, "_events_stage")
     else:
@@ -1149,11 +1603,17 @@ def ingest_events(db: Database, path: str | Path) -> FileSummary:
     try:
         if not source.columns:
             return FileSummary(path=str(path), format=fmt, status="empty", message="no events")
-        missing = [c for c in ("ts", "kind") if c not in source.columns]
+        found = {c.lower(): c for c in source.columns}
+        names = {c: found.get(mapping.columns.get(c, c).lower()) for c in EVENT_COLUMNS}
+        missing = [c for c in ("ts", "kind") if names[c] is None]
         if missing:
-            raise MissingColumnError.for_file(str(path), missing, list(source.columns))
-        cols = {c: quote_identifier(c) if c in source.columns else "NULL" for c in EVENT_COLUMNS}
-        ts_value, ts_failed = _plan_timestamp(cols["ts"], source.columns["ts"], "ms")
+            raise MissingColumnError.for_file(
+                str(path), missing, list(source.columns), mapped=mapping.columns
+            )
+        cols = {c: quote_identifier(n) if n is not None else "NULL" for c, n in names.items()}
+        ts_dtype = source.columns[names["ts"] or "ts"]
+        ts = _plan_timestamp(cols["ts"], ts_dtype, mapping.epoch_unit)
+        ts_value = ts.value
         kind = _text_value(cols["kind"])
         checks = [
             _Check(
@@ -1163,7 +1623,8 @@ def ingest_events(db: Database, path: str | Path) -> FileSummary:
                 f"CAST({cols['ts']} AS VARCHAR)",
             ),
             _Check(f"{kind} IS NULL", "missing_required", "kind", "NULL"),
-            _Check(ts_failed, "bad_timestamp", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
+            _Check(ts.wrong, "bad_timestamp", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
+            _Check(ts.out_of_range, "out_of_range", "ts", f"CAST({cols['ts']} AS VARCHAR)"),
         ]
         text = {
             c: _text_value(cols[c]) if cols[c] != "NULL" else "CAST(NULL AS VARCHAR)"

@@ -16,14 +16,17 @@ import gzip
 import hashlib
 import io
 import json
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
+import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from forensics.db import Database
 from forensics.errors import IngestError, SchemaError
@@ -33,6 +36,7 @@ __all__ = [
     "FORMATS",
     "Format",
     "Source",
+    "check_parquet",
     "detect_format",
     "file_sha256",
     "open_csv",
@@ -139,11 +143,17 @@ def resolve_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes (its identity in ``ingested_files``)."""
+    """Hex SHA-256 of a file's bytes (its identity in ``ingested_files``).
+
+    A file that cannot be read (permissions, a vanished file) raises ``IngestError``.
+    """
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
     return digest.hexdigest()
 
 
@@ -156,12 +166,31 @@ def _open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
 
 
+_CORRUPT = (EOFError, zlib.error, gzip.BadGzipFile)
+"""What reading a truncated or corrupt (gzip) file raises; other OSErrors are not about its bytes."""
+
+
 def _corrupt(path: Path, exc: BaseException) -> IngestError:
     return IngestError(
         f"{path}: the file is truncated or corrupt ({exc}); nothing from this file was "
         "written. Copy or export it again and re-run the ingest.",
         path=str(path),
     )
+
+
+def _unreadable(path: Path, exc: OSError) -> IngestError:
+    return IngestError(
+        f"{path}: cannot read the file ({exc.strerror or exc}); nothing from this file was "
+        "written. Check that it exists and that you may read it.",
+        path=str(path),
+    )
+
+
+def _read_error(path: Path, exc: BaseException) -> IngestError:
+    """The refusal for an exception raised while reading a text file."""
+    if isinstance(exc, _CORRUPT) or not isinstance(exc, OSError):
+        return _corrupt(path, exc)
+    return _unreadable(path, exc)
 
 
 _BOM = codecs.BOM_UTF8
@@ -182,7 +211,7 @@ def _json_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
                 except UnicodeDecodeError:
                     yield number, line.decode("utf-8", "backslashreplace"), "invalid_utf8"
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
@@ -191,17 +220,54 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         with _open_binary(path) as fh:
             data = fh.read()
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     try:
-        items = json.loads(data.decode("utf-8-sig"))
+        items = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object)
+        texts = [_dumps(item) for item in items]
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IngestError(
             f"{path}: not a valid JSON array ({exc}); write one JSON object per line "
             "(.jsonl) to have bad records quarantined one by one",
             path=str(path),
         ) from None
-    for number, item in enumerate(items, start=1):
-        yield number, json.dumps(item, ensure_ascii=False), None
+    except RecursionError:
+        raise IngestError(
+            f"{path}: the JSON array is nested too deeply to read (more than about "
+            f"{sys.getrecursionlimit()} levels); nothing from this file was written. Write one "
+            "JSON object per line (.jsonl): each line is then read, or quarantined, on its own.",
+            path=str(path),
+        ) from None
+    for number, (item, text) in enumerate(zip(items, texts, strict=True), start=1):
+        yield number, text, "duplicate_key" if isinstance(item, _DuplicateKeys) else None
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that has a key twice: its pairs, as written."""
+
+    pairs: list[tuple[str, Any]]
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: a dict, or a ``_DuplicateKeys`` keeping every pair."""
+    if len({k for k, _ in pairs}) == len(pairs):
+        return dict(pairs)
+    duplicated = _DuplicateKeys(pairs)
+    duplicated.pairs = pairs
+    return duplicated
+
+
+def _dumps(item: Any) -> str:
+    """JSON text of an array element; an object with a repeated key shows every pair."""
+    if isinstance(item, _DuplicateKeys):
+        return (
+            "{"
+            + ", ".join(
+                f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, ensure_ascii=False)}"
+                for k, v in item.pairs
+            )
+            + "}"
+        )
+    return json.dumps(item, ensure_ascii=False)
 
 
 def _starts_with_array(path: Path) -> bool:
@@ -209,17 +275,24 @@ def _starts_with_array(path: Path) -> bool:
         with _open_binary(path) as fh:
             head = fh.read(4096)
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     return head.lstrip(_BOM + b" \t\r\n").startswith(b"[")
 
 
-def _csv_dialect(sample: str, path: Path) -> type[csv.Dialect] | csv.Dialect:
+def _csv_dialect(sample: str, path: Path) -> type[csv.Dialect]:
+    """RFC 4180 quoting (``"``, doubled inside a quoted field) with the file's delimiter.
+
+    Only the delimiter is sniffed: the sniffer's guesses about quoting (no
+    doubled quotes, ``'`` as the quote) come from the sample's text, and a
+    wrong guess lets one stray quote swallow the rows after it.
+    """
     if path.name.lower().removesuffix(".gz").endswith(".tsv"):
         return csv.excel_tab
     try:
-        return csv.Sniffer().sniff(sample, delimiters=",;\t|")
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
     except csv.Error:
         return csv.excel
+    return type("_Sniffed", (csv.excel,), {"delimiter": delimiter})
 
 
 def _csv_rows(
@@ -238,26 +311,44 @@ def _csv_rows(
             sample = fh.read(65536)
         text = open_text()
     except (EOFError, OSError, zlib.error) as exc:
-        raise _corrupt(path, exc) from None
+        raise _read_error(path, exc) from None
     dialect = _csv_dialect(sample, path)
-    reader = csv.reader(text, dialect)
+    # strict: a quote left open to the end of the file, or text after a closing
+    # quote, is an error rather than a field that swallows the rows after it.
+    reader = csv.reader(text, dialect, strict=True)
     try:
         header = next(reader, None)
-    except (EOFError, OSError, zlib.error, csv.Error) as exc:
-        raise _corrupt(path, exc) from None
+    except csv.Error as exc:
+        text.close()
+        raise _unbalanced_quote(path, 1, reader.line_num, str(exc)) from None
+    except (EOFError, OSError, zlib.error) as exc:
+        text.close()
+        raise _read_error(path, exc) from None
     if header is None:
         text.close()
         return [], iter(())
+    if reader.line_num > 1:
+        text.close()
+        raise _unbalanced_quote(path, 1, reader.line_num, "the header runs over several lines")
     header = [h.strip() for h in header]
 
     def rows() -> Iterator[tuple[int, list[str] | None, str | None, str | None]]:
-        previous = reader.line_num
+        previous = reader.line_num  # the last line of the row before
         try:
             for fields in reader:
-                start = previous + 1
-                previous = reader.line_num
+                start, end = previous + 1, reader.line_num
+                previous = end
                 if not fields or (len(fields) == 1 and not fields[0].strip()):
                     continue
+                if len(fields) != len(header) and end > start:
+                    # A quoted field ran over line ends and the row does not fit the
+                    # header: the quote that opened it is almost surely a stray one.
+                    raise _unbalanced_quote(
+                        path,
+                        start,
+                        end,
+                        f"the row has {len(fields)} fields where the header has {len(header)}",
+                    )
                 bad_utf8 = any(_has_surrogates(f) for f in fields)
                 if bad_utf8:
                     raw = ",".join(_unsurrogate(f) for f in fields)
@@ -268,17 +359,25 @@ def _csv_rows(
                 else:
                     yield start, fields, None, None
         except (EOFError, OSError, zlib.error) as exc:
-            raise _corrupt(path, exc) from None
+            raise _read_error(path, exc) from None
         except csv.Error as exc:
-            raise IngestError(
-                f"{path}: line {reader.line_num}: the CSV cannot be parsed ({exc}); nothing "
-                "from this file was written. Check the quoting around that line.",
-                path=str(path),
-            ) from None
+            raise _unbalanced_quote(path, previous + 1, reader.line_num, str(exc)) from None
         finally:
             text.close()
 
     return header, rows()
+
+
+def _unbalanced_quote(path: Path, start: int, end: int, detail: str) -> IngestError:
+    """The refusal of a CSV whose quoting breaks at the row starting on line ``start``."""
+    where = f"line {start}" if end <= start else f"line {start} (the row runs on to line {end})"
+    return IngestError(
+        f"{path}: {where}: unbalanced quote: a quoted field opened in this row is not closed "
+        f"where a field ends ({detail}); nothing from this file was written. Fix the quoting "
+        f'on line {start}: close the quote, double a quote inside a quoted field (""), or '
+        "remove it.",
+        path=str(path),
+    )
 
 
 def _has_surrogates(value: str) -> bool:
@@ -310,6 +409,36 @@ class Source:
     """Parameters the relation needs."""
     rows_read: int
     """Rows in the file."""
+    not_text: dict[str, str] = field(default_factory=dict)
+    """Source column -> SQL: true where its value is a JSON object, array or boolean,
+    which a text column does not take (JSON sources only)."""
+
+
+_INTERNAL = ("_row", "_error", "_raw", "_types")
+"""Base names of a staged table's own columns: row, error, raw text, JSON types."""
+
+
+def _internal_names(columns: Sequence[str]) -> tuple[str, ...]:
+    """Names for a staged table's own columns (``_INTERNAL``) that no column of the file has.
+
+    ``_row``, ``_error``, ``_raw``, ``_types`` unless the file has a column of that
+    name (in any case), then with more leading underscores: a user's column is
+    never shadowed.
+
+    Examples
+    --------
+    >>> _internal_names(["request_id", "_ROW", "__row"])
+    ('___row', '_error', '_raw', '_types')
+    """
+    taken = {c.lower() for c in columns}
+    names = []
+    for base in _INTERNAL:
+        name = base
+        while name.lower() in taken:
+            name = "_" + name
+        taken.add(name.lower())
+        names.append(name)
+    return tuple(names)
 
 
 def _stage_text(
@@ -318,14 +447,18 @@ def _stage_text(
     columns: Sequence[str],
     batches: Iterator[list[tuple[Any, ...]]],
 ) -> int:
-    """Create temp table ``name`` (``_row``, ``_error``, ``_raw``, columns...) from row batches."""
-    cols = ["_row", "_error", "_raw", *columns]
-    ddl = ", ".join(
-        [f"{quote_identifier(c)} {'BIGINT' if c == '_row' else 'VARCHAR'}" for c in cols]
-    )
+    """Create temp table ``name`` (row, error, raw, columns...) from row batches.
+
+    The first three columns are named by ``_internal_names(columns)``.
+    """
+    cols = [*_internal_names(columns)[:3], *columns]
+    types = ["BIGINT", "VARCHAR", "VARCHAR"] + ["VARCHAR"] * len(columns)
+    ddl = ", ".join(f"{quote_identifier(c)} {t}" for c, t in zip(cols, types, strict=True))
     db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(name)} ({ddl})")
     total = 0
-    schema = pa.schema([pa.field(c, pa.int64() if c == "_row" else pa.string()) for c in cols])
+    schema = pa.schema(
+        [pa.field(f"c{i}", pa.int64() if i == 0 else pa.string()) for i in range(len(cols))]
+    )
     for batch in batches:
         if not batch:
             continue
@@ -343,6 +476,20 @@ def _stage_text(
     return total
 
 
+def _text_source(stage: str, columns: Sequence[str], rows_read: int) -> Source:
+    """The Source of a staged text file (see ``_stage_text``)."""
+    row, error, raw, _ = (quote_identifier(n) for n in _internal_names(columns))
+    return Source(
+        relation=quote_identifier(stage),
+        columns=dict.fromkeys(columns, "VARCHAR"),
+        row_expr=row,
+        error_expr=error,
+        raw_expr=raw,
+        params={},
+        rows_read=rows_read,
+    )
+
+
 def _batched(
     rows: Iterable[tuple[Any, ...]], size: int = _BATCH_ROWS
 ) -> Iterator[list[tuple[Any, ...]]]:
@@ -356,27 +503,115 @@ def _batched(
         yield batch
 
 
-def open_parquet(db: Database, path: Path) -> Source:
-    """Open a Parquet file in place (DuckDB reads it; nothing is staged)."""
+def _is_malformed_parquet(exc: BaseException) -> bool:
+    """Whether a DuckDB error is its Parquet reader rejecting the file's bytes.
+
+    DuckDB reports a bad footer, schema, page or compressed block as
+    ``InvalidInputException`` or ``SerializationException``, or as its base
+    ``Error`` (thrift and decompression failures). Everything else (out of
+    memory, I/O, a conversion in our SQL) is not a statement about the file.
+    """
+    if isinstance(exc, duckdb.InvalidInputException | duckdb.SerializationException):
+        return True
+    return type(exc) is duckdb.Error
+
+
+def _malformed_parquet(path: Path, exc: BaseException) -> IngestError:
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return IngestError(
+        f"{path}: cannot read as Parquet ({first}); nothing from this file was written. "
+        "Check that it is a complete Parquet file (copy or export it again).",
+        path=str(path),
+    )
+
+
+def check_parquet(db: Database, path: Path) -> None:
+    """Decode every value of a Parquet file; raise ``IngestError`` if its bytes are bad.
+
+    Ingest calls this after a statement over the file failed, to tell a corrupt
+    page (the user's to fix) from a bug (ours): only a failure of this plain
+    scan counts as the file's.
+    """
+    try:
+        db.execute(
+            "SELECT max(length(CAST(COLUMNS(*) AS VARCHAR))) FROM read_parquet($path)",
+            {"path": str(path)},
+        )
+    except duckdb.Error as exc:
+        if _is_malformed_parquet(exc):
+            raise _malformed_parquet(path, exc) from None
+        raise
+
+
+_FILE_ROW_NUMBER = "file_row_number"
+"""The column DuckDB adds for a row's position in a Parquet file."""
+
+
+def open_parquet(db: Database, path: Path, stage: str = "_stage_parquet") -> Source:
+    """Open a Parquet file in place (DuckDB reads it; nothing is staged).
+
+    A file with a column of its own named ``file_row_number`` (DuckDB's name for
+    the row position) is copied to temp table ``stage`` with the positions in a
+    column of another name, so that its column is kept as it is.
+    """
     params = {"path": str(path)}
     try:
         described = db.execute("DESCRIBE SELECT * FROM read_parquet($path)", params)
         rows_read = db.scalar("SELECT count(*) FROM read_parquet($path)", params)
-    except Exception as exc:  # duckdb raises several unrelated classes for bad files
-        raise IngestError(
-            f"{path}: cannot read as Parquet ({str(exc).splitlines()[0]}); nothing from this "
-            "file was written. Check that it is a complete Parquet file.",
-            path=str(path),
-        ) from None
+    except duckdb.Error as exc:
+        if _is_malformed_parquet(exc):
+            raise _malformed_parquet(path, exc) from None
+        raise
+    columns = {r[0]: r[1] for r in described}
+    if _FILE_ROW_NUMBER in {c.lower() for c in columns}:
+        row = _stage_parquet(db, path, stage, columns)
+        return Source(
+            relation=quote_identifier(stage),
+            columns=columns,
+            row_expr=quote_identifier(row),
+            error_expr=None,
+            raw_expr=None,
+            params={},
+            rows_read=int(rows_read),
+        )
     return Source(
-        relation="read_parquet($path, file_row_number = true)",
-        columns={r[0]: r[1] for r in described},
-        row_expr="(file_row_number + 1)",
+        relation=f"read_parquet($path, {_FILE_ROW_NUMBER} = true)",
+        columns=columns,
+        row_expr=f"({_FILE_ROW_NUMBER} + 1)",
         error_expr=None,
         raw_expr=None,
         params=params,
         rows_read=int(rows_read),
     )
+
+
+def _stage_parquet(db: Database, path: Path, stage: str, columns: dict[str, str]) -> str:
+    """Copy a Parquet file, in file order, to temp table ``stage`` with a row-number column.
+
+    Returns the name of that column. Batches are read in order by pyarrow and
+    numbered as they come, so the numbers are the rows' positions in the file.
+    """
+    row = _internal_names(list(columns))[0]
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT "
+        f"CAST(NULL AS BIGINT) AS {quote_identifier(row)}, * FROM read_parquet($path) LIMIT 0",
+        {"path": str(path)},
+    )
+    first = 1
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
+            numbers = pa.array(range(first, first + batch.num_rows), pa.int64())
+            arrays = [numbers, *batch.columns]
+            names = [f"c{i}" for i in range(len(arrays))]
+            db.con.register("_stage_batch", pa.Table.from_arrays(arrays, names=names))
+            try:
+                db.execute(f"INSERT INTO {quote_identifier(stage)} SELECT * FROM _stage_batch")
+            finally:
+                db.con.unregister("_stage_batch")
+            first += batch.num_rows
+    except pa.ArrowException as exc:
+        raise _malformed_parquet(path, exc) from None
+    return row
 
 
 def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
@@ -402,29 +637,41 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     ]
     _check_unique_names(path, keys)
     paths = ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
-    if keys:
-        items = ", ".join(
-            f"CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
-            for i, k in enumerate(keys)
-        )
-        db.execute(
-            f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row, _error, _raw, "
-            f"{items} FROM (SELECT *, CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v "
-            f"FROM {lt})",
-            {"paths": paths},
-        )
-    else:
-        db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT * FROM {lt}")
-    db.execute(f"DROP TABLE {lt}")
-    return Source(
-        relation=quote_identifier(stage),
-        columns=dict.fromkeys(keys, "VARCHAR"),
-        row_expr="_row",
-        error_expr="_error",
-        raw_expr="_raw",
-        params={},
-        rows_read=rows_read,
+    row, error, raw, types = (quote_identifier(n) for n in _internal_names(keys))
+    # Per row: the JSON type of each key's value (null where the key is absent),
+    # kept only where one is an object, an array or a boolean (text columns refuse
+    # those; numbers read as their text); a row with more keys than keys found has
+    # one twice (duplicate_key: which value is meant?).
+    items = "".join(
+        f", CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
+        for i, k in enumerate(keys)
     )
+    values = (
+        "(SELECT _row, _raw, CASE WHEN _error IS NULL AND len(json_keys(_raw)) > "
+        "len([t FOR t IN _t IF t IS NOT NULL]) THEN 'duplicate_key' ELSE _error END AS _error, "
+        "_v, _t FROM (SELECT *, "
+        "CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v, "
+        f"CASE WHEN _error IS NULL THEN json_type(_raw, $paths) END AS _t FROM {lt}))"
+        if keys
+        else f"(SELECT *, CAST(NULL AS VARCHAR[]) AS _t FROM {lt})"
+    )
+    db.execute(
+        f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row AS {row}, "
+        f"_error AS {error}, _raw AS {raw}, CASE WHEN _error IS NULL AND list_has_any(_t, "
+        f"{_NOT_TEXT}) THEN _t END AS {types}{items} FROM {values}",
+        {"paths": paths},
+    )
+    db.execute(f"DROP TABLE {lt}")
+    source = _text_source(stage, keys, rows_read)
+    source.not_text = {
+        k: f"coalesce(list_contains({_NOT_TEXT}, {types}[{i + 1}]), false)"
+        for i, k in enumerate(keys)
+    }
+    return source
+
+
+_NOT_TEXT = "['OBJECT', 'ARRAY', 'BOOLEAN']"
+"""SQL: the JSON types a text column does not take."""
 
 
 def open_csv(db: Database, path: Path, stage: str) -> Source:
@@ -445,15 +692,7 @@ def open_csv(db: Database, path: Path, stage: str) -> Source:
                 yield (number, None, None, *[f if f != "" else None for f in fields])
 
     rows_read = _stage_text(db, stage, header, _batched(staged()))
-    return Source(
-        relation=quote_identifier(stage),
-        columns=dict.fromkeys(header, "VARCHAR"),
-        row_expr="_row",
-        error_expr="_error",
-        raw_expr="_raw",
-        params={},
-        rows_read=rows_read,
-    )
+    return _text_source(stage, header, rows_read)
 
 
 def _check_unique_names(path: Path, names: Sequence[str]) -> None:

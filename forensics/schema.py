@@ -35,7 +35,9 @@ A mapping file (TOML) renames a user's columns to canonical names::
 
 from __future__ import annotations
 
+import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -46,6 +48,7 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "DIMENSION_COLUMNS",
     "EPOCH_UNITS",
+    "EVENT_COLUMNS",
     "FIXED_ROLES",
     "IDENTITY_COLUMNS",
     "INTERNAL_PREFIX",
@@ -54,6 +57,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SETTABLE_ROLES",
     "Column",
+    "EventMapping",
     "Mapping",
     "UserSignal",
     "column",
@@ -248,15 +252,9 @@ class UserSignal:
     """What it means, shown in the dashboard and reports."""
 
     def __post_init__(self) -> None:
-        if (self.op is None) != (self.value is None):
-            raise ConfigError(
-                f"signal {self.name!r}: give both op and value (numeric column) or neither "
-                "(boolean column)"
-            )
-        if self.op is not None and self.op not in _OPS:
-            raise ConfigError(
-                f"signal {self.name!r}: op {self.op!r} is not one of {', '.join(_OPS)}"
-            )
+        problem = _signal_problem(self.name, self.column, self.op, self.value, self.description)
+        if problem is not None:
+            raise ConfigError(f"signal {self.name!r}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -331,16 +329,7 @@ class Mapping:
 
         Raises ``ConfigError`` naming the file and the offending key.
         """
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: mapping file not found") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(
-                f"{path}: not valid TOML ({exc}); see README 'Mapping files'"
-            ) from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(_read_toml(path), source=str(path))
 
     @classmethod
     def from_dict(cls, data: dict[str, object], *, source: str | None = None) -> Mapping:
@@ -390,16 +379,8 @@ class Mapping:
                     f"{where}: [signals.{name}] unknown key(s) {', '.join(extra)}; "
                     "valid: column, op, value, description"
                 )
-            value = spec.get("value")
-            signals.append(
-                UserSignal(
-                    name=str(name),
-                    column=str(spec["column"]),
-                    op=spec.get("op"),
-                    value=float(value) if value is not None else None,
-                    description=str(spec.get("description", "")),
-                )
-            )
+            signals.append(_user_signal(where, name, spec))
+        _check_signal_names(where, signals)
         return cls(
             columns=dict(columns),
             roles=dict(roles),
@@ -407,6 +388,89 @@ class Mapping:
             signals=tuple(signals),
             source=source,
         )
+
+
+def _read_toml(path: str | Path) -> dict[str, object]:
+    """A mapping file's TOML; ``ConfigError`` naming the file when absent or invalid."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: mapping file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); see README 'Mapping files'") from None
+
+
+def _signal_problem(
+    name: object, column: object, op: object, value: object, description: object
+) -> str | None:
+    """What is wrong with a signal's declaration, naming the key to fix; None if nothing.
+
+    Examples
+    --------
+    >>> _signal_problem("slow", "latency_ms", ">", float("inf"), "")
+    'value = inf is not a finite number; write e.g. value = 30000'
+    >>> _signal_problem("latency_ms", "latency_ms", ">", 1.0, "")[:40]
+    "the signal is named like its column 'lat"
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "the signal needs a name, e.g. [signals.slow]"
+    if name.startswith(INTERNAL_PREFIX):
+        return f"names starting with {INTERNAL_PREFIX!r} are forensics' own; rename the signal"
+    if not isinstance(column, str) or not column.strip():
+        return 'column must name a column of your files, e.g. column = "latency_ms"'
+    if column.lower() == name.lower():
+        return (
+            f"the signal is named like its column {column!r}, and both would be columns of "
+            f"requests; rename the signal, e.g. [signals.{name}_flag]"
+        )
+    if (op is None) != (value is None):
+        return "give both op and value (numeric column) or neither (boolean column)"
+    if op is not None and op not in _OPS:
+        return f"op {op!r} is not one of {', '.join(_OPS)}"
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+    ):
+        shown = str(value).lower() if isinstance(value, bool | float) else repr(value)
+        return f"value = {shown} is not a finite number; write e.g. value = 30000"
+    if not isinstance(description, str):
+        return 'description must be text, e.g. description = "slow answers"'
+    return None
+
+
+def _user_signal(where: str, name: str, spec: dict[str, object]) -> UserSignal:
+    """One ``[signals.NAME]`` table, checked; errors name the file, the table and the key."""
+    column, op, value = spec["column"], spec.get("op"), spec.get("value")
+    description = spec.get("description", "")
+    problem = _signal_problem(name, column, op, value, description)
+    if problem is not None:
+        raise ConfigError(f"{where}: [signals.{name}] {problem}")
+    return UserSignal(
+        name=name,
+        column=str(column),
+        op=None if op is None else str(op),
+        value=None if value is None else float(value),  # type: ignore[arg-type]
+        description=str(description),
+    )
+
+
+def _check_signal_names(where: str, signals: Sequence[UserSignal]) -> None:
+    """Signal names are columns of ``requests``: unique without case, and not another's input."""
+    seen: dict[str, str] = {}
+    for signal in signals:
+        other = seen.setdefault(signal.name.lower(), signal.name)
+        if other != signal.name:
+            raise ConfigError(
+                f"{where}: [signals.{other}] and [signals.{signal.name}] differ only in case, "
+                "and column names do not; rename one"
+            )
+    for signal in signals:
+        if signal.column.lower() in seen:
+            raise ConfigError(
+                f"{where}: [signals.{signal.name}] column = {signal.column!r} is the name of "
+                f"signal [signals.{seen[signal.column.lower()]}]; a signal reads a column of "
+                "your files, so rename that signal"
+            )
 
 
 def schema_markdown() -> str:
@@ -423,3 +487,77 @@ def schema_markdown() -> str:
             f"| `{c.name}` | {c.dtype} | {'yes' if c.required else ''} | {c.description} |"
         )
     return "\n".join(lines)
+
+
+EVENT_COLUMNS = ("ts", "kind", "description", "scope")
+"""Columns of a change-events file; ``ts`` and ``kind`` are required."""
+
+
+@dataclass(frozen=True)
+class EventMapping:
+    """How the columns of a change-events file map onto ``EVENT_COLUMNS``.
+
+    Its TOML has the shape of a request mapping's, with the event columns::
+
+        [columns]
+        ts = "deployed_at"        # event column = "name in your file"
+        kind = "change_type"
+
+        [timestamps]
+        epoch_unit = "s"
+    """
+
+    columns: dict[str, str] = field(default_factory=dict)
+    """event column -> the name in the user's file."""
+    epoch_unit: str = "ms"
+    """Unit of numeric timestamps: s, ms, us or ns."""
+    source: str | None = None
+    """The TOML file this came from, if any."""
+
+    @classmethod
+    def load(cls, path: str | Path) -> EventMapping:
+        """Read an events mapping TOML file; errors name the file and the key."""
+        return cls.from_dict(_read_toml(path), source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], *, source: str | None = None) -> EventMapping:
+        """Build an events mapping from the parsed TOML structure.
+
+        Examples
+        --------
+        >>> EventMapping.from_dict({"columns": {"kind": "type"}}).columns
+        {'kind': 'type'}
+        """
+        where = source or "mapping"
+        unknown = sorted(set(data) - {"columns", "timestamps"})
+        if unknown:
+            raise ConfigError(
+                f"{where}: unknown section(s) {', '.join(unknown)} for an events file; "
+                "valid sections: columns, timestamps"
+            )
+        columns = data.get("columns", {})
+        if not isinstance(columns, dict) or not all(
+            isinstance(v, str) and v for v in columns.values()
+        ):
+            raise ConfigError(
+                f'{where}: [columns] must map event columns to names, e.g. kind = "type"'
+            )
+        for key in columns:
+            if key not in EVENT_COLUMNS:
+                raise ConfigError(
+                    f"{where}: [columns] key {key!r} is not an event column; valid: "
+                    + ", ".join(EVENT_COLUMNS)
+                )
+        names = [v.lower() for v in columns.values()]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: [columns] maps one of your columns twice; map each once")
+        timestamps = data.get("timestamps", {})
+        if not isinstance(timestamps, dict) or set(timestamps) - {"epoch_unit"}:
+            raise ConfigError(f'{where}: [timestamps] takes only epoch_unit, e.g. epoch_unit = "s"')
+        unit = timestamps.get("epoch_unit", "ms")
+        if unit not in EPOCH_UNITS:
+            raise ConfigError(
+                f"{where}: [timestamps] epoch_unit = {unit!r} is not one of "
+                f"{', '.join(EPOCH_UNITS)}"
+            )
+        return cls(columns=dict(columns), epoch_unit=str(unit), source=source)

@@ -23,7 +23,7 @@ from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
 from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.roles import column_roles
-from forensics.schema import Mapping
+from forensics.schema import EventMapping, Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
 from forensics.signature import Signature
@@ -94,9 +94,17 @@ class Workbench:
                 queries.cubes(self.db)
         return summary
 
-    def ingest_events(self, path: str | Path) -> FileSummary:
-        """Load change events (deploys, config changes) from CSV or JSON."""
-        return ingest_events(self.db, path)
+    def ingest_events(
+        self, path: str | Path, *, mapping: EventMapping | str | Path | None = None
+    ) -> FileSummary:
+        """Load change events (deploys, config changes) from CSV or JSON.
+
+        ``mapping`` (an ``EventMapping`` or its TOML file) names the columns
+        ``ts``, ``kind``, ``description``, ``scope`` when the file calls them otherwise.
+        """
+        if mapping is not None and not isinstance(mapping, EventMapping):
+            mapping = EventMapping.load(mapping)
+        return ingest_events(self.db, path, mapping=mapping)
 
     # -- looking --------------------------------------------------------------------
 

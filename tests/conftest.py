@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -80,6 +81,51 @@ def write_parquet(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+@pytest.fixture
+def miscount(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ingest count one row more than a JSON file holds (a bug, injected)."""
+    from forensics import ingest
+
+    original = ingest.open_json
+
+    def one_row_too_many(*args: Any, **kwargs: Any) -> Any:
+        source = original(*args, **kwargs)
+        source.rows_read += 1
+        return source
+
+    monkeypatch.setattr(ingest, "open_json", one_row_too_many)
+
+
+class _FailingConnection:
+    """A DuckDB connection whose statements starting with ``prefix`` raise ``error``."""
+
+    def __init__(self, con: Any, prefix: str, error: Exception) -> None:
+        self._con, self._prefix, self._error = con, prefix, error
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.lstrip().startswith(self._prefix):
+            raise self._error
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+@pytest.fixture
+def fail_statements(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Exception], None]:
+    """``fail_statements(prefix, error)``: connections opened from now on raise ``error``
+    (as DuckDB would) on statements starting with ``prefix``: a failure injected at the
+    DuckDB boundary, for failures a test cannot cause for real (out of memory, ...)."""
+
+    def install(prefix: str, error: Exception) -> None:
+        connect = duckdb.connect
+        monkeypatch.setattr(
+            duckdb, "connect", lambda *a, **k: _FailingConnection(connect(*a, **k), prefix, error)
+        )
+
+    return install
 
 
 SAMPLE = REPO / "data_samples" / "postmortem-2025"

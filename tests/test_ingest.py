@@ -8,9 +8,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import forensics
+from forensics import ingest as ingest_module
 from forensics.db import Database
-from forensics.errors import IngestError, MissingColumnError
+from forensics.errors import IngestError, InternalError, MissingColumnError
 from forensics.ingest import REASONS, TRIMMED_SPACES, detect_format, resolve_paths
+from forensics.schema import quote_identifier
 from tests.conftest import BAD_INPUTS, request_row
 
 # -- the bad-input corpus: every file's fate, counted by hand ----------------------
@@ -47,6 +49,7 @@ CORPUS = [
         0,
     ),
     ("field_count.csv", "ingested", 4, 2, {"wrong_field_count": 2}, 0),
+    ("duplicate_keys.jsonl", "ingested", 3, 2, {"duplicate_key": 1}, 0),
 ]
 
 
@@ -297,10 +300,47 @@ def test_a_failure_halfway_leaves_the_database_as_it_was(wb, write_jsonl, monkey
 
     monkeypatch.setattr(Database, "execute", fail_at_the_end)
     rows = [request_row(i, new_col=i) for i in range(5, 9)] + [{"request_id": "x"}]
-    with pytest.raises(duckdb.IOException):
+    with pytest.raises(
+        InternalError, match=r"b\.jsonl: IOException: disk full \(injected\)"
+    ) as info:
         wb.ingest(write_jsonl(rows, name="b.jsonl"))
+    assert isinstance(info.value.__cause__, duckdb.IOException)
+    assert [f.status for f in info.value.summary.files] == ["failed"]
     monkeypatch.setattr(Database, "execute", original)
     assert (wb.counts(), wb.db.columns("requests")) == before
+
+
+def test_a_bug_on_one_file_does_not_stop_the_others(wb, write_jsonl, monkeypatch):
+    """Each file is its own transaction and its own line; the run ends with InternalError."""
+    paths = [write_jsonl(_rows(3), name="a.jsonl"), write_jsonl(_rows(6)[3:], name="b.jsonl")]
+    paths.append(write_jsonl(_rows(9)[6:], name="c.jsonl"))
+    original = ingest_module._ingest_one
+
+    def crash_on_b(db, path, *args, **kwargs):
+        if path.name == "b.jsonl":
+            raise duckdb.ConversionException("out of range for the destination type (injected)")
+        return original(db, path, *args, **kwargs)
+
+    monkeypatch.setattr(ingest_module, "_ingest_one", crash_on_b)
+    seen = []
+    with pytest.raises(InternalError, match=r"bug in forensics") as info:
+        ingest_module.ingest_files(wb.db, paths, errors="collect", on_file=seen.append)
+    assert [f.status for f in info.value.summary.files] == ["ingested", "failed", "ingested"]
+    assert seen == list(info.value.summary.files)
+    assert sorted(wb.sql("SELECT request_id FROM requests")["request_id"]) == [
+        r["request_id"] for r in _rows(3) + _rows(9)[6:]
+    ]
+
+
+def test_count_mismatch_is_an_internal_error_not_an_input_error(wb, write_jsonl, miscount):
+    """read != accepted + rejected + duplicates is forensics' bug: exit 1, never 'fix your input'."""
+    with pytest.raises(
+        InternalError, match=r"internal count mismatch \(read 4, accepted 3"
+    ) as info:
+        wb.ingest(write_jsonl(_rows(3)))
+    assert not isinstance(info.value, forensics.ForensicsError)
+    assert info.value.exit_code == 1
+    assert wb.counts()["requests"] == 0
 
 
 def test_refused_file_does_not_stop_the_others(wb, write_jsonl):
@@ -437,11 +477,87 @@ def test_user_signal_from_mapping_counts_towards_degraded(wb, write_jsonl, tmp_p
     mapping = tmp_path / "m.toml"
     mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
     rows = [request_row(i, latency_ms=[10, 5000, None][i % 3], temperature=0.7) for i in range(6)]
-    wb.ingest(write_jsonl(rows), mapping=mapping)
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
     got = wb.sql("SELECT slow, degraded FROM requests ORDER BY request_id").rows()
     assert got == [(False, False), (True, True), (None, False)] * 2
     defined = wb.sql("SELECT name, kind FROM signal_definitions WHERE kind = 'user'").rows()
     assert defined == [("slow", "user")]
+    # the file has the column: no "not in the data yet" on its first ingest
+    assert not [n for n in f.notes if "not in the data" in n], f.notes
+
+
+def test_a_signal_whose_column_is_absent_says_so(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
+    (f,) = wb.ingest(write_jsonl(_rows(2)), mapping=mapping).files
+    assert f.notes == (
+        "signal 'slow': column 'latency_ms' is not in the data yet; it will be computed for "
+        "files that have it",
+    )
+
+
+def test_no_value_of_a_mapping_file_is_pasted_into_sql(tmp_path, write_jsonl):
+    statements = []
+    bench = forensics.open(tmp_path / "db.duckdb", trace=lambda sql, p: statements.append(sql))
+    mapping = tmp_path / "m.toml"
+    name, description = "we\"ird 'signal", "'; DROP TABLE requests; --"
+    mapping.write_text(
+        f'[signals.{json.dumps(name)}]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1234.5678\n'
+        f"description = {json.dumps(description)}\n"
+    )
+    rows = [request_row(i, latency_ms=[10.0, 5000.0][i % 2]) for i in range(4)]
+    bench.ingest(write_jsonl(rows, name="a.jsonl"), mapping=mapping)
+    bench.ingest(write_jsonl([*rows[:2], request_row(9, latency_ms=2000.0)], name="b.jsonl"))
+    assert statements
+    assert not [sql for sql in statements if "1234.5678" in sql or "DROP TABLE requests" in sql]
+    flagged = bench.sql(f"SELECT request_id FROM requests WHERE {quote_identifier(name)}")
+    assert flagged["request_id"].to_list() == ["r00001", "r00003", "r00009"]
+    stored = bench.sql("SELECT description, value FROM signal_definitions WHERE kind = 'user'")
+    assert stored.rows() == [(description, 1234.5678)]
+    bench.close()
+
+
+def test_an_unchanged_signal_does_not_rewrite_stored_rows(tmp_path, write_jsonl):
+    statements = []
+    bench = forensics.open(tmp_path / "db.duckdb", trace=lambda sql, p: statements.append(sql))
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
+    rows = [request_row(i, latency_ms=i * 1000) for i in range(4)]
+    bench.ingest(write_jsonl(rows[:2], name="a.jsonl"), mapping=mapping)
+    statements.clear()
+    bench.ingest(write_jsonl(rows[2:], name="b.jsonl"), mapping=mapping)
+    assert not [sql for sql in statements if sql.startswith("UPDATE requests")]
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1500\n')
+    bench.ingest(write_jsonl(rows[:1], name="c.jsonl"), mapping=mapping)  # changed: recomputed
+    got = bench.sql("SELECT request_id, slow FROM requests ORDER BY request_id").rows()
+    assert got == [("r00000", False), ("r00001", False), ("r00002", True), ("r00003", True)]
+    bench.close()
+
+
+def test_a_file_column_named_like_a_mapped_signal_is_kept_aside(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\ncolumn = "latency_ms"\nop = ">"\nvalue = 1000\n')
+    rows = [request_row(i, latency_ms=i * 1000, slow="their own") for i in range(3)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 3
+    got = wb.sql("SELECT slow, slow_input FROM requests ORDER BY request_id").rows()
+    assert got == [(False, "their own"), (False, "their own"), (True, "their own")]
+
+
+def test_a_signal_over_stored_text_values_is_refused_naming_the_database(wb, write_jsonl, tmp_path):
+    wb.ingest(write_jsonl([request_row(i, region_code="east-1") for i in range(2)], name="a.jsonl"))
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.east]\ncolumn = "region_code"\n')
+    (f,) = wb.ingest(
+        write_jsonl(_rows(4)[2:], name="b.jsonl"), mapping=mapping, errors="collect"
+    ).files
+    assert f.status == "refused"
+    assert f.message.startswith(
+        f"{mapping}: [signals.east] column = 'region_code' is read as true/false (it has no op "
+        f"and value), but {wb.path} (table requests) has 'east-1'"
+    )
+    assert wb.counts()["requests"] == 2
+    assert "east" not in wb.db.columns("requests")
 
 
 def test_trimmed_spaces_class_is_exactly_what_trim_removes():
@@ -454,3 +570,198 @@ def test_trimmed_spaces_class_is_exactly_what_trim_removes():
     ).fetchall()
     assert trimmed > 1  # the class is not trivially empty
     assert mismatched == 0
+
+
+# -- numbers of any size are row-level problems, never a crash --------------------
+
+NS = 1_754_049_600_123_456_789
+"""2025-08-01T12:00:00.123456789Z in epoch nanoseconds."""
+
+_BIG_NUMBERS = [
+    # column, value, polars dtype (Parquet) or None (JSON lines), reason (None: accepted)
+    ("ts", NS, pl.Int64, "out_of_range"),
+    ("ts", NS, None, "out_of_range"),
+    ("ts", 1e300, pl.Float64, "out_of_range"),
+    ("ts", 1e300, None, "out_of_range"),
+    ("ts", -(2**63), pl.Int64, "out_of_range"),
+    ("ts", 2**64 - 1, pl.UInt64, "out_of_range"),
+    ("ts", "1" + "0" * 400, None, "out_of_range"),
+    ("ts", float("nan"), pl.Float64, "bad_timestamp"),
+    ("prompt_tokens", 2**64 - 1, pl.UInt64, "out_of_range"),
+    ("prompt_tokens", 2**64 - 1, None, "out_of_range"),
+    ("prompt_tokens", "123456789012345678901234567890", None, "out_of_range"),
+    ("prompt_tokens", 1e30, pl.Float64, "out_of_range"),
+    ("prompt_tokens", 1e30, None, "out_of_range"),
+    ("prompt_tokens", float("inf"), pl.Float64, "out_of_range"),
+    ("prompt_tokens", 1.5, pl.Float64, "wrong_type"),
+    ("prompt_tokens", "1.5", None, "wrong_type"),
+    ("prompt_tokens", 2**53 + 1, None, None),
+    ("prompt_tokens", 2**62, pl.UInt64, None),
+    ("temperature", float("inf"), pl.Float64, "out_of_range"),
+    ("temperature", "1e400", None, "out_of_range"),
+    ("temperature", float("nan"), pl.Float64, "wrong_type"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "dtype", "reason"), _BIG_NUMBERS)
+def test_numbers_of_any_size_are_row_level(wb, tmp_path, column, value, dtype, reason):
+    rows = [request_row(i) for i in range(3)]
+    if dtype is None:
+        path = tmp_path / "in.jsonl"
+        rows[1][column] = value
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    else:
+        path = tmp_path / "in.parquet"
+        frame = pl.DataFrame(rows).with_columns(pl.lit(None, dtype).alias(column))
+        frame = frame.with_columns(
+            pl.when(pl.int_range(pl.len()) == 1).then(pl.lit(value, dtype)).alias(column)
+        )
+        if column == "ts":  # the other rows need a valid ts of the same type
+            ok = pl.lit(1_754_049_600_000 if dtype != pl.Float64 else 1.7540496e12, dtype)
+            frame = frame.with_columns(pl.coalesce(column, ok).alias(column))
+        frame.write_parquet(path)
+    (f,) = wb.ingest(path).files
+    assert f.rows_read == 3
+    if reason is None:
+        assert f.accepted == 3
+        got = wb.sql(f"SELECT {column} FROM requests WHERE request_id = 'r00001'")[column][0]
+        assert got == int(value)
+    else:
+        assert (f.accepted, f.rejected) == (2, {reason: 1})
+        (rejected,) = wb.rejected().to_dicts()
+        assert (rejected["row_number"], rejected["column"]) == (2, column)
+
+
+def _write_rows(path, rows):
+    if path.suffix == ".parquet":
+        pl.DataFrame(rows).write_parquet(path)
+    elif path.suffix == ".csv":
+        pl.DataFrame(rows).write_csv(path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "jsonl", "csv"])
+def test_epoch_nanoseconds_load_with_their_unit_and_are_named_without(wb, tmp_path, fmt):
+    rows = [request_row(i, ts=NS + i) for i in range(3)]
+    (f,) = wb.ingest(_write_rows(tmp_path / f"in.{fmt}", rows)).files
+    assert f.rejected == {"out_of_range": 3}
+    assert any(
+        'look like epoch nanoseconds; set [timestamps] epoch_unit = "ns"' in n for n in f.notes
+    )
+    mapping = tmp_path / "ns.toml"
+    mapping.write_text('[timestamps]\nepoch_unit = "ns"\n')
+    # the same rows in another order: a file with new content
+    (g,) = wb.ingest(_write_rows(tmp_path / f"again.{fmt}", rows[::-1]), mapping=mapping).files
+    assert (g.accepted, g.rejected) == (3, {})
+    stamps = wb.sql("SELECT ts FROM requests ORDER BY ts")["ts"].to_list()
+    # nanoseconds round to the microsecond, exactly (no detour through a float)
+    assert [t.isoformat() for t in stamps] == ["2025-08-01T12:00:00.123457+00:00"] * 3
+
+
+def test_a_directory_with_one_file_of_huge_numbers_loads_all_three(tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for name, rows in (
+        ("a.jsonl", [request_row(i) for i in range(3)]),
+        ("b.jsonl", [request_row(i, ts=NS, prompt_tokens=2**64 - 1) for i in range(3, 6)]),
+        ("c.jsonl", [request_row(i) for i in range(6, 9)]),
+    ):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with forensics.open(tmp_path / "db.duckdb") as bench:
+        summary = bench.ingest(folder)
+        assert [(f.status, f.accepted, f.rejected) for f in summary.files] == [
+            ("ingested", 3, {}),
+            ("ingested", 0, {"out_of_range": 3}),
+            ("ingested", 3, {}),
+        ]
+
+
+# -- values that are not what their column holds ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "reason"),
+    [
+        ("request_id", {"a": 1}, "wrong_type"),
+        ("model", [1, 2], "wrong_type"),
+        ("platform", True, "wrong_type"),
+        ("region", {"a": 1}, "wrong_type"),
+        ("request_id", 12345, None),  # a number reads as its text
+        ("ts", "2025-08-01T00:00:00+25:00", "bad_timestamp"),
+        ("ts", "2025-08-01T00:00:00-12:60", "bad_timestamp"),
+        ("ts", "2025-08-01T00:00:00+2400", "bad_timestamp"),
+        ("ts", "2025-08-01t12:00:00z", None),
+        ("ts", "2025-08-01T12:00:00z", None),
+        ("ts", "2025-08-01T12:00:00+23:59", None),
+    ],
+)
+def test_json_values_must_be_what_their_column_holds(wb, write_jsonl, column, value, reason):
+    rows = [request_row(i) for i in range(3)]
+    rows[1][column] = value
+    (f,) = wb.ingest(write_jsonl(rows)).files
+    if reason is None:
+        assert (f.accepted, f.rejected) == (3, {})
+    else:
+        assert (f.accepted, f.rejected) == (2, {reason: 1})
+        (rejected,) = wb.rejected().to_dicts()
+        assert (rejected["row_number"], rejected["column"]) == (2, column)
+
+
+def test_lowercase_rfc3339_reads_as_its_uppercase(wb, write_jsonl):
+    rows = [request_row(0, ts="2025-08-01t12:30:00z"), request_row(1, ts="2025-08-01T12:30:00Z")]
+    wb.ingest(write_jsonl(rows))
+    assert wb.sql("SELECT DISTINCT ts FROM requests")["ts"].to_list()[0].isoformat() == (
+        "2025-08-01T12:30:00+00:00"
+    )
+
+
+@pytest.mark.parametrize(
+    ("column", "values", "reasons"),
+    [
+        (
+            "routing_pool",
+            [{"a": 1}, {"a": 2}, None],
+            ["wrong_type", "wrong_type", "missing_required"],
+        ),
+        ("model", [True, False, None], ["wrong_type", "wrong_type", "missing_required"]),
+        ("region", [True, None, None], ["wrong_type"]),
+    ],
+)
+def test_parquet_structs_and_booleans_in_text_columns_are_wrong_type(
+    wb, tmp_path, column, values, reasons
+):
+    frame = pl.DataFrame([request_row(i) for i in range(3)]).with_columns(pl.Series(column, values))
+    path = tmp_path / "in.parquet"
+    frame.write_parquet(path)
+    (f,) = wb.ingest(path).files
+    assert f.accepted == 3 - len(reasons)
+    got = wb.rejected().sort("row_number").select("row_number", "column", "reason").rows()
+    assert got == [(i + 1, column, reason) for i, reason in enumerate(reasons)]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json"])
+def test_a_json_object_with_a_key_twice_is_rejected(wb, tmp_path, fmt):
+    good = [json.dumps(request_row(i)) for i in range(4)]
+    twice = json.dumps(request_row(4, extra="x"))[:-1] + ', "model": "other", "extra": "y"}'
+    lines = [*good[:2], twice, *good[2:]]
+    path = tmp_path / f"in.{fmt}"
+    path.write_text("\n".join(lines) + "\n" if fmt == "jsonl" else "[" + ",\n".join(lines) + "]")
+    (f,) = wb.ingest(path).files
+    assert (f.rows_read, f.accepted, f.rejected) == (5, 4, {"duplicate_key": 1})
+    (rejected,) = wb.rejected().to_dicts()
+    assert rejected["row_number"] == 3
+    assert '"model": "other"' in rejected["raw"]
+    assert '"model": "m-a"' in rejected["raw"]
+    if "extra" in wb.db.columns("requests"):  # its only values were in the rejected row
+        assert wb.sql("SELECT count(extra) AS n FROM requests")["n"][0] == 0
+
+
+def test_a_second_open_with_other_settings_says_what_to_do(tmp_path):
+    path = tmp_path / "db.duckdb"
+    with forensics.open(path) as bench:
+        with pytest.raises(forensics.ConfigError, match="Reuse the Workbench you have"):
+            forensics.open(path, read_only=True)
+        with forensics.open(path) as again:  # same settings: DuckDB shares the file
+            assert again.counts() == bench.counts()

@@ -130,3 +130,22 @@ def test_the_readmes_first_python_example_runs_as_written(tmp_path):
         assert "slow" in wb.signals()
         slow = wb.sql("SELECT count(*) FILTER (WHERE slow) AS n FROM requests")["n"][0]
         assert slow == 2  # latency_ms above 30,000 in two accepted rows
+
+
+def test_readme_lists_every_reason_code_in_order():
+    from forensics.ingest import REASONS
+
+    paragraph = _readme().split("Reason codes: ", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"`([a-z][a-z_0-9]+)`", paragraph)  # codes, not `t` or `z`
+    assert listed == list(REASONS), "keep the README's reason codes in sync with ingest.REASONS"
+
+
+def test_every_test_the_readme_cites_exists():
+    cited = set(re.findall(r"`(?:tests/[a-z_]+\.py::)?(test_[a-z0-9_]+)`", _readme()))
+    assert cited
+    defined = {
+        name
+        for path in (REPO / "tests").glob("test_*.py")
+        for name in re.findall(r"^def (test_[a-z0-9_]+)", path.read_text(), re.MULTILINE)
+    }
+    assert cited <= defined, f"the README cites tests that do not exist: {cited - defined}"

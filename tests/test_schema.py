@@ -27,6 +27,42 @@ def test_every_canonical_column_has_a_type_and_description():
         ({"signals": {"slow": {"op": ">"}}}, r"needs column"),
         ({"signals": {"slow": {"column": "x", "op": ">"}}}, "both op and value"),
         ({"signals": {"slow": {"column": "x", "op": "~", "value": 1}}}, "is not one of"),
+        (
+            {"signals": {"slow": {"column": "x", "op": ">", "value": float("inf")}}},
+            r"m\.toml: \[signals\.slow\] value = inf is not a finite number",
+        ),
+        (
+            {"signals": {"slow": {"column": "x", "op": ">", "value": float("nan")}}},
+            r"\[signals\.slow\] value = nan is not a finite number",
+        ),
+        (
+            {"signals": {"slow": {"column": "x", "op": ">", "value": "abc"}}},
+            r"\[signals\.slow\] value = 'abc' is not a finite number",
+        ),
+        (
+            {"signals": {"slow": {"column": "x", "op": ">", "value": True}}},
+            r"\[signals\.slow\] value = true is not a finite number",
+        ),
+        (
+            {"signals": {"Latency": {"column": "latency", "op": ">", "value": 1}}},
+            r"\[signals\.Latency\] the signal is named like its column 'latency'",
+        ),
+        ({"signals": {"": {"column": "x"}}}, r"\[signals\.\] the signal needs a name"),
+        ({"signals": {"_slow": {"column": "x"}}}, r"\[signals\._slow\] names starting with '_'"),
+        ({"signals": {"slow": {"column": ""}}}, r"\[signals\.slow\] column must name a column"),
+        ({"signals": {"slow": {"column": 3}}}, r"\[signals\.slow\] column must name a column"),
+        (
+            {"signals": {"slow": {"column": "x"}, "SLOW": {"column": "y"}}},
+            r"\[signals\.slow\] and \[signals\.SLOW\] differ only in case",
+        ),
+        (
+            {"signals": {"slow": {"column": "x"}, "x": {"column": "y"}}},
+            r"\[signals\.slow\] column = 'x' is the name of signal \[signals\.x\]",
+        ),
+        (
+            {"signals": {"slow": {"column": "x", "description": 5}}},
+            r"\[signals\.slow\] description must be text",
+        ),
     ],
 )
 def test_bad_mappings_say_what_is_wrong(data, message):

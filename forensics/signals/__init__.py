@@ -15,6 +15,8 @@ too (``schema.UserSignal``), and then count towards ``degraded``.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
 
 import duckdb
@@ -41,6 +43,8 @@ __all__ = [
     "signal_expressions",
     "signals_relation",
     "user_signal_expression",
+    "user_signal_parameter",
+    "user_signal_parameters",
 ]
 
 DETECTORS: tuple[Detector, ...] = (
@@ -63,13 +67,45 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
             detector.register(con)
 
 
+def user_signal_parameter(signal: UserSignal) -> str:
+    """Name of the bound parameter that holds a user signal's ``value``.
+
+    Derived from the signal's name (any text), so it is a valid, stable parameter name.
+
+    Examples
+    --------
+    >>> user_signal_parameter(UserSignal("slow", "latency_ms", ">", 3e4))
+    'user_signal_5e0cf7bd1dfa3831'
+    """
+    return "user_signal_" + hashlib.sha256(signal.name.encode()).hexdigest()[:16]
+
+
+def user_signal_parameters(
+    signals: Sequence[UserSignal], sql: str | None = None
+) -> dict[str, float]:
+    """The values of user signals as named parameters; only those ``sql`` uses, when given.
+
+    Examples
+    --------
+    >>> user_signal_parameters([UserSignal("slow", "latency_ms", ">", 3e4)])
+    {'user_signal_5e0cf7bd1dfa3831': 30000.0}
+    """
+    out = {user_signal_parameter(s): s.value for s in signals if s.value is not None}
+    if sql is not None:
+        out = {k: v for k, v in out.items() if re.search(rf"\${k}\b", sql)}
+    return out
+
+
 def user_signal_expression(signal: UserSignal) -> str:
     """SQL for a user-declared signal: a boolean column, or a comparison on a numeric one.
+
+    The value is a bound parameter (``user_signal_parameters``): nothing of a mapping
+    file is pasted into SQL but quoted identifiers and an operator from a fixed list.
 
     Examples
     --------
     >>> user_signal_expression(UserSignal("slow", "latency_ms", ">", 3e4))
-    'CAST("latency_ms" AS DOUBLE) > 30000.0'
+    'CAST("latency_ms" AS DOUBLE) > $user_signal_5e0cf7bd1dfa3831'
     >>> user_signal_expression(UserSignal("flagged", "flag"))
     'CAST("flag" AS BOOLEAN)'
     """
@@ -77,8 +113,7 @@ def user_signal_expression(signal: UserSignal) -> str:
     if signal.op is None:
         return f"CAST({col} AS BOOLEAN)"
     op = "=" if signal.op == "==" else signal.op
-    # The value is a float the mapping parser produced, never user text.
-    return f"CAST({col} AS DOUBLE) {op} {float(signal.value)!r}"  # type: ignore[arg-type]
+    return f"CAST({col} AS DOUBLE) {op} ${user_signal_parameter(signal)}"
 
 
 def signal_expressions(
@@ -101,9 +136,12 @@ def signal_expressions(
             out.append((detector.name, detector.sql(params, present)))
         else:
             out.append((detector.name, "CAST(NULL AS BOOLEAN)"))
+    lowered = {c.lower() for c in present}
     for signal in user_signals:
         expr = (
-            user_signal_expression(signal) if signal.column in present else "CAST(NULL AS BOOLEAN)"
+            user_signal_expression(signal)
+            if signal.column.lower() in lowered
+            else "CAST(NULL AS BOOLEAN)"
         )
         out.append((signal.name, expr))
     return out
@@ -135,7 +173,8 @@ def signals_relation(
     ``source`` is what follows ``FROM``: a table or view name, or ``(SELECT ...)``. Detectors'
     intermediate columns (``Detector.stages``) are computed in projections between
     ``source`` and the signals, once per row, and are not in the result. This is
-    the statement ingest inserts from; bind ``params.as_parameters(sql)``.
+    the statement ingest inserts from; bind ``params.as_parameters(sql)`` and
+    ``user_signal_parameters(user_signals, sql)``.
 
     Examples
     --------
@@ -196,6 +235,7 @@ def detect(
         ]
         inner = signals_relation("frame", frame.columns, params=params, user_signals=user_signals)
         query = f"SELECT *, {degraded_expression(names)} AS {DEGRADED} FROM ({inner})"
-        return con.sql(query, params=params.as_parameters(query)).pl()
+        bound = {**params.as_parameters(query), **user_signal_parameters(user_signals, query)}
+        return con.sql(query, params=bound).pl()
     finally:
         con.close()
