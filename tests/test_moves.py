@@ -274,3 +274,45 @@ def test_a_signature_cut_down_to_where_its_symptom_shows_is_merged_into_the_whol
     assert duplicates(Cover(frame, later, ["low_eval", "script_mix"]), later, end) == [0, 1]
     small = frame.with_columns(pl.Series("n__script_mix", [100, 900, 5000]))
     assert duplicates(Cover(small, found, ["low_eval", "script_mix"]), found, end) == [0, 1]
+
+
+def test_split_follows_the_values_set_apart_when_the_others_are_not_hit():
+    # Release v3 is bad to the end (days 2-12) while its client's other releases are
+    # not hit at all: its traffic faded, so the client's window ended early (day 6).
+    search = _search({"version": 3})
+    s = _rows([], share=[0.4, 0.4, 0.2])
+    s.o[2, 2:] = s.e[2, 2:] * 4
+    step = _step(search, {"version": (["v1", "v2", "v3"], s)}, Window(2, 6))
+    predicate, window = split.split(search, step)
+    assert predicate == {"version": Condition(values=frozenset({"v3"}))}
+    assert window == Window(2, DAYS)
+
+
+def test_no_window_holds_all_the_data():
+    # A slice always three times its expectation: how it is, not a change in time.
+    scanner = Scanner(DAYS, SeparationParams())
+    s = _rows([], share=[1.0])
+    s = Series(s.o * 3, s.e, s.n)
+    start, stop, _ = scanner.best(s)
+    assert (int(start[0]), int(stop[0])) != (0, DAYS)
+    assert not ((scanner.starts == 0) & (scanner.stops == DAYS)).any()
+
+
+def test_a_slice_without_a_past_is_measured_against_its_most_frequent_siblings():
+    # A new model version on long prompts: worse than other versions on long prompts,
+    # but no worse than the new version on other prompts. It does not stand out against
+    # the siblings of each of its conditions, so it is no problem of its own.
+    from forensics.separation.evidence import measure
+
+    params = SeparationParams()
+    predicate = {"model_version": ["new"], "prompt_length": ["long"]}
+    inside = {"bad": (1000, 300)}
+    outside = {"bad": (0, 0)}
+    parents = {
+        "model_version": {"bad": (1000 + 20_000, 300 + 500)},  # long prompts, any version
+        "prompt_length": {"bad": (1000 + 5_000, 300 + 1500)},  # the new version, any length
+    }
+    found = measure(params, "bad", predicate, ["bad"], inside, outside, parents)
+    assert found.primary.baseline == "other requests with model_version in {new} in the window"
+    assert found.primary.rate_baseline == pytest.approx(0.3)
+    assert not found.primary.elevated

@@ -90,13 +90,28 @@ def measure(
     condition the slice without it in the window. Per signal, the baseline is
     the same slice outside the window when it has ``min_outside`` requests
     where the signal is defined (a sparse signal such as feedback may not),
-    else, for traffic that exists only in the window, the rest of the widest
-    parent slice (the one with most requests where ``signal`` is defined).
+    else, for traffic that exists only in the window, the rest of a parent
+    slice in the window: its siblings. Of the parents whose rest has
+    ``min_outside`` requests where ``signal`` is defined, the one where it is
+    most frequent: a slice without a past must stand out against the siblings
+    of each of its conditions (a new model version serving only long analysis
+    prompts against other versions serving those, not against all traffic).
+    With no such parent, the widest.
     """
     if parents:
-        widest = max(parents, key=lambda name: parents[name][signal][0])
-        parent = {k: v for k, v in predicate.items() if k != widest}
-        wider = parents[widest]
+
+        def rest(name: str) -> tuple[int, int]:
+            n, k = parents[name][signal]
+            return n - inside[signal][0], k - inside[signal][1]
+
+        usable = [name for name in parents if rest(name)[0] >= params.min_outside]
+        chosen = (
+            max(usable, key=lambda name: rest(name)[1] / rest(name)[0])
+            if usable
+            else max(parents, key=lambda name: parents[name][signal][0])
+        )
+        parent = {k: v for k, v in predicate.items() if k != chosen}
+        wider = parents[chosen]
     else:
         parent, wider = {}, inside
     rest_label = (
