@@ -316,3 +316,21 @@ def test_a_slice_without_a_past_is_measured_against_its_most_frequent_siblings()
     assert found.primary.baseline == "other requests with model_version in {new} in the window"
     assert found.primary.rate_baseline == pytest.approx(0.3)
     assert not found.primary.elevated
+
+
+def test_isolate_restricts_a_rise_to_the_values_that_appeared_with_it():
+    # A client's release v3 appears on day 5 and is bad from its first request; its
+    # older releases are not hit. The client's rise is v3's alone.
+    from forensics.separation.moves import isolate
+
+    search = _search({"version": 3})
+    s = _rows([], share=[0.45, 0.45, 0.1])
+    s.n[2, :5] = s.e[2, :5] = s.o[2, :5] = 0.0
+    s.o[2, 5:] = s.e[2, 5:] * 4
+    step = _step(search, {"version": (["v1", "v2", "v3"], s)}, Window(5, DAYS))
+    predicate, window = isolate.isolate(search, step)
+    assert predicate == {"version": Condition(values=frozenset({"v3"}))}
+    assert window == Window(5, DAYS)
+    # When an old release is hit too, the rise is not the new one's alone.
+    s.o[0, 5:] = s.e[0, 5:] * 2
+    assert isolate.isolate(search, step) is None
