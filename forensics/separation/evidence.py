@@ -44,6 +44,9 @@ GLM_MAX_ITERATIONS = 30
 """IRLS iterations of the joint GLM: a signature that holds a slice all of whose requests
 are bad drives its coefficient to infinity slowly, and its interval is wide anyway."""
 
+GLM_MAX_LEVELS = 64
+"""Most dummy columns of the baseline's dimensions in the joint GLM."""
+
 EVENT_HORIZON_HOURS = 72
 """Change events further than this from an onset or an end are not reported with it."""
 
@@ -349,7 +352,7 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
             if sig.end is not None:
                 sql += f" AND _hour < {hour_of(sig.end)}"
             conditions.append(sql)
-        dims = search.model_dims.get(signal, [])
+        dims = _glm_dims(search, search.model_dims.get(signal, []))
         frame = workspace.flags(
             search.db, signal=signal, dims=dims, conditions=conditions, params=params
         )
@@ -380,6 +383,23 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
             coef = float(coefs[1 + j])
             lo, hi = float(ci[1 + j][0]), float(ci[1 + j][1])
             out[i] = replace(out[i], odds_ratio=_exp(coef), odds_ratio_ci=(_exp(lo), _exp(hi)))
+    return out
+
+
+def _glm_dims(search: Search, dims: list[str]) -> list[str]:
+    """The baseline model's dimensions the joint GLM holds, strongest first.
+
+    While their values stay within ``GLM_MAX_LEVELS``: a least squares over every
+    cell per IRLS iteration grows with the square of the columns.
+    """
+    out, levels = [], 0
+    for name in dims:
+        d = search.space.dims[name]
+        size = len(search.space.edges[name]) if d.kind == "numeric" else d.cardinality + 1
+        if levels + size > GLM_MAX_LEVELS:
+            break
+        out.append(name)
+        levels += size
     return out
 
 
