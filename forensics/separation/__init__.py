@@ -235,7 +235,11 @@ def _search(
             key=lambda c: -c.llr,
         )
         accepted = None
-        for seed in pool[: params.seeds_per_round]:
+        attempts: dict[str, int] = {}
+        for seed in pool:
+            if attempts.get(seed.signal, 0) >= params.seeds_per_signal:
+                continue
+            attempts[seed.signal] = attempts.get(seed.signal, 0) + 1
             search.tried.add(_key(search, seed))
             cand = search.refine(seed)
             search.tried.add(_key(search, cand))
