@@ -168,6 +168,34 @@ def test_default_investigation_finds_the_bug_and_gathers_evidence_once(investiga
     assert repr(inv).startswith(f"<Investigation 'Bad replica': {len(inv.signatures)} signature")
 
 
+def test_no_report_module_imports_the_workbench():
+    """The report takes what it needs from the query and separation layers, never the facade
+    (the facade imports the report: the other way round would be a circle)."""
+    import ast
+
+    for path in sorted((REPO / "forensics" / "report").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not [n for n in names if n.startswith("forensics.workbench")], path.name
+
+
+def test_a_report_needs_only_the_database_not_the_workbench(bug_db):
+    """Anything holding the open database will do (``wb.db``): no Workbench method is called."""
+    from types import SimpleNamespace
+
+    with forensics.open(bug_db, read_only=True) as wb:
+        inv = Investigation.default(SimpleNamespace(db=wb.db), title="From the database")
+        assert inv.signatures
+        assert set(inv.evidence) == {s.id for s in inv.signatures}
+        assert inv.provenance.requests == wb.counts()["requests"]
+        assert "From the database" in inv.to_html()
+
+
 def test_every_call_under_a_figure_reproduces_its_numbers(investigation):
     wb = investigation.wb
     for sig in investigation.signatures:

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from forensics import analysis
 from forensics.analysis import Exposure
+from forensics.db import Database
 from forensics.errors import QueryError
 from forensics.report.figure import Figure
 from forensics.report.formatting import (
@@ -19,7 +21,6 @@ from forensics.report.formatting import (
 if TYPE_CHECKING:
     from forensics.report.provenance import Provenance
     from forensics.signature import Signature
-    from forensics.workbench import Workbench
 
 
 TOP_SLICES = 5
@@ -83,28 +84,37 @@ class Evidence:
         }
 
 
-# -- gathering the evidence (calls only; the numbers come from the Workbench) ---------
+# -- gathering the evidence (calls only; the numbers come from the analysis layer) ----
 
 
-def _call(wb: Workbench, method: str, *args: Any, **kwargs: Any) -> tuple[Any, str]:
-    """Run ``wb.<method>(*args, **kwargs)`` and return its result and the call as text.
+_QUESTIONS: dict[str, Any] = {
+    "timeline": analysis.timeline,
+    "compare": analysis.compare,
+    "exposure": analysis.exposure,
+}
+"""The questions the evidence asks, by the name of the ``Workbench`` method that asks them
+(each of those methods is this function on ``wb.db``)."""
 
-    The text is built from the very arguments used, so pasting it reproduces
-    the result.
+
+def _call(db: Database, method: str, *args: Any, **kwargs: Any) -> tuple[Any, str]:
+    """Answer ``wb.<method>(*args, **kwargs)`` on ``db`` and return its result and the call as text.
+
+    The text is built from the very arguments used, so pasting it (with
+    ``wb = forensics.open(db)``) reproduces the result.
     """
-    result = getattr(wb, method)(*args, **kwargs)
+    result = _QUESTIONS[method](db, *args, **kwargs)
     shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
     return result, f"wb.{method}({', '.join(shown)})"
 
 
-def _evidence(wb: Workbench, sig: Signature, prov: Provenance) -> Evidence:
+def _evidence(db: Database, sig: Signature, prov: Provenance) -> Evidence:
     from forensics import charts
 
     predicate = dict(sig.predicate)
     start, end = _iso(sig.start), _iso(sig.end)
     missing: list[str] = []
 
-    timeline, call = _call(wb, "timeline", sig.signal, grain="day", where=predicate)
+    timeline, call = _call(db, "timeline", sig.signal, grain="day", where=predicate)
     timeline_figure = Figure.of(
         charts.timeline_chart(
             timeline.rates,
@@ -134,7 +144,7 @@ def _evidence(wb: Workbench, sig: Signature, prov: Provenance) -> Evidence:
     if baseline is None:
         missing.append("comparison: the window covers all the data, so there is no baseline")
     else:
-        compared, call = _call(wb, "compare", sig.signal, incident=(start, end), baseline=baseline)
+        compared, call = _call(db, "compare", sig.signal, incident=(start, end), baseline=baseline)
         top = compared.head(TOP_SLICES)
         comparison = Figure.of(
             charts.comparison_chart(
@@ -155,7 +165,7 @@ def _evidence(wb: Workbench, sig: Signature, prov: Provenance) -> Evidence:
     exposure = exposure_figure = None
     where = {**predicate, "ts": (start, end)}
     try:
-        exposure, call = _call(wb, "exposure", sig.signal, where=where)
+        exposure, call = _call(db, "exposure", sig.signal, where=where)
     except QueryError as exc:
         missing.append(f"user exposure: {exc}")
     else:

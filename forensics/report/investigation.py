@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
+from forensics import queries
 from forensics.errors import ConfigError, QueryError
 from forensics.findings import Note, View
 from forensics.report.document import (
@@ -32,9 +33,9 @@ from forensics.report.render_markdown import _render_markdown
 from forensics.report.svg import _chart_html, _png
 
 if TYPE_CHECKING:
+    from forensics.report.source import Source
     from forensics.separation import SeparationParams
     from forensics.signature import Signature
-    from forensics.workbench import Workbench
 
 
 Format = Literal["html", "md", "json"]
@@ -57,8 +58,9 @@ class Investigation:
     Parameters
     ----------
     wb
-        The workbench the findings come from (``forensics.open(db)``); its
-        provenance is read now.
+        What the findings come from: the workbench (``forensics.open(db)``), or
+        anything with the open database as ``db`` (``report.source.Source``);
+        its provenance is read now.
     title
         The report's title.
 
@@ -78,8 +80,11 @@ class Investigation:
     report: every signature with its evidence.
     """
 
-    def __init__(self, wb: Workbench, *, title: str = DEFAULT_TITLE) -> None:
+    def __init__(self, wb: Source, *, title: str = DEFAULT_TITLE) -> None:
         self.wb = wb
+        """What the findings come from, as given (a ``Workbench``, or anything with ``db``)."""
+        self.db = wb.db
+        """The database the findings come from."""
         self.title = title
         """The report's title."""
         self.signatures: list[Signature] = []
@@ -105,7 +110,7 @@ class Investigation:
     @classmethod
     def default(
         cls,
-        wb: Workbench,
+        wb: Source,
         *,
         title: str | None = None,
         signatures: Sequence[Signature] | None = None,
@@ -132,13 +137,15 @@ class Investigation:
         inv = cls(wb, title=title or DEFAULT_TITLE)
         if inv.provenance.requests == 0:
             raise QueryError(
-                f"{wb.path} holds no requests, so there is nothing to report; load some with "
-                f"`forensics ingest FILE --db {wb.path}`"
+                f"{inv.db.path} holds no requests, so there is nothing to report; load some with "
+                f"`forensics ingest FILE --db {inv.db.path}`"
             )
         say = progress or (lambda _m: None)
         if signatures is None:
             say("finding signatures")
-            signatures = wb.signatures(params=params, progress=progress)
+            from forensics.separation import find_signatures
+
+            signatures = find_signatures(inv.db, params=params, progress=progress)
         inv.add_signatures(signatures, params=params, progress=progress)
         return inv
 
@@ -157,11 +164,11 @@ class Investigation:
         from forensics.separation import SeparationParams
 
         say = progress or (lambda _m: None)
-        events = self.wb.events()
+        events = queries.event_rows(self.db)
         for sig in signatures:
             say(f"gathering the evidence for {sig.id}")
             self.signatures.append(sig)
-            self.evidence[sig.id] = _evidence(self.wb, sig, self.provenance)
+            self.evidence[sig.id] = _evidence(self.db, sig, self.provenance)
         used = params or SeparationParams()
         self.search = {
             "call": "wb.signatures()" if params is None else f"wb.signatures(params={used!r})",

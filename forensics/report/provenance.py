@@ -18,16 +18,14 @@ from forensics.report.formatting import (
     _clip,
     _jsonable,
 )
+from forensics.roles import column_roles
 
 if TYPE_CHECKING:
-    from forensics.workbench import Workbench
+    from forensics.report.source import Source
 
 
 RAW_EXAMPLE_CHARS = 240
 """A rejected row's raw content is shown up to this many characters."""
-
-PNG_SCALE = 1.5
-"""Pixel density of the Markdown report's PNG charts."""
 
 PACKAGES: tuple[str, ...] = (
     "forensics", "duckdb", "polars", "pyarrow", "numpy", "scipy", "statsmodels", "altair",
@@ -79,18 +77,19 @@ class Provenance:
     """Outcome columns: measured, never slices (``wb.roles()``)."""
 
     @classmethod
-    def gather(cls, wb: Workbench) -> Provenance:
-        """Read the provenance of ``wb``'s database."""
-        counts = wb.counts()
-        first, last = queries.time_range(wb.db)
-        files = tuple(wb.files().to_dicts()) if counts["ingested_files"] else ()
+    def gather(cls, source: Source) -> Provenance:
+        """Read the provenance of ``source``'s database (``wb`` or anything with ``db``)."""
+        db = source.db
+        counts = queries.table_counts(db)
+        first, last = queries.time_range(db)
+        files = tuple(queries.ingested_files(db).to_dicts()) if counts["ingested_files"] else ()
         rejected = []
         if counts["rejected_rows"]:
             examples: dict[str, dict[str, Any]] = {}
-            for row in wb.rejected_by_reason().to_dicts():
+            for row in queries.rejected_by_reason(db).to_dicts():
                 reason = row["reason"]
                 if reason not in examples:
-                    found = wb.rejected(reason=reason, limit=1).to_dicts()
+                    found = queries.rejected_rows(db, reason=reason, limit=1).to_dicts()
                     examples[reason] = found[0] if found else {}
                 example = examples[reason]
                 raw = example.get("raw")
@@ -107,23 +106,23 @@ class Provenance:
                     }
                 )
         return cls(
-            database=wb.path,
+            database=db.path,
             gathered_at=datetime.now(UTC),
             requests=counts["requests"],
             events=counts["events"],
-            event_files=tuple(queries.event_sources(wb.db).to_dicts()),
+            event_files=tuple(queries.event_sources(db).to_dicts()),
             first=first,
             last=last,
             files=files,
             rejected=tuple(rejected),
             privacy=any(bool(f.get("privacy")) for f in files),
             simulations=tuple(s for f in files if (s := simulation_of(f)) is not None),
-            signals=tuple(wb.signals()) if counts["requests"] else (),
-            dimensions=tuple(d.name for d in wb.dimensions()) if counts["requests"] else (),
+            signals=tuple(queries.signal_names(db)) if counts["requests"] else (),
+            dimensions=tuple(d.name for d in queries.dimensions(db)) if counts["requests"] else (),
             packages=_versions(PACKAGES),
             python=f"{platform.python_version()} ({platform.system()} {platform.machine()})",
             outcomes=tuple(
-                wb.roles().filter(pl.col("role") == "outcome")["column"].to_list()
+                column_roles(db).filter(pl.col("role") == "outcome")["column"].to_list()
                 if counts["requests"]
                 else ()
             ),
