@@ -9,10 +9,14 @@ rule that reads only the signatures and the change events, and says why.
 exclude its slice (``forensics.scope``: an event scoped ``model=a`` is not the
 cause of a problem of ``model in {b}``), those from ``lead_hours`` before the
 start of its onset range to ``lag_hours`` after its end (a change comes before
-what it causes; the onset is placed to the hour) are candidates; the one
-nearest the onset range is its onset event (an event inside the range is at
-distance 0), ties going to the event whose scope names more of the slice's
-columns with agreeing values, then to the earlier. A signature may have none.
+what it causes; the onset is placed to the hour) are candidates. Its onset
+event is the candidate whose scope the slice agrees with best: the largest
+share of the scope's columns that the slice names with agreeing values (an
+event scoped ``platform=tpu; sampler=x`` fits a slice of ``platform in {tpu}``
+less well than one scoped ``platform=tpu``: had it caused the problem, the
+problem would be confined to sampler x and the slice would say so; an
+unscoped event shares 0); then the one nearest the onset range (an event
+inside it is at distance 0); then the earlier. A signature may have none.
 
 **Two signatures are linked** when all three hold:
 
@@ -46,7 +50,7 @@ from typing import Any
 
 import polars as pl
 
-from forensics.scope import scope_conflicts, scope_matches
+from forensics.scope import Scope, parse_scope, scope_conflicts, scope_matches
 from forensics.signature import Signature, _iso, describe_predicate
 
 __all__ = [
@@ -174,20 +178,32 @@ def onset_event(
     low, high = sig.onset_range
     earliest = low - timedelta(hours=p.lead_hours)
     latest = high + timedelta(hours=p.lag_hours)
-    best: tuple[float, int, datetime, int] | None = None
+    best: tuple[float, float, datetime, int] | None = None
     chosen: dict[str, Any] | None = None
     for i, event in enumerate(_rows(events)):
         t = event["ts"]
-        if not earliest <= t <= latest or scope_conflicts(sig.predicate, event.get("scope")):
+        scope = parse_scope(event.get("scope"))
+        if not earliest <= t <= latest or scope_conflicts(sig.predicate, scope):
             continue
         distance = max((low - t).total_seconds(), (t - high).total_seconds(), 0.0) / 3600
-        key = (distance, -len(scope_matches(sig.predicate, event.get("scope"))), t, i)
+        key = (-_agreement(sig, scope), distance, t, i)
         if best is None or key < best:
             best, chosen = key, event
     if chosen is None:
         return None
     hours = round((sig.start - chosen["ts"]).total_seconds() / 3600, 1)
     return {**chosen, "hours_before": hours}
+
+
+def _agreement(sig: Signature, scope: Scope) -> float:
+    """The share of an event's scope the slice names with agreeing values (0 for no scope).
+
+    An event scoped ``platform=tpu; sampler=x`` fits a slice ``platform in {tpu}``
+    less well than one scoped ``platform=tpu``: had that change caused the
+    problem, the problem would be confined to sampler x, and the slice would say so.
+    """
+    columns = scope.columns
+    return len(scope_matches(sig.predicate, scope)) / len(columns) if columns else 0.0
 
 
 def shared_conditions(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -144,6 +144,40 @@ CASES = {
         [_event(-4, "platform=tpu"), _event(0, "platform=tpu; sampler=approx-topk")],
         [("S1", "S2"), ("S3",)],
     ),
+    "the event the slice names best wins over one closer in time": (
+        [
+            _sig("S1", {**TPU, "model": ["sonnet-4"]}),
+            # its onset range ends at 3, an hour before the sampler deploy at 4 (inside the
+            # lag); the sampler deploy names a column the slice leaves free: not its cause
+            _sig("S2", {**TPU, "model": ["opus-4"]}, onset=(2, 3)),
+        ],
+        [
+            _event(0, "platform=tpu; surface=first-party"),
+            _event(4, "platform=tpu; surface=first-party; sampler=approx-topk"),
+        ],
+        [("S1", "S2")],
+    ),
+    "a sampler deploy just after the onset range beats a wider one inside it": (
+        [
+            _sig(
+                "S1",
+                {"surface": ["first-party"], "sampler": ["approx-topk"], "model": ["a"]},
+                onset=(0, 3),
+                **ARGMAX,
+            ),
+            _sig(
+                "S2",
+                {"surface": ["first-party"], "sampler": ["approx-topk"], "model": ["b"]},
+                onset=(-8, 18),
+                **ARGMAX,
+            ),
+        ],
+        [
+            _event(0, "platform=tpu; surface=first-party"),
+            _event(4, "platform=tpu; surface=first-party; sampler=approx-topk"),
+        ],
+        [("S1", "S2")],
+    ),
     "linked through a third: one cause": (
         [
             _sig("S1", {"platform": ["tpu"], "model": ["a"]}),
