@@ -511,6 +511,7 @@ def demo(sample: Path, out: Path) -> None:
     signatures, the evidence behind each, and how to reproduce every number).
     """
     from forensics.report import Investigation
+    from forensics.rootcause import headline
     from forensics.workbench import open as open_workbench
 
     requests = sample / "requests.parquet"
@@ -539,6 +540,7 @@ def demo(sample: Path, out: Path) -> None:
             progress=lambda m: click.echo(f"  {m}", err=True),
         )
         report_path = investigation.save(out / "report.html")
+    click.echo(headline(investigation.root_causes))
     click.echo(f"report: {report_path}")
 
 

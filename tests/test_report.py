@@ -10,6 +10,7 @@ headless Chromium and prove that nothing ran.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -320,6 +321,45 @@ def test_html_is_one_offline_document_with_contents_and_a_print_stylesheet(inves
     assert text.count("<svg ") == figures
     assert "Conclusion" in text
     assert "The replica was drained." in text
+
+
+def test_the_report_leads_with_its_root_causes_in_every_format(investigation, tmp_path):
+    inv = investigation
+    assert inv.root_causes
+    n, m = len(inv.root_causes), len(inv.signatures)
+    said = f"{n} root cause{'s' if n != 1 else ''} affecting {m} slice{'s' if m != 1 else ''}"
+    page = inv.to_html()
+    summary = page.split('id="summary"', 1)[1]
+    assert summary.index(said) < summary.index('href="#sig-S1"'), "the headline comes first"
+    for cause in inv.root_causes:
+        assert f'id="cause-{cause.id}"' in page
+        assert f'href="#cause-{cause.id}"' in page
+        for why in cause.why:
+            assert html.escape(why, quote=True) in page
+    markdown = inv.save(tmp_path / "r.md").read_text()
+    assert f"**{said}.**" in markdown
+    data = json.loads(inv.to_json())
+    assert [c["id"] for c in data["root_causes"]] == [c.id for c in inv.root_causes]
+    assert sorted(s for c in data["root_causes"] for s in c["signatures"]) == sorted(
+        s.id for s in inv.signatures
+    )
+    for cause in data["root_causes"]:
+        assert {"id", "signatures", "shared_conditions", "events", "why"} <= set(cause)
+
+
+def test_the_timeline_lists_every_event_with_its_description(investigation, tmp_path):
+    """The chart marks events E1, E2...; the table under it says what each one was."""
+    events = investigation.events
+    assert events.height
+    page = investigation.to_html()
+    timeline = page.split('id="timeline"', 1)[1].split('id="sig-', 1)[0]
+    for i, row in enumerate(events.sort("ts").iter_rows(named=True), 1):
+        assert f"<td>E{i}</td>" in timeline or f">E{i}</td>" in timeline
+        assert html.escape(row["description"], quote=True) in timeline
+    drawn = json.dumps(investigation.overview.chart)
+    assert "E1 " in drawn
+    data = json.loads(investigation.to_json())
+    assert [e["label"] for e in data["events"]] == [f"E{i}" for i in range(1, events.height + 1)]
 
 
 def test_html_shows_every_number_with_its_interval_and_times_in_utc(investigation):

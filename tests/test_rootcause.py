@@ -316,3 +316,20 @@ def test_signatures_command_prints_and_writes_the_root_causes(sample_db, tmp_pat
         assert {"id", "signatures", "shared_conditions", "events", "why"} <= set(cause)
         assert cause["why"]
         assert cause["events"][0]["near"] == "onset"
+
+
+def test_the_sample_report_leads_with_its_three_root_causes(sample, tmp_path):
+    from forensics.report import Investigation
+
+    wb, signatures, causes = sample
+    inv = Investigation.default(wb, title="The sample", signatures=signatures)
+    assert [c.signatures for c in inv.root_causes] == [c.signatures for c in causes]
+    page = inv.to_html()
+    summary = page.split('id="summary"', 1)[1]
+    assert summary.index("3 root causes affecting 5 slices") < summary.index('href="#sig-S1"')
+    assert "TPU server configuration change" in summary
+    assert "XLA compiler update enabling approximate top-k on TPU" in summary
+    assert "**3 root causes affecting 5 slices.**" in inv.save(tmp_path / "r.md").read_text()
+    data = json.loads(inv.to_json())
+    assert len(data["root_causes"]) == 3
+    assert sum(len(c["signatures"]) for c in data["root_causes"]) == 5

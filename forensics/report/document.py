@@ -5,17 +5,18 @@ Both renderers (``render_html``, ``render_markdown``) walk the same blocks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
 from forensics.findings import View
 from forensics.report.evidence import (
     Evidence,
+    numbered_events,
 )
 from forensics.report.figure import Figure
 from forensics.report.formatting import (
@@ -33,6 +34,7 @@ from forensics.report.formatting import (
     _when_range,
     _window_text,
 )
+from forensics.rootcause import RootCause, headline
 from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
@@ -111,7 +113,14 @@ class _Section:
     start: bool
 
 
-_Block = _Heading | _Para | _Table | _Chart | _Code | _Facts | _Note | _Section
+@dataclass(frozen=True)
+class _Bullets:
+    """A list, one item of inline spans per entry."""
+
+    items: tuple[tuple[_Inline, ...], ...]
+
+
+_Block = _Heading | _Para | _Table | _Chart | _Code | _Facts | _Note | _Section | _Bullets
 
 
 def _document(inv: Investigation) -> list[_Block]:
@@ -131,6 +140,7 @@ def _document(inv: Investigation) -> list[_Block]:
         )
     )
     doc += _summary(inv)
+    doc += _root_causes(inv)
     if inv.notes:
         doc.append(_Heading(2, "Notes", "notes"))
         for note in inv.notes:
@@ -138,6 +148,7 @@ def _document(inv: Investigation) -> list[_Block]:
     if inv.overview is not None:
         doc.append(_Heading(2, "Timeline", "timeline"))
         doc.append(_Chart(inv.overview, next(counter)))
+        doc += _events_table(inv)
     for sig in inv.signatures:
         doc += _signature_section(sig, inv.evidence.get(sig.id), counter)
     if inv.views:
@@ -176,12 +187,23 @@ def _summary(inv: Investigation) -> list[_Block]:
     doc.append(
         _Para(
             (
-                f"The signature search separated {n} distinct problem{'s' if n != 1 else ''}. "
-                "Each is a slice of the traffic, a time window and the symptoms that rose in "
-                "it, strongest first; every rate comes with its 95% interval and every time "
-                "is UTC.",
+                _Span(f"{headline(inv.root_causes)}."),
+                " A root cause is a change and the slices of traffic it broke: signatures "
+                "that start at the same change event, show the same symptoms and share a "
+                "value of their slices (how each was grouped, and why, is under Root "
+                "causes). Every rate comes with its 95% interval and every time is UTC.",
             ),
             "lead",
+        )
+    )
+    doc.append(_root_cause_table(inv.root_causes))
+    doc.append(
+        _Para(
+            (
+                f"The signature search separated {n} slice{'s' if n != 1 else ''} "
+                f"(signature{'s' if n != 1 else ''}), strongest first: each a slice of the "
+                "traffic, a time window and the symptoms that rose in it.",
+            ),
         )
     )
     rows = []
@@ -227,6 +249,134 @@ def _summary(inv: Investigation) -> list[_Block]:
         )
     )
     return doc
+
+
+def _root_cause_table(causes: Sequence[RootCause]) -> _Table:
+    from forensics import charts
+
+    rows = []
+    for c in causes:
+        event = c.event
+        change = "no matching change event"
+        if event is not None:
+            change = f"{_time(event.get('ts'))} {event.get('kind') or ''}: {event.get('description') or ''}"
+        rows.append(
+            (
+                _Span(c.id, "link", f"cause-{_anchor(c.id)}"),
+                change,
+                ", ".join(c.signatures),
+                charts.describe_where(c.shared),
+                ", ".join(c.signals),
+                f"{_time(c.start)}\n→ {_time(c.end) if c.end else 'still active'}",
+                f"{c.requests:,}",
+            )
+        )
+    return _Table(
+        (
+            "root cause",
+            "change at its onset",
+            "signatures",
+            "shared by their slices",
+            "symptoms in all",
+            "window (UTC)",
+            "requests",
+        ),
+        tuple(rows),
+        "lllllnr",
+    )
+
+
+def _root_causes(inv: Investigation) -> list[_Block]:
+    from forensics import charts
+
+    if not inv.root_causes:
+        return []
+    by_id = {s.id: s for s in inv.signatures}
+    doc: list[_Block] = [
+        _Heading(2, "Root causes", "root-causes"),
+        _Para(
+            (
+                "Signatures are grouped when their onsets match the same change event "
+                "(in time, and in scope: an event whose scope excludes a slice is not its "
+                "cause), the signal each was found on is elevated in the other, and their "
+                "slices share a value; ends may differ, as fixes roll out slice by slice. "
+                "A signature linked to none is a root cause of its own. See "
+                "forensics.rootcause for the rule.",
+            ),
+            "muted",
+        ),
+    ]
+    for c in inv.root_causes:
+        doc.append(_Heading(3, f"{c.id} · {c.title}", f"cause-{_anchor(c.id)}"))
+        spans: list[_Inline] = ["Slices: "]
+        for i, sid in enumerate(c.signatures):
+            sig = by_id.get(sid)
+            spans.append(_Span(sid, "link", f"sig-{_anchor(sid)}"))
+            where = charts.describe_where(sig.predicate) if sig is not None else ""
+            spans.append(f" ({where})" + ("; " if i < len(c.signatures) - 1 else "."))
+        doc.append(_Para(tuple(spans)))
+        if c.events:
+            doc.append(
+                _Table(
+                    ("near", "of", "time (UTC)", "kind", "description", "scope"),
+                    tuple(
+                        (
+                            str(e.get("near", "")),
+                            ", ".join(e.get("signatures") or [str(e.get("signature", ""))]),
+                            _time(e.get("ts")),
+                            *_event_cells(e),
+                        )
+                        for e in c.events
+                    ),
+                    "llnlll",
+                    caption="The change at its onset and the nearest change at each slice's end.",
+                )
+            )
+        doc.append(_Para(("Why:",), "muted"))
+        doc.append(_Bullets(tuple((w,) for w in c.why)))
+    return doc
+
+
+def _events_table(inv: Investigation) -> list[_Block]:
+    if inv.events.height == 0:
+        return []
+    matched: dict[tuple[Any, ...], list[str]] = {}
+    for c in inv.root_causes:
+        for e in c.events:
+            key = _event_key(e)
+            if e.get("near") == "onset":
+                matched.setdefault(key, []).append(
+                    f"onset of {', '.join(e.get('signatures') or [])} ({c.id})"
+                )
+            else:
+                matched.setdefault(key, []).append(f"end of {e.get('signature')}")
+    rows = tuple(
+        (
+            str(e["label"]),
+            _time(e["ts"]),
+            *_event_cells(e),
+            "; ".join(matched.get(_event_key(e), [])),
+        )
+        for e in numbered_events(inv.events).iter_rows(named=True)
+    )
+    return [
+        _Table(
+            ("event", "time (UTC)", "kind", "description", "scope", "matched to"),
+            rows,
+            "lnllll",
+            caption="Calls: wb.events(), wb.root_causes(signatures)",
+        )
+    ]
+
+
+def _event_cells(event: Mapping[str, Any]) -> tuple[str, str, str]:
+    """An event's kind, description and scope as table cells."""
+    kind, description, scope = (str(event.get(k) or "") for k in ("kind", "description", "scope"))
+    return kind, description, scope
+
+
+def _event_key(event: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(event.get(k) for k in ("ts", "kind", "description", "scope"))
 
 
 def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[int]) -> list[_Block]:
@@ -317,9 +467,7 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
                         str(e.get("near", "")),
                         _time(e.get("ts")),
                         _hours(e.get("hours_away")),
-                        str(e.get("kind") or ""),
-                        str(e.get("description") or ""),
-                        str(e.get("scope") or ""),
+                        *_event_cells(e),
                     )
                     for e in sig.events
                 ),

@@ -190,13 +190,36 @@ def _parse(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+def numbered_events(events: pl.DataFrame) -> pl.DataFrame:
+    """Change events in time order, each with a ``label``: E1, E2...
+
+    The overview chart marks each event with its label and kind, and the
+    report's table of events under it gives each label's description.
+
+    Examples
+    --------
+    >>> from datetime import UTC, datetime
+    >>> e = pl.DataFrame({"ts": [datetime(2025, 8, 2, tzinfo=UTC), datetime(2025, 8, 1, tzinfo=UTC)],
+    ...                   "kind": ["fix", "deploy"], "description": ["b", "a"], "scope": [None, None]})
+    >>> numbered_events(e)["label"].to_list(), numbered_events(e)["kind"].to_list()
+    (['E1', 'E2'], ['deploy', 'fix'])
+    """
+    frame = events.sort("ts", maintain_order=True)
+    return frame.with_columns(
+        pl.Series("label", [f"E{i}" for i in range(1, frame.height + 1)], dtype=pl.Utf8)
+    )
+
+
 def _overview(signatures: Sequence[Signature], events: pl.DataFrame, prov: Provenance) -> Figure:
     from forensics import charts
 
     span = (prov.first, prov.last) if prov.first and prov.last else None
+    labelled = numbered_events(events).with_columns(
+        (pl.col("label") + " " + pl.col("kind").fill_null("")).alias("kind")
+    )
     chart = charts.signatures_chart(
         signatures,
-        events=events,
+        events=labelled.drop("label"),
         span=span,
         title="When each problem was active, and what changed",
         width=OVERVIEW_WIDTH,
@@ -207,6 +230,7 @@ def _overview(signatures: Sequence[Signature], events: pl.DataFrame, prov: Prove
         calls=["wb.signatures()", "wb.events()"],
         caption=(
             "One row per signature, coloured by the signal it was found on; dark ends "
-            "mark the 95% ranges of onset and end. Dashed rules are change events."
+            "mark the 95% ranges of onset and end. Dashed rules are change events, "
+            "labelled E1, E2... as in the table of events below."
         ),
     )

@@ -21,6 +21,7 @@ from forensics.report.evidence import (
     Evidence,
     _evidence,
     _overview,
+    numbered_events,
 )
 from forensics.report.figure import Figure
 from forensics.report.formatting import (
@@ -31,6 +32,7 @@ from forensics.report.provenance import Provenance
 from forensics.report.render_html import _CSP, _CSS, _HTML_PAGE, _PAGE_CSS, _render_html
 from forensics.report.render_markdown import _render_markdown
 from forensics.report.svg import _chart_html, _png
+from forensics.rootcause import RootCause, group_root_causes
 
 if TYPE_CHECKING:
     from forensics.report.source import Source
@@ -71,7 +73,7 @@ class Investigation:
     >>> inv = Investigation(wb, title="Empty")
     >>> _ = inv.add_note("Nothing loaded yet.")
     >>> inv
-    <Investigation 'Empty': 0 signatures, 0 views, 1 note, 0 charts>
+    <Investigation 'Empty': 0 signatures, 0 views, 1 note, 0 charts; 0 root causes>
     >>> '"notes"' in inv.to_json()
     True
     >>> wb.close()
@@ -91,6 +93,10 @@ class Investigation:
         """Signatures, strongest first."""
         self.evidence: dict[str, Evidence] = {}
         """Signature id -> its evidence."""
+        self.root_causes: list[RootCause] = []
+        """The signatures grouped by the change that explains them (``forensics.rootcause``)."""
+        self.events = queries.event_rows(self.db)
+        """The change events, in time order (``wb.events()``)."""
         self.overview: Figure | None = None
         """Every signature's window and every change event on one time axis."""
         self.views: list[View] = []
@@ -158,13 +164,14 @@ class Investigation:
     ) -> None:
         """Add signatures with their evidence (timeline, comparison, exposure).
 
-        The overview is redrawn over every signature. ``params`` are the search parameters they were found with (recorded for
-        reproduction; default: the defaults).
+        The root causes are grouped again and the overview redrawn over every
+        signature. ``params`` are the search parameters they were found with
+        (recorded for reproduction; default: the defaults).
         """
         from forensics.separation import SeparationParams
 
         say = progress or (lambda _m: None)
-        events = queries.event_rows(self.db)
+        events = self.events
         for sig in signatures:
             say(f"gathering the evidence for {sig.id}")
             self.signatures.append(sig)
@@ -174,6 +181,7 @@ class Investigation:
             "call": "wb.signatures()" if params is None else f"wb.signatures(params={used!r})",
             "params": dataclasses.asdict(used),
         }
+        self.root_causes = group_root_causes(self.signatures, events)
         if self.signatures:
             self.overview = _overview(self.signatures, events, self.provenance)
 
@@ -211,7 +219,9 @@ class Investigation:
                 "title": self.title,
                 "generated_at": _iso(datetime.now(UTC)),
                 "database": self.provenance.database,
+                "root_causes": [c.to_dict() for c in self.root_causes],
                 "signatures": [s.to_dict() for s in self.signatures],
+                "events": numbered_events(self.events).to_dicts(),
                 "evidence": {k: e.to_dict() for k, e in self.evidence.items()},
                 "overview": self.overview.to_dict() if self.overview else None,
                 "views": [v.to_dict() for v in self.views],
@@ -309,7 +319,7 @@ class Investigation:
         return (
             f"<Investigation {self.title!r}: {n(len(self.signatures), 'signature')}, "
             f"{n(len(self.views), 'view')}, {n(len(self.notes), 'note')}, "
-            f"{n(len(self.charts), 'chart')}>"
+            f"{n(len(self.charts), 'chart')}; {n(len(self.root_causes), 'root cause')}>"
         )
 
     def _repr_html_(self) -> str:

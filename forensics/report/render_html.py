@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from forensics.report.document import (
     _Block,
+    _Bullets,
     _Chart,
     _Code,
     _Facts,
@@ -22,10 +22,6 @@ from forensics.report.figure import Figure
 from forensics.report.formatting import (
     _e,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 # -- HTML -----------------------------------------------------------------------------
 
@@ -101,6 +97,11 @@ def _render_html(blocks: Sequence[_Block], chart: Callable[[Figure, int], str]) 
             )
         elif isinstance(block, _Section):
             out.append('<section class="fx-section">' if block.start else "</section>")
+        elif isinstance(block, _Bullets):
+            items = "".join(
+                f"<li>{''.join(_inline_html(s) for s in item)}</li>" for item in block.items
+            )
+            out.append(f'<ul class="fx-list">{items}</ul>')
     nav = (
         f'<nav class="fx-toc" aria-label="Contents"><h2>Contents</h2><ol>{"".join(toc)}</ol></nav>'
     )
@@ -215,6 +216,8 @@ _CSS = """
   padding:10px 16px;margin:12px 0}
 .fx-report .fx-note p{margin:4px 0}
 .fx-report .fx-note-meta{display:block;font-size:12px;color:var(--fx-muted);margin-top:4px}
+.fx-report ul.fx-list{margin:4px 0 16px;padding-left:22px;max-width:90ch}
+.fx-report ul.fx-list li{margin:3px 0}
 """
 
 _PAGE_CSS = """

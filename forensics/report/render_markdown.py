@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from forensics.report.document import (
     _Block,
+    _Bullets,
     _Chart,
     _Code,
     _Facts,
@@ -122,6 +123,10 @@ def _render_markdown(blocks: Sequence[_Block], image: Callable[[Figure, int], st
                     lines += [f"> {_md_block(_md(p))}", ">"]
             lines.append(f"> *{_md(block.meta)}*")
             out.append("\n".join(lines))
+        elif isinstance(block, _Bullets):
+            out.append(
+                "\n".join("- " + "".join(_inline_md(s) for s in item) for item in block.items)
+            )
     body = "\n\n".join(out)
     return body.replace("<!--toc-->", "**Contents**\n\n" + "\n".join(toc), 1) + "\n"
 
