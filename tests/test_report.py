@@ -689,6 +689,19 @@ def _open_offline(browser, path: Path):
     return page, attempts, events
 
 
+def _assert_drawn(chart, i: int) -> None:
+    """A chart (inline SVG, or an image) takes room on the page and holds marks."""
+    box = chart.bounding_box()
+    assert box is not None, i
+    assert box["width"] > 200, (i, box)
+    assert box["height"] > 60, (i, box)
+    drawn = chart.evaluate(
+        "c => c.tagName === 'IMG' ? c.complete && c.naturalWidth : "
+        "c.querySelectorAll('path, rect, line, text').length"
+    )
+    assert drawn > 10, (i, drawn)
+
+
 @pytest.mark.browser
 def test_report_renders_offline_in_chromium_with_every_chart(investigation, chromium, tmp_path):
     path = investigation.save(tmp_path / "report.html")
@@ -698,15 +711,7 @@ def test_report_renders_offline_in_chromium_with_every_chart(investigation, chro
     assert figures.count() == 2 + 3 * len(investigation.signatures)
     for i in range(figures.count()):
         chart = figures.nth(i).locator("svg, img").first
-        box = chart.bounding_box()
-        assert box is not None, i
-        assert box["width"] > 200, (i, box)
-        assert box["height"] > 60, (i, box)
-        drawn = chart.evaluate(
-            "c => c.tagName === 'IMG' ? c.naturalWidth : "
-            "c.querySelectorAll('path, rect, line, text').length"
-        )
-        assert drawn > 10, (i, drawn)
+        _assert_drawn(chart, i)
         assert chart.evaluate("c => c.tagName === 'IMG' || c.textContent.length > 20")
     assert page.locator("nav.fx-toc a").count() >= 3 + len(investigation.signatures)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
