@@ -93,7 +93,8 @@ class RootCause:
     """Each signature's slice as text, in the same order."""
     shared: dict[str, Any]
     """Conditions every member's slice holds (column -> values in common, or
-    ``{"gte", "lt"}``); a lone signature's whole predicate."""
+    ``{"gte", "lt"}``); a lone signature's whole predicate; empty when members
+    linked through each other have no value all of them share."""
     signals: tuple[str, ...]
     """Signals elevated in every member."""
     event: dict[str, Any] | None
@@ -369,7 +370,7 @@ def _cause(
             "starts at this change with the same symptoms and a shared slice value"
         )
     for (i, j), reasons in sorted(apart.items()):
-        if i in members or j in members:
+        if (i in members) != (j in members):  # a pair inside the group is linked through others
             mine, other = (sigs[i], sigs[j]) if i in members else (sigs[j], sigs[i])
             why.append(
                 f"{mine.id} is kept apart from {other.id}, which starts at the same change: "
@@ -460,7 +461,8 @@ def root_causes_frame(causes: Sequence[RootCause]) -> pl.DataFrame:
     """One row per root cause.
 
     Columns: ``id, title, signatures`` (ids, comma-separated), ``slices``
-    (one per line), ``shared`` (its shared conditions as text), ``signals,
+    (one per line), ``shared`` (its shared conditions as text; null when
+    none), ``signals,
     event_ts, event, start, end`` (null: still active), ``requests, why``
     (one reason per line).
 
@@ -476,7 +478,7 @@ def root_causes_frame(causes: Sequence[RootCause]) -> pl.DataFrame:
                 c.title,
                 ", ".join(c.signatures),
                 "\n".join(c.slices),
-                describe_predicate(c.shared),
+                describe_predicate(c.shared) if c.shared else None,
                 ", ".join(c.signals),
                 c.event["ts"] if c.event else None,
                 (f"{c.event.get('kind')}: {c.event.get('description') or ''}" if c.event else None),

@@ -246,6 +246,14 @@ def test_a_signature_kept_apart_says_what_it_lacks():
     assert "no change event" in lonely.why[0]
 
 
+def test_a_cause_linked_through_a_third_names_no_shared_value():
+    signatures, events, _ = CASES["linked through a third: one cause"]
+    (cause,) = group_root_causes(signatures, events)
+    assert cause.shared == {}
+    assert root_causes_frame([cause])["shared"].to_list() == [None]
+    assert len(cause.why) == 2  # S1-S2 on platform, S2-S3 on sampler
+
+
 def test_the_onset_horizon_is_a_parameter():
     sig = _sig("S1", {"model": ["a"]})
     events = [_event(-100, None)]

@@ -265,7 +265,7 @@ def _root_cause_table(causes: Sequence[RootCause]) -> _Table:
                 _Span(c.id, "link", f"cause-{_anchor(c.id)}"),
                 change,
                 ", ".join(c.signatures),
-                charts.describe_where(c.shared),
+                charts.describe_where(c.shared) if c.shared else "no value all of them share",
                 ", ".join(c.signals),
                 f"{_time(c.start)}\n→ {_time(c.end) if c.end else 'still active'}",
                 f"{c.requests:,}",
