@@ -1,7 +1,7 @@
 """Change events' scopes: which requests an event touched, and whether a slice can hold them.
 
 An event's ``scope`` is text, ``key=value; key=value``: parts separated by
-``;``, several values of one key by ``,`` (``model=opus-4.1,opus-4``), and a
+``;``, several values of one key by ``,`` (``model=big-2.1,big-2``), and a
 numeric key may read ``key>=x`` or ``key<x`` (``batch_size>=64``). Keys are
 column names (letter case aside); values are compared as text, or as numbers
 against a numeric condition. A part that says none of this (no ``=``, ``>=`` or
@@ -15,7 +15,7 @@ range holds one of the scope's numeric values, or overlaps the scope's bounds.
 A column only one of them constrains never conflicts (the slice holds every
 value of a column it leaves free, the scope's among them), so an empty scope (a
 change everywhere) is compatible with every slice. An event scoped
-``model=sonnet-4`` is not compatible with a slice of ``model in {haiku-3.5}``.
+``model=big-1`` is not compatible with a slice of ``model in {small-2}``.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ class Scope:
 
     Examples
     --------
-    >>> parse_scope("platform=tpu; model=opus-4.1,opus-4; batch_size>=64").values
-    {'platform': ('tpu',), 'model': ('opus-4.1', 'opus-4')}
+    >>> parse_scope("platform=tpu; model=big-2.1,big-2; batch_size>=64").values
+    {'platform': ('tpu',), 'model': ('big-2.1', 'big-2')}
     >>> parse_scope("batch_size>=64").ranges, parse_scope("rolled out").unread
     ({'batch_size': (64.0, None)}, ('rolled out',))
     """
@@ -61,8 +61,8 @@ def parse_scope(text: str | None) -> Scope:
 
     Examples
     --------
-    >>> parse_scope(None).columns, parse_scope(" model = sonnet-4 ").values
-    (set(), {'model': ('sonnet-4',)})
+    >>> parse_scope(None).columns, parse_scope(" model = big-1 ").values
+    (set(), {'model': ('big-1',)})
     """
     values: dict[str, tuple[str, ...]] = {}
     ranges: dict[str, tuple[float | None, float | None]] = {}
@@ -147,7 +147,7 @@ def scope_conflicts(predicate: Mapping[str, Any], scope: Scope | str | None) -> 
 
     Examples
     --------
-    >>> scope_conflicts({"model": ["haiku-3.5"], "sampler": ["approx-topk"]}, "model=sonnet-4")
+    >>> scope_conflicts({"model": ["small-2"], "sampler": ["fast-sampler"]}, "model=big-1")
     ['model']
     >>> scope_conflicts({"batch_size": {"gte": 96}}, "platform=tpu; batch_size>=64")
     []
@@ -168,8 +168,8 @@ def scope_matches(predicate: Mapping[str, Any], scope: Scope | str | None) -> li
 
     Examples
     --------
-    >>> sig = {"model": ["haiku-3.5"], "sampler": ["approx-topk"], "surface": ["first-party"]}
-    >>> scope_matches(sig, "platform=tpu; surface=first-party; sampler=approx-topk")
+    >>> sig = {"model": ["small-2"], "sampler": ["fast-sampler"], "surface": ["first-party"]}
+    >>> scope_matches(sig, "platform=tpu; surface=first-party; sampler=fast-sampler")
     ['sampler', 'surface']
     """
     read = scope if isinstance(scope, Scope) else parse_scope(scope)
