@@ -309,7 +309,11 @@ tests/test_ingest.py checks it against ``trim()`` on every code point."""
 
 
 def _text_value(src: str, *, long_text: bool = False) -> str:
-    """SQL: a text value without surrounding spaces, null when empty.
+    """SQL: a text value without surrounding spaces; null when empty, but for free text.
+
+    A blank prompt or response is a fact (an answer of nothing is the symptom
+    ``empty_response`` looks for), so free text (``long_text``) keeps it as ``''``;
+    a missing one stays null. Ids, names and codes that are blank are missing.
 
     ``trim()`` decodes every character of its input: on long texts (responses)
     that costs more than the rest of the typing, so for them two anchored regexes
@@ -324,13 +328,13 @@ def _text_value(src: str, *, long_text: bool = False) -> str:
     ...     sql = f"SELECT {_text_value('$t', long_text=long_text)}"
     ...     print([duckdb.execute(sql, {"t": t}).fetchall()[0][0] for t in texts])
     ['a', 'a b', None, None]
-    ['a', 'a b', None, None]
+    ['a', 'a b', '', '']
     """
     text = f"CAST({src} AS VARCHAR)"
     if not long_text:
         return f"NULLIF(trim({text}), '')"
     edge = f"regexp_matches({text}, '^{TRIMMED_SPACES}') OR regexp_matches({text}, '{TRIMMED_SPACES}$')"
-    return f"NULLIF(CASE WHEN {edge} THEN trim({text}) ELSE {text} END, '')"
+    return f"CASE WHEN {edge} THEN trim({text}) ELSE {text} END"
 
 
 _NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"

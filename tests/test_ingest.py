@@ -611,6 +611,22 @@ def test_an_expression_naming_no_column_lists_the_close_ones(wb, write_jsonl, tm
     assert wb.counts()["requests"] == 0
 
 
+def test_a_signal_reads_the_users_column_named_like_a_built_in_signal(wb, write_jsonl, tmp_path):
+    # A log with its own `truncated` column: kept as truncated_input, and the signal reads it.
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.length_limit]\ncolumn = "truncated"\n')
+    rows = [request_row(i, truncated=[True, False][i % 2]) for i in range(4)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 4
+    got = wb.sql("SELECT length_limit, truncated_input FROM requests ORDER BY request_id").rows()
+    assert got == [(True, True), (False, False)] * 2
+    (f,) = wb.ingest(write_jsonl([request_row(9, truncated=True)], name="b.jsonl")).files
+    assert f.accepted == 1
+    assert wb.sql("SELECT length_limit FROM requests WHERE request_id = 'r00009'").rows() == [
+        (True,)
+    ]
+
+
 def test_trimmed_spaces_class_is_exactly_what_trim_removes():
     """Long texts skip ``trim()`` unless an edge character is in TRIMMED_SPACES."""
     [(mismatched, trimmed)] = duckdb.sql(

@@ -26,9 +26,13 @@ from forensics.schema import UserSignal, column, quote_identifier
 from forensics.signals import (
     argmax_violation,
     code_syntax_error,
+    empty_response,
     low_eval,
     negative_feedback,
+    repetition,
     script_mix,
+    truncated,
+    wrong_language,
 )
 from forensics.signals._detector import Detector, SignalParams
 from forensics.signals.user import ReadableColumns, compile_signal
@@ -55,6 +59,10 @@ DETECTORS: tuple[Detector, ...] = (
     argmax_violation.DETECTOR,
     negative_feedback.DETECTOR,
     low_eval.DETECTOR,
+    repetition.DETECTOR,
+    empty_response.DETECTOR,
+    truncated.DETECTOR,
+    wrong_language.DETECTOR,
 )
 """Every built-in detector, in the order their columns appear."""
 
@@ -191,7 +199,7 @@ def signals_relation(
     --------
     >>> sql = signals_relation("(SELECT 0.25::DOUBLE AS eval_score)", ["eval_score"])
     >>> duckdb.connect().execute(sql, SignalParams().as_parameters(sql)).fetchall()
-    [(0.25, None, None, None, None, True)]
+    [(0.25, None, None, None, None, True, None, None, None, None)]
     """
     params = params or SignalParams()
     present = set(available)
