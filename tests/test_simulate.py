@@ -23,7 +23,8 @@ import pytest
 
 import forensics
 from forensics.errors import ConfigError
-from forensics.schema import CANONICAL_COLUMNS
+from forensics.schema import CANONICAL_COLUMNS, quote_identifier
+from forensics.signals import detect
 from forensics.simulate import SCENARIOS, load_scenario, simulate
 from forensics.simulate.spec import merge_base, parse_scenario
 from forensics.simulate.text import (
@@ -39,6 +40,9 @@ from tests.conftest import REPO
 
 SAMPLE = REPO / "data_samples" / "postmortem-2025"
 CANONICAL = [c.name for c in CANONICAL_COLUMNS]
+WRITTEN = [c for c in CANONICAL if c not in ("max_tokens", "finish_reason", "prompt_text")]
+"""Canonical columns every scenario writes (max_tokens and finish_reason come with a
+max_tokens column; prompt_text is never simulated)."""
 LATIN = ["en", "de", "fr", "es"]
 MISROUTED = (
     (pl.col("model") == "sonnet-4")
@@ -207,7 +211,7 @@ def _population(frame: pl.DataFrame, bug: dict) -> pl.DataFrame:
 
 
 def test_requests_hold_every_canonical_column_and_no_truth(sample):
-    assert sample.columns == CANONICAL
+    assert sample.columns == WRITTEN
     assert str(sample.schema["ts"]) == "Datetime(time_unit='ms', time_zone='UTC')"
     assert sample["request_id"].n_unique() == sample.height
     assert sample["user_feedback"].drop_nulls().is_in([-1, 0, 1]).all()
@@ -484,6 +488,51 @@ def test_library_code_parses_and_clean_texts_are_clean():
             assert not set(prose) & set(lib.scripts[script]), (language, script, text)
 
 
+def test_clean_texts_never_loop_are_never_blank_and_are_in_their_own_language():
+    """The pools are the baseline of every scenario: the new detectors must stay quiet on them."""
+    lib = load_library()
+    languages = list(lib.languages)
+    pools = build_pools(lib, languages, list(lib.tasks))
+    per_language = len(lib.tasks) * lib.pool_size
+    tags = [languages[i // per_language] for i in range(len(pools.texts))]
+    out = detect(
+        pl.DataFrame({"response_text": list(pools.texts), "prompt_language": tags}),
+    )
+    for signal in ("repetition", "empty_response", "wrong_language"):
+        fired = [(tags[i], pools.texts[i][:80]) for i, v in enumerate(out[signal]) if v]
+        assert fired == [], signal
+
+
+def test_the_degenerate_answers_scenario_writes_what_its_truth_says(tmp_path):
+    """Each bug's symptoms, counted by the detectors after ingest, are the engine's tally."""
+    result = simulate("degenerate-answers", rows=30_000, seed=3, out=tmp_path / "sim")
+    truth = json.loads(result.truth.read_text())
+    frame = pl.read_parquet(result.requests)
+    assert {"max_tokens", "finish_reason"} <= set(frame.columns)
+    assert (frame["output_tokens"] <= frame["max_tokens"]).all()
+    assert frame.filter(pl.col("response_text") == "")["output_tokens"].to_list() == [0] * int(
+        (frame["response_text"] == "").sum()
+    )
+    with forensics.open(tmp_path / "d.duckdb") as wb:
+        wb.ingest(result.requests, progress=False)
+        for bug in truth["bugs"]:
+            where = " AND ".join(
+                f"{quote_identifier(c)} IN ({', '.join(repr(v) for v in values)})"
+                if isinstance(values, list)
+                else f"{quote_identifier(c)} >= {values['gte']}"
+                for c, values in bug["predicate"].items()
+            )
+            for signal, told in bug["injected"]["signals"].items():
+                counted = wb.sql(
+                    f"SELECT count({signal}) AS n, count(*) FILTER (WHERE {signal}) AS k "
+                    f"FROM requests WHERE {where} AND ts >= $start AND ts < $end",
+                    {"start": bug["start"], "end": bug["end"]},
+                ).rows()
+                assert counted == [(told["defined_rows"], told["observed"])], (bug["name"], signal)
+                if signal in ("repetition", "empty_response", "truncated", "wrong_language"):
+                    assert told["observed"] > told["baseline_expected"] + 20, (bug["name"], signal)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_broken_code_really_fails_to_parse(seed):
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -518,7 +567,9 @@ def test_every_scenario_generates_with_a_valid_truth(name, tmp_path):
         frame = pl.read_parquet(result.requests)
         truth = json.loads(result.truth.read_text())
         assert frame.height == truth["rows"] == 20_000
-        assert frame.columns[: len(CANONICAL)] == CANONICAL
+        limits = "max_tokens" in frame.columns
+        expected = [c for c in CANONICAL if c in WRITTEN or (limits and c != "prompt_text")]
+        assert frame.columns[: len(expected)] == expected
         for bug in truth["bugs"]:
             for column, spec in bug["predicate"].items():
                 assert column in frame.columns, (name, bug["name"], column)
@@ -589,6 +640,11 @@ def _postmortem() -> dict:
         (lambda d: d["bug"][0].update(end=d["bug"][0]["start"]), "after start"),
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d["traffic"].update(diurnal=[1.0] * 23), "24"),
+        (
+            lambda d: d["bug"][0].update(effects={"repetition": 1.0}),
+            "define an int column max_tokens",
+        ),
+        (lambda d: d["baseline"].update(truncated=0.1), "define an int column max_tokens"),
     ],
 )
 def test_bad_scenarios_are_refused_with_the_key(change, message):

@@ -124,9 +124,13 @@ def _words(*words: str) -> str:
 
 MARKERS: dict[str, str] = {
     "en": _words("the", "and", "you", "that", "this", "with", "are", "your", "which", "there",
-                 "what", "would", "should", "they", "their", "from", "about", "have", "been"),
+                 "what", "would", "should", "they", "their", "from", "about", "have", "been",
+                 "it", "for", "can", "will", "not", "but", "if", "just", "we", "our", "how",
+                 "when", "also", "has", "its", "into", "than", "then", "them", "these", "only"),
     "de": _words("und", "ist", "nicht", "das", "ein", "eine", "mit", "sich", "auf", "für", "dem",
-                 "auch", "wird", "sind", "oder", "wenn", "kann", "werden", "ich", "wir", "sie"),
+                 "auch", "wird", "sind", "oder", "wenn", "kann", "werden", "ich", "wir", "sie",
+                 "der", "den", "zu", "von", "im", "bei", "nach", "aus", "über", "noch", "nur",
+                 "wie", "als", "des", "einen"),
     "fr": _words("les", "est", "et", "des", "une", "pour", "dans", "pas", "vous", "avec", "sur",
                  "qui", "sont", "nous", "elle", "cette", "aux", "mais", "être", "très"),
     "es": _words("el", "los", "las", "y", "del", "pero", "más", "muy", "también", "puede",
@@ -148,10 +152,12 @@ MARKERS: dict[str, str] = {
     "id": _words("dan", "yang", "ini", "itu", "dengan", "untuk", "tidak", "dari", "dalam",
                  "akan", "ada", "juga", "bisa", "atau"),
     "ru": _words("что", "это", "как", "для", "который", "если", "можно", "только", "когда",
-                 "его", "быть", "было", "есть", "вы", "мы", "они", "и", "не", "на"),
+                 "его", "быть", "было", "есть", "вы", "мы", "они", "и", "не", "на", "в", "с",
+                 "по", "из", "от", "к", "о", "а", "но", "же", "все", "так"),
     "uk": _words("і", "що", "це", "як", "та", "також", "який", "може", "буде", "бути", "ще",
                  "вже", "ви", "ми", "із"),
-    "ar": _words("في", "على", "إلى", "التي", "الذي", "هذه", "ذلك", "كان", "عن", "هذا"),
+    "ar": _words("في", "على", "إلى", "التي", "الذي", "هذه", "ذلك", "كان", "عن", "هذا", "من",
+                 "أن", "ما", "لا", "هو", "هي", "مع", "كل", "بين"),
     "fa": _words("است", "این", "را", "که", "می", "در", "از", "برای", "یک", "با"),
     "hi": _words("है", "हैं", "में", "और", "यह", "के", "की", "का", "को", "से"),
 }  # fmt: skip
@@ -177,7 +183,8 @@ SCRIPT_MARKERS: dict[str, str] = {
     "bn": r"\p{Bengali}",
     "si": r"\p{Sinhala}",
 }
-"""RE2 per language written in a script of its own: one letter of it. Three confirm it."""
+"""RE2 per language written in a script of its own: one letter of it. Two runs of it,
+none opening right after a quote or bracket (a cited word is no evidence), confirm it."""
 
 
 def _confirm_pattern(lang: str) -> str | None:
@@ -186,9 +193,14 @@ def _confirm_pattern(lang: str) -> str | None:
         return f"(?i){word}[\\s\\S]*?{word}"
     if lang in SCRIPT_MARKERS:
         letter = SCRIPT_MARKERS[lang]
-        return f"{letter}[\\s\\S]*?{letter}[\\s\\S]*?{letter}"
+        # a run of the script that does not open right after a quote or bracket
+        run = f"(?:^|[^{letter[1:-1] if letter.startswith('[') else letter}{_OPENERS}]){letter}"
+        return f"{run}[\\s\\S]*?{run}"
     return None
 
+
+_OPENERS = "\"“„«»「」『』'(（\\[【《"
+"""Characters that open a quote or a bracket: a run of letters right after one is cited."""
 
 _HAN = r"(\p{Han}[\s\S]*?){3}"
 _KANA = r"[\p{Hiragana}\p{Katakana}]"

@@ -49,6 +49,11 @@ particular scenario. The format, key by key::
     code_syntax_error = 0.015                   # a code block that fails to parse
     argmax_violation = 0.0002                   # a greedy request whose rank exceeds 1
     low_quality = 0.05                          # a bad answer: low eval, negative feedback
+    repetition = 0.0                            # an answer looping one word to max_tokens
+    empty_response = 0.0                        # a blank answer (output_tokens 0)
+    truncated = 0.0                             # an answer run to max_tokens (beyond the
+                                                #   natural: output_tokens drawn >= max_tokens)
+    wrong_language = 0.0                        # an answer in another language
     [[baseline.rule]]                           # per slice, in order
     where = { model = ["m"] }
     set = { low_quality = 0.08 }                # or scale = {...}
@@ -67,6 +72,8 @@ particular scenario. The format, key by key::
     reroute = { column = "new value" }          # hit requests change value
     effects = { script_mix = 0.7, low_quality = 0.5 }              # per hit request
     scripts = ["thai", "han"]                   # foreign scripts the bug writes
+    answer_language = "en"                      # the language a wrong_language effect answers in
+                                                #   (requests already in it are not hit)
 
     [[red_herring]]                             # not a bug: must not change rates in a slice
     kind = "mix_shift"                          # column, factors = {value = x}, schedule
@@ -93,9 +100,11 @@ from typing import Any, Literal
 from forensics.errors import ConfigError
 
 __all__ = [
+    "ANSWER_EFFECTS",
     "EFFECTS",
     "EFFECT_SIGNALS",
     "ENGINE_COLUMNS",
+    "LIMIT_EFFECTS",
     "NEEDED_COLUMNS",
     "Baseline",
     "BaselineRule",
@@ -117,14 +126,33 @@ __all__ = [
     "to_micros",
 ]
 
-EFFECTS = ("script_mix", "code_syntax_error", "argmax_violation", "low_quality")
+EFFECTS = (
+    "script_mix",
+    "code_syntax_error",
+    "argmax_violation",
+    "low_quality",
+    "repetition",
+    "empty_response",
+    "truncated",
+    "wrong_language",
+)
 """What a bug (or the baseline) can do to a request."""
+
+ANSWER_EFFECTS = ("repetition", "empty_response", "truncated", "wrong_language")
+"""Effects on an answer's form and language (issue 19's symptoms)."""
+
+LIMIT_EFFECTS = ("repetition", "truncated")
+"""Effects that run an answer to its max_tokens: the scenario needs a max_tokens column."""
 
 EFFECT_SIGNALS: dict[str, tuple[str, ...]] = {
     "script_mix": ("script_mix",),
     "code_syntax_error": ("code_syntax_error",),
     "argmax_violation": ("argmax_violation",),
     "low_quality": ("low_eval", "negative_feedback"),
+    "repetition": ("repetition", "truncated"),
+    "empty_response": ("empty_response",),
+    "truncated": ("truncated",),
+    "wrong_language": ("wrong_language",),
 }
 """The symptom signals (computed at ingest) each effect shows up in."""
 
@@ -137,8 +165,12 @@ ENGINE_COLUMNS = (
     "max_token_rank",
     "user_feedback",
     "eval_score",
+    "finish_reason",
+    "prompt_text",
 )
-"""Canonical columns the engine writes itself; a scenario must not define them."""
+"""Canonical columns the engine writes itself; a scenario must not define them
+(``finish_reason`` is written when the scenario defines ``max_tokens``; ``prompt_text``
+never)."""
 
 NEEDED_COLUMNS = (
     "model",
@@ -427,6 +459,8 @@ class Bug:
     """effect -> probability per hit request."""
     scripts: tuple[str, ...] = ("thai", "han")
     """Foreign scripts a script_mix effect writes."""
+    answer_language: str = "en"
+    """The language a wrong_language effect answers in."""
 
     @property
     def truth_predicate(self) -> Predicate:
@@ -817,6 +851,7 @@ def _event(r: _Reader, data: Mapping[str, Any], key: str) -> Event:
 _BUG_KEYS = (
     "name", "description", "group", "where", "start", "end", "intensity", "intensity_by",
     "multiplier", "curve", "sticky_by", "sticky_rate", "reroute", "effects", "scripts",
+    "answer_language",
 )  # fmt: skip
 
 
@@ -885,6 +920,7 @@ def _bug(r: _Reader, data: Mapping[str, Any], i: int) -> Bug:
         reroute=reroute,
         effects=effects,
         scripts=tuple(data.get("scripts", ("thai", "han"))),
+        answer_language=str(data.get("answer_language", "en")),
     )
 
 
@@ -1034,6 +1070,15 @@ def _check_consistency(r: _Reader, s: Scenario) -> None:
     everything = set(names) | {"user_id", "session_id"}
     for j, rule in enumerate(s.baseline.rules):
         _check_predicate(r, s, rule.where, f"baseline.rule[{j}].where", types, available=everything)
+    uses_limits = any(s.baseline.rates.get(e, 0) > 0 for e in LIMIT_EFFECTS) or any(
+        b.effects.get(e, 0) > 0 for b in s.bugs for e in LIMIT_EFFECTS
+    )
+    if uses_limits and ("max_tokens" not in types or types["max_tokens"].type != "int"):
+        raise r.fail(
+            "column",
+            f"the effects {', '.join(LIMIT_EFFECTS)} run answers to their limit: define an int "
+            'column max_tokens (e.g. dist = "choice", values = [2048, 4096])',
+        )
     bug_names = [b.name for b in s.bugs]
     if len(set(bug_names)) != len(bug_names):
         raise r.fail("bug", "bug names must be unique")
