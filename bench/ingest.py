@@ -48,7 +48,9 @@ else:
     refresh_cubes(wb.db)
     wb.close()
     seconds = {"load": t1 - t0, "cube": time.perf_counter() - t1}
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss_mb": usage.ru_maxrss / 1024}))
 """
 
 
@@ -94,14 +96,20 @@ def main() -> None:
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {data}")
     size_mb = data.stat().st_size / 1e6
     raw, ours, cube, before = [], [], [], []
+    cpu_ours, cpu_before = [], []
     rss_raw, rss_ours = [], []
     for i in range(args.repeat):
         a = _run("raw", data, OUT / "raw.duckdb")
         b = _run("forensics", data, OUT / "forensics.duckdb")
+        cpu_ours.append(b["cpu"])
         if args.before is not None:
             c = _run("forensics", data, OUT / "before.duckdb", code=args.before)
             before.append(c["seconds"]["load"])
-            print(f"run {i + 1}: ingest with {args.before}: {before[-1]:.2f} s")
+            cpu_before.append(c["cpu"])
+            print(
+                f"run {i + 1}: ingest with {args.before}: {before[-1]:.2f} s "
+                f"(+ cube; CPU {cpu_before[-1]:.1f} s)"
+            )
         raw.append(a["seconds"]["load"])
         ours.append(b["seconds"]["load"])
         cube.append(b["seconds"]["cube"])
@@ -109,7 +117,8 @@ def main() -> None:
         rss_ours.append(b["peak_rss_mb"])
         print(
             f"run {i + 1}: raw CTAS {raw[-1]:.2f} s ({rss_raw[-1]:.0f} MB), forensics ingest "
-            f"{ours[-1]:.2f} s + cube {cube[-1]:.2f} s ({rss_ours[-1]:.0f} MB)"
+            f"{ours[-1]:.2f} s + cube {cube[-1]:.2f} s ({rss_ours[-1]:.0f} MB; CPU of ingest + "
+            f"cube {cpu_ours[-1]:.1f} s)"
         )
     m_raw, m_ours, m_cube = statistics.median(raw), statistics.median(ours), statistics.median(cube)
     print(f"\nfile: {data} ({args.rows:,} rows, {size_mb:.0f} MB)")

@@ -8,7 +8,9 @@ table, and times, as the median of --repeat runs:
   reference: the same regex scan in DuckDB (``regexp_matches``), to tell the
              engine's cost from the detectors'
   signals:   the SQL ingest evaluates (``forensics.signals.signals_relation``) over
-             the same rows, both text signals at once, then each alone
+             the same rows: every text signal at once (script_mix, code_syntax_error,
+             repetition, empty_response, wrong_language), the first two together (the
+             earlier record's "both"), then each alone
   bounds:    what no version of the detectors could avoid, to tell how far the
              target is reachable: the floor on every core; script_mix's first
              scan alone (a letter foreign to the row's language, the one step
@@ -51,6 +53,9 @@ CORPUS = Path(__file__).resolve().parent.parent / "tests" / "signal_corpus"
 FLOOR_REGEX = r"[\p{Thai}\p{Han}]"
 """The floor: the cheapest scan that could find a foreign-script letter."""
 
+TEXT_SIGNALS = ("script_mix", "code_syntax_error", "repetition", "empty_response", "wrong_language")
+"""The signals that read the text (truncated reads token counts and finish_reason only)."""
+
 MIX = {
     "languages": {"en": 0.70, "de": 0.05, "ru": 0.05, "zh": 0.06, "ja": 0.05, "th": 0.04, "ko": 0.03, "ar": 0.02},
     "missing_language": 0.05,
@@ -58,13 +63,22 @@ MIX = {
     "code_block": 0.12,
     "lookalike": 0.03,
     "corrupted_english": 0.01,
+    "loop": 0.005,
+    "blank": 0.003,
+    "other_language": 0.01,
 }  # fmt: skip
 """Traffic mix: prompt languages; share of rows without prompt_language; paragraphs per
 response (drawn from the corpus's texts of that language written in its own scripts);
 share of responses with a fenced code block (the corpus's Python, JSON, bash, JS...
 blocks); share of responses carrying a legitimate look-alike paragraph (a quoted or
 glossed foreign word, a translation, Greek or Han quoted in a native answer); share of
-English responses corrupted with a run of 1-20 Thai or Han letters at a random position."""
+English responses corrupted with a run of 1-20 Thai or Han letters at a random position;
+share of responses ending in a degenerate loop (a word of the answer repeated 300 times),
+share of blank responses, share answered in another language than their prompt's (the
+paragraphs drawn from another language's pool)."""
+
+_LOOKALIKES = ("lookalike_quoted", "lookalike_code_unicode", "lookalike_translation")
+"""Look-alike categories the mix draws from (those of the corpus's first files)."""
 
 _CATEGORY_LANGUAGE = {
     "english": "en",
@@ -107,7 +121,7 @@ def _load_pools() -> tuple[dict[str, list[str]], list[str], list[str], list[str]
             if category in _CATEGORY_LANGUAGE:
                 lang = _CATEGORY_LANGUAGE[category]
                 (pools[lang] if _in_own_scripts(text, lang) else lookalikes).append(text)
-            elif category.startswith("lookalike"):
+            elif category in _LOOKALIKES:
                 lookalikes.append(text)
             if category in ("thai", "chinese"):
                 foreign.append("".join(_FOREIGN_LETTERS.findall(text)))
@@ -124,7 +138,10 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
     texts: list[str] = []
     tags: list[str | None] = []
     for lang in rng.choices(langs, weights, k=rows):
-        parts = [rng.choice(pools[lang]) for _ in range(rng.randint(lo, hi))]
+        written = lang
+        if rng.random() < MIX["other_language"]:
+            written = rng.choice([other for other in langs if other != lang])
+        parts = [rng.choice(pools[written]) for _ in range(rng.randint(lo, hi))]
         if rng.random() < MIX["code_block"]:
             parts.insert(rng.randint(0, len(parts)), rng.choice(blocks))
         if rng.random() < MIX["lookalike"]:
@@ -136,6 +153,11 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
             start = rng.randint(0, max(0, len(source) - k))
             at = rng.randint(0, len(text))
             text = text[:at] + source[start : start + k] + text[at:]
+        if rng.random() < MIX["loop"]:
+            words = text.split() or ["ok"]
+            text = text + " " + (rng.choice(words) + " ") * 300
+        if rng.random() < MIX["blank"]:
+            text = rng.choice(["", " ", "\n\n"])
         texts.append(text)
         tags.append(None if rng.random() < MIX["missing_language"] else lang)
     return pl.DataFrame(
@@ -243,9 +265,13 @@ def main() -> None:
         "same scan in DuckDB (reference)": lambda: con.execute(
             duckdb_scan, {"pattern": FLOOR_REGEX}
         ).fetchall()[0][0],
-        "both text signals": signals("script_mix", "code_syntax_error"),
+        "all text signals": signals(*TEXT_SIGNALS),
+        "script_mix + code_syntax_error": signals("script_mix", "code_syntax_error"),
         "script_mix": signals("script_mix"),
         "code_syntax_error": signals("code_syntax_error"),
+        "repetition": signals("repetition"),
+        "empty_response": signals("empty_response"),
+        "wrong_language": signals("wrong_language"),
         "floor on every core (Polars)": floor_every_core,
         "script_mix first scan (DuckDB)": first_scan_duckdb,
         "same first scan (Polars, 1 core)": first_scan_polars,
