@@ -645,6 +645,18 @@ def _postmortem() -> dict:
             "define an int column max_tokens",
         ),
         (lambda d: d["baseline"].update(truncated=0.1), "define an int column max_tokens"),
+        (lambda d: d["baseline"].update(wrong_language=0.01), "baseline.wrong_language"),
+        (
+            lambda d: d["baseline"].update(
+                rule=[{"where": {"model": ["sonnet-4"]}, "set": {"wrong_language": 0.1}}]
+            ),
+            "baseline.rule[0].set.wrong_language",
+        ),
+        (lambda d: d["bug"][0].update(answer_language="de"), "answer_language"),
+        (
+            lambda d: d["bug"][0].update(effects={"wrong_language": 1.0}, answer_language=3),
+            "answer_language",
+        ),
     ],
 )
 def test_bad_scenarios_are_refused_with_the_key(change, message):
@@ -652,6 +664,28 @@ def test_bad_scenarios_are_refused_with_the_key(change, message):
     change(data)
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_scenario(data, source="test.toml")
+
+
+def test_an_answer_language_the_text_library_lacks_is_named_with_its_bug(tmp_path):
+    data = json.loads(json.dumps(dict(SCENARIOS["degenerate-answers"].data), default=str))
+    bug = next(b for b in data["bug"] if "wrong_language" in b["effects"])
+    bug["answer_language"] = "tlh"
+    scenario = parse_scenario(data, source="mine.toml")
+    with pytest.raises(ConfigError) as caught:
+        simulate(scenario, rows=2_000, seed=1, out=tmp_path / "out")
+    message = str(caught.value)
+    assert f"bug {bug['name']!r}: answer_language" in message
+    assert "tlh" in message
+    assert "en, de" in message
+
+
+def test_finish_reason_says_length_exactly_where_the_limit_was_reached(tmp_path):
+    result = simulate("degenerate-answers", rows=20_000, seed=5, out=tmp_path / "sim")
+    frame = pl.read_parquet(result.requests)
+    at_limit = frame["output_tokens"] >= frame["max_tokens"]
+    assert at_limit.sum() > 100
+    assert (frame["finish_reason"] == "length").to_list() == at_limit.to_list()
+    assert frame.filter(~at_limit)["finish_reason"].unique().to_list() == ["stop"]
 
 
 def test_merge_base_replaces_columns_by_name():

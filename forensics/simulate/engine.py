@@ -29,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 from scipy import special
 
+from forensics.errors import ConfigError
 from forensics.schema import CANONICAL_COLUMNS
 from forensics.signals import SignalParams
 from forensics.simulate.spec import (
@@ -133,6 +134,16 @@ class _Context:
         self.has_limits = "max_tokens" in self.specs
         # Answer languages of wrong_language bugs get pools too (after the prompts' own).
         prompt_langs = self.levels["prompt_language"]
+        for b in scenario.bugs:
+            if (
+                b.effects.get("wrong_language", 0) > 0
+                and b.answer_language not in self.lib.languages
+            ):
+                raise ConfigError(
+                    f"scenario {scenario.name}: bug {b.name!r}: answer_language "
+                    f"{b.answer_language!r} is not a language of the text library "
+                    f"(forensics/simulate/texts.toml): {', '.join(self.lib.languages)}"
+                )
         self.languages = list(prompt_langs) + sorted(
             {b.answer_language for b in scenario.bugs if b.effects.get("wrong_language", 0) > 0}
             - set(prompt_langs)

@@ -53,7 +53,8 @@ particular scenario. The format, key by key::
     empty_response = 0.0                        # a blank answer (output_tokens 0)
     truncated = 0.0                             # an answer run to max_tokens (beyond the
                                                 #   natural: output_tokens drawn >= max_tokens)
-    wrong_language = 0.0                        # an answer in another language
+                                                # (wrong_language: bugs only; the
+                                                #   baseline has no answer language)
     [[baseline.rule]]                           # per slice, in order
     where = { model = ["m"] }
     set = { low_quality = 0.08 }                # or scale = {...}
@@ -819,8 +820,19 @@ def _rates(r: _Reader, data: Any, key: str, *, probability: bool = True) -> dict
     return {k: r.number(data, k, f"{key}.") for k in data}
 
 
+def _no_baseline_language(r: _Reader, data: Any, key: str) -> None:
+    """Refuse ``wrong_language`` in a baseline table: only a bug says which language."""
+    if isinstance(data, Mapping) and "wrong_language" in data:
+        raise r.fail(
+            f"{key}.wrong_language",
+            "the baseline has no answer language; give a bug the wrong_language effect "
+            "and its answer_language instead",
+        )
+
+
 def _baseline(r: _Reader, data: Mapping[str, Any]) -> Baseline:
     r.unknown(data, (*EFFECTS, "rule"), "baseline.")
+    _no_baseline_language(r, data, "baseline")
     rates = {e: 0.0 for e in EFFECTS} | _rates(
         r, {k: v for k, v in data.items() if k != "rule"}, "baseline"
     )
@@ -828,6 +840,8 @@ def _baseline(r: _Reader, data: Mapping[str, Any]) -> Baseline:
     for j, rule in enumerate(data.get("rule", [])):
         key = f"baseline.rule[{j}]"
         r.unknown(rule, ("where", "set", "scale"), f"{key}.")
+        for table in ("set", "scale"):
+            _no_baseline_language(r, rule.get(table), f"{key}.{table}")
         rules.append(
             BaselineRule(
                 r.predicate(r.get(rule, "where", f"{key}.", dict), f"{key}.where"),
@@ -900,6 +914,14 @@ def _bug(r: _Reader, data: Mapping[str, Any], i: int) -> Bug:
     effects = _rates(r, data.get("effects", {}), f"{key}effects")
     if not any(effects.values()):
         raise r.fail(f"{key}effects", f"a bug needs at least one effect among {', '.join(EFFECTS)}")
+    answer_language = data.get("answer_language", "en")
+    if not isinstance(answer_language, str):
+        raise r.fail(f"{key}answer_language", 'expected a language tag, e.g. "en"')
+    if "answer_language" in data and not effects.get("wrong_language"):
+        raise r.fail(
+            f"{key}answer_language",
+            "is the language a wrong_language effect answers in; add that effect or remove it",
+        )
     sticky_rate = r.probability(data.get("sticky_rate", 1.0), f"{key}sticky_rate")
     if sticky_rate == 0:
         raise r.fail(f"{key}sticky_rate", "must be above 0")
@@ -920,7 +942,7 @@ def _bug(r: _Reader, data: Mapping[str, Any], i: int) -> Bug:
         reroute=reroute,
         effects=effects,
         scripts=tuple(data.get("scripts", ("thai", "han"))),
-        answer_language=str(data.get("answer_language", "en")),
+        answer_language=answer_language,
     )
 
 
