@@ -516,17 +516,20 @@ def test_the_degenerate_answers_scenario_writes_what_its_truth_says(tmp_path):
     with forensics.open(tmp_path / "d.duckdb") as wb:
         wb.ingest(result.requests, progress=False)
         for bug in truth["bugs"]:
-            where = " AND ".join(
-                f"{quote_identifier(c)} IN ({', '.join(repr(v) for v in values)})"
-                if isinstance(values, list)
-                else f"{quote_identifier(c)} >= {values['gte']}"
-                for c, values in bug["predicate"].items()
-            )
+            where, params = [], {"start": bug["start"], "end": bug["end"]}
+            for i, (column, values) in enumerate(bug["predicate"].items()):
+                if isinstance(values, list):
+                    where.append(f"list_contains($v{i}, {quote_identifier(column)})")
+                    params[f"v{i}"] = values
+                else:
+                    where.append(f"{quote_identifier(column)} >= $v{i}")
+                    params[f"v{i}"] = values["gte"]
             for signal, told in bug["injected"]["signals"].items():
                 counted = wb.sql(
-                    f"SELECT count({signal}) AS n, count(*) FILTER (WHERE {signal}) AS k "
-                    f"FROM requests WHERE {where} AND ts >= $start AND ts < $end",
-                    {"start": bug["start"], "end": bug["end"]},
+                    f"SELECT count({quote_identifier(signal)}) AS n, "
+                    f"count(*) FILTER (WHERE {quote_identifier(signal)}) AS k FROM requests "
+                    f"WHERE {' AND '.join(where)} AND ts >= $start AND ts < $end",
+                    params,
                 ).rows()
                 assert counted == [(told["defined_rows"], told["observed"])], (bug["name"], signal)
                 if signal in ("repetition", "empty_response", "truncated", "wrong_language"):
