@@ -15,7 +15,9 @@ table, and times, as the median of --repeat runs:
              target is reachable: the floor on every core; script_mix's first
              scan alone (a letter foreign to the row's language, the one step
              every row needs) in DuckDB and in Polars; and the copy of the text
-             from DuckDB to Polars that computing signals in Polars would add
+             from DuckDB to Polars that computing signals in Polars would add; and
+             repetition and wrong_language with their Python step stubbed (their
+             SQL alone, and how many rows it hands to Python)
 
 and prints rows per second and the ratio to the floor (target: signals <= 2x floor).
 Runs are interleaved (floor, signals, floor, ...) so that load from elsewhere hits
@@ -38,8 +40,16 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.compute as pc
 
-from forensics.signals import SignalParams, register_functions, signals_relation
+from forensics.signals import (
+    SignalParams,
+    register_functions,
+    repetition,
+    signals_relation,
+    wrong_language,
+)
+from forensics.signals._detector import register_arrow_function
 from forensics.signals.script_mix import (
     LANGUAGE_SCRIPTS,
     PREFILTERED,
@@ -294,7 +304,55 @@ def main() -> None:
             f"{label:34s} {median:7.2f} {args.rows / median:12,.0f}   "
             f"{median / floor_s:7.2f} {median / every_core_s:18.2f}   true: {results[label]}"
         )
+    for name, seconds_sql, reached in _sql_only(con, relation, params, args.repeat):
+        print(
+            f"{name + ', Python step stubbed':34s} {seconds_sql:7.2f} {args.rows / seconds_sql:12,.0f}"
+            f"   {seconds_sql / floor_s:7.2f} {seconds_sql / every_core_s:18.2f}   "
+            f"rows reaching Python: {reached // args.repeat:,}"
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+_PYTHON_STEPS = {
+    "repetition": (repetition, ["VARCHAR", "VARCHAR", "DOUBLE", "BIGINT", "DOUBLE"]),
+    "wrong_language": (wrong_language, ["VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "DOUBLE"]),
+}
+"""The detectors whose SQL hands some rows to Python: module and UDF argument types."""
+
+
+def _counting_stub(reached: list[int]):
+    """A no-op UDF of five arguments: false on every row reaching it; counts them."""
+
+    def stub(text, _prompt_or_lang, _c, _d, _e):
+        reached[0] += len(text)
+        return pc.is_null(text)  # false: a row reaching it has text
+
+    return stub
+
+
+def _sql_only(
+    con: duckdb.DuckDBPyConnection, relation: str, params: SignalParams, repeat: int
+) -> list[tuple[str, float, int]]:
+    """Each detector of ``_PYTHON_STEPS`` timed with its Python step replaced by a no-op.
+
+    Tells the SQL's share from the Python step's, and counts the rows reaching Python.
+    The real functions are registered again afterwards.
+    """
+    out = []
+    for name, (module, types) in _PYTHON_STEPS.items():
+        reached = [0]
+
+        stub = _counting_stub(reached)
+        register_arrow_function(con, module.FUNCTION_NAME, stub, types)
+        sql = f"SELECT count(*) FILTER (WHERE {name}) FROM ({relation})"
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            con.execute(sql, params.as_parameters(sql)).fetchall()
+            times.append(time.perf_counter() - t)
+        module.register(con)
+        out.append((name, statistics.median(times), reached[0]))
+    return out
 
 
 if __name__ == "__main__":
