@@ -641,6 +641,24 @@ def test_an_expression_signal_reads_several_columns_and_records_them(wb, write_j
     assert roles["max_tokens"] == "signal input"  # a setting, but the signal reads it
 
 
+def test_an_expression_signal_declared_in_python_gives_the_same_as_the_mapping_file(
+    wb, write_jsonl
+):
+    signal = forensics.UserSignal(
+        "hit_limit", expr="finish_reason == 'length' or output_tokens >= max_tokens"
+    )
+    rows = [
+        request_row(1, finish_reason="stop", output_tokens=10, max_tokens=100),
+        request_row(2, finish_reason="LENGTH", output_tokens=10, max_tokens=100),
+        request_row(3, finish_reason="stop", output_tokens=100, max_tokens=100),
+        request_row(4, output_tokens=5),
+    ]
+    wb.ingest(write_jsonl(rows), mapping=forensics.Mapping(signals=(signal,)))
+    got = wb.sql("SELECT hit_limit, truncated FROM requests ORDER BY request_id").rows()
+    # The user's expression compares text exactly; the built-in detector ignores case.
+    assert got == [(False, False), (False, True), (True, True), (None, None)]
+
+
 def test_an_expression_over_text_that_is_not_numbers_names_the_line(wb, write_jsonl, tmp_path):
     mapping = tmp_path / "m.toml"
     mapping.write_text('[signals.big]\nexpr = "latency_ms > 10 and region_code > 3"\n')
