@@ -766,8 +766,9 @@ def _source_state(db: Database) -> tuple[str, dict[str, int]]:
             "FROM ingested_files)"
             if "ingested_files" in tables
             else "NULL",
-            "(SELECT coalesce(sum(hash(name, kind, source_column, op, value)), 0) "
-            "FROM signal_definitions)"
+            "(SELECT coalesce(sum(hash(name, kind, source_column, op, value"
+            + (", expr" if "expr" in db.columns("signal_definitions") else "")
+            + ")), 0) FROM signal_definitions)"
             if "signal_definitions" in tables
             else "NULL",
             "(SELECT list({'t': table_name, 'n': estimated_size}) FROM duckdb_tables() "

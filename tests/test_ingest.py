@@ -614,6 +614,91 @@ def test_a_signal_over_stored_text_values_is_refused_naming_the_database(wb, wri
     assert "east" not in wb.db.columns("requests")
 
 
+def test_an_expression_signal_reads_several_columns_and_records_them(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        "[signals.hit_limit]\nexpr = \"finish_reason == 'length' or output_tokens >= max_tokens\"\n"
+    )
+    rows = [
+        request_row(1, finish_reason="stop", output_tokens=10, max_tokens=100),
+        request_row(2, finish_reason="length", output_tokens=10, max_tokens=100),
+        request_row(3, finish_reason="stop", output_tokens=100, max_tokens=100),
+        request_row(4, output_tokens=5),
+    ]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 4
+    assert not f.notes
+    got = wb.sql("SELECT hit_limit, degraded FROM requests ORDER BY request_id").rows()
+    assert got == [(False, False), (True, True), (True, True), (None, False)]
+    stored = wb.sql("SELECT expr, inputs FROM signal_definitions WHERE name = 'hit_limit'").rows()
+    assert stored == [
+        (
+            "finish_reason == 'length' or output_tokens >= max_tokens",
+            ["finish_reason", "output_tokens", "max_tokens"],
+        )
+    ]
+    roles = dict(wb.sql('SELECT "column", why FROM column_roles').rows())
+    assert roles["max_tokens"] == "signal input"  # a setting, but the signal reads it
+
+
+def test_an_expression_signal_declared_in_python_gives_the_same_as_the_mapping_file(
+    wb, write_jsonl
+):
+    signal = forensics.UserSignal(
+        "hit_limit", expr="finish_reason == 'length' or output_tokens >= max_tokens"
+    )
+    rows = [
+        request_row(1, finish_reason="stop", output_tokens=10, max_tokens=100),
+        request_row(2, finish_reason="LENGTH", output_tokens=10, max_tokens=100),
+        request_row(3, finish_reason="stop", output_tokens=100, max_tokens=100),
+        request_row(4, output_tokens=5),
+    ]
+    wb.ingest(write_jsonl(rows), mapping=forensics.Mapping(signals=(signal,)))
+    got = wb.sql("SELECT hit_limit, truncated FROM requests ORDER BY request_id").rows()
+    # The user's expression compares text exactly; the built-in detector ignores case.
+    assert got == [(False, False), (False, True), (True, True), (None, None)]
+
+
+def test_an_expression_over_text_that_is_not_numbers_names_the_line(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.big]\nexpr = "latency_ms > 10 and region_code > 3"\n')
+    rows = [request_row(i, latency_ms=100, region_code=["7", "east-1"][i]) for i in range(2)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping, errors="collect").files
+    assert f.status == "refused"
+    assert f.message.startswith(
+        f'{mapping}: [signals.big] expr "latency_ms > 10 and region_code > 3": position 21: '
+        "region_code is read as a number here, but "
+    )
+    assert "line 2 has 'east-1'" in f.message
+    assert wb.counts()["requests"] == 0
+
+
+def test_an_expression_naming_no_column_lists_the_close_ones(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\nexpr = "latncy_ms > 1000"\n')
+    rows = [request_row(i, latency_ms=100 * i) for i in range(2)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping, errors="collect").files
+    assert f.status == "refused"
+    assert "position 1: latncy_ms is not a column; close: latency_ms" in f.message
+    assert wb.counts()["requests"] == 0
+
+
+def test_a_signal_reads_the_users_column_named_like_a_built_in_signal(wb, write_jsonl, tmp_path):
+    # A log with its own `truncated` column: kept as truncated_input, and the signal reads it.
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.length_limit]\ncolumn = "truncated"\n')
+    rows = [request_row(i, truncated=[True, False][i % 2]) for i in range(4)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 4
+    got = wb.sql("SELECT length_limit, truncated_input FROM requests ORDER BY request_id").rows()
+    assert got == [(True, True), (False, False)] * 2
+    (f,) = wb.ingest(write_jsonl([request_row(9, truncated=True)], name="b.jsonl")).files
+    assert f.accepted == 1
+    assert wb.sql("SELECT length_limit FROM requests WHERE request_id = 'r00009'").rows() == [
+        (True,)
+    ]
+
+
 def test_trimmed_spaces_class_is_exactly_what_trim_removes():
     """Long texts skip ``trim()`` unless an edge character is in TRIMMED_SPACES."""
     [(mismatched, trimmed)] = duckdb.sql(

@@ -34,7 +34,6 @@ the prose around them).
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import json
 import re
@@ -47,9 +46,13 @@ from typing import Literal, NamedTuple
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from duckdb.func import FunctionNullHandling, PythonUDFType
 
-from forensics.signals._detector import Detector, SignalParams, sql_literal
+from forensics.signals._detector import (
+    Detector,
+    SignalParams,
+    register_arrow_function,
+    sql_literal,
+)
 
 __all__ = [
     "DETECTOR",
@@ -375,17 +378,7 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     ``null_handling`` is special because the function returns null for a text
     without a checkable block.
     """
-    with contextlib.suppress(duckdb.InvalidInputException):
-        con.remove_function(FUNCTION_NAME)
-    con.create_function(
-        FUNCTION_NAME,
-        _udf,
-        ["VARCHAR", "BIGINT"],
-        "BOOLEAN",
-        type=PythonUDFType.ARROW,
-        null_handling=FunctionNullHandling.SPECIAL,
-        side_effects=False,
-    )
+    register_arrow_function(con, FUNCTION_NAME, _udf, ["VARCHAR", "BIGINT"])
 
 
 FENCED_REGION = r"(?m)^[^\n]*?(?:```|~~~)(?s:.*(?:```|~~~))?[^\n]*\n?"
