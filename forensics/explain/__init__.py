@@ -49,7 +49,7 @@ PSqueeze, AutoRoot, RiskLoc and BALANCE; their ideas, not their code):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -73,6 +73,7 @@ def explain_counts(
     signal: str | None = None,
     params: ExplainParams | None = None,
     ranges: Mapping[str, Sequence[float]] | None = None,
+    grain: timedelta | None = None,
 ) -> Explanation:
     """Explain the anomaly at ``at`` (or at the most anomalous moment) in a counts frame.
 
@@ -94,6 +95,8 @@ def explain_counts(
     ranges
         For numeric dimensions whose values are bucket lower edges: the edges,
         so that elements read as ``{"gte": x, "lt": y}``.
+    grain
+        The bucket length, when known (default: the smallest gap between times).
 
     Examples
     --------
@@ -109,7 +112,7 @@ def explain_counts(
     (30, ({'region': 'eu', 'pool': 'p1'},))
     """
     params = params or ExplainParams()
-    table = encode_counts(frame, dims)
+    table = encode_counts(frame, dims, grain=grain)
     evidence = None
     if at is None:
         moment = find_moment(table, params)

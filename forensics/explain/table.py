@@ -83,8 +83,13 @@ def _codes(series: pl.Series) -> tuple[np.ndarray, tuple[Any, ...]]:
     return out, values
 
 
-def encode_counts(frame: pl.DataFrame, dims: Sequence[str] | None = None) -> CountsTable:
+def encode_counts(
+    frame: pl.DataFrame, dims: Sequence[str] | None = None, *, grain: timedelta | None = None
+) -> CountsTable:
     """Check a counts frame and encode it (see the module docstring).
+
+    ``grain`` is the bucket length when the caller knows it (default: the
+    smallest gap between two times).
 
     Raises
     ------
@@ -133,10 +138,11 @@ def encode_counts(frame: pl.DataFrame, dims: Sequence[str] | None = None) -> Cou
     first, last = _utc(times.min()), _utc(times.max())  # type: ignore[arg-type]
     distinct = np.unique(times.dt.epoch("us").to_numpy())
     gaps = np.diff(distinct)
-    grain = timedelta(microseconds=int(gaps.min())) if gaps.size else timedelta(hours=1)
+    if grain is None:
+        grain = timedelta(microseconds=int(gaps.min())) if gaps.size else timedelta(hours=1)
     step = grain // timedelta(microseconds=1)
     offsets = times.dt.epoch("us").to_numpy() - distinct[0]
-    if gaps.size and np.any(offsets % step):
+    if np.any(offsets % step):
         raise QueryError(
             f"the times in t are not on one grid (steps of {grain}): each row's t must be "
             "the start of its bucket"
