@@ -216,3 +216,17 @@ def test_bad_input_says_what_to_do(change, at, message):
     frame = counts([], minutes=80)
     with pytest.raises(QueryError, match=message):
         explain_counts(change(frame), at=at)
+
+
+@pytest.mark.parametrize("cards", [(3, 4, 5), (2000, 2000, 3000)])
+def test_leaf_ids_match_a_sort_whichever_way_they_are_counted(cards):
+    from forensics.explain.leaves import leaf_ids
+
+    rng = np.random.default_rng(0)
+    codes = np.column_stack([rng.integers(c, size=500) for c in cards]).astype(np.int32)
+    ids, first = leaf_ids(codes, cards)
+    _, expected_first, expected_ids = np.unique(
+        codes, axis=0, return_index=True, return_inverse=True
+    )
+    assert ids.tolist() == expected_ids.ravel().tolist()
+    assert first.tolist() == expected_first.tolist()

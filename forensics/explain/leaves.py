@@ -36,6 +36,13 @@ __all__ = ["Leaves", "leaf_ids", "moment_leaves"]
 KEY_LIMIT = 2**62
 """Mixed-radix leaf keys are re-densified before they would pass this."""
 
+DENSE_KEYS_PER_ROW = 4
+"""Leaf ids come from a count per possible key (no sort) when there are at most this many
+possible keys per row..."""
+
+DENSE_KEYS_MIN = 1 << 20
+"""...or at most this many."""
+
 
 @dataclass(frozen=True)
 class Leaves:
@@ -78,7 +85,16 @@ class Leaves:
 
 
 def leaf_ids(codes: np.ndarray, cardinalities: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Dense leaf ids of rows of codes, and the row of the first occurrence of each id."""
+    """Dense leaf ids of rows of codes, and the row of the first occurrence of each id.
+
+    Ids follow the order of the mixed-radix keys (as ``np.unique`` numbers them).
+
+    Examples
+    --------
+    >>> ids, first = leaf_ids(np.array([[1, 0], [0, 2], [1, 0], [0, 1]]), (2, 3))
+    >>> ids.tolist(), first.tolist()
+    ([2, 1, 2, 0], [3, 1, 0])
+    """
     key = np.zeros(codes.shape[0], dtype=np.int64)
     bound = 1
     for d, size in enumerate(cardinalities):
@@ -88,6 +104,15 @@ def leaf_ids(codes: np.ndarray, cardinalities: tuple[int, ...]) -> tuple[np.ndar
             bound = int(key.max()) + 1 if key.size else 1
         key = key * size + codes[:, d]
         bound *= size
+    if bound <= max(DENSE_KEYS_PER_ROW * len(key), DENSE_KEYS_MIN):
+        # Few possible keys: a count per key instead of a sort (same ids, same order).
+        present = np.bincount(key, minlength=bound) > 0
+        dense = np.cumsum(present) - 1
+        ids = dense[key]
+        first = np.empty(int(present.sum()), dtype=np.int64)
+        rows = np.arange(len(key), dtype=np.int64)
+        first[ids[::-1]] = rows[::-1]  # the last write is the first occurrence
+        return ids, first
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     return inverse.ravel(), first
 
