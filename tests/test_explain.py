@@ -230,3 +230,13 @@ def test_leaf_ids_match_a_sort_whichever_way_they_are_counted(cards):
     )
     assert ids.tolist() == expected_ids.ravel().tolist()
     assert first.tolist() == expected_first.tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_at_least_five_candidates_when_few_slices_are_anomalous(seed):
+    # thin traffic, one raised slice: few anomalous elements, the first candidate among
+    # them; the list is topped up to five without counting the first twice
+    frame = counts([({"region": "us", "pool": "p3"}, 10.0, ONSET)], volume=3.0, seed=seed)
+    result = explain_counts(frame, at=AT)
+    assert len(result.items) >= 5
+    assert len({c.description for c in result.items}) == len(result.items)

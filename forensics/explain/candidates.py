@@ -98,13 +98,14 @@ def rank_candidates(
     )
     for element in singles:
         roles.setdefault((element,), "other")
+    roles.pop(first, None)  # before topping up: the first must not count among the others
     if len(roles) + 1 < params.candidates:
         spare = sorted((el for el in lattice.stats if el), key=lambda el: -lattice.of(el).llr)
         for element in spare:
             if len(roles) + 1 >= params.candidates:
                 break
-            roles.setdefault((element,), "other")
-    roles.pop(first, None)
+            if (element,) != first:
+                roles.setdefault((element,), "other")
     total = float((leaves.k - leaves.e).sum())
     score: dict[Elements, float] = {
         key: sum(lattice.of(el).llr for el in key) for key in [first, *roles]
