@@ -174,3 +174,26 @@ def test_cli_explain_bad_input_exits_2(request_db, args, message):
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_numeric_dimension_reads_as_a_range(tmp_path):
+    frame = request_rows(minutes=80, per_minute=250, seed=2)
+    rng = np.random.default_rng(5)
+    batch = rng.integers(1, 128, frame.height)
+    minute = ((frame["ts"] - T0).dt.total_seconds() // 60).to_numpy()
+    raised = (minute >= ONSET) & (batch >= 32) & (batch < 64) & (rng.random(frame.height) < 0.3)
+    frame = frame.with_columns(
+        batch_size=pl.Series(batch),
+        eval_score=pl.when(pl.Series(raised)).then(0.1).otherwise(pl.col("eval_score")),
+    )
+    db = _db(tmp_path, frame, "numeric")
+    with forensics.open(db, read_only=True) as wb:
+        result = wb.explain(AT, signal="low_eval")
+    # request_rows raises gpu & p2 too: two causes at once, one candidate with both
+    elements = sorted(result.items[0].elements, key=lambda e: list(e))
+    assert elements == [
+        {"batch_size": {"gte": 32.0, "lt": 64.0}},
+        {"platform": "gpu", "routing_pool": "p2"},
+    ]
+    assert "batch_size >= 32 & batch_size < 64" in result.describe()
+    assert "of 1 minute before" in result.describe()

@@ -197,5 +197,5 @@ def _grain(grain: timedelta) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0:
             count = seconds // size
-            return f"{count} {unit}s" if count > 1 else unit
+            return f"{count} {unit}s" if count > 1 else f"1 {unit}"
     return f"{seconds} s"
