@@ -240,3 +240,15 @@ def test_at_least_five_candidates_when_few_slices_are_anomalous(seed):
     result = explain_counts(frame, at=AT)
     assert len(result.items) >= 5
     assert len({c.description for c in result.items}) == len(result.items)
+
+
+def test_the_moment_is_the_same_when_slices_are_scanned_in_groups(monkeypatch):
+    from forensics.explain import moment
+    from forensics.explain.table import encode_counts
+
+    table = encode_counts(counts([({"region": "us", "pool": "p3"}, 5.0, ONSET)]))
+    whole = moment.find_moment(table, ExplainParams())
+    monkeypatch.setattr(moment, "SCAN_CELLS", 200)  # two slices of 90 buckets per group
+    grouped = moment.find_moment(table, ExplainParams())
+    assert grouped == whole
+    assert whole.slice

@@ -35,6 +35,10 @@ __all__ = ["Moment", "find_moment"]
 SCAN_DEPTH = 2
 """Slices of at most this many conditions are scanned for the moment."""
 
+SCAN_CELLS = 2_000_000
+"""Slices of a cuboid are scanned in groups of at most this many slice x bucket cells
+(memory: about ten float arrays of that size at once)."""
+
 CHI2_MEDIAN = 0.4549364231195724
 """Median of a chi-square with one degree of freedom."""
 
@@ -87,26 +91,50 @@ def find_moment(table: CountsTable, params: ExplainParams) -> Moment:
         else:
             ids, first_row = np.zeros(len(table.n), dtype=np.int64), np.zeros(1, dtype=np.int64)
         slices = len(first_row)
-        cell = ids * count + table.bucket
-        n = np.bincount(cell, weights=table.n, minlength=slices * count).reshape(slices, count)
-        k = np.bincount(cell, weights=table.k, minlength=slices * count).reshape(slices, count)
-        cn = np.concatenate([np.zeros((slices, 1)), np.cumsum(n, axis=1)], axis=1)
-        ck = np.concatenate([np.zeros((slices, 1)), np.cumsum(k, axis=1)], axis=1)
-        n_past, k_past = _windows(cn, past_lo, b), _windows(ck, past_lo, b)
-        n_ahead, k_ahead = _windows(cn, b, ahead), _windows(ck, b, ahead)
-        evidence = two_sample_llr(k_ahead, n_ahead, k_past, n_past) / _dispersion(n, k)[:, None]
-        evidence[:, :first] = -1.0
-        top = evidence.argmax(axis=0)
-        value = evidence[top, b]
-        better = value > best
-        best = np.where(better, value, best)
-        for i in np.nonzero(better)[0]:
-            row = first_row[top[i]]
-            best_slice[i] = tuple((d, int(table.codes[row, d])) for d in cuboid)
+        step = max(1, SCAN_CELLS // max(count, 1))
+        for lo in range(0, slices, step):
+            hi = min(slices, lo + step)
+            rows: np.ndarray | slice = (
+                (ids >= lo) & (ids < hi) if (lo, hi) != (0, slices) else slice(None)
+            )
+            evidence = _evidence(
+                ids[rows] - lo, table.bucket[rows], table.n[rows], table.k[rows], hi - lo,
+                count, past_lo, ahead, b,
+            )  # fmt: skip
+            evidence[:, :first] = -1.0
+            top = evidence.argmax(axis=0)
+            value = evidence[top, b]
+            better = value > best
+            best = np.where(better, value, best)
+            for i in np.nonzero(better)[0]:
+                row = first_row[lo + top[i]]
+                best_slice[i] = tuple((d, int(table.codes[row, d])) for d in cuboid)
     peak = int(best.argmax())
     where = best_slice[peak]
     onset = _onset(table, where, peak, params)
     return Moment(onset=onset, peak=peak, evidence=float(best[peak]), slice=where)
+
+
+def _evidence(
+    ids: np.ndarray,
+    bucket: np.ndarray,
+    n_rows: np.ndarray,
+    k_rows: np.ndarray,
+    slices: int,
+    count: int,
+    past_lo: np.ndarray,
+    ahead: np.ndarray,
+    b: np.ndarray,
+) -> np.ndarray:
+    """Slices x buckets: the evidence of the window from each bucket on against its past."""
+    cell = ids * count + bucket
+    n = np.bincount(cell, weights=n_rows, minlength=slices * count).reshape(slices, count)
+    k = np.bincount(cell, weights=k_rows, minlength=slices * count).reshape(slices, count)
+    cn = np.concatenate([np.zeros((slices, 1)), np.cumsum(n, axis=1)], axis=1)
+    ck = np.concatenate([np.zeros((slices, 1)), np.cumsum(k, axis=1)], axis=1)
+    n_past, k_past = _windows(cn, past_lo, b), _windows(ck, past_lo, b)
+    n_ahead, k_ahead = _windows(cn, b, ahead), _windows(ck, b, ahead)
+    return two_sample_llr(k_ahead, n_ahead, k_past, n_past) / _dispersion(n, k)[:, None]
 
 
 def _dispersion(n: np.ndarray, k: np.ndarray) -> np.ndarray:
