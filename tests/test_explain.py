@@ -252,3 +252,16 @@ def test_the_moment_is_the_same_when_slices_are_scanned_in_groups(monkeypatch):
     grouped = moment.find_moment(table, ExplainParams())
     assert grouped == whole
     assert whole.slice
+
+
+def test_a_much_smaller_second_cause_gets_a_place():
+    # eu fails hard; us & p3 & cli fails too, with under 2% of the excess (min_share):
+    # not in the first candidate, but the first with it is among the five
+    lifts = [
+        ({"region": "eu"}, 8.0, ONSET),
+        ({"region": "us", "pool": "p3", "client": "cli"}, 4.0, ONSET),
+    ]
+    result = explain_counts(counts(lifts, volume=600.0), at=AT)
+    assert result.items[0].elements == ({"region": "eu"},)
+    small = {"region": "us", "pool": "p3", "client": "cli"}
+    assert any(small in c.elements for c in result.items), result.describe()

@@ -11,7 +11,11 @@ After the first candidate (``granularity.choose``) come, as whole sets:
 
 They are ordered by score, except that a candidate comes after every
 candidate coarser than it (each of its elements lies inside one of the
-other's, and the two differ): coarse first. Every number is measured over
+other's, and the two differ): coarse first. Then the last ``other`` places
+from the fourth on (at most ``WIDER_SLOTS``) go to the first candidate plus
+one more anomalous element disjoint from it (``wider``): a second cause much
+smaller than the first is not chosen (under ``min_share`` of the excess) and
+the first's own raised parts fill the list. Every number is measured over
 the whole traffic at the moment.
 """
 
@@ -115,6 +119,9 @@ def rank_candidates(
     pool = nested + alone[: max(params.candidates * 2 - len(nested), 0)]
     ordered = _coarse_first(sorted(pool, key=lambda key: -score[key]))
     keys = [first, *ordered][: max(params.candidates, 1)]
+    keys = _with_another(keys, first, lattice, roles, params)
+    for key in keys:
+        score.setdefault(key, sum(lattice.of(el).llr for el in key))
     out = []
     for key in keys:
         st = lattice.union(key)
@@ -141,6 +148,46 @@ def rank_candidates(
             )
         )
     return tuple(out)
+
+
+WIDER_SLOTS = 2
+"""At most this many of the last places go to the first candidate with one more element."""
+
+
+def _disjoint(a: Element, b: Element) -> bool:
+    """Whether no request lies in both: they name one column with different values."""
+    values = dict(a)
+    return any(d in values and values[d] != code for d, code in b)
+
+
+def _with_another(
+    keys: list[Elements],
+    first: Elements,
+    lattice: Lattice,
+    roles: dict[Elements, str],
+    params: ExplainParams,
+) -> list[Elements]:
+    """The list with its last ``other`` places (from the fourth on) given to wider sets.
+
+    Each wider set is ``first`` plus one of the anomalous elements disjoint from it
+    with the most evidence. A second cause much smaller than the first is not chosen (it holds less than
+    ``min_share`` of the excess), and every other place goes to the first's nested
+    alternatives and its own raised parts; this gives the smaller cause a place.
+    """
+    if not all(first):
+        return keys
+    extra = sorted(
+        (el for el in lattice.anomalous_elements() if all(_disjoint(el, c) for c in first)),
+        key=lambda el: -lattice.of(el).llr,
+    )
+    wider = [_key((*first, el)) for el in extra[:WIDER_SLOTS]]
+    wider = [key for key in wider if key not in keys]
+    places = [i for i in range(len(keys) - 1, 2, -1) if roles.get(keys[i]) == "other"]
+    out = list(keys)
+    for i, key in zip(sorted(places[: len(wider)]), wider, strict=False):
+        out[i] = key
+        roles[key] = "wider"
+    return out
 
 
 def _fallback(lattice: Lattice) -> Elements:

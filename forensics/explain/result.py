@@ -81,7 +81,7 @@ class Candidate:
     expected: float
     """...expected by the baseline."""
     role: str
-    """``explanation`` (the first), ``coarser``/``finer`` (a nested alternative), ``other``."""
+    """``explanation``, ``coarser``/``finer`` (nested), ``wider`` (one more element), ``other``."""
 
     @property
     def description(self) -> str:
