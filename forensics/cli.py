@@ -381,6 +381,70 @@ def signatures(
         click.echo(f"wrote {json_out}")
 
 
+@main.command()
+@click.option(
+    "--at",
+    default=None,
+    help="The moment to explain (ISO-8601, e.g. 2025-08-29T14:32Z); default: the most "
+    "anomalous moment, found from the data.",
+)
+@click.option("--signal", default="degraded", show_default=True, help="The signal explained.")
+@click.option(
+    "--baseline",
+    type=int,
+    default=None,
+    help="Buckets of recent past each slice is compared with (default 60).",
+)
+@click.option(
+    "--grain",
+    type=click.Choice(["minute", "5min", "15min", "hour", "day"]),
+    default=None,
+    help="Bucket length (default: from the data's timestamps).",
+)
+@click.option(
+    "--dim", "dims", multiple=True, help="Explain by this dimension (repeat; default: all)."
+)
+@click.option(
+    "--count",
+    "weight",
+    default=None,
+    help="Column holding how many requests each row stands for (counted rows).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@_db_option
+@_fail_cleanly
+def explain(
+    at: str | None,
+    signal: str,
+    baseline: int | None,
+    grain: str | None,
+    dims: tuple[str, ...],
+    weight: str | None,
+    as_json: bool,
+    db: Path | None,
+) -> None:
+    """Explain a moment: which slices explain the anomaly, ranked, coarse first.
+
+    Each slice is compared with its own recent past and with the rest of the
+    traffic at that moment. With --json, prints {"at", "signal", "candidates":
+    [{"elements": [{column: value or {"gte": x, "lt": y}}, ...], "share",
+    "rate", "baseline_rate", "ci": [lo, hi], "score"}, ...]}: a candidate's
+    elements fail together; each element is one conjunction.
+    """
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db), read_only=True) as wb:
+        found = wb.explain(
+            at,
+            signal=signal,
+            baseline=baseline,
+            dims=list(dims) or None,
+            grain=grain,
+            weight=weight,
+        )
+    click.echo(found.to_json() if as_json else found.describe())
+
+
 def _signature_block(sig: Any) -> str:
     from forensics.stats import format_p_value
 

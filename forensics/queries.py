@@ -74,6 +74,7 @@ __all__ = [
     "Cube",
     "Dimension",
     "Grain",
+    "TimeGrid",
     "Where",
     "bucket_label",
     "bucket_range",
@@ -93,6 +94,7 @@ __all__ = [
     "event_sources",
     "groupable_columns",
     "ingested_files",
+    "moment_counts",
     "overlap_counts",
     "power_of_two_edges",
     "refresh_cubes",
@@ -102,6 +104,7 @@ __all__ = [
     "slice_counts",
     "stored_path",
     "table_counts",
+    "time_grid",
     "time_range",
     "user_sequences",
     "where_sql",
@@ -1385,6 +1388,110 @@ def time_range(db: Database) -> tuple[datetime | None, datetime | None]:
         return first.astimezone(UTC), last.astimezone(UTC)
 
     return db.memo(("time_range",), lookup)
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """How the request times lie: their span, volume, and the coarsest grid they sit on."""
+
+    first: datetime
+    """First request time (UTC)."""
+    last: datetime
+    """Last request time (UTC)."""
+    requests: int
+    """Requests (rows, or the sum of the count column)."""
+    aligned_us: int
+    """The largest of the ``units_us`` asked that divides every time (0: none does)."""
+
+
+def time_grid(db: Database, *, units_us: Sequence[int], weight: str | None = None) -> TimeGrid:
+    """Span, volume and alignment of ``requests.ts`` in one pass.
+
+    ``weight`` names a column holding how many requests a row stands for (rows
+    count one each without it). Raises ``QueryError`` when there are no requests.
+    """
+    if "requests" not in db.tables():
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    amount = "count(*)" if weight is None else f"coalesce(sum({_weight_column(db, weight)}), 0)"
+    misses = [
+        f"count(*) FILTER (WHERE epoch_us(ts) % {int(u)} <> 0) AS miss_{i}"
+        for i, u in enumerate(units_us)
+    ]
+    row = db.execute(f"SELECT min(ts), max(ts), {amount}, {', '.join(misses)} FROM requests")[0]
+    if row[0] is None:
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    aligned = [int(u) for u, miss in zip(units_us, row[3:], strict=True) if miss == 0]
+    return TimeGrid(
+        first=row[0].astimezone(UTC),
+        last=row[1].astimezone(UTC),
+        requests=int(row[2]),
+        aligned_us=max(aligned, default=0),
+    )
+
+
+def _weight_column(db: Database, weight: str) -> str:
+    """The quoted count column, checked to exist and hold numbers."""
+    columns = db.columns("requests")
+    if weight not in columns:
+        raise UnknownNameError.for_name("count column", weight, columns)
+    if not _is_numeric_type(columns[weight]):
+        raise QueryError(
+            f"count column {weight!r} holds {columns[weight]}, not numbers; name the column "
+            "that says how many requests a row stands for"
+        )
+    return quote_identifier(weight)
+
+
+def moment_counts(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[Dimension],
+    grain_us: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    weight: str | None = None,
+) -> pl.DataFrame:
+    """Requests (``n``) and those showing ``signal`` (``k``) per time bucket and slice.
+
+    Reads the raw ``requests`` (cubes hold hours; an explanation works at the data's
+    own grain). A boolean signal counts the rows where it is defined and true; with
+    ``weight``, each row counts as that many requests. A signal held as a number is
+    already a count of requests showing it (then ``n`` is the sum of ``weight``).
+    Numeric dimensions enter as buckets (their lower edge).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``t`` (bucket start, UTC), one column per dimension, ``n``, ``k`` (Int64).
+    """
+    check_signal(db, signal)
+    columns = db.columns("requests")
+    q = quote_identifier(signal)
+    w = "1" if weight is None else _weight_column(db, weight)
+    if columns[signal].upper() == "BOOLEAN":
+        n = f"sum({w}) FILTER (WHERE {q} IS NOT NULL)"
+        k = f"sum({w}) FILTER (WHERE {q})"
+    else:
+        n = f"sum({w}) FILTER (WHERE {q} IS NOT NULL)"
+        k = f"sum({q})"
+    params: dict[str, Any] = {"grain": int(grain_us)}
+    conditions = ["TRUE"]
+    if start is not None:
+        conditions.append("ts >= $start")
+        params["start"] = start
+    if end is not None:
+        conditions.append("ts < $end")
+        params["end"] = end
+    keys = [_key_sql(d) for d in dims]
+    sql = (
+        f"SELECT make_timestamptz(epoch_us(ts) // $grain * $grain) AS t, "
+        f"{''.join(key + ', ' for key in keys)}"
+        f"CAST(coalesce({n}, 0) AS BIGINT) AS n, CAST(coalesce({k}, 0) AS BIGINT) AS k "
+        f"FROM requests WHERE {' AND '.join(conditions)} GROUP BY ALL HAVING n > 0"
+    )
+    frame = db.frame(sql, params)
+    return frame.with_columns(pl.col("t").dt.convert_time_zone("UTC"))
 
 
 def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:

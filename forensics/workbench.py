@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
 from forensics.db import Database, Tracer
 from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
+from forensics.explain import ExplainParams, Explanation
+from forensics.explain.database import explain_moment
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
 from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.roles import column_roles
@@ -250,6 +253,42 @@ class Workbench:
         ``for sig in wb.signatures(): print(sig.describe())``
         """
         return find_signatures(self.db, signals=signals, params=params, progress=progress)
+
+    def explain(
+        self,
+        at: str | datetime | None = None,
+        *,
+        signal: str = "degraded",
+        baseline: int | None = None,
+        dims: Sequence[str] | None = None,
+        grain: str | timedelta | None = None,
+        weight: str | None = None,
+        params: ExplainParams | None = None,
+    ) -> Explanation:
+        """Which slices explain the anomaly at a moment, ranked, coarse first.
+
+        Each slice is compared with its own recent past (``baseline`` buckets,
+        60 by default) and with the rest of the traffic at that moment; with no
+        ``at``, the most anomalous moment is found first. The grain follows the
+        data (minutes when the times are minutes); ``weight`` names a column
+        saying how many requests a row stands for. See ``forensics.explain``.
+
+        Examples
+        --------
+        ``wb.explain("2025-08-29T14:32Z", signal="low_eval").candidates`` returns
+        ``rank, candidate, elements, share, rate, baseline_rate, ci_low, ci_high,
+        score, ...``; ``.to_json()`` is what ``forensics explain --json`` writes.
+        """
+        return explain_moment(
+            self.db,
+            at=at,
+            signal=signal,
+            baseline=baseline,
+            dims=dims,
+            grain=grain,
+            weight=weight,
+            params=params,
+        )
 
     def root_causes(
         self,
