@@ -27,7 +27,7 @@ FORMAT = "forensics-counted-incident/1"
 
 
 def iso(t: datetime) -> str:
-    """``2025-03-01T14:32:00Z``."""
+    """``YYYY-MM-DDTHH:MM:SSZ``."""
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
