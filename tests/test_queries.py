@@ -721,3 +721,55 @@ def test_value_counts_from_the_cube_equal_the_raw_scan(tiny, where):
         )
         expected = counts_by(tiny.db, by=[dim], signal="degraded", where=others)
         assert fast.filter(pl.col("dimension") == dim)["requests"].sum() == expected["n"].sum()
+
+
+def test_counts_in_subsets_can_read_only_the_true_rows_where_no_cube_answers(tiny):
+    day2 = Where.parse({"ts": ("2025-08-02", "2025-08-03")})
+    sets = {"d2": queries.Subset(within=(day2,)), "rest": queries.Subset(without=(day2,))}
+    dims = ["model", "prompt_tokens"]  # prompt_tokens: in the cube as buckets
+    full = queries.counts_in_subsets(tiny.db, dims=dims, signal="argmax_violation", subsets=sets)
+    raw = queries.counts_in_subsets(
+        tiny.db,
+        dims=dims,
+        signal="argmax_violation",
+        subsets=sets,
+        use_cubes=False,
+        raw_true_only=True,
+    )
+    cubed = queries.counts_in_subsets(
+        tiny.db, dims=dims, signal="argmax_violation", subsets=sets, raw_true_only=True
+    )
+    assert cubed.equals(full)  # a cube answered: nothing changes
+    assert raw["n_d2"].null_count() == raw.height
+    nonzero = full.filter((pl.col("k_d2") > 0) | (pl.col("k_rest") > 0))
+    assert raw.select("dimension", "model", "prompt_tokens", "k_d2", "k_rest").equals(
+        nonzero.select("dimension", "model", "prompt_tokens", "k_d2", "k_rest")
+    )
+
+
+def test_counts_in_subsets_with_a_source_that_finds_nothing(tiny):
+    """Only true rows are read where no cube answers; none may be true there."""
+    nothing = Where.parse({"model": ["no-such-model"]})
+    sets = {"a": queries.Subset(within=(nothing,)), "b": queries.Subset(within=(nothing,))}
+    frame = queries.counts_in_subsets(
+        tiny.db,
+        dims=["model", "prompt_tokens"],
+        signal="argmax_violation",
+        subsets=sets,
+        use_cubes=False,
+        raw_true_only=True,
+    )
+    assert frame.height == 0
+    assert frame.columns[:3] == ["dimension", "model", "prompt_tokens"]
+    # model a on gpu: rows 2 and 8, no violation; the cube answers model, the raw rows
+    # (true ones only) max_token_rank, an outcome no cube holds, and find none
+    some = Where.parse({"model": ["a"], "platform": ["gpu"]})
+    mixed = queries.counts_in_subsets(
+        tiny.db,
+        dims=["model", "max_token_rank"],
+        signal="argmax_violation",
+        subsets={"a": queries.Subset(within=(some,))},
+        raw_true_only=True,
+    )
+    assert mixed.columns[:3] == ["dimension", "model", "max_token_rank"]
+    assert mixed.rows() == [("model", "a", None, 1, 0)]
