@@ -351,17 +351,24 @@ def _inline(frame: pl.DataFrame, *, dates: Sequence[str] = (), numbers: Sequence
 def _time_axis(start: datetime | None, end: datetime | None, *, title: str | None = None) -> Any:
     span = (end - start) if start and end else timedelta(days=30)
     fmt = "%b %d" if span > timedelta(days=3) else "%b %d %H:%M"
+    # a tick a day when days are few: ten ticks over four days would repeat each date
+    ticks: Any = "day" if timedelta(days=3) < span <= timedelta(days=10) else 10
     return alt.Axis(
-        format=fmt, labelAngle=0, labelOverlap=True, title=title, grid=False, tickCount=10
+        format=fmt, labelAngle=0, labelOverlap=True, title=title, grid=False, tickCount=ticks
     )
 
 
 def _time_scale(start: datetime | None, end: datetime | None) -> Any:
+    """A UTC scale over [start, end].
+
+    Given as ``domainMin``/``domainMax``: a ``domain`` on a channel with ``x2`` makes
+    Vega-Lite warn about two conflicting domains in the browser's console.
+    """
     if start is None or end is None:
         return alt.Scale(type="utc")
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    domain = [(t - epoch) // timedelta(milliseconds=1) for t in (start, end)]
-    return alt.Scale(type="utc", domain=domain)
+    low, high = ((t - epoch) // timedelta(milliseconds=1) for t in (start, end))
+    return alt.Scale(type="utc", domainMin=low, domainMax=high)
 
 
 def _title(text: str, subtitle: str | Sequence[str] | None = None) -> Any:
@@ -571,9 +578,10 @@ def timeline_chart(
     )
     x = alt.X("ts:T", scale=_time_scale(start, end), axis=_time_axis(start, end))
     y_axis = alt.Axis(format=_rate_format(max_rate), title=f"{signal} rate", grid=True)
-    base = alt.Chart(
+    plain = alt.Chart(
         _inline(data, dates=["ts"], numbers=["n", "k", "rate", "band_low", "band_high"])
-    ).encode(x=x, color=color)
+    ).encode(x=x)
+    base = plain.encode(color=color)
     tooltip = [
         alt.Tooltip("group:N", title=" / ".join(by) or "requests"),
         alt.Tooltip("when:N", title="time"),
@@ -582,13 +590,13 @@ def timeline_chart(
         alt.Tooltip("n:Q", title="requests", format=","),
     ]
     y_scale = alt.Scale(domain=[0, max_rate], nice=True)
-    band = base.mark_area(
+    # the band has a fill and no colour: both would make Vega-Lite warn and drop one
+    band = plain.mark_area(
         opacity=0.16, clip=True, interpolate="step-after" if grain == "hour" else "linear"
     )
     band = band.encode(
         y=alt.Y("band_low:Q", axis=y_axis, scale=y_scale),
         y2=alt.Y2("band_high"),
-        color=alt.ColorValue(None),
         fill=alt.Fill("group:N", scale=alt.Scale(domain=domain, range=color_range), legend=legend),
     )
     line = base.mark_line(
@@ -600,16 +608,15 @@ def timeline_chart(
         # line.add_params(): Altair then has no sub-chart params to gather and copy.
         line = line.properties(name=_LINE_VIEW)
         params.append(_brush(SELECTION, ["x"], _LINE_VIEW, opacity=0.12, stroke="#4c78a8"))
-        if by:
-            # a click on a legend value: the dashboard adds it to the filters
-            params.append(
-                alt.TopLevelSelectionParameter(
-                    name=PICK,
-                    select=alt.PointSelectionConfig(type="point", fields=["group"]),
-                    bind="legend",
-                    views=[_LINE_VIEW],
-                )
+        # a click on a legend value (grouped; else on the line): the dashboard filters on it
+        params.append(
+            alt.TopLevelSelectionParameter(
+                name=PICK,
+                select=alt.PointSelectionConfig(type="point", fields=["group"]),
+                bind="legend" if by else alt.Undefined,
+                views=[_LINE_VIEW],
             )
+        )
     layers: list[Any] = []
     if highlight is not None:
         window = _window_frame(highlight, end)
@@ -1234,14 +1241,18 @@ def volume_chart(
         )
     )
     params: list[Any] = []
-    if selection and by:
+    if selection:
         bars = bars.properties(name=_VOLUME_VIEW)
         params = _click_params(["group"], views=[_VOLUME_VIEW])
     what = f"Requests per {grain}" + (f" by {name}" if by else "")
     subtitle = [
         f"{describe_where(where)} · {describe_window(start, end)} · requests where {signal} "
         "is defined, stacked"
-        + (" · click a bar to filter to its group, shift-click to exclude it" if params else "")
+        + (
+            " · click a bar to filter to its group, shift-click to exclude it"
+            if by and params
+            else ""
+        )
     ]
     return _layered(
         [bars],
@@ -1405,9 +1416,9 @@ def contrast_chart(
     subtitle = [
         f"selection: {selection}",
         f"baseline: {baseline}",
-        "bars: each side's share of its own "
-        f"{signal} requests (a side sums to 100%) · dimensions that differ significantly "
-        "first (chi-square, BH-adjusted p), then by how far apart (total variation distance)"
+        f"bars: each side's share of its own {signal} requests (a side sums to 100%) · "
+        "dimensions that differ significantly first (chi-square, BH-adjusted p),",
+        "then by how far apart (total variation distance)"
         + (" · click a bar to filter to its value, shift-click to exclude it" if click else ""),
     ]
     return alt.FacetChart(

@@ -241,6 +241,7 @@ class Filters(Panel):
             ),
         )
         self.accordion.selected_index = None  # collapsed: the charts come first
+        self.accordion.add_class("forensics-filters")
         self.accordion.observe(lambda _c: self._opened(), names="selected_index")
         self.widget = self.accordion
         self._frame: Frame | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import json
 from typing import Any
 
 import ipywidgets as widgets
@@ -41,8 +42,9 @@ class Headline(Panel):
         rates = self.data.timeline(state).rates
         totals = rates.select(pl.col("n").sum(), pl.col("k").sum())
         overall = stats.rate_table(totals).row(0, named=True)
+        where = html.escape(json.dumps(frame.where, sort_keys=True, default=str), quote=True)
         self.view.value = (
-            "<div class='fx-head'>"
+            f"<div class='fx-head forensics-headline' data-where='{where}'>"
             f"<span class='fx-rate forensics-rate'>{pct(overall['rate'])}</span>"
             f"<span class='fx-ci'>{html.escape(state.signal)} · 95% CI "
             f"[{pct(overall['ci_low'])} – {pct(overall['ci_high'])}]</span>"

@@ -81,10 +81,24 @@ def unvalidated() -> Iterator[None]:
 
 
 def draw(view: alt.JupyterChart, chart: Any) -> None:
-    """Send a chart to its widget as an unvalidated Vega-Lite dict, styled."""
+    """Send a chart to its widget as an unvalidated Vega-Lite dict, styled.
+
+    The widget's JavaScript listens to every selection registered with it, and
+    a specification without one of them throws in the page ("Unrecognized
+    signal name"). The builders declare them; a chart made of one mark (a
+    message saying why a panel is empty) gets them here, as point selections
+    nothing reads.
+    """
     with unvalidated():
         spec = chart.to_dict(validate=False)
     spec["config"] = charts.CONFIG
+    declared = {p.get("name") for p in spec.get("params", [])}
+    missing = [name for name in view._selection_types if name not in declared]
+    if missing and "mark" in spec:
+        spec["params"] = [
+            *spec.get("params", []),
+            *({"name": n, "select": "point"} for n in missing),
+        ]
     view.spec = spec
 
 

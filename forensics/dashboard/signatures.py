@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import json
 import threading
 import time
 from concurrent.futures import Future
@@ -86,6 +87,7 @@ class Signatures(Panel):
             "<span class='fx-muted'>The search takes seconds; press the button.</span>"
         )
         self.picker = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="100%"))
+        self.picker.add_class("forensics-signature-picker")
         self.symptoms = widgets.HTML()
         """The chosen signature: its slice, thresholds, window and symptoms."""
         self.search: Future[list[Signature]] | None = None
@@ -231,8 +233,10 @@ class Signatures(Panel):
             f"<td>{'elevated' if r.elevated else ''}</td></tr>"
             for r in s.symptoms
         )
+        predicate = html.escape(json.dumps(s.predicate, sort_keys=True, default=str), quote=True)
         self.symptoms.value = (
-            f"<div class='fx-section forensics-chosen'>{html.escape(s.id)}: "
+            f"<div class='fx-section forensics-chosen' data-predicate='{predicate}'>"
+            f"{html.escape(s.id)}: "
             f"{html.escape(describe_predicate(s.predicate, s.edge_ranges))} · "
             f"{s.start:%Y-%m-%d %H:%M} → {html.escape(end)} UTC</div>"
             f"<div class='fx-muted'>baseline: {html.escape(s.baseline)}</div>"
