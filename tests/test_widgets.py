@@ -13,6 +13,7 @@ from forensics import widgets
 from forensics.dashboard.data import signature_text
 from forensics.errors import ForensicsError
 from forensics.findings import View
+from forensics.rootcause import headline
 from forensics.signature import Signature, SymptomRate
 from forensics.simulate import simulate
 from tests.conftest import same_signatures
@@ -387,6 +388,14 @@ def test_find_signatures_lists_the_real_search_and_shows_its_progress(wb, dash, 
     assert any(f"{found[0].id}: " in v for v in progress)
     assert found[0].id in dash.signature_table.value
     assert f"{found[0].requests:,}" in dash.signature_table.value
+    # the root causes lead: the headline, then each cause with its signatures
+    causes = wb.root_causes(found)
+    table = dash.signature_table.value
+    assert headline(causes) in table
+    assert table.index(headline(causes)) < table.index("<table")
+    for cause in causes:
+        assert f"<b>{cause.id}</b> " in table
+        assert f": {', '.join(cause.signatures)} · shared: " in table
     assert not dash.find_button.disabled
     assert len(dash.signature_picker.options) == len(found) + 1
     dash.signature_picker.value = found[0].id

@@ -1,7 +1,10 @@
-"""The separate problems: the signature search and the signature chosen.
+"""The separate problems: the signature search, their root causes, the signature chosen.
 
-The search runs in the background when asked; a chosen signature is
-reproduced exactly (its thresholds, window, context, symptoms).
+The search runs in the background when asked; the signatures found are
+grouped into root causes (``rootcause.group_root_causes``: one change event at
+their onsets, agreeing symptoms, a shared slice value), listed above them with
+the evidence; a chosen signature is reproduced exactly (its thresholds,
+window, context, symptoms).
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from forensics import charts
 from forensics.db import Database
 from forensics.errors import ForensicsError
+from forensics.queries import event_rows
+from forensics.rootcause import RootCause, group_root_causes, headline
 from forensics.separation import find_signatures
 from forensics.signature import Signature, describe_predicate
 from forensics.stats import format_p_value
@@ -92,6 +98,8 @@ class Signatures(Panel):
         """The chosen signature: its slice, thresholds, window and symptoms."""
         self.search: Future[list[Signature]] | None = None
         """The running (or last) background search."""
+        self.causes: list[RootCause] = []
+        """The root causes of the signatures found (strongest first)."""
         self.find_button.on_click(lambda _b: self.start_search())
         self.picker.observe(self._on_pick, names="value")
         self.widget = widgets.VBox([self.find_button, self.table, self.picker, self.symptoms])
@@ -168,8 +176,9 @@ class Signatures(Panel):
             return []
         finally:
             self._searching(False)
+        self.causes = group_root_causes(found, event_rows(db))
         self.data.signatures = list(found)
-        self.table.value = self._table(time.perf_counter() - start)
+        self.table.value = self._causes() + self._table(time.perf_counter() - start)
         self.set_options()
         return self.data.signatures
 
@@ -181,6 +190,25 @@ class Signatures(Panel):
         self.picker.options = options
         self.picker.value = None
         self.picker.observe(self._on_pick, names="value")
+
+    def _causes(self) -> str:
+        """The root causes: the headline, then each with its signatures and why."""
+        if not self.causes:
+            return ""
+        items = []
+        for c in self.causes:
+            shared = charts.describe_where(c.shared) if c.shared else "no value all share"
+            why = "".join(f"<li>{html.escape(w)}</li>" for w in c.why)
+            items.append(
+                f"<li class='forensics-cause'><b>{html.escape(c.id)}</b> "
+                f"{html.escape(c.title)}: {html.escape(', '.join(c.signatures))} · "
+                f"shared: {html.escape(shared)}"
+                f"<details><summary>why</summary><ul>{why}</ul></details></li>"
+            )
+        return (
+            f"<div class='fx-section forensics-root-causes'><b>"
+            f"{html.escape(headline(self.causes))}</b><ul>{''.join(items)}</ul></div>"
+        )
 
     def _table(self, seconds: float) -> str:
         found = self.data.signatures
