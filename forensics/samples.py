@@ -34,7 +34,7 @@ from forensics.schema import quote_identifier
 from forensics.signals import SignalParams
 from forensics.signals.evidence import Span, failing_lines, foreign_runs, script_tokens_sql
 
-__all__ = ["EVIDENCE", "SAMPLE_SIZE", "evidence_html", "sample_requests"]
+__all__ = ["EVIDENCE", "SAMPLE_SIZE", "evidence_excerpt", "evidence_html", "sample_requests"]
 
 SAMPLE_SIZE = 20
 """Requests in a sample unless asked otherwise."""
@@ -160,6 +160,51 @@ def _evidence(row: Mapping[str, Any], params: SignalParams) -> list[dict[str, An
             }
         )
     return out
+
+
+EXCERPT_CHARS = 160
+"""Characters of a response kept around its evidence in a one-line excerpt."""
+
+
+def evidence_excerpt(
+    text: str | None,
+    evidence: Sequence[Mapping[str, Any]],
+    *,
+    signal: str | None = None,
+    chars: int = EXCERPT_CHARS,
+) -> str:
+    """One line of a response around its evidence: the span in « », details in [ ].
+
+    The first span of ``signal`` (else of any signal) is shown with about
+    ``chars`` characters around it; evidence outside the text (an argmax
+    rank) is given by its detail. Plain text: a renderer escapes it.
+
+    Examples
+    --------
+    >>> evidence_excerpt("fine then ข้อ ok", [{"signal": "script_mix", "start": 10,
+    ...     "end": 13, "detail": "Thai run of 3 letters"}], chars=8)
+    '…hen «ข้อ» ok [script_mix: Thai run of 3 letters]'
+    >>> evidence_excerpt(None, [{"signal": "argmax_violation", "start": None, "end": None,
+    ...     "detail": "sampled token rank 57"}])
+    '[argmax_violation: sampled token rank 57]'
+    """
+    spans = [e for e in evidence if signal is None or e["signal"] == signal] or list(evidence)
+    marked = next(
+        (e for e in spans if text and e["start"] is not None and e["end"] is not None), None
+    )
+    body = ""
+    if text and marked is not None:
+        start, end = int(marked["start"]), int(marked["end"])
+        left, right = max(0, start - chars // 2), min(len(text), end + chars // 2)
+        body = (
+            ("…" if left else "")
+            + f"{text[left:start]}«{text[start:end]}»{text[end:right]}"
+            + ("…" if right < len(text) else "")
+        )
+    elif text:
+        body = text[:chars] + ("…" if len(text) > chars else "")
+    details = [f"[{e['signal']}: {e['detail']}]" for e in spans[:2] if e.get("detail")]
+    return " ".join([" ".join(body.split()), *details]).strip()
 
 
 def evidence_html(text: str | None, evidence: Sequence[Mapping[str, Any]]) -> str:

@@ -1,8 +1,8 @@
 """Serving notebooks to Debian's headless Chromium: Voilà or JupyterLab on loopback, offline.
 
-Helpers of the browser tests (``tests/test_browser.py``), the dashboard
-benchmark (``bench/dashboard.py``) and the README's screenshots
-(``docs/screenshots.py``): start a server on a free loopback port with a token,
+Helpers of the browser tests (``tests/test_browser.py``, and the report's and
+notebooks' offline checks) and of the dashboard benchmark
+(``bench/dashboard.py``): start a server on a free loopback port with a token,
 open Chromium with every request that leaves the machine refused, collect what
 the page says in its console, and stop everything the server started.
 """
