@@ -74,6 +74,7 @@ __all__ = [
     "Cube",
     "Dimension",
     "Grain",
+    "Subset",
     "TimeGrid",
     "Where",
     "bucket_label",
@@ -82,6 +83,7 @@ __all__ = [
     "build_cube",
     "check_signal",
     "counts_by",
+    "counts_in_subsets",
     "counts_per_dimension",
     "cover_counts",
     "cubes",
@@ -107,6 +109,7 @@ __all__ = [
     "time_grid",
     "time_range",
     "user_sequences",
+    "value_counts",
     "where_sql",
 ]
 
@@ -1237,7 +1240,8 @@ def counts_per_dimension(
     for each dimension ``d`` and window, 0 where a value has no requests in a
     window, but each source (a cube, or ``requests``) is read once for every
     dimension and window it answers (``GROUP BY GROUPING SETS``), instead of
-    once per dimension and window. Windows may overlap.
+    once per dimension and window. Windows may overlap. ``counts_in_subsets``
+    counts in sets of requests of any shape.
 
     Parameters
     ----------
@@ -1270,24 +1274,125 @@ def counts_per_dimension(
     >>> counts_per_dimension(db, dims=["model"], signal="bad", windows=windows).rows()
     [('model', 'a', 1, 1, 1, 0), ('model', 'b', 0, 0, 1, 1)]
     """
+    where = where or Where()
+    scope = Where(where.values, where.ranges)
+    subsets = {}
+    for name, window in windows.items():
+        span = where.between(*window)
+        times = Where(start=span.start, end=span.end)
+        subsets[name] = Subset(within=(scope, times) if scope.columns else (times,))
+    return counts_in_subsets(db, dims=dims, signal=signal, subsets=subsets, use_cubes=use_cubes)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A set of requests: those meeting every filter of ``within`` and none of ``without``.
+
+    A selection (a signature's slice and window, a brushed region) and the
+    baseline it is compared with, e.g. everything else in the date range,
+    without the rows of other signatures:
+    ``Subset(within=(scope,), without=(selection, *others))``.
+
+    Examples
+    --------
+    >>> s = Subset(within=(Where.parse({"model": "a"}),), without=(Where.parse({"region": "eu"}),))
+    >>> sorted(s.columns)
+    ['model', 'region']
+    """
+
+    within: tuple[Where, ...] = ()
+    """Filters every request of the set meets (none: every request)."""
+    without: tuple[Where, ...] = ()
+    """Filters no request of the set meets (a request missing a value does not meet one)."""
+
+    @property
+    def columns(self) -> set[str]:
+        """Columns its filters touch (not counting ts)."""
+        return {c for w in (*self.within, *self.without) for c in w.columns}
+
+    @property
+    def times(self) -> list[datetime | None]:
+        """The time bounds its filters use."""
+        return [t for w in (*self.within, *self.without) for t in (w.start, w.end)]
+
+
+def _subsets_source_filter(subsets: Iterable[Subset]) -> Where:
+    """Every value and range condition of the subsets, for choosing a source that fits them."""
+    wheres = [w for s in subsets for w in (*s.within, *s.without)]
+    return Where(
+        tuple(v for w in wheres for v in w.values), tuple(r for w in wheres for r in w.ranges)
+    )
+
+
+def counts_in_subsets(
+    db: Database,
+    *,
+    dims: Sequence[str],
+    signal: str,
+    subsets: Mapping[str, Subset],
+    use_cubes: bool = True,
+    raw_true_only: bool = False,
+) -> pl.DataFrame:
+    """Count ``n`` and ``k`` per value of each dimension in several sets of requests at once.
+
+    Each source (the smallest cube that answers every set exactly, or
+    ``requests``) is read once for every dimension it answers, with one
+    ``GROUP BY GROUPING SETS``; the sets may overlap.
+
+    Parameters
+    ----------
+    dims
+        Dimensions, or outcomes named by hand (read from the raw table); numeric
+        ones are bucketed (the value is the bucket's lower edge).
+    subsets
+        Name -> ``Subset``; the name goes into the count columns' names.
+    raw_true_only
+        Dimensions no cube answers are counted over the requests where the
+        signal is true only: their ``k`` is exact and their ``n`` null. Grouping
+        every request by many dimensions takes seconds on 10M rows; the true
+        ones are a small part of them.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``dimension, *dims, n_<name>, k_<name>...``, shaped as
+        ``counts_per_dimension``'s.
+
+    Examples
+    --------
+    >>> db = Database(":memory:")
+    >>> _ = db.execute("INSERT INTO signal_definitions (name, kind) VALUES ('bad', 'user')")
+    >>> _ = db.execute("CREATE TABLE requests (ts TIMESTAMPTZ, model VARCHAR, bad BOOLEAN)")
+    >>> _ = db.execute("INSERT INTO requests VALUES ('2025-01-01', 'a', true), "
+    ...     "('2025-01-02', 'a', false), ('2025-01-02', 'b', true), ('2025-01-03', 'b', false)")
+    >>> day2 = Where.parse({"ts": ("2025-01-02", "2025-01-03")})
+    >>> sets = {"day2": Subset(within=(day2,)), "rest": Subset(without=(day2,))}
+    >>> counts_in_subsets(db, dims=["model"], signal="bad", subsets=sets).rows()
+    [('model', 'a', 1, 0, 1, 1), ('model', 'b', 1, 1, 1, 0)]
+    """
     check_signal(db, signal)
     catalog = _catalog(db)
     known = groupable_columns(db, dims, known={d.name: d for d in catalog.dimensions})
-    where = where or Where()
-    scope = Where(where.values, where.ranges)
-    spans = {name: where.between(*window) for name, window in windows.items()}
-    times = [t for w in spans.values() for t in (w.start, w.end)]
+    fits = _subsets_source_filter(subsets.values())
+    times = [t for s in subsets.values() for t in s.times]
     groups: dict[str, tuple[_Source, list[str]]] = {}
     for column in dict.fromkeys(dims):
         source = (
-            _source(db, {column} | scope.columns, None, signal, scope, times=times, catalog=catalog)
+            _source(db, {column} | fits.columns, None, signal, fits, times=times, catalog=catalog)
             if use_cubes
             else _Source("requests", None, db.columns("requests"))
         )
         groups.setdefault(source.table, (source, []))[1].append(column)
-    counts = [f"{m}_{name}" for name in windows for m in ("n", "k")]
+    counts = [f"{m}_{name}" for name in subsets for m in ("n", "k")]
     frames = [
-        _counts_per_dimension_from(db, source, [known[c] for c in columns], signal, spans, scope)
+        _counts_per_dimension_from(
+            db,
+            source,
+            [known[c] for c in columns],
+            signal,
+            subsets,
+            true_only=raw_true_only and source.cube is None,
+        )
         for source, columns in groups.values()
     ]
     schema: dict[str, Any] = {"dimension": pl.Utf8}
@@ -1297,6 +1402,10 @@ def counts_per_dimension(
     if not frames:
         return pl.DataFrame(schema=schema)
     frame = pl.concat(frames, how="diagonal_relaxed")
+    # a source with no rows left its dimensions' columns out
+    frame = frame.with_columns(
+        pl.lit(None, dtype=schema[c]).alias(c) for c in dims if c not in frame.columns
+    )
     order = {c: i for i, c in enumerate(dict.fromkeys(dims))}
     frame = frame.with_columns(
         pl.col("dimension").replace_strict(order, return_dtype=pl.Int64).alias("_order")
@@ -1308,15 +1417,35 @@ def counts_per_dimension(
     )
 
 
+def _subset_sql(
+    subset: Subset, shared: Sequence[Where], source: _Source, params: dict[str, Any]
+) -> str:
+    """SQL: whether a row of ``source`` is in ``subset`` (the ``shared`` filters left out)."""
+    time: dict[str, Any] = {}
+    if source.cube is not None:
+        time = {"time_column": "bucket", "time_unit_us": _BUCKET_US[source.cube.grain]}
+    parts = [
+        f"coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
+        for w in subset.within
+        if w not in shared
+    ]
+    parts += [
+        f"NOT coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
+        for w in subset.without
+    ]
+    return "(" + " AND ".join(parts) + ")" if parts else "true"
+
+
 def _counts_per_dimension_from(
     db: Database,
     source: _Source,
     dims: Sequence[Dimension],
     signal: str,
-    spans: Mapping[str, Where],
-    scope: Where,
+    subsets: Mapping[str, Subset],
+    *,
+    true_only: bool = False,
 ) -> pl.DataFrame:
-    """One ``GROUPING SETS`` query of ``counts_per_dimension`` over one source."""
+    """One ``GROUPING SETS`` query of ``counts_in_subsets`` over one source."""
     params: dict[str, Any] = {}
     q = quote_identifier(signal)
     if source.cube is None:
@@ -1333,15 +1462,21 @@ def _counts_per_dimension_from(
             f"{quote_identifier('k__' + signal)} AS _k",
         ]
         time = {"time_column": "bucket", "time_unit_us": _BUCKET_US[source.cube.grain]}
-    flags = [
-        f"({where_sql(Where(start=w.start, end=w.end), columns=source.columns, params=params, **time)})"
-        for w in spans.values()
-    ]
-    condition = where_sql(scope, columns=source.columns, params=params)
+    # Filters every set has are applied once, to the scan (they narrow it most).
+    listed = list(subsets.values())
+    shared = [w for w in listed[0].within if all(w in s.within for s in listed)] if listed else []
+    flags = [_subset_sql(s, shared, source, params) for s in listed]
+    condition = " AND ".join(
+        [
+            f"coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
+            for w in shared
+        ]
+        + ([f"{q} IS TRUE"] if true_only else [])
+    )
     inner = (
         f"SELECT {', '.join([*keys, *measures, *(f'{f} AS _w{i}' for i, f in enumerate(flags))])} "
         f"FROM {quote_identifier(source.table)} "
-        f"WHERE {condition} AND ({' OR '.join(flags) or 'false'})"
+        f"WHERE {condition or 'true'} AND ({' OR '.join(flags) or 'false'})"
     )
     names = [quote_identifier(d.name) for d in dims]
     which = " ".join(
@@ -1349,13 +1484,15 @@ def _counts_per_dimension_from(
         for n, d in zip(names, dims, strict=True)
     )
     sums = [
-        f"CAST(coalesce(sum(_{m}) FILTER (WHERE _w{i}), 0) AS BIGINT) AS {quote_identifier(f'{m}_{w}')}"
-        for i, w in enumerate(spans)
+        f"CAST(NULL AS BIGINT) AS {quote_identifier(f'{m}_{w}')}"
+        if true_only and m == "n"
+        else f"CAST(coalesce(sum(_{m}) FILTER (WHERE _w{i}), 0) AS BIGINT) AS {quote_identifier(f'{m}_{w}')}"
+        for i, w in enumerate(subsets)
         for m in ("n", "k")
     ]
     combos = inner
     if source.cube is not None:
-        # Summed per combination of values and windows first: DuckDB's grouping sets
+        # Summed per combination of values and sets first: DuckDB's grouping sets
         # cost about twice as much over a cube's rows as over these few combinations
         # (a cube's dimensions have few values; the raw table's may have many).
         combos = (
@@ -1365,6 +1502,121 @@ def _counts_per_dimension_from(
     sets = ", ".join(f"({n})" for n in names)
     return db.frame(
         f"SELECT CASE {which} END AS dimension, {', '.join([*names, *sums])} FROM ({combos}) "
+        f"GROUP BY GROUPING SETS ({sets})",
+        params,
+    )
+
+
+def value_counts(
+    db: Database, *, dims: Sequence[str], where: Where | None = None, use_cubes: bool = True
+) -> pl.DataFrame:
+    """Requests per value of each dimension under every filter but the dimension's own.
+
+    What a filter list shows beside each value (cross-filtering): the counts of
+    ``model``'s values follow the filters on every other column and the time
+    range, not the filter on ``model`` itself, so that the values not chosen
+    still say how many requests choosing them would add. Each source (a cube
+    holding the dimension and every filtered column, else ``requests``) is read
+    once for all the dimensions it answers.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``dimension, value, requests``: ``value`` as text (a numeric
+        dimension's bucket lower edge written with ``%g``; null for a missing
+        value), values with requests only, most requests first.
+
+    Examples
+    --------
+    >>> db = Database(":memory:")
+    >>> _ = db.execute("CREATE TABLE requests (ts TIMESTAMPTZ, model VARCHAR, region VARCHAR)")
+    >>> _ = db.execute("INSERT INTO requests VALUES ('2025-01-01', 'a', 'eu'), "
+    ...     "('2025-01-02', 'a', 'us'), ('2025-01-02', 'b', 'us')")
+    >>> where = Where.parse({"model": ["a"], "region": ["us"]})
+    >>> value_counts(db, dims=["model", "region"], where=where, use_cubes=False).rows()
+    [('model', 'a', 1), ('model', 'b', 1), ('region', 'eu', 1), ('region', 'us', 1)]
+    """
+    where = where or Where()
+    if not dims:
+        return pl.DataFrame(schema={"dimension": pl.Utf8, "value": pl.Utf8, "requests": pl.Int64})
+    catalog = _catalog(db) if use_cubes else None
+    known = groupable_columns(
+        db, dims, known={d.name: d for d in (catalog or _catalog(db)).dimensions}
+    )
+    signals = signal_names(db)
+    groups: dict[str, tuple[_Source, list[str]]] = {}
+    for column in dict.fromkeys(dims):
+        source = _Source("requests", None, db.columns("requests"))
+        if catalog is not None and signals:
+            source = _source(
+                db, {column} | where.columns, None, signals[-1], where, catalog=catalog
+            )
+        groups.setdefault(source.table, (source, []))[1].append(column)
+    frames = [
+        _value_counts_from(db, source, [known[c] for c in columns], where)
+        for source, columns in groups.values()
+    ]
+    frame = pl.concat(frames) if frames else pl.DataFrame()
+    return frame.filter(pl.col("requests") > 0).sort(
+        ["dimension", "requests", "value"], descending=[False, True, False], nulls_last=True
+    )
+
+
+def _without(where: Where, column: str) -> Where:
+    return Where(
+        tuple(v for v in where.values if v[0] != column),
+        tuple(r for r in where.ranges if r[0] != column),
+        where.start,
+        where.end,
+    )
+
+
+def _value_counts_from(
+    db: Database, source: _Source, dims: Sequence[Dimension], where: Where
+) -> pl.DataFrame:
+    """One ``GROUPING SETS`` query of ``value_counts`` over one source."""
+    params: dict[str, Any] = {}
+    time: dict[str, Any] = {}
+    if source.cube is not None:
+        time = {"time_column": "bucket", "time_unit_us": _BUCKET_US[source.cube.grain]}
+        keys = [quote_identifier(d.name) for d in dims]
+        rows = "requests"
+    else:
+        keys = [_key_sql(d) for d in dims]
+        rows = "1"
+    # The time range and the filters on columns outside these dimensions hold for all.
+    shared = Where(
+        tuple(v for v in where.values if v[0] not in {d.name for d in dims}),
+        tuple(r for r in where.ranges if r[0] not in {d.name for d in dims}),
+        where.start,
+        where.end,
+    )
+    flags = [
+        f"coalesce({where_sql(_without(where, d.name), columns=source.columns, params=params, **time)}, false)"
+        for d in dims
+    ]
+    condition = where_sql(shared, columns=source.columns, params=params, **time)
+    inner = (
+        f"SELECT {', '.join([*keys, f'{rows} AS _r', *(f'{f} AS _x{i}' for i, f in enumerate(flags))])} "
+        f"FROM {quote_identifier(source.table)} WHERE {condition} AND ({' OR '.join(flags)})"
+    )
+    names = [quote_identifier(d.name) for d in dims]
+    which = " ".join(
+        f"WHEN grouping({n}) = 0 THEN {_bind(params, d.name)}"
+        for n, d in zip(names, dims, strict=True)
+    )
+    values = " ".join(
+        f"WHEN grouping({n}) = 0 THEN "
+        + (f"printf('%g', {n})" if d.kind == "numeric" else f"CAST({n} AS VARCHAR)")
+        for n, d in zip(names, dims, strict=True)
+    )
+    counts = " ".join(
+        f"WHEN grouping({n}) = 0 THEN sum(_r) FILTER (WHERE _x{i})" for i, n in enumerate(names)
+    )
+    sets = ", ".join(f"({n})" for n in names)
+    return db.frame(
+        f"SELECT CASE {which} END AS dimension, CASE {values} END AS value, "
+        f"CAST(coalesce(CASE {counts} END, 0) AS BIGINT) AS requests FROM ({inner}) "
         f"GROUP BY GROUPING SETS ({sets})",
         params,
     )

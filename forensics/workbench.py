@@ -19,6 +19,7 @@ import polars as pl
 from forensics import analysis, queries
 from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
+from forensics.contrast import contrast
 from forensics.db import Database, Tracer
 from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.explain import ExplainParams, Explanation
@@ -27,6 +28,7 @@ from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_f
 from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.roles import column_roles
 from forensics.rootcause import RootCause, RootCauseParams, group_root_causes
+from forensics.samples import SAMPLE_SIZE, sample_requests
 from forensics.schema import EventMapping, Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
@@ -216,6 +218,54 @@ class Workbench:
             self.db, signal, incident=incident, baseline=baseline, dims=dims, where=where
         )
 
+    def contrast(
+        self,
+        signal: str = "degraded",
+        *,
+        selection: WhereLike,
+        scope: WhereLike = None,
+        baseline: WhereLike = None,
+        leave_out: Sequence[WhereLike] = (),
+        dims: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Every dimension, selection vs baseline: each value's share of the bad requests.
+
+        The baseline is everything else in ``scope`` unless given; ``leave_out``
+        keeps rows (other signatures) out of it. See ``forensics.contrast.contrast``.
+
+        Examples
+        --------
+        ``wb.contrast("script_mix", selection=sig.where, leave_out=[s.where for s in others])``
+        """
+        return contrast(
+            self.db,
+            signal,
+            selection=selection,
+            scope=scope,
+            baseline=baseline,
+            leave_out=leave_out,
+            dims=dims,
+        )
+
+    def sample_requests(
+        self,
+        where: WhereLike = None,
+        *,
+        limit: int = SAMPLE_SIZE,
+        signal: str | None = None,
+        seed: int = 0,
+    ) -> pl.DataFrame:
+        """A sample of the requests a filter selects, with the evidence of their signals.
+
+        Requests where ``signal`` is true come first; in privacy mode, hashed ids
+        and signals only. See ``forensics.samples.sample_requests``.
+
+        Examples
+        --------
+        ``wb.sample_requests(sig.where, signal=sig.signal, limit=5)``
+        """
+        return sample_requests(self.db, where, limit=limit, signal=signal, seed=seed)
+
     def exposure(self, signal: str = "degraded", *, where: WhereLike = None) -> Exposure:
         """Users affected, how concentrated, and how sticky (repeat ratio).
 
@@ -374,15 +424,15 @@ class Workbench:
         ``investigation`` is any object with ``add_view(view)`` (a report's
         ``Investigation``): "add to report" pins views there; they are also kept
         in ``dashboard.pinned``. ``by=""`` picks the first cubed dimension.
-        See ``forensics.widgets.Dashboard``.
+        See ``forensics.dashboard.Dashboard``.
 
         Examples
         --------
         ``forensics.open("build/demo/demo.duckdb", read_only=True).dashboard()``
         """
-        from forensics.widgets import Dashboard
+        from forensics.dashboard import Dashboard
 
-        return Dashboard(self, investigation=investigation, signal=signal, by=by, grain=grain)
+        return Dashboard(self.db, investigation=investigation, signal=signal, by=by, grain=grain)
 
     def report(self, title: str | None = None, **options: Any) -> Any:
         """The default investigation: every signature with its evidence, ready to save.

@@ -218,7 +218,8 @@ def test_exported_html_draws_every_chart_with_the_network_off(
     from nbconvert import HTMLExporter
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import ARTIFACTS, CHROMIUM, LAUNCH_ARGS, _require_chromium
+    from tests.browser import CHROMIUM, LAUNCH_ARGS
+    from tests.test_browser import ARTIFACTS, _require_chromium
     from tests.test_report import _assert_drawn, _open_offline
 
     _require_chromium()

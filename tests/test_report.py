@@ -169,6 +169,35 @@ def test_default_investigation_finds_the_bug_and_gathers_evidence_once(investiga
     assert repr(inv).startswith(f"<Investigation 'Bad replica': {len(inv.signatures)} signature")
 
 
+def test_each_signature_shows_a_few_of_its_requests_with_their_evidence(
+    investigation, bug_db, tmp_path
+):
+    from forensics.report.evidence import EXAMPLES
+
+    text = investigation.to_html()
+    markdown = investigation.to_markdown(tmp_path)
+    with forensics.open(bug_db, read_only=True) as wb:
+        for sig in investigation.signatures:
+            ev = investigation.evidence[sig.id]
+            assert ev.examples is not None
+            assert 0 < ev.examples.height <= EXAMPLES
+            ids = ev.examples["request_id"].to_list()
+            # each is a request of its slice and window with its signal
+            inside = wb.db.frame(
+                "SELECT request_id, " + f'"{sig.signal}" AS flagged FROM requests '
+                "WHERE list_contains($ids, request_id)",
+                {"ids": ids},
+            )
+            assert sorted(inside["request_id"].to_list()) == sorted(ids)
+            assert inside["flagged"].all()
+            assert all(sig.start <= t for t in ev.examples["ts"].to_list())
+            for excerpt in ev.examples["excerpt"].to_list():
+                assert html.escape(excerpt, quote=True) in text
+            assert f"sig-{sig.id.lower()}-examples" in text.lower()
+            assert ids[0] in markdown
+            assert ev.to_dict()["examples"][0]["request_id"] == ids[0]
+
+
 def test_no_report_module_imports_the_workbench():
     """The report takes what it needs from the query and separation layers, never the facade
     (the facade imports the report: the other way round would be a circle)."""
@@ -658,7 +687,8 @@ def test_workbench_report_is_the_default_investigation(bug_db):
 
 @pytest.fixture
 def chromium():
-    from tests.test_browser import CHROMIUM, LAUNCH_ARGS, _require_chromium
+    from tests.browser import CHROMIUM, LAUNCH_ARGS
+    from tests.test_browser import _require_chromium
 
     _require_chromium()
     from playwright.sync_api import sync_playwright

@@ -502,6 +502,22 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
                 compact=True,
             )
         )
+    if ev.examples is not None and ev.examples.height:
+        doc.append(_Heading(3, "Example requests", f"sig-{_anchor(sig.id)}-examples", False))
+        doc.append(
+            _Table(
+                ("request", "time", "signals", "response (evidence in « »)"),
+                tuple(
+                    (r["request_id"], _time(r["ts"]), r["signals"], r["excerpt"])
+                    for r in ev.examples.iter_rows(named=True)
+                ),
+                "nnnl",
+                caption=(
+                    f"{ev.examples.height} of {sig.id}'s requests with {sig.signal}, "
+                    f"drawn by hash: {ev.examples_call}"
+                ),
+            )
+        )
     for reason in ev.missing:
         doc.append(_Para((f"Not shown: {reason}",), "muted"))
     doc.append(_Section(False))

@@ -17,6 +17,7 @@ from forensics.report.figure import Figure
 from forensics.report.formatting import (
     _iso,
 )
+from forensics.samples import evidence_excerpt, sample_requests
 
 if TYPE_CHECKING:
     from forensics.report.provenance import Provenance
@@ -28,6 +29,9 @@ TOP_SLICES = 5
 
 COMPARE_CHART_ROWS = 12
 """Rows of each signature's comparison chart."""
+
+EXAMPLES = 3
+"""Requests shown per signature, with their evidence (none in privacy mode)."""
 
 OVERVIEW_WIDTH = 600
 """Plotting width of the overview timeline (its row labels take as much again)."""
@@ -53,6 +57,11 @@ class Evidence:
     """The exposure chart."""
     missing: tuple[str, ...] = ()
     """Why a part is absent."""
+    examples: pl.DataFrame | None = None
+    """A few of its requests with its signal: ``request_id, ts, signals, excerpt`` (the
+    response around its evidence, ``samples.evidence_excerpt``); None in privacy mode."""
+    examples_call: str = ""
+    """The call that draws them again."""
 
     @property
     def calls(self) -> tuple[str, ...]:
@@ -76,6 +85,7 @@ class Evidence:
             "top_slices": self.top_slices.to_dicts(),
             "exposure": exposure,
             "missing": list(self.missing),
+            "examples": None if self.examples is None else self.examples.to_dicts(),
             "figures": [
                 f.to_dict()
                 for f in (self.timeline, self.comparison, self.exposure_figure)
@@ -175,6 +185,11 @@ def _evidence(db: Database, sig: Signature, prov: Provenance) -> Evidence:
             calls=[call],
             caption=f"Users in {sig.id}'s slice during its window.",
         )
+    examples, examples_call = None, ""
+    if prov.privacy:
+        missing.append("example requests: privacy mode (no response text is stored)")
+    else:
+        examples, examples_call = _examples(db, sig, where)
     return Evidence(
         signature=sig,
         timeline=timeline_figure,
@@ -183,7 +198,38 @@ def _evidence(db: Database, sig: Signature, prov: Provenance) -> Evidence:
         exposure=exposure,
         exposure_figure=exposure_figure,
         missing=tuple(missing),
+        examples=examples,
+        examples_call=examples_call,
     )
+
+
+def _examples(db: Database, sig: Signature, where: dict[str, Any]) -> tuple[pl.DataFrame, str]:
+    """Up to ``EXAMPLES`` requests of the signature's slice and window with its signal."""
+    sample = sample_requests(db, where, limit=EXAMPLES, signal=sig.signal)
+    sample = sample.filter(pl.col(sig.signal).fill_null(False))
+    signals = [s for s in sig.signals if s in sample.columns]
+    rows = [
+        {
+            "request_id": str(r["request_id"]),
+            "ts": r["ts"],
+            "signals": ", ".join(s for s in signals if r[s]),
+            "excerpt": evidence_excerpt(
+                r.get("response_text"), r.get("evidence") or [], signal=sig.signal
+            ),
+        }
+        for r in sample.iter_rows(named=True)
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema={
+            "request_id": pl.Utf8,
+            "ts": sample.schema["ts"],
+            "signals": pl.Utf8,
+            "excerpt": pl.Utf8,
+        },
+    )
+    call = f"wb.sample_requests({where!r}, signal={sig.signal!r}, limit={EXAMPLES})"
+    return frame, call
 
 
 def _parse(text: str | None) -> datetime | None:
