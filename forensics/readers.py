@@ -32,6 +32,7 @@ from typing import Any, BinaryIO, Literal, cast
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from forensics.config import Config
@@ -224,22 +225,86 @@ def _json_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         raise _read_error(path, exc) from None
 
 
+_ARRAY_CHUNK = 1 << 20
+"""Characters of a JSON array read at a time (more while one element is longer)."""
+_JSON_SPACE = " \t\n\r"
+
+
 def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    """Yield (element number, JSON text, error) for a file holding one JSON array."""
-    try:
-        with _open_binary(path) as fh:
-            data = fh.read()
-    except (EOFError, OSError, zlib.error) as exc:
-        raise _read_error(path, exc) from None
-    try:
-        items = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object)
-        texts = [_dumps(item) for item in items]
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError(
-            f"{path}: not a valid JSON array ({exc}); write one JSON object per line "
+    """Yield (element number, JSON text, error) for a file holding one JSON array.
+
+    Elements are decoded one at a time from a window of the text, so a file of
+    any size takes the memory of its largest element, not of the whole array.
+    A file that is not one valid array is refused as a whole.
+    """
+    decoder = json.JSONDecoder(object_pairs_hook=_object)
+
+    def invalid(detail: str) -> IngestError:
+        return IngestError(
+            f"{path}: not a valid JSON array ({detail}); write one JSON object per line "
             "(.jsonl) to have bad records quarantined one by one",
             path=str(path),
-        ) from None
+        )
+
+    try:
+        with _open_binary(path) as fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8-sig")
+            buf, pos, eof = "", 0, False
+
+            def more() -> bool:
+                """Read on (as much again as the window holds): False at the end of the file."""
+                nonlocal buf, pos, eof
+                chunk = "" if eof else text.read(max(_ARRAY_CHUNK, len(buf) - pos))
+                if not chunk:
+                    eof = True
+                    return False
+                buf, pos = buf[pos:] + chunk, 0
+                return True
+
+            def peek() -> str | None:
+                """The next character that is not white space (None at the end)."""
+                nonlocal pos
+                while True:
+                    while pos < len(buf) and buf[pos] in _JSON_SPACE:
+                        pos += 1
+                    if pos < len(buf):
+                        return buf[pos]
+                    if not more():
+                        return None
+
+            if peek() != "[":
+                raise invalid("it does not start with '['")
+            pos += 1
+            number = 0
+            closed = peek() == "]"
+            if closed:
+                pos += 1
+            while not closed:
+                if peek() is None:
+                    raise invalid(f"the file ends inside the array, after element {number}")
+                while True:
+                    try:
+                        item, end = decoder.raw_decode(buf, pos)
+                    except json.JSONDecodeError as exc:
+                        if more():
+                            continue
+                        raise invalid(f"element {number + 1}: {exc.msg}") from None
+                    if end == len(buf) and more():  # a number may go on past the window
+                        continue
+                    break
+                pos = end
+                number += 1
+                duplicate = "duplicate_key" if isinstance(item, _DuplicateKeys) else None
+                yield number, _dumps(item), duplicate
+                after = peek()
+                if after not in (",", "]"):
+                    raise invalid(f"',' or ']' expected after element {number}")
+                closed = after == "]"
+                pos += 1
+            if peek() is not None:
+                raise invalid("text after the closing ']'")
+    except UnicodeDecodeError as exc:
+        raise invalid(str(exc)) from None
     except RecursionError:
         raise IngestError(
             f"{path}: the JSON array is nested too deeply to read (more than about "
@@ -247,8 +312,8 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
             "JSON object per line (.jsonl): each line is then read, or quarantined, on its own.",
             path=str(path),
         ) from None
-    for number, (item, text) in enumerate(zip(items, texts, strict=True), start=1):
-        yield number, text, "duplicate_key" if isinstance(item, _DuplicateKeys) else None
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _read_error(path, exc) from None
 
 
 class _DuplicateKeys(dict[str, Any]):
@@ -929,15 +994,22 @@ _NOT_TEXT = "['OBJECT', 'ARRAY', 'BOOLEAN']"
 
 _JSON_KEYS = (
     "SELECT key FROM (SELECT unnest(json_keys(c2)) AS key, c0 FROM _stage_batch WHERE c1 IS NULL "
-    "AND json_valid(c2) AND json_type(c2) = 'OBJECT') GROUP BY key ORDER BY min(c0), key"
+    "AND try(json_type(c2)) = 'OBJECT') GROUP BY key ORDER BY min(c0), key"
 )
 """SQL: the keys of a batch of JSON lines, by first line."""
 
 _JSON_ERROR = (
-    "CASE WHEN c1 IS NOT NULL THEN c1 WHEN NOT json_valid(c2) THEN 'malformed_json' "
-    "WHEN json_type(c2) <> 'OBJECT' THEN 'not_a_json_object' END"
+    "CASE WHEN c1 IS NOT NULL THEN c1 WHEN t0 IS NULL THEN 'malformed_json' "
+    "WHEN t0 <> 'OBJECT' THEN 'not_a_json_object' END"
 )
-"""SQL: a JSON line's problem (bad UTF-8, not JSON, not an object), or null."""
+"""SQL: a JSON line's problem (bad UTF-8, not JSON, not an object), or null, given
+``t0``, its JSON type (null when it is not JSON: one parse tells both)."""
+
+
+_TYPED_LINES = (
+    "(SELECT c0, c1, c2, CASE WHEN c1 IS NULL THEN try(json_type(c2)) END AS t0 FROM _stage_batch)"
+)
+"""SQL: a batch of JSON lines with each line's JSON type (``t0``)."""
 
 
 def _json_batch(keys: Sequence[str]) -> str:
@@ -955,12 +1027,10 @@ def _json_batch(keys: Sequence[str]) -> str:
             "len([t FOR t IN _t IF t IS NOT NULL]) THEN 'duplicate_key' ELSE e0 END AS e, _v, _t "
             "FROM (SELECT c0, c2, e0, CASE WHEN e0 IS NULL THEN json_extract_string(c2, $paths) "
             "END AS _v, CASE WHEN e0 IS NULL THEN json_type(c2, $paths) END AS _t "
-            f"FROM (SELECT c0, c2, {_JSON_ERROR} AS e0 FROM _stage_batch)))"
+            f"FROM (SELECT c0, c2, {_JSON_ERROR} AS e0 FROM {_TYPED_LINES})))"
         )
     else:
-        values = (
-            f"(SELECT c0, c2, {_JSON_ERROR} AS e, CAST(NULL AS VARCHAR[]) AS _t FROM _stage_batch)"
-        )
+        values = f"(SELECT c0, c2, {_JSON_ERROR} AS e, CAST(NULL AS VARCHAR[]) AS _t FROM {_TYPED_LINES})"
     items = "".join(f", CASE WHEN e IS NULL THEN _v[{i + 1}] END AS k{i}" for i in range(len(keys)))
     return (
         "(SELECT c0, e AS c1, CASE WHEN e IS NOT NULL THEN c2 END AS c2, CASE WHEN e IS NULL "
@@ -996,16 +1066,38 @@ def _json_batches(
             break
         first = False
         table = _arrow_batch(batch, schema)
-        new = [k for k in reader.keys(table) if k not in stage.columns] if batch else []
-        _check_unique_names(path, [*stage.columns, *new])
-        stage.add_columns(new)
-        keys = list(stage.columns)
-        columns = {k: f"k{i}" for i, k in enumerate(keys)}
-        select, params, derived = _staged_select(
-            stage, _json_batch(keys), internal, columns, redaction
-        )
-        rows = reader.read(select, {**params, "paths": _json_paths(keys)}, table)
+        # The keys known so far are tried first: a line with a key they lack has
+        # more keys than were found, as one with a key twice has, and only then
+        # are the batch's keys looked up (new keys are rare after the first lines).
+        looked_up = not stage.columns
+        new = _new_keys(path, stage, reader, table) if looked_up and batch else []
+        while True:
+            stage.add_columns(new)
+            keys = list(stage.columns)
+            columns = {k: f"k{i}" for i, k in enumerate(keys)}
+            select, params, derived = _staged_select(
+                stage, _json_batch(keys), internal, columns, redaction
+            )
+            rows = reader.read(select, {**params, "paths": _json_paths(keys)}, table)
+            if looked_up or not _has_duplicate_keys(rows, stage.own["_error"]):
+                break
+            looked_up = True
+            new = _new_keys(path, stage, reader, table)
+            if not new:
+                break
         yield _Batch(keys, derived, rows)
+
+
+def _new_keys(path: Path, stage: _Stage, reader: _Reader, table: pa.Table) -> list[str]:
+    """The keys of a batch of JSON lines that ``stage`` does not have yet."""
+    new = [k for k in reader.keys(table) if k not in stage.columns]
+    _check_unique_names(path, [*stage.columns, *new])
+    return new
+
+
+def _has_duplicate_keys(rows: pa.Table, error: str) -> bool:
+    """Whether a staged batch has a line flagged ``duplicate_key``."""
+    return bool(pc.any(pc.equal(rows[error], "duplicate_key")).as_py())
 
 
 def open_csv(db: Database, path: Path, stage: str) -> Source:
