@@ -70,7 +70,11 @@ def maximum_statistic(db_path: Path) -> dict:
         search = _prepare(wb.db, params, signals)
         pool = sorted((c for s in signals for c in seeds(search, s)), key=lambda c: -c.llr)
         best = math.inf
-        for seed in pool[: params.seeds_per_round]:
+        attempts: dict[str, int] = {}
+        for seed in pool:
+            if attempts.get(seed.signal, 0) >= params.seeds_per_signal:
+                continue
+            attempts[seed.signal] = attempts.get(seed.signal, 0) + 1
             cand = search.refine(seed)
             if not cand.predicate and cand.window.stop - cand.window.start == search.buckets:
                 continue

@@ -357,8 +357,12 @@ def signatures(
     {"signatures": [{"id", "predicate", "start", "end", "signals", "excess_rate",
     "ci", "requests", "users", "p_value", "events", ...}]}: predicate maps a
     column to a list of values or to {"gte": x, "lt": y}; times are ISO-8601
-    UTC, end exclusive, a null end means still active.
+    UTC, end exclusive, a null end means still active. Then the root causes:
+    signatures that start at the same change event, share symptoms and a slice
+    value, grouped (the JSON's "root_causes": [{"id", "signatures",
+    "shared_conditions", "events", "why", ...}]).
     """
+    from forensics.rootcause import describe_root_causes
     from forensics.signature import signatures_to_json
     from forensics.workbench import open as open_workbench
 
@@ -367,13 +371,17 @@ def signatures(
             signals=list(signals) or None,
             progress=None if quiet else (lambda m: click.echo(m, err=True)),
         )
+        causes = wb.root_causes(found)
     if not found:
         click.echo("no signatures: no slice shows a significant rise in any window")
     for sig in found:
         click.echo(_signature_block(sig))
+    if causes:
+        click.echo("")
+        click.echo(describe_root_causes(causes))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(signatures_to_json(found) + "\n")
+        json_out.write_text(signatures_to_json(found, root_causes=causes) + "\n")
         click.echo(f"wrote {json_out}")
 
 
@@ -507,6 +515,7 @@ def demo(sample: Path, out: Path) -> None:
     signatures, the evidence behind each, and how to reproduce every number).
     """
     from forensics.report import Investigation
+    from forensics.rootcause import headline
     from forensics.workbench import open as open_workbench
 
     requests = sample / "requests.parquet"
@@ -535,6 +544,7 @@ def demo(sample: Path, out: Path) -> None:
             progress=lambda m: click.echo(f"  {m}", err=True),
         )
         report_path = investigation.save(out / "report.html")
+    click.echo(headline(investigation.root_causes))
     click.echo(f"report: {report_path}")
 
 

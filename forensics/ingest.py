@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -1457,6 +1458,15 @@ def _settle_duplicates(
     return keep, duplicates, conflicts
 
 
+def _absolute(path: Path) -> Path:
+    """The path as stored: absolute, links kept.
+
+    So that it reads the same from any working directory (a notebook runs in
+    ``notebooks/``, the CLI where it was started).
+    """
+    return Path(os.path.abspath(path))
+
+
 def ingest_files(
     db: Database,
     paths: Iterable[str | Path],
@@ -1511,7 +1521,7 @@ def ingest_files(
     """
     mapping = mapping or Mapping()
     params = params or SignalParams()
-    files = resolve_paths(paths)
+    files = [_absolute(f) for f in resolve_paths(paths)]
     key = privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
     _ensure_requests(db)
@@ -1648,7 +1658,7 @@ def ingest_events(
     scope) is skipped as a duplicate, so loading a file twice adds nothing.
     """
     mapping = mapping or EventMapping()
-    path = Path(path)
+    path = _absolute(Path(path))
     if not path.is_file():
         raise IngestError(f"{path}: no such file", path=str(path))
     fmt = detect_format(path)

@@ -48,9 +48,11 @@ Dimensions and roles
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -98,6 +100,7 @@ __all__ = [
     "rejected_rows",
     "signal_names",
     "slice_counts",
+    "stored_path",
     "table_counts",
     "time_range",
     "user_sequences",
@@ -1398,14 +1401,17 @@ def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
 def event_sources(db: Database) -> pl.DataFrame:
     """The files change events were loaded from, in load order: ``source_file, events``.
 
-    ``source_file`` is null for events added otherwise (the user's own SQL).
+    ``source_file`` is absolute (``stored_path``), null for events added
+    otherwise (the user's own SQL).
     """
     if "events" not in db.tables():
         return pl.DataFrame(schema={"source_file": pl.Utf8, "events": pl.Int64})
-    return db.frame(
+    frame = db.frame(
         "SELECT source_file, count(*)::BIGINT AS events FROM events "
         "GROUP BY source_file ORDER BY min(rowid)"
     )
+    files = [stored_path(db, p) for p in frame["source_file"].to_list()]
+    return frame.with_columns(pl.Series("source_file", files, dtype=pl.Utf8))
 
 
 def user_sequences(db: Database, *, signal: str, where: Where | None = None) -> pl.DataFrame:
@@ -1474,8 +1480,38 @@ def table_counts(db: Database) -> dict[str, int]:
 
 
 def ingested_files(db: Database) -> pl.DataFrame:
-    """The files ingested so far, with content hashes and row counts."""
-    return db.frame("SELECT * FROM ingested_files ORDER BY file_id")
+    """The files ingested so far, with content hashes and row counts; ``path`` absolute.
+
+    A relative ``path`` (stored by an older version, relative to where that
+    ingest ran) is resolved by ``stored_path``.
+    """
+    frame = db.frame("SELECT * FROM ingested_files ORDER BY file_id")
+    return frame.with_columns(
+        pl.Series("path", [stored_path(db, p) for p in frame["path"].to_list()], dtype=pl.Utf8)
+    )
+
+
+def stored_path(db: Database, path: str | None) -> str | None:
+    """A file path the database stored, as an absolute path.
+
+    Ingest stores absolute paths. A database made by an older version may hold
+    one relative to the folder that ingest ran in, which nothing recorded: it is
+    taken relative to the database's folder, or to the nearest folder above it
+    where the file exists (a database in ``build/demo/`` made from the
+    repository root names ``data_samples/...``); else to the database's folder.
+
+    Examples
+    --------
+    >>> stored_path(Database(":memory:"), "/data/logs.parquet")
+    '/data/logs.parquet'
+    """
+    if path is None or Path(path).is_absolute():
+        return path
+    home = Path.cwd() if db.path == ":memory:" else Path(os.path.abspath(db.path)).parent
+    for folder in (home, *home.parents):
+        if (folder / path).exists():
+            return os.path.normpath(folder / path)
+    return os.path.normpath(home / path)
 
 
 def rejected_rows(

@@ -23,6 +23,7 @@ from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
 from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.roles import column_roles
+from forensics.rootcause import RootCause, RootCauseParams, group_root_causes
 from forensics.schema import EventMapping, Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
@@ -249,6 +250,27 @@ class Workbench:
         ``for sig in wb.signatures(): print(sig.describe())``
         """
         return find_signatures(self.db, signals=signals, params=params, progress=progress)
+
+    def root_causes(
+        self,
+        signatures: Sequence[Signature] | None = None,
+        *,
+        params: RootCauseParams | None = None,
+    ) -> list[RootCause]:
+        """Group signatures into root causes: those one change explains, with the evidence.
+
+        Signatures whose onsets match the same change event (by time and scope),
+        whose symptoms agree and whose slices share a value are one root cause;
+        see ``forensics.rootcause`` for the rule. ``signatures`` default to
+        ``wb.signatures()`` (computed here). ``root_causes_frame(causes)`` gives
+        one row per cause.
+
+        Examples
+        --------
+        ``for cause in wb.root_causes(sigs): print(cause.describe())``
+        """
+        found = self.signatures() if signatures is None else signatures
+        return group_root_causes(found, queries.event_rows(self.db), params=params)
 
     def simulation_truth(self) -> Path | None:
         """The ``truth.json`` of the simulation the requests came from, if any (else None).

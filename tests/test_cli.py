@@ -268,8 +268,10 @@ def test_signatures_json_has_the_documented_shape(pipeline):
     done = steps["signatures"]
     assert done.returncode == 0, done.stderr
     data = json.loads((root / "out" / "sigs.json").read_text())
-    assert list(data) == ["signatures"]
+    assert list(data) == ["signatures", "root_causes"]
     sig = data["signatures"][0]  # the strongest; weaker ones may follow
+    covered = sorted(s for cause in data["root_causes"] for s in cause["signatures"])
+    assert covered == sorted(s["id"] for s in data["signatures"])
     for key in ("id", "predicate", "start", "end", "signals", "excess_rate", "ci",
                 "requests", "users", "p_value", "events"):  # fmt: skip
         assert key in sig, key

@@ -249,6 +249,60 @@ def test_resolve_paths_directories_and_globs(tmp_path):
         resolve_paths([tmp_path / "absent.csv"])
 
 
+def test_paths_are_stored_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    """A notebook running in notebooks/ reads the same paths as the CLI that loaded them."""
+    (tmp_path / "logs").mkdir()
+    _write_rows(tmp_path / "logs" / "in.jsonl", [request_row(i) for i in range(3)] + [{"x": 1}])
+    (tmp_path / "logs" / "events.csv").write_text("ts,kind\n2025-08-02T00:00:00Z,deploy\n")
+    monkeypatch.chdir(tmp_path)
+    with forensics.open("test.duckdb") as wb:
+        summary = wb.ingest("logs/in.jsonl", errors="collect")
+        wb.ingest_events("logs/events.csv")
+        stored = wb.sql("SELECT path FROM ingested_files")["path"].to_list()
+        rejected = wb.sql("SELECT DISTINCT source_file FROM rejected_rows")["source_file"]
+        events = wb.sql("SELECT DISTINCT source_file FROM events")["source_file"].to_list()
+    assert stored == [str(tmp_path / "logs" / "in.jsonl")]
+    assert rejected.to_list() == stored
+    assert events == [str(tmp_path / "logs" / "events.csv")]
+    assert summary.files[0].path == stored[0]
+
+
+def test_relative_paths_of_an_older_database_resolve_against_its_folder(tmp_path, monkeypatch):
+    """An older ingest stored paths relative to where it ran: the repository root, say, with
+    the database in build/demo/; from notebooks/ the truth file is still found."""
+    repo = tmp_path / "repo"
+    rows = [request_row(i) for i in range(3)]
+    (repo / "data" / "sim").mkdir(parents=True)
+    _write_rows(repo / "data" / "sim" / "requests.jsonl", rows)
+    (repo / "data" / "sim" / "truth.json").write_text(
+        json.dumps({"scenario": "s", "seed": 1, "rows": 3, "bugs": []})
+    )
+    (repo / "data" / "sim" / "events.csv").write_text("ts,kind\n2025-08-02T00:00:00Z,deploy\n")
+    (repo / "notebooks").mkdir()
+    db = repo / "build" / "demo" / "demo.duckdb"
+    db.parent.mkdir(parents=True)
+    with forensics.open(db) as wb:
+        wb.ingest(repo / "data" / "sim" / "requests.jsonl")
+        wb.ingest_events(repo / "data" / "sim" / "events.csv")
+        wb.sql("UPDATE ingested_files SET path = 'data/sim/requests.jsonl'")
+        wb.sql("UPDATE events SET source_file = 'data/sim/events.csv'")
+        wb.sql("INSERT INTO ingested_files SELECT * REPLACE (2 AS file_id, 'gone.jsonl' AS path) "
+               "FROM ingested_files")  # fmt: skip
+    monkeypatch.chdir(repo / "notebooks")
+    with forensics.open(db, read_only=True) as wb:
+        paths = wb.files()["path"].to_list()
+        assert paths == [
+            str(repo / "data" / "sim" / "requests.jsonl"),
+            str(db.parent / "gone.jsonl"),
+        ]
+        assert wb.simulation_truth() == repo / "data" / "sim" / "truth.json"
+        from forensics.queries import event_sources
+
+        assert event_sources(wb.db)["source_file"].to_list() == [
+            str(repo / "data" / "sim" / "events.csv")
+        ]
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [

@@ -274,3 +274,63 @@ def test_a_signature_cut_down_to_where_its_symptom_shows_is_merged_into_the_whol
     assert duplicates(Cover(frame, later, ["low_eval", "script_mix"]), later, end) == [0, 1]
     small = frame.with_columns(pl.Series("n__script_mix", [100, 900, 5000]))
     assert duplicates(Cover(small, found, ["low_eval", "script_mix"]), found, end) == [0, 1]
+
+
+def test_split_follows_the_values_set_apart_when_the_others_are_not_hit():
+    # Release v3 is bad to the end (days 2-12) while its client's other releases are
+    # not hit at all: its traffic faded, so the client's window ended early (day 6).
+    search = _search({"version": 3})
+    s = _rows([], share=[0.4, 0.4, 0.2])
+    s.o[2, 2:] = s.e[2, 2:] * 4
+    step = _step(search, {"version": (["v1", "v2", "v3"], s)}, Window(2, 6))
+    predicate, window = split.split(search, step)
+    assert predicate == {"version": Condition(values=frozenset({"v3"}))}
+    assert window == Window(2, DAYS)
+
+
+def test_no_window_holds_all_the_data():
+    # A slice always three times its expectation: how it is, not a change in time.
+    scanner = Scanner(DAYS, SeparationParams())
+    s = _rows([], share=[1.0])
+    s = Series(s.o * 3, s.e, s.n)
+    start, stop, _ = scanner.best(s)
+    assert (int(start[0]), int(stop[0])) != (0, DAYS)
+    assert not ((scanner.starts == 0) & (scanner.stops == DAYS)).any()
+
+
+def test_a_slice_without_a_past_is_measured_against_its_most_frequent_siblings():
+    # A new model version on long prompts: worse than other versions on long prompts,
+    # but no worse than the new version on other prompts. It does not stand out against
+    # the siblings of each of its conditions, so it is no problem of its own.
+    from forensics.separation.evidence import measure
+
+    params = SeparationParams()
+    predicate = {"model_version": ["new"], "prompt_length": ["long"]}
+    inside = {"bad": (1000, 300)}
+    outside = {"bad": (0, 0)}
+    parents = {
+        "model_version": {"bad": (1000 + 20_000, 300 + 500)},  # long prompts, any version
+        "prompt_length": {"bad": (1000 + 5_000, 300 + 1500)},  # the new version, any length
+    }
+    found = measure(params, "bad", predicate, ["bad"], inside, outside, parents)
+    assert found.primary.baseline == "other requests with model_version in {new} in the window"
+    assert found.primary.rate_baseline == pytest.approx(0.3)
+    assert not found.primary.elevated
+
+
+def test_isolate_restricts_a_rise_to_the_values_that_appeared_with_it():
+    # A client's release v3 appears on day 5 and is bad from its first request; its
+    # older releases are not hit. The client's rise is v3's alone.
+    from forensics.separation.moves import isolate
+
+    search = _search({"version": 3})
+    s = _rows([], share=[0.45, 0.45, 0.1])
+    s.n[2, :5] = s.e[2, :5] = s.o[2, :5] = 0.0
+    s.o[2, 5:] = s.e[2, 5:] * 4
+    step = _step(search, {"version": (["v1", "v2", "v3"], s)}, Window(5, DAYS))
+    predicate, window = isolate.isolate(search, step)
+    assert predicate == {"version": Condition(values=frozenset({"v3"}))}
+    assert window == Window(5, DAYS)
+    # When an old release is hit too, the rise is not the new one's alone.
+    s.o[0, 5:] = s.e[0, 5:] * 2
+    assert isolate.isolate(search, step) is None

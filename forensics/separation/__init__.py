@@ -65,6 +65,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from threadpoolctl import threadpool_limits
+
 from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
@@ -118,6 +120,19 @@ def find_signatures(
             raise UnknownNameError.for_name("signal", s, names)
     if "requests" not in db.tables() or not db.scalar("SELECT count(*) FROM requests"):
         raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    # Every array the search handles is small: BLAS threads only contend with DuckDB's
+    # (and each other's spinning) for the cores, tens of times slower under load.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _find(db, params, chosen, available, say)
+
+
+def _find(
+    db: Database,
+    params: SeparationParams,
+    chosen: Sequence[str],
+    available: Sequence[str],
+    say: Callable[[str], None],
+) -> list[Signature]:
     clock = time.perf_counter()
     search = _prepare(db, params, available)
     sampled = (
@@ -220,7 +235,11 @@ def _search(
             key=lambda c: -c.llr,
         )
         accepted = None
-        for seed in pool[: params.seeds_per_round]:
+        attempts: dict[str, int] = {}
+        for seed in pool:
+            if attempts.get(seed.signal, 0) >= params.seeds_per_signal:
+                continue
+            attempts[seed.signal] = attempts.get(seed.signal, 0) + 1
             search.tried.add(_key(search, seed))
             cand = search.refine(seed)
             search.tried.add(_key(search, cand))

@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 from forensics import queries, stats
 from forensics.db import Database
 from forensics.queries import Where
+from forensics.scope import scope_conflicts
 from forensics.separation import workspace
 from forensics.separation.calibration import calibrated_log_p
 from forensics.separation.hourly import hourly
@@ -39,6 +40,13 @@ __all__ = [
 ]
 
 logger = logging.getLogger("forensics")
+
+GLM_MAX_ITERATIONS = 30
+"""IRLS iterations of the joint GLM: a signature that holds a slice all of whose requests
+are bad drives its coefficient to infinity slowly, and its interval is wide anyway."""
+
+GLM_MAX_LEVELS = 64
+"""Most dummy columns of the baseline's dimensions in the joint GLM."""
 
 EVENT_HORIZON_HOURS = 72
 """Change events further than this from an onset or an end are not reported with it."""
@@ -90,13 +98,28 @@ def measure(
     condition the slice without it in the window. Per signal, the baseline is
     the same slice outside the window when it has ``min_outside`` requests
     where the signal is defined (a sparse signal such as feedback may not),
-    else, for traffic that exists only in the window, the rest of the widest
-    parent slice (the one with most requests where ``signal`` is defined).
+    else, for traffic that exists only in the window, the rest of a parent
+    slice in the window: its siblings. Of the parents whose rest has
+    ``min_outside`` requests where ``signal`` is defined, the one where it is
+    most frequent: a slice without a past must stand out against the siblings
+    of each of its conditions (a new model version serving only long analysis
+    prompts against other versions serving those, not against all traffic).
+    With no such parent, the widest.
     """
     if parents:
-        widest = max(parents, key=lambda name: parents[name][signal][0])
-        parent = {k: v for k, v in predicate.items() if k != widest}
-        wider = parents[widest]
+
+        def rest(name: str) -> tuple[int, int]:
+            n, k = parents[name][signal]
+            return n - inside[signal][0], k - inside[signal][1]
+
+        usable = [name for name in parents if rest(name)[0] >= params.min_outside]
+        chosen = (
+            max(usable, key=lambda name: rest(name)[1] / rest(name)[0])
+            if usable
+            else max(parents, key=lambda name: parents[name][signal][0])
+        )
+        parent = {k: v for k, v in predicate.items() if k != chosen}
+        wider = parents[chosen]
     else:
         parent, wider = {}, inside
     rest_label = (
@@ -215,7 +238,7 @@ def evidence(
         log_likelihood_ratio=llr,
         onset_range=(at_hour(onset[0]), at_hour(onset[1])),
         end_range=None if end_range is None else (at_hour(end_range[0]), at_hour(end_range[1])),
-        events=_nearest_events(search.db, start, end),
+        events=_nearest_events(search.db, start, end, predicate),
         edge_ranges=search.space.edge_ranges(cand.predicate),
     )
 
@@ -253,13 +276,18 @@ def _symptom(
 
 
 def _nearest_events(
-    db: Database, start: datetime, end: datetime | None
+    db: Database, start: datetime, end: datetime | None, predicate: dict[str, Any]
 ) -> tuple[dict[str, Any], ...]:
-    """The change events nearest the onset and the end.
+    """The change events nearest the onset and the end whose scope the slice can hold.
 
-    Only those within ``EVENT_HORIZON_HOURS``: a deploy a week away explains nothing.
+    Only those within ``EVENT_HORIZON_HOURS``: a deploy a week away explains nothing;
+    and only those whose scope does not exclude the slice (``forensics.scope``): a
+    fix scoped ``model=a`` is not the end of a problem of ``model in {b}``.
     """
     frame = queries.event_rows(db)
+    if frame.height:
+        scopes = frame["scope"].to_list()
+        frame = frame.filter(pl.Series([not scope_conflicts(predicate, s) for s in scopes]))
     if frame.height == 0:
         return ()
     times = frame["ts"].to_list()
@@ -301,12 +329,13 @@ def quasi_binomial_fit(
     from statsmodels.genmod.generalized_linear_model import GLM
 
     model = GLM(np.column_stack([k, n - k]), x, family=families.Binomial())
-    fit = model.fit()
+    fit = model.fit(maxiter=GLM_MAX_ITERATIONS)
     scale = fit.pearson_chi2 / fit.df_resid if fit.df_resid > 0 else saturated
     scale = max(1.0, float(scale))
-    if scale > 1.0:
-        fit = model.fit(scale=scale)  # the same coefficients, covariance times the scale
-    return np.asarray(fit.params), np.asarray(fit.conf_int(alpha)), scale
+    # The same coefficients; the covariance times the scale (no second fit).
+    params = np.asarray(fit.params)
+    half = scipy_stats.norm.ppf(1 - alpha / 2) * np.sqrt(np.diag(fit.cov_params()) * scale)
+    return params, np.column_stack([params - half, params + half]), scale
 
 
 def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
@@ -329,7 +358,7 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
             if sig.end is not None:
                 sql += f" AND _hour < {hour_of(sig.end)}"
             conditions.append(sql)
-        dims = search.model_dims.get(signal, [])
+        dims = _glm_dims(search, search.model_dims.get(signal, []))
         frame = workspace.flags(
             search.db, signal=signal, dims=dims, conditions=conditions, params=params
         )
@@ -360,6 +389,23 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
             coef = float(coefs[1 + j])
             lo, hi = float(ci[1 + j][0]), float(ci[1 + j][1])
             out[i] = replace(out[i], odds_ratio=_exp(coef), odds_ratio_ci=(_exp(lo), _exp(hi)))
+    return out
+
+
+def _glm_dims(search: Search, dims: list[str]) -> list[str]:
+    """The baseline model's dimensions the joint GLM holds, strongest first.
+
+    While their values stay within ``GLM_MAX_LEVELS``: a least squares over every
+    cell per IRLS iteration grows with the square of the columns.
+    """
+    out, levels = [], 0
+    for name in dims:
+        d = search.space.dims[name]
+        size = len(search.space.edges[name]) if d.kind == "numeric" else d.cardinality + 1
+        if levels + size > GLM_MAX_LEVELS:
+            break
+        out.append(name)
+        levels += size
     return out
 
 

@@ -47,7 +47,10 @@ def fit_model(search: Search, signal: str) -> None:
     _fit(search, signal, "true", {})
     masks = _masks(search, signal)
     if masks is not None:
-        _fit(search, signal, *masks)
+        # The same dimensions, their factors measured without the windows set aside:
+        # which dimensions move the rate is a question for all the data (what is left
+        # after masking holds too few rows per time block to show it).
+        _fit(search, signal, *masks, dims=search.model_dims[signal])
 
 
 def _masks(search: Search, signal: str) -> Extra:
@@ -74,20 +77,34 @@ def _masks(search: Search, signal: str) -> Extra:
     return f"NOT ({' OR '.join(parts)})", params
 
 
-def _fit(search: Search, signal: str, condition: str, params: dict[str, Any]) -> None:
+def _fit(
+    search: Search,
+    signal: str,
+    condition: str,
+    params: dict[str, Any],
+    *,
+    dims: list[str] | None = None,
+) -> None:
     """Choose the model's dimensions on live rows matching ``condition``, fit, store.
 
+    With ``dims``, those are the model's dimensions and only the fit is done.
+
     A dimension enters when its values' rates differ (G test, p < MODEL_P) and
-    the differences are stable over time: their interaction with time blocks
-    is not significant. A difference that comes and goes is what the search
-    looks for, not what the baseline should absorb.
+    the differences are stable over time: they show in most time blocks
+    (``MODEL_MIN_PRESENCE``), or their interaction with time blocks is not
+    significant. A difference that comes and goes is what the search looks
+    for, not what the baseline should absorb.
     """
     space = search.space
     levels = {
         name: (len(space.edges[name]) if d.kind == "numeric" else d.cardinality)
         for name, d in space.dims.items()
     }
-    candidates = [n for n, v in levels.items() if 1 < v <= search.params.model_max_levels]
+    candidates = (
+        list(dims)
+        if dims is not None
+        else [n for n, v in levels.items() if 1 < v <= search.params.model_max_levels]
+    )
     block_hours = max(search.buckets * search.hours // MODEL_BLOCKS, 1)
     margins = workspace.margins(
         search.db,
@@ -97,19 +114,7 @@ def _fit(search: Search, signal: str, condition: str, params: dict[str, Any]) ->
         condition=condition,
         params=params,
     )
-    swings = baseline.swings(margins)
-    strength = []
-    for name in candidates:
-        part = margins.filter(pl.col("dimension") == name)
-        main, main_df, interaction, interaction_df, presence = baseline.stability(part)
-        stable = (
-            presence >= MODEL_MIN_PRESENCE
-            if swings
-            else interaction_df == 0 or scipy_stats.chi2.sf(interaction, interaction_df) >= MODEL_P
-        )
-        if main_df > 0 and scipy_stats.chi2.sf(main, main_df) < MODEL_P and stable:
-            strength.append((main, name))
-    chosen = [name for _, name in sorted(strength, reverse=True)[: search.params.model_dims]]
+    chosen = list(dims) if dims is not None else _choose(search, margins, candidates)
     blocks = margins["block"].n_unique() if margins.height else 0
     transient = {
         name: set(
@@ -151,6 +156,24 @@ def _fit(search: Search, signal: str, condition: str, params: dict[str, Any]) ->
     # The dispersion of the fitted counts: from the raw (unscaled) series.
     _, by = search.store.raw(signal, {}, list(space.dims), (condition, params))
     search.store.dispersion[signal] = baseline.dispersion([s for _, s in by.values()])
+
+
+def _choose(search: Search, margins: pl.DataFrame, candidates: list[str]) -> list[str]:
+    """The dimensions whose effect is significant and persistent, strongest first."""
+    swings = baseline.swings(margins)
+    strength = []
+    for name in candidates:
+        part = margins.filter(pl.col("dimension") == name)
+        main, main_df, interaction, interaction_df, presence = baseline.stability(part)
+        steady = interaction_df == 0 or scipy_stats.chi2.sf(interaction, interaction_df) >= MODEL_P
+        # A persistent effect stays even when it drifts: on many requests any drift
+        # makes the interaction significant, and leaving out the dimension that moves
+        # the rate most (max_tokens for length-limit hits) would turn every slice of it
+        # into a problem.
+        stable = presence >= MODEL_MIN_PRESENCE or (not swings and steady)
+        if main_df > 0 and scipy_stats.chi2.sf(main, main_df) < MODEL_P and stable:
+            strength.append((main, name))
+    return [name for _, name in sorted(strength, reverse=True)[: search.params.model_dims]]
 
 
 def renamed(condition: str, params: dict[str, Any], prefix: str, into: dict[str, Any]) -> str:

@@ -44,7 +44,9 @@ class SeparationParams:
     """A dimension with more values than this is searched, never modelled."""
     search_buckets: int = 24
     """Numeric columns are searched over at most this many power-of-two buckets."""
-    seeds_per_round: int = 6
-    """Seeds refined per round before giving up on finding another signature."""
+    seeds_per_signal: int = 2
+    """Seeds of each signal refined per round before the round gives up on that signal:
+    a signal whose strongest seeds are drift the model does not hold (latency over a
+    threshold, say) must not keep the others' problems from being looked at."""
     hourly_margin_hours: int = 36
     """How far the hourly refinement may move a day boundary."""

@@ -142,6 +142,12 @@ class Scanner:
         self.buckets = buckets
         self.params = params
         starts, stops = np.triu_indices(buckets + 1, k=1)
+        # A window holding all the data is how a slice always is, not a change in time:
+        # with nothing outside it to compare with, the level prior alone would judge
+        # a slice the baseline model fits badly.
+        whole = (starts == 0) & (stops == buckets)
+        if buckets > 1:
+            starts, stops = starts[~whole], stops[~whole]
         self.starts = starts
         self.stops = stops
         self._best: dict[int, tuple[Series, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}

@@ -26,6 +26,7 @@ __all__ = [
     "AMBIGUOUS",
     "CONFLICT",
     "EMPTY",
+    "NEW_BEFORE_SHARE",
     "SPLIT_MIN_EVENTS",
     "UNAFFECTED",
     "UNAFFECTED_FRACTION",
@@ -33,6 +34,7 @@ __all__ = [
     "WINDOW_MIN_SHIFT",
     "conflicts",
     "evaluate",
+    "isolated",
     "keep",
     "leaves_out_a_hit",
     "must_keep",
@@ -54,6 +56,9 @@ values' (a value hit half as hard is still hit)."""
 UNAFFECTED_SHARE = 0.1
 """A dimension whose clearly unaffected values hold this share of a slice's requests in
 its window must be restricted (see ``moves.exclude``)."""
+
+NEW_BEFORE_SHARE = 0.25
+"""A value new with a window has fewer requests before it than this share of those in it."""
 
 AFFECTED, UNAFFECTED, AMBIGUOUS, CONFLICT, EMPTY = 1, 2, 3, 4, 5
 """Roles of a dimension's values in a problem (see ``roles``)."""
@@ -171,10 +176,13 @@ def must_keep(
 ) -> bool:
     """Whether dropping the condition on ``name`` is not allowed.
 
-    It is not when that would merge another problem (see ``conflicts``) or let
-    in a weighty share of unaffected requests (see ``moves.exclude``).
+    It is not when that would merge another problem (see ``conflicts``), let
+    in a weighty share of unaffected requests (see ``moves.exclude``), or let in
+    the values with a past beside new ones that alone are hit (``isolated``).
     """
     if conflicts(search, others, name, values, s, window).any():
+        return True
+    if isolated(search, others, name, values, s, window) is not None:
         return True
     found = roles(search, others, name, values, s, window)
     n_in = s.n[:, window.start : window.stop].sum(axis=1)
@@ -228,14 +236,50 @@ def keep(
 
 
 def new_values(s: Series, window: Window) -> np.ndarray:
-    """Values whose traffic begins with ``window`` (at most one bucket before it).
+    """Values whose traffic begins with ``window``.
 
-    The scan statistic holds such a value to the model (its siblings' level),
-    having no past of its own to be measured against.
+    A value that did not exist when the data begins and whose requests before
+    the window are fewer than ``NEW_BEFORE_SHARE`` of those inside it (a
+    release's first days ramp up slowly, and a window placed where its excess
+    is clearest may start a day or two after its first request). The scan
+    statistic holds such a value to the model (its siblings' level), having no
+    past of its own to be measured against.
     """
     busy = s.n > 0
     first = np.where(busy.any(axis=1), np.argmax(busy, axis=1), s.n.shape[1])
-    return np.asarray(first >= window.start - 1)
+    before = s.n[:, : window.start].sum(axis=1)
+    inside = s.n[:, window.start : window.stop].sum(axis=1)
+    return np.asarray((first > 0) & (before < NEW_BEFORE_SHARE * inside))
+
+
+def isolated(
+    search: Search,
+    context: Predicate,
+    name: str,
+    names: list[Any],
+    s: Series,
+    window: Window,
+) -> np.ndarray | None:
+    """Rows of the new values a dimension's rise comes from, or None.
+
+    Every value hit (``AFFECTED``) has its traffic begin with the window
+    (``new_values``); some value with a past has traffic in the window;
+    and the values with a past show no significant rise there together.
+    """
+    if search.space.is_numeric(name) or len(names) < 2:
+        return None
+    found = roles(search, context, name, names, s, window)
+    hit = found == AFFECTED
+    new = new_values(s, window)
+    if not hit.any() or (hit & ~new).any():
+        return None
+    old = ~new & (s.n[:, window.start : window.stop].sum(axis=1) > 0)
+    if not old.any():
+        return None
+    rest = search.scanner.at(s.total(np.flatnonzero(old)), window)
+    if search.significant(float(rest[0]), len(names)):
+        return None
+    return np.flatnonzero(new & ((found == AFFECTED) | (found == AMBIGUOUS)))
 
 
 def leaves_out_a_hit(
