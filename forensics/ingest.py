@@ -1,12 +1,14 @@
 """Readers, validation and quarantine: request logs and change events into DuckDB.
 
-Each file goes in atomically, in one transaction:
+Each file goes in atomically:
 
 1. its content hash is looked up in ``ingested_files``: a file seen before adds nothing;
 2. Parquet is read by DuckDB directly; CSV and JSON lines are split into rows in
    Python (exact line numbers, bad UTF-8 and malformed lines caught per row) and
-   staged as text in a temporary table;
-3. the columns are renamed by the mapping and checked: a file missing a
+   staged as text in a temporary table, before the file's transaction begins
+   (DuckDB keeps what a transaction inserted in memory its limit does not
+   count, so staging inside it grew with the file);
+3. in one transaction, the columns are renamed by the mapping and checked: a file missing a
    required column is refused and nothing from it is written;
 4. one SQL statement types every canonical column, finds each row's first
    problem (``REASONS``), computes the signals and inserts the good rows; bad
@@ -1061,7 +1063,7 @@ def _seen(db: Database, path: Path, fmt: Format, sha: str) -> FileSummary | None
     )
 
 
-def _ingest_one(
+def _stage_one(
     db: Database,
     path: Path,
     fmt: Format,
@@ -1070,7 +1072,15 @@ def _ingest_one(
     privacy: Privacy | None,
     params: SignalParams,
     stage: str,
-) -> FileSummary:
+) -> FileSummary | tuple[str, Source]:
+    """Hash the file and stage it (temp tables only): its sha256 and Source, or why not.
+
+    Runs outside the file's transaction: DuckDB holds what a transaction inserted
+    in memory it does not count against its limit, so a file staged batch by
+    batch inside one grew the process by the size of the file (see
+    ``tests/test_ingest_memory.py``). Staging writes only temp tables, which a
+    rollback need not undo (``_drop_staging`` removes them).
+    """
     if privacy is not None:
         # Read by a child process: this one never holds a raw value (see PrivateFile).
         redact = functools.partial(_redaction, privacy, mapping, params)
@@ -1091,6 +1101,21 @@ def _ingest_one(
             source = open_csv(db, path, stage)
         else:
             source = open_json(db, path, fmt, stage)
+    return sha, source
+
+
+def _ingest_one(
+    db: Database,
+    path: Path,
+    fmt: Format,
+    sha: str,
+    source: Source,
+    *,
+    mapping: Mapping,
+    privacy: Privacy | None,
+    params: SignalParams,
+) -> FileSummary:
+    """Validate a staged file and write it: rows, rejects, its ``ingested_files`` row."""
     if source.rows_read == 0 and not source.columns:
         return FileSummary(
             path=str(path), format=fmt, status="empty", sha256=sha, message="the file holds no rows"
@@ -1538,18 +1563,18 @@ def ingest_files(
                 FileSummary(path=str(path), format="?", status="refused", message=str(exc))
             )
             continue
-        db.execute("BEGIN TRANSACTION")
         try:
-            summary = _ingest_one(
-                db,
-                path,
-                fmt,
-                mapping=mapping,
-                privacy=key,
-                params=params,
-                stage=f"_stage_{i}",
+            staged = _stage_one(
+                db, path, fmt, mapping=mapping, privacy=key, params=params, stage=f"_stage_{i}"
             )
-            db.execute("COMMIT")
+            if isinstance(staged, FileSummary):
+                summary = staged
+            else:
+                db.execute("BEGIN TRANSACTION")
+                summary = _ingest_one(
+                    db, path, fmt, *staged, mapping=mapping, privacy=key, params=params
+                )
+                db.execute("COMMIT")
         except DiskFullError as exc:
             # The database is unusable until reopened: stop here, saying which file.
             full = DiskFullError.while_writing(db.path, str(path))
