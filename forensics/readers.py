@@ -1170,6 +1170,7 @@ class PrivateFile:
         )
         self._process.start()
         child.close()
+        self._heard = False
 
     def __enter__(self) -> PrivateFile:
         return self
@@ -1181,11 +1182,20 @@ class PrivateFile:
         try:
             message: tuple[Any, ...] = self._conn.recv()
         except EOFError:
+            self._process.join(timeout=10)
+            hint = (
+                ""
+                if self._heard
+                else "; if you called ingest from a Python script, call it under "
+                '`if __name__ == "__main__":` (the reader is a child process that '
+                "imports your script again, and without that guard runs it again)"
+            )
             raise InternalError(
                 f"{self._path}: the process reading it in privacy mode ended without a word "
-                f"(exit code {self._process.exitcode})",
+                f"(exit code {self._process.exitcode}){hint}",
                 path=str(self._path),
             ) from None
+        self._heard = True
         if message[0] == "error":
             _, kind, text = message
             cls = {"SchemaError": SchemaError}.get(kind, IngestError)

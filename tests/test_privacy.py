@@ -425,3 +425,20 @@ def test_the_kill_9_scan_sees_raw_text_without_privacy(tmp_path):
     finally:
         child.wait(timeout=60)
     assert any(ID in leak for leak in _leaks(db_path))
+
+
+def test_a_script_without_a_main_guard_is_told_to_add_one(tmp_path, write_jsonl):
+    """The reader is spawned: it imports the calling script again, which opens the database."""
+    path = write_jsonl([_private(0)])
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import forensics\n"
+        f"with forensics.open({str(tmp_path / 'p.duckdb')!r}) as wb:\n"
+        f"    wb.ingest({str(path)!r}, privacy=True, salt={SALT!r})\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    assert '`if __name__ == "__main__":`' in done.stderr.splitlines()[-1]
