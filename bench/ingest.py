@@ -1,18 +1,23 @@
 """Ingest benchmark: forensics ingest vs a raw DuckDB CREATE TABLE AS, same file, same run.
 
-Generates (once, cached in bench/out/) a postmortem-2025 simulation of N rows,
-then times in separate processes, so that each one's peak memory is its own:
+Generates (once, cached in bench/out/) a postmortem-2025 simulation of N rows
+and, for the text formats, the same rows as JSON lines and CSV (written by
+DuckDB from the Parquet file). Then, per format, times in separate processes,
+so that each one's peak memory (``ru_maxrss`` of that process) is its own:
 
-  (a) raw:       CREATE TABLE requests AS SELECT * FROM read_parquet(file)
+  (a) raw:       CREATE TABLE requests AS SELECT * FROM read_parquet / read_json / read_csv
   (b) forensics: forensics.open(db).ingest(file)   (validation, signals, quarantine)
                  and the cube refresh that follows it
 
-and prints seconds, the ratio b/a and peak RSS. With ``--before DIR`` it also times
-(c), forensics ingest with the ``forensics`` package of another checkout (e.g. the
-commit before a change, from ``git archive``), interleaved with (a) and (b) so that
-load from elsewhere hits all three alike. Usage:
+and prints seconds and peak RSS, the ratio b/a, and whether the peak RSS of
+(b) is within the memory target: DuckDB's memory limit (FORENSICS_MEMORY_LIMIT,
+default 1500MB) + 500 MB. Usage:
 
-    python bench/ingest.py [--rows 10000000] [--repeat 3] [--before DIR]
+    python bench/ingest.py [--rows 1000000] [--formats parquet,jsonl,csv] [--repeat 1]
+                           [--code CHECKOUT]
+
+``--code`` imports forensics from another checkout (e.g. a worktree of the
+commit before a change) for a before/after comparison on the same files.
 """
 
 from __future__ import annotations
@@ -28,14 +33,17 @@ from pathlib import Path
 
 from cache import OUT, simulation_dir  # bench/cache.py
 
+ROOT = Path(__file__).resolve().parent.parent
+
 CHILD = r"""
 import json, resource, sys, time
-mode, path, db = sys.argv[1], sys.argv[2], sys.argv[3]
+mode, fmt, path, db = sys.argv[1:5]
 t0 = time.perf_counter()
 if mode == "raw":
     import duckdb
     con = duckdb.connect(db)
-    con.execute("CREATE TABLE requests AS SELECT * FROM read_parquet($p)", {"p": path})
+    reader = {"parquet": "read_parquet", "jsonl": "read_json", "csv": "read_csv"}[fmt]
+    con.execute(f"CREATE TABLE requests AS SELECT * FROM {reader}($p)", {"p": path})
     con.close()
     seconds = {"load": time.perf_counter() - t0}
 else:
@@ -48,10 +56,22 @@ else:
     refresh_cubes(wb.db)
     wb.close()
     seconds = {"load": t1 - t0, "cube": time.perf_counter() - t1}
-usage = resource.getrusage(resource.RUSAGE_SELF)
-cpu = usage.ru_utime + usage.ru_stime
-print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss_mb": usage.ru_maxrss / 1024}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "forensics": sys.modules.get("forensics").__file__ if "forensics" in sys.modules else None}))
 """
+
+SUFFIX = {"parquet": "parquet", "jsonl": "jsonl", "csv": "csv"}
+COPY = {"jsonl": "(FORMAT json)", "csv": "(FORMAT csv, HEADER)"}
+
+
+def _limit_mb() -> float:
+    """DuckDB's memory limit the ingest runs under, in MB (decimal, as DuckDB reads 'MB')."""
+    text = os.environ.get("FORENSICS_MEMORY_LIMIT", "1500MB").strip().upper()
+    units = {"KB": 1e-3, "MB": 1.0, "GB": 1e3, "KIB": 1.024e-3, "MIB": 1.048576, "GIB": 1073.741824}
+    for unit, factor in sorted(units.items(), key=lambda u: -len(u[0])):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text) / 1e6
 
 
 def _fresh(path: Path) -> None:
@@ -59,17 +79,35 @@ def _fresh(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _run(mode: str, data: Path, db: Path, code: Path | None = None) -> dict:
+def _input(sim: Path, fmt: str) -> Path:
+    """The simulation's requests in ``fmt``, written from its Parquet file once."""
+    path = sim / f"requests.{SUFFIX[fmt]}"
+    if not path.exists():
+        import duckdb
+
+        t = time.perf_counter()
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
+        con.execute(
+            f"COPY (SELECT * FROM read_parquet($src)) TO '{path}' {COPY[fmt]}",
+            {"src": str(sim / "requests.parquet")},
+        )
+        con.close()
+        print(f"wrote {path} in {time.perf_counter() - t:.1f} s")
+    return path
+
+
+def _run(mode: str, fmt: str, data: Path, db: Path, code: Path) -> dict:
     _fresh(db)
-    env = None
-    if code is not None:
-        env = {**os.environ, "PYTHONPATH": str(code)}
+    env = {**os.environ, "PYTHONPATH": str(code)}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, mode, str(data), str(db)],
+        [sys.executable, "-c", CHILD, mode, fmt, str(data), str(db)],
         capture_output=True,
         text=True,
         check=True,
         env=env,
+        cwd=code,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -78,61 +116,54 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=10_000_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--before", type=Path, default=None, help="A checkout whose forensics is timed too."
-    )
+    parser.add_argument("--formats", default="parquet,jsonl,csv")
+    parser.add_argument("--code", type=Path, default=ROOT, help="checkout to import forensics from")
+    parser.add_argument("--no-raw", action="store_true", help="skip the raw DuckDB baseline")
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     sim = simulation_dir("postmortem-2025", args.seed, args.rows)
-    data = sim / "requests.parquet"
-    if not data.exists():
+    if not (sim / "requests.parquet").exists():
         from forensics.simulate import simulate
 
         t = time.perf_counter()
         simulate("postmortem-2025", rows=args.rows, seed=args.seed, out=sim)
-        print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {data}")
-    size_mb = data.stat().st_size / 1e6
-    raw, ours, cube, before = [], [], [], []
-    cpu_ours, cpu_before = [], []
-    rss_raw, rss_ours = [], []
-    for i in range(args.repeat):
-        a = _run("raw", data, OUT / "raw.duckdb")
-        b = _run("forensics", data, OUT / "forensics.duckdb")
-        cpu_ours.append(b["cpu"])
-        if args.before is not None:
-            c = _run("forensics", data, OUT / "before.duckdb", code=args.before)
-            before.append(c["seconds"]["load"])
-            cpu_before.append(c["cpu"])
+        print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {sim}")
+    target = _limit_mb() + 500
+    print(f"forensics from {args.code.resolve()}; memory limit {_limit_mb():.0f} MB")
+    lines = []
+    for fmt in args.formats.split(","):
+        data = _input(sim, fmt)
+        raw, ours, cube, rss_raw, rss_ours = [], [], [], [], []
+        for i in range(args.repeat):
+            if not args.no_raw:
+                a = _run("raw", fmt, data, OUT / "raw.duckdb", args.code)
+                raw.append(a["seconds"]["load"])
+                rss_raw.append(a["peak_rss_mb"])
+            b = _run("forensics", fmt, data, OUT / "forensics.duckdb", args.code)
+            ours.append(b["seconds"]["load"])
+            cube.append(b["seconds"]["cube"])
+            rss_ours.append(b["peak_rss_mb"])
             print(
-                f"run {i + 1}: ingest with {args.before}: {before[-1]:.2f} s "
-                f"(+ cube; CPU {cpu_before[-1]:.1f} s)"
+                f"{fmt} run {i + 1}: "
+                + (f"raw {raw[-1]:.2f} s ({rss_raw[-1]:.0f} MB), " if raw else "")
+                + f"forensics ingest {ours[-1]:.2f} s + cube {cube[-1]:.2f} s "
+                f"({rss_ours[-1]:.0f} MB)"
             )
-        raw.append(a["seconds"]["load"])
-        ours.append(b["seconds"]["load"])
-        cube.append(b["seconds"]["cube"])
-        rss_raw.append(a["peak_rss_mb"])
-        rss_ours.append(b["peak_rss_mb"])
-        print(
-            f"run {i + 1}: raw CTAS {raw[-1]:.2f} s ({rss_raw[-1]:.0f} MB), forensics ingest "
-            f"{ours[-1]:.2f} s + cube {cube[-1]:.2f} s ({rss_ours[-1]:.0f} MB; CPU of ingest + "
-            f"cube {cpu_ours[-1]:.1f} s)"
+        m_ours, peak = statistics.median(ours), max(rss_ours)
+        size_mb = data.stat().st_size / 1e6
+        line = (
+            f"{fmt:8} {size_mb:6.0f} MB  ingest {m_ours:7.2f} s  cube {statistics.median(cube):5.2f} s"
+            f"  peak RSS {peak:6.0f} MB ({'within' if peak <= target else 'OVER'} {target:.0f})"
         )
-    m_raw, m_ours, m_cube = statistics.median(raw), statistics.median(ours), statistics.median(cube)
-    print(f"\nfile: {data} ({args.rows:,} rows, {size_mb:.0f} MB)")
-    print(f"median raw CTAS           {m_raw:7.2f} s   peak RSS {max(rss_raw):6.0f} MB")
-    print(f"median forensics ingest   {m_ours:7.2f} s   peak RSS {max(rss_ours):6.0f} MB")
-    print(f"median cube refresh       {m_cube:7.2f} s")
-    print(f"ratio ingest / raw        {m_ours / m_raw:7.2f}   (target <= 1.5)")
-    print(f"ratio (ingest+cube) / raw {(m_ours + m_cube) / m_raw:7.2f}")
-    if before:
-        m_before = statistics.median(before)
-        print(
-            f"median ingest, {args.before}: {m_before:.2f} s (ratio to raw {m_before / m_raw:.2f})"
-        )
-    print(f"peak RSS target <= 2048 MB: {'met' if max(rss_ours) <= 2048 else 'MISSED'}")
+        if raw:
+            m_raw = statistics.median(raw)
+            line += f"  raw {m_raw:6.2f} s {max(rss_raw):5.0f} MB  ratio {m_ours / m_raw:5.2f}"
+        lines.append(line)
+    print(f"\n{args.rows:,} rows (medians of {args.repeat}):")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -131,7 +131,11 @@ def main() -> None:
     help="TOML file renaming your columns to canonical names (see README 'Mapping files').",
 )
 @click.option("--privacy", is_flag=True, help="Hash user/session ids and keep no response text.")
-@click.option("--salt", envvar="FORENSICS_SALT", help="Salt for --privacy [env: FORENSICS_SALT].")
+@click.option(
+    "--salt",
+    envvar="FORENSICS_SALT",
+    help="Salt for --privacy, 16 characters or more [env: FORENSICS_SALT].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @_fail_cleanly
 def ingest(

@@ -27,6 +27,7 @@ Tables (a contract other tools rely on):
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +39,7 @@ import polars as pl
 from forensics.config import Config
 from forensics.errors import ConfigError, DiskFullError
 
-__all__ = ["SCHEMA_VERSION", "Database", "Tracer"]
+__all__ = ["SCHEMA_VERSION", "Database", "Tracer", "remove_spill", "spill_folder"]
 
 logger = logging.getLogger("forensics")
 
@@ -119,6 +120,49 @@ _ADDED_COLUMNS = (
 """Columns of the fixed tables added after they were first made: (table, column and type)."""
 
 
+def spill_folder(path: str | Path) -> Path:
+    """The folder DuckDB spills to for database ``path`` (its default ``temp_directory``)."""
+    return Path(f"{path}.tmp")
+
+
+_SPILL_OWNER = re.compile(r"duckdb_temp_(\d+)_")
+"""DuckDB's spill files are named after the process that wrote them."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def remove_spill(path: str | Path) -> None:
+    """Remove what a process killed while writing ``path`` left in its spill folder.
+
+    DuckDB removes its spill files when it closes, not after a crash, and a new
+    connection neither reads nor removes them: they keep whatever the killed
+    statement held. Called once a connection for writing is open, so no other
+    process has the file open (DuckDB locks it); a file named after a live
+    process (this one's other connections) is left alone.
+    """
+    folder = spill_folder(path)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        if not (entry.is_file() and entry.name.startswith("duckdb_temp")):
+            continue
+        owner = _SPILL_OWNER.match(entry.name)
+        if owner is not None and _alive(int(owner.group(1))):
+            continue
+        try:
+            entry.unlink()
+        except OSError as exc:
+            logger.warning("could not remove the stale spill file %s: %s", entry, exc)
+
+
 class Database:
     """One DuckDB connection, with every statement traced and timed.
 
@@ -166,6 +210,8 @@ class Database:
         except duckdb.IOException as exc:
             raise ConfigError(f"{self.path}: cannot open the database ({exc})") from None
         self.read_only = read_only
+        if not read_only and self.path != ":memory:":
+            remove_spill(self.path)
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own progress bar writes into notebooks and CLI output; we print ours.
         self.con.execute("SET enable_progress_bar = false")

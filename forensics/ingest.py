@@ -1,12 +1,14 @@
 """Readers, validation and quarantine: request logs and change events into DuckDB.
 
-Each file goes in atomically, in one transaction:
+Each file goes in atomically:
 
 1. its content hash is looked up in ``ingested_files``: a file seen before adds nothing;
 2. Parquet is read by DuckDB directly; CSV and JSON lines are split into rows in
    Python (exact line numbers, bad UTF-8 and malformed lines caught per row) and
-   staged as text in a temporary table;
-3. the columns are renamed by the mapping and checked: a file missing a
+   staged as text in a temporary table, before the file's transaction begins
+   (DuckDB keeps what a transaction inserted in memory its limit does not
+   count, so staging inside it grew with the file);
+3. in one transaction, the columns are renamed by the mapping and checked: a file missing a
    required column is refused and nothing from it is written;
 4. one SQL statement types every canonical column, finds each row's first
    problem (``REASONS``), computes the signals and inserts the good rows; bad
@@ -22,7 +24,7 @@ For every file: rows read = accepted + rejected + duplicates.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import os
 from collections import Counter
@@ -47,9 +49,12 @@ from forensics.errors import (
     MissingColumnError,
     SchemaError,
 )
+from forensics.privacy import DROPPED_COLUMNS, Privacy, privacy_settings, treatment
 from forensics.readers import (
     FORMATS,
     Format,
+    PrivateFile,
+    Redaction,
     Source,
     check_parquet,
     detect_format,
@@ -63,7 +68,6 @@ from forensics.roles import check_explicit_roles, record_roles
 from forensics.schema import (
     CANONICAL_COLUMNS,
     EVENT_COLUMNS,
-    IDENTITY_COLUMNS,
     INTERNAL_PREFIX,
     REQUIRED_COLUMNS,
     Column,
@@ -547,9 +551,13 @@ def _plan_columns(
     source: Source,
     mapping: Mapping,
     reserved: set[str],
+    privacy: Privacy | None = None,
 ) -> tuple[_Plan, dict[str, str]]:
     """Map source columns to canonical ones and plan typing and checks.
 
+    In privacy mode a rejected value of a hashed column is kept hashed, of a
+    dropped one not at all, and a column of the file that privacy mode hashes or
+    drops but that is not the canonical one (the mapping names another) is not kept.
     Returns the plan and canonical name -> source column name.
     """
     plan = _Plan()
@@ -589,7 +597,7 @@ def _plan_columns(
         src_name = canonical_src[col.name]
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
-        bad = f"CAST({src} AS VARCHAR)"
+        bad = _bad_value(src_name, mapping, privacy)
         # The typed value is computed once, in a projection under this name (see
         # _typed_relation); the checks read it there rather than computing it again.
         alias = "_typed_" + col.name
@@ -642,6 +650,12 @@ def _plan_columns(
     clashing = {n.lower() for n in (*reserved, *canonical_names)}
     taken = clashing | {n.lower() for n in source.columns}
     for name in extra_src:
+        if privacy is not None and treatment(name, mapping) is not None:
+            plan.notes.append(
+                f"column {name!r} is not the {mapping.renames.get(name, name).lower()} the "
+                "mapping names; privacy mode keeps nothing of it"
+            )
+            continue
         dtype = source.columns[name]
         target = name
         if name.lower() in clashing or name.startswith(INTERNAL_PREFIX):
@@ -661,6 +675,16 @@ def _plan_columns(
     # Move required-field checks first: a row missing request_id is reported as that.
     plan.checks.sort(key=lambda c: 0 if c.reason == "missing_required" else 1)
     return plan, canonical_src
+
+
+def _bad_value(name: str, mapping: Mapping, privacy: Privacy | None) -> str:
+    """SQL: the value of column ``name`` kept with a rejected row.
+
+    In privacy mode the reader hashed the value already, or dropped it: then none is kept.
+    """
+    if privacy is not None and treatment(name, mapping) == "drop":
+        return "CAST(NULL AS VARCHAR)"
+    return f"CAST({quote_identifier(name)} AS VARCHAR)"
 
 
 def _typed_relation(source: Source, plan: _Plan) -> str:
@@ -977,44 +1001,6 @@ def _ensure_extra_columns(db: Database, plan: _Plan) -> None:
 # -- the ingest itself --------------------------------------------------------------
 
 
-def _privacy_settings(db: Database, privacy: bool, salt: str | None) -> str | None:
-    """Check privacy mode against the database; return the salt to hash with, or None."""
-    stored = db.meta("privacy")
-    if stored == "on" and not privacy:
-        raise ConfigError(
-            f"{db.path} was created in privacy mode; ingest into it with --privacy "
-            "(and the same salt), or use another database"
-        )
-    if not privacy:
-        return None
-    if not salt:
-        raise ConfigError(
-            "privacy mode needs a salt to hash user and session ids: pass --salt TEXT "
-            "or set FORENSICS_SALT (it is never stored in the database)"
-        )
-    check = hashlib.sha256(("forensics-salt-check:" + salt).encode()).hexdigest()[:12]
-    if stored != "on":
-        held = [
-            c for c in (*PRIVATE_TEXT_COLUMNS, "user_id") if c in db.columns("requests")
-        ] if "requests" in db.tables() else []  # fmt: skip
-        if held and db.scalar(
-            "SELECT count(*) FROM requests WHERE "
-            + " OR ".join(f"{quote_identifier(c)} IS NOT NULL" for c in held)
-        ):
-            raise ConfigError(
-                f"{db.path} already holds raw text or user ids from an ingest without "
-                "--privacy; use a new database for privacy mode"
-            )
-        db.set_meta("privacy", "on")
-        db.set_meta("salt_check", check)
-    elif db.meta("salt_check") != check:
-        raise ConfigError(
-            f"{db.path}: this salt differs from the one used before, so the same user would "
-            "get a different hash; use the original salt"
-        )
-    return salt
-
-
 def _next_file_id(db: Database) -> int:
     return int(db.scalar("SELECT coalesce(max(file_id), 0) + 1 FROM ingested_files"))
 
@@ -1036,57 +1022,141 @@ def _problem_sql(checks: Sequence[_Check], error_expr: str | None) -> str:
     return "CASE " + " ".join(whens) + " END"
 
 
-def _raw_sql(source: Source, privacy_salt: str | None, canonical_src: dict[str, str]) -> str:
-    """SQL for the raw content kept with a rejected row (redacted in privacy mode)."""
-    keep = source.raw_expr if privacy_salt is None and source.raw_expr is not None else None
+def _raw_sql(source: Source, privacy: Privacy | None, mapping: Mapping) -> str:
+    """SQL for the raw content kept with a rejected row (redacted in privacy mode).
+
+    A row the reader could not parse keeps the text it read (the reader keeps
+    none in privacy mode); the others, their values as a JSON object (in privacy
+    mode as the reader hashed them, without the dropped columns).
+    """
     parts = []
-    identity_src = {canonical_src[c] for c in IDENTITY_COLUMNS if c in canonical_src}
-    text_src = {canonical_src[c] for c in PRIVATE_TEXT_COLUMNS if c in canonical_src}
     for name in source.columns:
-        q = quote_identifier(name)
-        if privacy_salt is not None and name in text_src:
+        if privacy is not None and treatment(name, mapping) == "drop":
             continue
-        if privacy_salt is not None and name in identity_src:
-            value = f"left(sha256($salt || CAST({q} AS VARCHAR)), 24)"
-        else:
-            value = q
         key = name.replace("'", "''")
-        parts.append(f"'{key}', {value}")
+        parts.append(f"'{key}', {quote_identifier(name)}")
     from_columns = f"CAST(json_object({', '.join(parts)}) AS VARCHAR)" if parts else "NULL"
-    if keep is None:
+    if source.raw_expr is None:
         return from_columns
-    return f"coalesce({keep}, {from_columns})"
+    return f"coalesce({source.raw_expr}, {from_columns})"
+
+
+def _column_for(canonical: str, names: Iterable[str], mapping: Mapping) -> str | None:
+    """The file's column that stands for ``canonical``, as ``_plan_columns`` finds it."""
+    names = list(names)
+    if canonical in mapping.columns:
+        mapped = mapping.columns[canonical]
+        return mapped if mapped in names else None
+    if canonical in names:
+        return canonical
+    return next((n for n in names if n.lower() == canonical and n not in mapping.renames), None)
+
+
+def _redaction(privacy: Privacy, mapping: Mapping, params: SignalParams) -> Redaction:
+    """What the readers do to a file's values in privacy mode, before any is staged.
+
+    Identities are hashed and the response text dropped; the signals that read
+    the text are computed from it first, batch by batch, with the SQL ingest
+    uses (``signals_relation``), and stored in its place.
+    """
+    reading = [d.name for d in DETECTORS if any(c in DROPPED_COLUMNS for c in d.requires)]
+
+    def derive(relation: str, columns: dict[str, str]) -> tuple[str, dict[str, str]]:
+        text = _column_for("response_text", columns, mapping)
+        if text is None or not reading:
+            return relation, {}
+        language = _column_for("prompt_language", columns, mapping)
+        lang_sql = (
+            _text_value(quote_identifier(columns[language]))
+            if language is not None
+            else "CAST(NULL AS VARCHAR)"
+        )
+        inner = (
+            f"(SELECT *, {_text_value(quote_identifier(columns[text]), long_text=True)} AS "
+            f"response_text, {lang_sql} AS prompt_language FROM {relation})"
+        )
+        sql = signals_relation(inner, ["response_text", "prompt_language"], params=params)
+        return f"({sql})", dict.fromkeys(reading, "BOOLEAN")
+
+    return Redaction(
+        treatment=lambda name: treatment(name, mapping),
+        hash_sql=privacy.hash_sql,
+        derive=derive,
+        params={**privacy.params, **params.as_parameters()},
+        setup=register_functions,
+    )
+
+
+def _seen(db: Database, path: Path, fmt: Format, sha: str) -> FileSummary | None:
+    """The summary of a file whose content was ingested before, or None."""
+    seen = db.execute(
+        "SELECT file_id, ingested_at FROM ingested_files WHERE sha256 = $sha ORDER BY file_id LIMIT 1",
+        {"sha": sha},
+    )
+    if not seen:
+        return None
+    return FileSummary(
+        path=str(path),
+        format=fmt,
+        status="already ingested",
+        sha256=sha,
+        message=f"same content as file #{seen[0][0]} ingested {seen[0][1]:%Y-%m-%d %H:%M} UTC; nothing added",
+    )
+
+
+def _stage_one(
+    db: Database,
+    path: Path,
+    fmt: Format,
+    *,
+    mapping: Mapping,
+    privacy: Privacy | None,
+    params: SignalParams,
+    stage: str,
+) -> FileSummary | tuple[str, Source]:
+    """Hash the file and stage it (temp tables only): its sha256 and Source, or why not.
+
+    Runs outside the file's transaction: DuckDB holds what a transaction inserted
+    in memory it does not count against its limit, so a file staged batch by
+    batch inside one grew the process by the size of the file (see
+    ``tests/test_ingest_memory.py``). Staging writes only temp tables, which a
+    rollback need not undo (``_drop_staging`` removes them).
+    """
+    if privacy is not None:
+        # Read by a child process: this one never holds a raw value (see PrivateFile).
+        redact = functools.partial(_redaction, privacy, mapping, params)
+        with PrivateFile(path, fmt, redact, db.config) as private:
+            sha = private.sha256()
+            seen = _seen(db, path, fmt, sha)
+            if seen is not None:
+                return seen
+            source = private.open(db, stage)
+    else:
+        sha = file_sha256(path)
+        seen = _seen(db, path, fmt, sha)
+        if seen is not None:
+            return seen
+        if fmt == "parquet":
+            source = open_parquet(db, path, stage)
+        elif fmt == "csv":
+            source = open_csv(db, path, stage)
+        else:
+            source = open_json(db, path, fmt, stage)
+    return sha, source
 
 
 def _ingest_one(
     db: Database,
     path: Path,
     fmt: Format,
+    sha: str,
+    source: Source,
     *,
     mapping: Mapping,
-    privacy_salt: str | None,
+    privacy: Privacy | None,
     params: SignalParams,
-    stage: str,
 ) -> FileSummary:
-    sha = file_sha256(path)
-    seen = db.execute(
-        "SELECT file_id, ingested_at FROM ingested_files WHERE sha256 = $sha ORDER BY file_id LIMIT 1",
-        {"sha": sha},
-    )
-    if seen:
-        return FileSummary(
-            path=str(path),
-            format=fmt,
-            status="already ingested",
-            sha256=sha,
-            message=f"same content as file #{seen[0][0]} ingested {seen[0][1]:%Y-%m-%d %H:%M} UTC; nothing added",
-        )
-    if fmt == "parquet":
-        source = open_parquet(db, path, stage)
-    elif fmt == "csv":
-        source = open_csv(db, path, stage)
-    else:
-        source = open_json(db, path, fmt, stage)
+    """Validate a staged file and write it: rows, rejects, its ``ingested_files`` row."""
     if source.rows_read == 0 and not source.columns:
         return FileSummary(
             path=str(path), format=fmt, status="empty", sha256=sha, message="the file holds no rows"
@@ -1094,7 +1164,7 @@ def _ingest_one(
 
     if not source.columns:
         # Rows were read but none parsed (every line malformed): quarantine them all.
-        return _reject_unparsed(db, path, fmt, sha, source)
+        return _reject_unparsed(db, path, fmt, sha, source, privacy=privacy is not None)
 
     reserved = {d.name for d in DETECTORS} | {DEGRADED} | set(_PROVENANCE)
     reserved |= set(_signal_names(db)) | {s.name for s in mapping.signals}
@@ -1107,13 +1177,15 @@ def _ingest_one(
         inferred = _infer_text_types(db, source, text_like)
     else:
         inferred = {}
-    plan, canonical_src = _plan_columns(path, source, mapping, reserved)
+    plan, canonical_src = _plan_columns(path, source, mapping, reserved, privacy)
     if source.rows_read == 0:
         return FileSummary(
             path=str(path), format=fmt, status="empty", sha256=sha, message="the file holds no rows"
         )
     for name, dtype in inferred.items():
-        target = next(t for t, sql in plan.values.items() if sql == quote_identifier(name))
+        target = next((t for t, sql in plan.values.items() if sql == quote_identifier(name)), None)
+        if target is None:  # not kept (privacy mode)
+            continue
         if dtype != "VARCHAR":
             if dtype == "BOOLEAN":
                 plan.values[target] = f"CAST(lower(trim({quote_identifier(name)})) AS BOOLEAN)"
@@ -1130,16 +1202,18 @@ def _ingest_one(
 
     file_id = _next_file_id(db)
     sql_params: dict[str, Any] = dict(source.params)
-    if privacy_salt is not None:
-        sql_params["salt"] = privacy_salt
 
     typed = ", ".join(
         f"{quote_identifier(plan.typed[name]) if name in plan.typed else sql} "
         f"AS {quote_identifier(name)}"
         for name, sql in plan.values.items()
     )
+    derived = "".join(
+        f", {column} AS {quote_identifier('_derived_' + name)}"
+        for name, column in source.derived.items()
+    )
     checked = (
-        f"SELECT {source.row_expr} AS _row, {typed}, "
+        f"SELECT {source.row_expr} AS _row, {typed}{derived}, "
         f"{_problem_sql(plan.checks, source.error_expr)} AS _problem "
         f"FROM {_typed_relation(source, plan)}"
     )
@@ -1163,7 +1237,7 @@ def _ingest_one(
     )
     may_repeat = bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
     keep_rows, duplicates, conflicts = (
-        _settle_duplicates(db, checked, sql_params, plan, privacy_salt)
+        _settle_duplicates(db, checked, sql_params, plan, privacy is not None)
         if may_repeat
         else ([], 0, [])
     )
@@ -1182,12 +1256,9 @@ def _ingest_one(
     stored = []
     for name in plan.values:
         q = quote_identifier(name)
-        if privacy_salt is not None and name in PRIVATE_TEXT_COLUMNS:
+        if privacy is not None and name in DROPPED_COLUMNS:
             continue
-        if privacy_salt is not None and name in IDENTITY_COLUMNS:
-            stored.append(f"left(sha256($salt || {q}), 24) AS {q}")
-        else:
-            stored.append(q)
+        stored.append(q)
     stored += [quote_identifier(n) for n in all_signals]
     stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
     stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
@@ -1197,9 +1268,17 @@ def _ingest_one(
             f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (hash(request_id) NOT IN "
             "(SELECT h FROM _dup_hashes) OR _row IN (SELECT _row FROM _keep_rows)))"
         )
+    # Signals that read a column the reader dropped (privacy mode) were computed
+    # before it was: they replace the ones computed here, without it.
+    readable = [c for c in present if not (source.derived and c in DROPPED_COLUMNS)]
     with_signals = signals_relation(
-        good, present, params=params, user_signals=user_signals, columns=columns
+        good, readable, params=params, user_signals=user_signals, columns=columns
     )
+    if source.derived:
+        replaced = ", ".join(
+            f"{quote_identifier('_derived_' + n)} AS {quote_identifier(n)}" for n in source.derived
+        )
+        with_signals = f"SELECT * REPLACE ({replaced}) FROM ({with_signals})"
     insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
     db.execute(
@@ -1217,7 +1296,7 @@ def _ingest_one(
     rejected: Counter[str] = Counter()
     now = datetime.now(UTC)
     if accepted + duplicates + len(conflicts) != source.rows_read:
-        raw = _raw_sql(source, privacy_salt, canonical_src)
+        raw = _raw_sql(source, privacy, mapping)
         db.execute(
             "INSERT INTO rejected_rows SELECT $file, $fid, _row_out, _problem.col, _problem.reason, "
             "_problem.bad, _raw_out, $now FROM "
@@ -1235,7 +1314,7 @@ def _ingest_one(
             if reason == "out_of_range" and col == "ts":
                 plan.notes.append(_epoch_hint(db, file_id, int(n), mapping.epoch_unit))
     if conflicts:
-        raw = _raw_sql(source, privacy_salt, canonical_src)
+        raw = _raw_sql(source, privacy, mapping)
         db.con.register(
             "_conflicts",
             pa.table(
@@ -1273,7 +1352,7 @@ def _ingest_one(
         (source.rows_read, accepted, sum(rejected.values()), duplicates),
         now,
         mapping.source,
-        privacy_salt is not None,
+        privacy is not None,
     )
     return FileSummary(
         path=str(path),
@@ -1374,12 +1453,16 @@ def _record_file(
 
 
 def _reject_unparsed(
-    db: Database, path: Path, fmt: Format, sha: str, source: Source
+    db: Database, path: Path, fmt: Format, sha: str, source: Source, *, privacy: bool
 ) -> FileSummary:
-    """Quarantine every row of a file in which no row could be parsed."""
+    """Quarantine every row of a file in which no row could be parsed.
+
+    In privacy mode a row keeps no raw text: nothing in it says which part is an id.
+    """
     file_id = _next_file_id(db)
     now = datetime.now(UTC)
-    row, error, raw = source.row_expr, source.error_expr, source.raw_expr
+    row, error = source.row_expr, source.error_expr
+    raw = "CAST(NULL AS VARCHAR)" if privacy or source.raw_expr is None else source.raw_expr
     db.execute(
         f"INSERT INTO rejected_rows SELECT $file, $fid, {row}, NULL, {error}, NULL, {raw}, $now "
         f"FROM {source.relation}",
@@ -1387,7 +1470,7 @@ def _reject_unparsed(
     )
     rejected = dict(db.execute(f"SELECT {error}, count(*) FROM {source.relation} GROUP BY ALL"))
     _record_file(
-        db, file_id, path, sha, fmt, (source.rows_read, 0, source.rows_read, 0), now, None, False
+        db, file_id, path, sha, fmt, (source.rows_read, 0, source.rows_read, 0), now, None, privacy
     )
     return FileSummary(
         path=str(path),
@@ -1405,33 +1488,29 @@ def _settle_duplicates(
     checked: str,
     params: dict[str, Any],
     plan: _Plan,
-    privacy_salt: str | None,
+    privacy: bool,
 ) -> tuple[list[int], int, list[tuple[int, str]]]:
     """Decide which rows of request_ids whose hash is in ``_dup_hashes`` to keep.
 
-    Returns the rows to keep, the number of exact duplicates, and the
-    conflicting rows as (row, request_id).
+    In privacy mode identities are compared as the reader hashed them (as they
+    are stored), without the dropped columns. Returns the rows to keep, the
+    number of exact duplicates, and the conflicting rows as (row, request_id).
     """
     compared = [n for n in plan.values if n in db.columns("requests")]
-    if privacy_salt is not None:
-        compared = [n for n in compared if n not in PRIVATE_TEXT_COLUMNS]
+    if privacy:
+        compared = [n for n in compared if n not in DROPPED_COLUMNS]
 
-    def content(prefix: str, hashed: bool) -> str:
-        items = []
-        for n in compared:
-            q = f"{prefix}{quote_identifier(n)}"
-            if hashed and n in IDENTITY_COLUMNS:
-                q = f"left(sha256($salt || {q}), 24)"
-            items.append(f"CAST({q} AS VARCHAR)")
+    def content(prefix: str) -> str:
+        items = [f"CAST({prefix}{quote_identifier(n)} AS VARCHAR)" for n in compared]
         return f"md5(CAST(to_json([{', '.join(items)}]) AS VARCHAR))"
 
     new_rows = db.execute(
-        f"SELECT _row, request_id, {content('', privacy_salt is not None)} FROM ({checked}) "
+        f"SELECT _row, request_id, {content('')} FROM ({checked}) "
         "WHERE _problem IS NULL AND hash(request_id) IN (SELECT h FROM _dup_hashes) ORDER BY _row",
         params,
     )
     old_rows = db.execute(
-        f"SELECT request_id, {content('', False)} FROM requests "
+        f"SELECT request_id, {content('')} FROM requests "
         "WHERE hash(request_id) IN (SELECT h FROM _dup_hashes)"
     )
     first: dict[str, str] = {rid: h for rid, h in old_rows}
@@ -1513,7 +1592,7 @@ def ingest_files(
     mapping = mapping or Mapping()
     params = params or SignalParams()
     files = [_absolute(f) for f in resolve_paths(paths)]
-    privacy_salt = _privacy_settings(db, privacy, salt or db.config.salt)
+    key = privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
     _ensure_requests(db)
     check_explicit_roles(db, mapping.explicit_roles, source=mapping.source)
@@ -1529,18 +1608,18 @@ def ingest_files(
                 FileSummary(path=str(path), format="?", status="refused", message=str(exc))
             )
             continue
-        db.execute("BEGIN TRANSACTION")
         try:
-            summary = _ingest_one(
-                db,
-                path,
-                fmt,
-                mapping=mapping,
-                privacy_salt=privacy_salt,
-                params=params,
-                stage=f"_stage_{i}",
+            staged = _stage_one(
+                db, path, fmt, mapping=mapping, privacy=key, params=params, stage=f"_stage_{i}"
             )
-            db.execute("COMMIT")
+            if isinstance(staged, FileSummary):
+                summary = staged
+            else:
+                db.execute("BEGIN TRANSACTION")
+                summary = _ingest_one(
+                    db, path, fmt, *staged, mapping=mapping, privacy=key, params=params
+                )
+                db.execute("COMMIT")
         except DiskFullError as exc:
             # The database is unusable until reopened: stop here, saying which file.
             full = DiskFullError.while_writing(db.path, str(path))
@@ -1693,7 +1772,7 @@ def ingest_events(
             f"SELECT {source.row_expr} AS _row, {ts_value} AS ts, {kind} AS kind, "
             f"{text['description']} AS description, {text['scope']} AS scope, "
             f"{_problem_sql(checks, source.error_expr)} AS _problem, "
-            f"{_raw_sql(source, None, {})} AS _raw FROM {source.relation}"
+            f"{_raw_sql(source, None, Mapping())} AS _raw FROM {source.relation}"
         )
         db.execute("BEGIN TRANSACTION")
         try:

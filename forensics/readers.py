@@ -15,26 +15,36 @@ import glob
 import gzip
 import hashlib
 import io
+import itertools
 import json
+import logging
+import multiprocessing
+import re
 import sys
+import traceback
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, BinaryIO, Literal, cast
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from forensics.config import Config
 from forensics.db import Database
-from forensics.errors import IngestError, SchemaError
+from forensics.errors import ForensicsError, IngestError, InternalError, SchemaError
 from forensics.schema import quote_identifier
 
 __all__ = [
     "FORMATS",
     "Format",
+    "PrivateFile",
+    "Redaction",
     "Source",
     "check_parquet",
     "detect_format",
@@ -58,8 +68,9 @@ FORMATS: dict[str, Format] = {
 }
 """File suffix -> format; each text format may also end in ``.gz``."""
 
-_BATCH_ROWS = 200_000
 _CSV_FIELD_LIMIT = 1 << 30
+
+logger = logging.getLogger("forensics")
 
 
 # -- paths and formats --------------------------------------------------------------
@@ -214,22 +225,86 @@ def _json_lines(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
         raise _read_error(path, exc) from None
 
 
+_ARRAY_CHUNK = 1 << 20
+"""Characters of a JSON array read at a time (more while one element is longer)."""
+_JSON_SPACE = " \t\n\r"
+
+
 def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
-    """Yield (element number, JSON text, error) for a file holding one JSON array."""
-    try:
-        with _open_binary(path) as fh:
-            data = fh.read()
-    except (EOFError, OSError, zlib.error) as exc:
-        raise _read_error(path, exc) from None
-    try:
-        items = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_object)
-        texts = [_dumps(item) for item in items]
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError(
-            f"{path}: not a valid JSON array ({exc}); write one JSON object per line "
+    """Yield (element number, JSON text, error) for a file holding one JSON array.
+
+    Elements are decoded one at a time from a window of the text, so a file of
+    any size takes the memory of its largest element, not of the whole array.
+    A file that is not one valid array is refused as a whole.
+    """
+    decoder = json.JSONDecoder(object_pairs_hook=_object)
+
+    def invalid(detail: str) -> IngestError:
+        return IngestError(
+            f"{path}: not a valid JSON array ({detail}); write one JSON object per line "
             "(.jsonl) to have bad records quarantined one by one",
             path=str(path),
-        ) from None
+        )
+
+    try:
+        with _open_binary(path) as fh:
+            text = io.TextIOWrapper(fh, encoding="utf-8-sig")
+            buf, pos, eof = "", 0, False
+
+            def more() -> bool:
+                """Read on (as much again as the window holds): False at the end of the file."""
+                nonlocal buf, pos, eof
+                chunk = "" if eof else text.read(max(_ARRAY_CHUNK, len(buf) - pos))
+                if not chunk:
+                    eof = True
+                    return False
+                buf, pos = buf[pos:] + chunk, 0
+                return True
+
+            def peek() -> str | None:
+                """The next character that is not white space (None at the end)."""
+                nonlocal pos
+                while True:
+                    while pos < len(buf) and buf[pos] in _JSON_SPACE:
+                        pos += 1
+                    if pos < len(buf):
+                        return buf[pos]
+                    if not more():
+                        return None
+
+            if peek() != "[":
+                raise invalid("it does not start with '['")
+            pos += 1
+            number = 0
+            closed = peek() == "]"
+            if closed:
+                pos += 1
+            while not closed:
+                if peek() is None:
+                    raise invalid(f"the file ends inside the array, after element {number}")
+                while True:
+                    try:
+                        item, end = decoder.raw_decode(buf, pos)
+                    except json.JSONDecodeError as exc:
+                        if more():
+                            continue
+                        raise invalid(f"element {number + 1}: {exc.msg}") from None
+                    if end == len(buf) and more():  # a number may go on past the window
+                        continue
+                    break
+                pos = end
+                number += 1
+                duplicate = "duplicate_key" if isinstance(item, _DuplicateKeys) else None
+                yield number, _dumps(item), duplicate
+                after = peek()
+                if after not in (",", "]"):
+                    raise invalid(f"',' or ']' expected after element {number}")
+                closed = after == "]"
+                pos += 1
+            if peek() is not None:
+                raise invalid("text after the closing ']'")
+    except UnicodeDecodeError as exc:
+        raise invalid(str(exc)) from None
     except RecursionError:
         raise IngestError(
             f"{path}: the JSON array is nested too deeply to read (more than about "
@@ -237,8 +312,8 @@ def _json_array(path: Path) -> Iterator[tuple[int, str | None, str | None]]:
             "JSON object per line (.jsonl): each line is then read, or quarantined, on its own.",
             path=str(path),
         ) from None
-    for number, (item, text) in enumerate(zip(items, texts, strict=True), start=1):
-        yield number, text, "duplicate_key" if isinstance(item, _DuplicateKeys) else None
+    except (EOFError, OSError, zlib.error) as exc:
+        raise _read_error(path, exc) from None
 
 
 class _DuplicateKeys(dict[str, Any]):
@@ -404,7 +479,7 @@ class Source:
     error_expr: str | None
     """SQL giving a row-level parse error code, or None."""
     raw_expr: str | None
-    """SQL giving the raw row text when the reader kept it."""
+    """SQL giving the raw row text when the reader kept it (rows it could not parse)."""
     params: dict[str, Any]
     """Parameters the relation needs."""
     rows_read: int
@@ -412,6 +487,38 @@ class Source:
     not_text: dict[str, str] = field(default_factory=dict)
     """Source column -> SQL: true where its value is a JSON object, array or boolean,
     which a text column does not take (JSON sources only)."""
+    redacted: bool = False
+    """The values went through a ``Redaction`` before they were staged: a hashed
+    column holds hashes, a dropped one ``''`` where it had a value, no raw text is kept."""
+    derived: dict[str, str] = field(default_factory=dict)
+    """Name -> SQL column of the values a ``Redaction`` derived before dropping others."""
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """Privacy mode in the readers: what becomes of a file's values before the database sees any.
+
+    Every batch of rows is read by a DuckDB of its own (``_Reader``: in memory,
+    never spilling to disk) that applies this, and only what it gives is
+    staged in the database: a hash where a value is hashed, an empty text where
+    a dropped value was (so a check can still see that it was there), no raw
+    row text. The database's DuckDB never holds a raw value, so neither its
+    file nor its spill folder can, not even in a block of reused memory.
+    """
+
+    treatment: Callable[[str], Literal["hash", "drop"] | None]
+    """Source column name -> ``"hash"``, ``"drop"``, or None to keep it as it is."""
+    hash_sql: Callable[[str], str]
+    """SQL of a text value -> SQL of its hash (null stays null)."""
+    derive: Callable[[str, dict[str, str]], tuple[str, dict[str, str]]]
+    """``(relation, columns)`` -> a relation over ``relation`` (every row, in order,
+    every column) with more columns computed from the values before any is dropped,
+    and those columns' names and types. ``columns`` maps each source column to its
+    column in ``relation``."""
+    params: dict[str, Any]
+    """Parameters the SQL of ``hash_sql`` and ``derive`` uses."""
+    setup: Callable[[duckdb.DuckDBPyConnection], None] = lambda con: None
+    """Prepares the reader's own connection (registers the functions ``derive`` calls)."""
 
 
 _INTERNAL = ("_row", "_error", "_raw", "_types")
@@ -441,66 +548,331 @@ def _internal_names(columns: Sequence[str]) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _stage_text(
-    db: Database,
-    name: str,
-    columns: Sequence[str],
-    batches: Iterator[list[tuple[Any, ...]]],
-) -> int:
-    """Create temp table ``name`` (row, error, raw, columns...) from row batches.
+# -- batches ------------------------------------------------------------------------
 
-    The first three columns are named by ``_internal_names(columns)``.
+_BATCH_ROWS = 100_000
+"""Rows staged per batch at most."""
+_BATCH_CHARS = 8 << 20
+"""Characters of text staged per batch at most: what Python holds of a file at once."""
+_READER_SHARE = 8
+"""The reader's DuckDB may use this fraction of the database's memory limit ..."""
+_READER_MIN, _READER_MAX = 48 << 20, 256 << 20
+"""... but at least and at most this many bytes."""
+_BATCH_SHARE = 40
+"""A batch's text is at most this fraction of the reader's memory: parsing a batch of
+JSON lines takes some 30 times its size (DuckDB's JSON functions keep each parsed line)."""
+
+_SIZE = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?)\s*([kmgt]?i?b?)\s*", re.IGNORECASE)
+
+
+def _limit_bytes(limit: str) -> int | None:
+    """Bytes of a DuckDB memory limit such as ``1500MB`` or ``2 GiB`` (None if not a size).
+
+    Examples
+    --------
+    >>> _limit_bytes("1500MB"), _limit_bytes("2 GiB"), _limit_bytes("80%")
+    (1500000000, 2147483648, None)
     """
-    cols = [*_internal_names(columns)[:3], *columns]
-    types = ["BIGINT", "VARCHAR", "VARCHAR"] + ["VARCHAR"] * len(columns)
-    ddl = ", ".join(f"{quote_identifier(c)} {t}" for c, t in zip(cols, types, strict=True))
-    db.execute(f"CREATE OR REPLACE TEMP TABLE {quote_identifier(name)} ({ddl})")
-    total = 0
-    schema = pa.schema(
-        [pa.field(f"c{i}", pa.int64() if i == 0 else pa.string()) for i in range(len(cols))]
-    )
-    for batch in batches:
-        if not batch:
-            continue
-        arrays = [
-            pa.array(list(values), type=f.type)
-            for values, f in zip(zip(*batch, strict=True), schema, strict=True)
-        ]
-        table = pa.Table.from_arrays(arrays, schema=schema)
-        db.con.register("_stage_batch", table)
-        try:
-            db.execute(f"INSERT INTO {quote_identifier(name)} SELECT * FROM _stage_batch")
-        finally:
-            db.con.unregister("_stage_batch")
-        total += len(batch)
-    return total
-
-
-def _text_source(stage: str, columns: Sequence[str], rows_read: int) -> Source:
-    """The Source of a staged text file (see ``_stage_text``)."""
-    row, error, raw, _ = (quote_identifier(n) for n in _internal_names(columns))
-    return Source(
-        relation=quote_identifier(stage),
-        columns=dict.fromkeys(columns, "VARCHAR"),
-        row_expr=row,
-        error_expr=error,
-        raw_expr=raw,
-        params={},
-        rows_read=rows_read,
-    )
+    match = _SIZE.fullmatch(limit)
+    if match is None:
+        return None
+    number, unit = float(match.group(1)), match.group(2).lower()
+    base = 1024 if "i" in unit else 1000
+    power = "bkmgt".index(unit[0]) if unit and unit[0] != "b" else 0
+    return int(number * base**power)
 
 
 def _batched(
-    rows: Iterable[tuple[Any, ...]], size: int = _BATCH_ROWS
+    rows: Iterable[tuple[int, tuple[Any, ...]]], chars: int = _BATCH_CHARS
 ) -> Iterator[list[tuple[Any, ...]]]:
+    """``(size, row)`` pairs as lists of rows: at most ``_BATCH_ROWS`` rows, ``chars`` of size.
+
+    Examples
+    --------
+    >>> [len(b) for b in _batched(((6, (i,)) for i in range(5)), chars=16)]
+    [3, 2]
+    """
     batch: list[tuple[Any, ...]] = []
-    for row in rows:
+    held = 0
+    for size, row in rows:
         batch.append(row)
-        if len(batch) >= size:
+        held += size
+        if len(batch) >= _BATCH_ROWS or held >= chars:
             yield batch
-            batch = []
+            batch, held = [], 0
     if batch:
         yield batch
+
+
+class _Reader:
+    """A DuckDB of its own that reads the raw values of each batch, in memory only.
+
+    It has no spill folder (``temp_directory`` is empty: past its memory limit a
+    statement fails rather than write to disk). What it gives back, as Arrow,
+    is what the database stages.
+    """
+
+    def __init__(self, config: Config, redaction: Redaction | None) -> None:
+        limit = _limit_bytes(config.memory_limit) or _READER_MAX * _READER_SHARE
+        self.memory = max(_READER_MIN, min(_READER_MAX, limit // _READER_SHARE))
+        """Bytes this DuckDB may use."""
+        self.chars = max(64 << 10, min(_BATCH_CHARS, self.memory // _BATCH_SHARE))
+        """Characters of text per batch."""
+        settings: dict[str, Any] = {"temp_directory": "", "memory_limit": f"{self.memory}B"}
+        if config.threads:
+            settings["threads"] = config.threads
+        self.con = duckdb.connect(":memory:", config=settings)
+        self.con.execute("SET TimeZone = 'UTC'")
+        self.con.execute("SET enable_progress_bar = false")
+        if redaction is not None:
+            redaction.setup(self.con)
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.con.close()
+
+    def keys(self, batch: pa.Table) -> list[str]:
+        """The keys of a batch of JSON lines (``_JSON_KEYS``), by first line."""
+        self.con.register("_stage_batch", batch)
+        try:
+            return [r[0] for r in self.con.execute(_JSON_KEYS).fetchall()]
+        finally:
+            self.con.unregister("_stage_batch")
+
+    def describe(self, schema: pa.Schema) -> dict[str, str]:
+        """Column name -> DuckDB type of an Arrow schema, as DuckDB reads it."""
+        self.con.register("_stage_batch", schema.empty_table())
+        try:
+            return {r[0]: r[1] for r in self.con.execute("DESCRIBE FROM _stage_batch").fetchall()}
+        finally:
+            self.con.unregister("_stage_batch")
+
+    def read(self, select: str, params: dict[str, Any], batch: pa.Table) -> pa.Table:
+        """The rows ``select`` gives from ``batch`` (read as ``_stage_batch``)."""
+        logger.debug("batch of %d rows: %s", batch.num_rows, select)
+        self.con.register("_stage_batch", batch)
+        try:
+            used = {k: v for k, v in params.items() if re.search(rf"\${re.escape(k)}\b", select)}
+            return self.con.sql(select, params=used or None).to_arrow_table()
+        finally:
+            self.con.unregister("_stage_batch")
+
+
+class _Stage:
+    """A temp table filled batch by batch: the file's columns and its own.
+
+    Its own columns (``_INTERNAL`` and the derived ones) take names no column of
+    the file has, even one found in a later batch (JSON keys): such a column
+    renames ours. Without a database it only keeps the names (in a child
+    process, which the database's process follows: same steps, same names).
+    """
+
+    def __init__(self, db: Database | None, name: str, own: Sequence[str]) -> None:
+        self.db = db
+        self.name = quote_identifier(name)
+        self.columns: list[str] = []
+        """The file's columns, in order."""
+        self.own: dict[str, str] = {}
+        """Base name of one of the table's own columns -> its name now."""
+        self.created = False
+        for base in own:
+            self._own(base)
+
+    def _own(self, base: str) -> str:
+        if base not in self.own:
+            self.own[base] = self._free(base)
+        return self.own[base]
+
+    def _free(self, base: str) -> str:
+        taken = {c.lower() for c in self.columns} | {n.lower() for n in self.own.values()}
+        name = base
+        while name.lower() in taken:
+            name = "_" + name
+        return name
+
+    def _alter(self, sql: str) -> None:
+        if self.db is not None and self.created:
+            self.db.execute(f"ALTER TABLE {self.name} {sql}")
+
+    def add_columns(self, names: Sequence[str]) -> None:
+        """The file has these columns too (after those it had); our own make way."""
+        new = [n for n in names if n not in self.columns]
+        if not new:
+            return
+        self.columns.extend(new)
+        lowered = {n.lower() for n in new}
+        for base, name in list(self.own.items()):
+            if name.lower() in lowered:
+                del self.own[base]
+                fresh = self._free(base)
+                self.own[base] = fresh
+                self._alter(f"RENAME COLUMN {quote_identifier(name)} TO {quote_identifier(fresh)}")
+        for n in new:
+            self._alter(f"ADD COLUMN {quote_identifier(n)} VARCHAR")
+
+    def derived(self, key: str, dtype: str) -> str:
+        """The name of the column holding derived value ``key`` (of type ``dtype``)."""
+        new = "_" + key not in self.own
+        name = self._own("_" + key)
+        if new:
+            self._alter(f"ADD COLUMN {quote_identifier(name)} {dtype}")
+        return name
+
+    def append(self, batch: _Batch) -> None:
+        """Take a batch's new columns, then store its rows (creating the table first)."""
+        self.add_columns(batch.columns)
+        for key, dtype in batch.derived.items():
+            self.derived(key, dtype)
+        assert self.db is not None
+        self.db.con.register("_stage_rows", batch.rows)
+        try:
+            if self.created:
+                self.db.execute(f"INSERT INTO {self.name} BY NAME SELECT * FROM _stage_rows")
+            else:
+                self.db.execute(f"CREATE OR REPLACE TEMP TABLE {self.name} AS FROM _stage_rows")
+                self.created = True
+        finally:
+            try:
+                self.db.con.unregister("_stage_rows")
+            except duckdb.Error as exc:  # the transaction a failed statement aborted
+                logger.debug("unregistering staged rows failed: %s", exc)
+
+    def col(self, base: str) -> str:
+        """The quoted name of one of the table's own columns."""
+        return quote_identifier(self.own[base])
+
+
+@dataclass
+class _Batch:
+    """One batch of a file, read: what the staged table gets from it."""
+
+    columns: list[str]
+    """The file's columns known with this batch, in order (JSON keys grow)."""
+    derived: dict[str, str]
+    """Derived values this batch has, and their types."""
+    rows: pa.Table
+    """Its rows, under the staged table's column names."""
+    types: dict[str, str] = field(default_factory=dict)
+    """Column -> DuckDB type as the file declares it (Parquet)."""
+
+
+def _staged_select(
+    stage: _Stage,
+    base: str,
+    internal: dict[str, str],
+    columns: dict[str, str],
+    redaction: Redaction | None,
+) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """The ``SELECT`` (run by the ``_Reader``) giving one batch's staged rows.
+
+    ``base`` is a relation over the batch; ``internal`` maps our own column
+    bases (``_row``...) to their SQL in it, ``columns`` each source column to its
+    column in it. Through ``redaction`` when given. Returns the SQL, its
+    parameters and the derived columns' types.
+    """
+    items = [f"{sql} AS {stage.col(b)}" for b, sql in internal.items()]
+    relation: str = base
+    derived: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    if redaction is not None:
+        relation, derived = redaction.derive(base, columns)
+        params = redaction.params
+        if "_raw" in internal:  # raw text holds every value: none is kept
+            items[list(internal).index("_raw")] = f"CAST(NULL AS VARCHAR) AS {stage.col('_raw')}"
+    for name, col in columns.items():
+        value = quote_identifier(col)
+        treatment = redaction.treatment(name) if redaction is not None else None
+        if treatment == "hash":
+            assert redaction is not None
+            value = redaction.hash_sql(f"NULLIF(trim(CAST({value} AS VARCHAR)), '')")
+        elif treatment == "drop":
+            value = f"CASE WHEN {value} IS NOT NULL THEN '' END"
+        items.append(f"{value} AS {quote_identifier(name)}")
+    for key, dtype in derived.items():
+        items.append(f"{quote_identifier(key)} AS {quote_identifier(stage.derived(key, dtype))}")
+    return f"SELECT {', '.join(items)} FROM {relation}", params, derived
+
+
+def _text_schema(width: int) -> pa.Schema:
+    """Arrow schema of a batch: row number, then ``width - 1`` text columns."""
+    return pa.schema(
+        [pa.field("c0", pa.int64())] + [pa.field(f"c{i}", pa.string()) for i in range(1, width)]
+    )
+
+
+def _arrow_batch(batch: Sequence[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    columns = zip(*batch, strict=True) if batch else [() for _ in schema]
+    arrays = [pa.array(list(v), type=f.type) for v, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_OWN: dict[Format, tuple[str, ...]] = {
+    "parquet": ("_row",),
+    "csv": _INTERNAL[:3],
+    "jsonl": _INTERNAL,
+    "json": _INTERNAL,
+}
+"""The staged table's own columns, per format."""
+
+
+def _batches(
+    path: Path, fmt: Format, stage: _Stage, config: Config, redaction: Redaction | None
+) -> Iterator[_Batch]:
+    """Read a file batch by batch into what its staged table gets (see ``_Batch``).
+
+    Every raw value is read here, by a ``_Reader``; nothing of the database is used.
+    """
+    with _Reader(config, redaction) as reader:
+        if fmt == "parquet":
+            yield from _parquet_batches(path, stage, reader, redaction)
+        elif fmt == "csv":
+            yield from _csv_batches(path, stage, reader, redaction)
+        else:
+            yield from _json_batches(path, fmt, stage, reader, redaction)
+
+
+def _staged(
+    db: Database, path: Path, fmt: Format, stage: _Stage, batches: Iterable[_Batch]
+) -> Source:
+    """Fill ``stage`` with ``batches``; the Source over it."""
+    rows_read = 0
+    types: dict[str, str] = {}
+    for batch in batches:
+        stage.append(batch)
+        rows_read += batch.rows.num_rows
+        types = types or batch.types
+    source = Source(
+        relation=stage.name,
+        columns=types or dict.fromkeys(stage.columns, "VARCHAR"),
+        row_expr=stage.col("_row"),
+        error_expr=stage.col("_error") if "_error" in stage.own else None,
+        raw_expr=stage.col("_raw") if "_raw" in stage.own else None,
+        params={},
+        rows_read=rows_read,
+        derived={
+            base[1:]: quote_identifier(name)
+            for base, name in stage.own.items()
+            if base not in _INTERNAL
+        },
+    )
+    if fmt in ("json", "jsonl"):
+        kinds = stage.col("_types")
+        source.not_text = {
+            k: f"coalesce(list_contains({_NOT_TEXT}, {kinds}[{i + 1}]), false)"
+            for i, k in enumerate(stage.columns)
+        }
+    return source
+
+
+def _stage_file(db: Database, path: Path, fmt: Format, stage: str) -> Source:
+    """Stage a file in this process (without redaction)."""
+    staged = _Stage(db, stage, _OWN[fmt])
+    return _staged(db, path, fmt, staged, _batches(path, fmt, staged, db.config, None))
+
+
+# -- Parquet ------------------------------------------------------------------------
 
 
 def _is_malformed_parquet(exc: BaseException) -> bool:
@@ -546,13 +918,17 @@ def check_parquet(db: Database, path: Path) -> None:
 _FILE_ROW_NUMBER = "file_row_number"
 """The column DuckDB adds for a row's position in a Parquet file."""
 
+_PARQUET_BATCH_ROWS = 16_384
+"""Rows per batch when a Parquet file is copied (see ``_parquet_batches``)."""
+
 
 def open_parquet(db: Database, path: Path, stage: str = "_stage_parquet") -> Source:
     """Open a Parquet file in place (DuckDB reads it; nothing is staged).
 
     A file with a column of its own named ``file_row_number`` (DuckDB's name for
-    the row position) is copied to temp table ``stage`` with the positions in a
-    column of another name, so that its column is kept as it is.
+    the row position) is copied to temp table ``stage`` instead, batch by batch,
+    with the positions in a column of another name, so that its column is kept
+    as it is.
     """
     params = {"path": str(path)}
     try:
@@ -564,16 +940,7 @@ def open_parquet(db: Database, path: Path, stage: str = "_stage_parquet") -> Sou
         raise
     columns = {r[0]: r[1] for r in described}
     if _FILE_ROW_NUMBER in {c.lower() for c in columns}:
-        row = _stage_parquet(db, path, stage, columns)
-        return Source(
-            relation=quote_identifier(stage),
-            columns=columns,
-            row_expr=quote_identifier(row),
-            error_expr=None,
-            raw_expr=None,
-            params={},
-            rows_read=int(rows_read),
-        )
+        return _stage_file(db, path, "parquet", stage)
     return Source(
         relation=f"read_parquet($path, {_FILE_ROW_NUMBER} = true)",
         columns=columns,
@@ -585,114 +952,321 @@ def open_parquet(db: Database, path: Path, stage: str = "_stage_parquet") -> Sou
     )
 
 
-def _stage_parquet(db: Database, path: Path, stage: str, columns: dict[str, str]) -> str:
-    """Copy a Parquet file, in file order, to temp table ``stage`` with a row-number column.
+def _parquet_batches(
+    path: Path, stage: _Stage, reader: _Reader, redaction: Redaction | None
+) -> Iterator[_Batch]:
+    """A Parquet file, in file order, with a row-number column.
 
-    Returns the name of that column. Batches are read in order by pyarrow and
-    numbered as they come, so the numbers are the rows' positions in the file.
+    Batches are read in order by pyarrow and numbered as they come, so the
+    numbers are the rows' positions in the file.
     """
-    row = _internal_names(list(columns))[0]
-    db.execute(
-        f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT "
-        f"CAST(NULL AS BIGINT) AS {quote_identifier(row)}, * FROM read_parquet($path) LIMIT 0",
-        {"path": str(path)},
-    )
-    first = 1
     try:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS):
-            numbers = pa.array(range(first, first + batch.num_rows), pa.int64())
-            arrays = [numbers, *batch.columns]
-            names = [f"c{i}" for i in range(len(arrays))]
-            db.con.register("_stage_batch", pa.Table.from_arrays(arrays, names=names))
-            try:
-                db.execute(f"INSERT INTO {quote_identifier(stage)} SELECT * FROM _stage_batch")
-            finally:
-                db.con.unregister("_stage_batch")
-            first += batch.num_rows
+        parquet = pq.ParquetFile(path)
+        types = reader.describe(parquet.schema_arrow)
+        stage.add_columns(list(types))
+        names = {name: f"c{i + 1}" for i, name in enumerate(types)}
+        first = 1
+        batches = parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS)
+        for batch in itertools.chain(batches, [None]):
+            if batch is None and first > 1:
+                break
+            table = batch or parquet.schema_arrow.empty_table()
+            numbers = pa.array(range(first, first + table.num_rows), pa.int64())
+            arrays = [numbers, *table.columns]
+            rows = pa.Table.from_arrays(arrays, names=["c0", *names.values()])
+            select, params, derived = _staged_select(
+                stage, "_stage_batch", {"_row": "c0"}, names, redaction
+            )
+            yield _Batch(list(types), derived, reader.read(select, params, rows), types)
+            first += table.num_rows
     except pa.ArrowException as exc:
         raise _malformed_parquet(path, exc) from None
-    return row
+    except duckdb.Error as exc:
+        if _is_malformed_parquet(exc):
+            raise _malformed_parquet(path, exc) from None
+        raise
+
+
+# -- JSON and CSV -------------------------------------------------------------------
+
+_NOT_TEXT = "['OBJECT', 'ARRAY', 'BOOLEAN']"
+"""SQL: the JSON types a text column does not take."""
+
+_JSON_KEYS = (
+    "SELECT key FROM (SELECT unnest(json_keys(c2)) AS key, c0 FROM _stage_batch WHERE c1 IS NULL "
+    "AND try(json_type(c2)) = 'OBJECT') GROUP BY key ORDER BY min(c0), key"
+)
+"""SQL: the keys of a batch of JSON lines, by first line."""
+
+_JSON_ERROR = (
+    "CASE WHEN c1 IS NOT NULL THEN c1 WHEN t0 IS NULL THEN 'malformed_json' "
+    "WHEN t0 <> 'OBJECT' THEN 'not_a_json_object' END"
+)
+"""SQL: a JSON line's problem (bad UTF-8, not JSON, not an object), or null, given
+``t0``, its JSON type (null when it is not JSON: one parse tells both)."""
+
+
+_TYPED_LINES = (
+    "(SELECT c0, c1, c2, CASE WHEN c1 IS NULL THEN try(json_type(c2)) END AS t0 FROM _stage_batch)"
+)
+"""SQL: a batch of JSON lines with each line's JSON type (``t0``)."""
+
+
+def _json_batch(keys: Sequence[str]) -> str:
+    """SQL: one batch of JSON lines (``_stage_batch``) as row, error, raw, types, ``k<i>``.
+
+    Per row: the JSON type of each key's value (null where the key is absent), kept
+    only where one is an object, an array or a boolean (text columns refuse those;
+    numbers read as their text); a row with more keys than keys found has one twice
+    (``duplicate_key``: which value is meant?). Raw text is kept for rows with a
+    problem only: the others are rebuilt from their values when one is rejected.
+    """
+    if keys:
+        values = (
+            "(SELECT c0, c2, CASE WHEN e0 IS NULL AND len(json_keys(c2)) > "
+            "len([t FOR t IN _t IF t IS NOT NULL]) THEN 'duplicate_key' ELSE e0 END AS e, _v, _t "
+            "FROM (SELECT c0, c2, e0, CASE WHEN e0 IS NULL THEN json_extract_string(c2, $paths) "
+            "END AS _v, CASE WHEN e0 IS NULL THEN json_type(c2, $paths) END AS _t "
+            f"FROM (SELECT c0, c2, {_JSON_ERROR} AS e0 FROM {_TYPED_LINES})))"
+        )
+    else:
+        values = f"(SELECT c0, c2, {_JSON_ERROR} AS e, CAST(NULL AS VARCHAR[]) AS _t FROM {_TYPED_LINES})"
+    items = "".join(f", CASE WHEN e IS NULL THEN _v[{i + 1}] END AS k{i}" for i in range(len(keys)))
+    return (
+        "(SELECT c0, e AS c1, CASE WHEN e IS NOT NULL THEN c2 END AS c2, CASE WHEN e IS NULL "
+        f"AND list_has_any(_t, {_NOT_TEXT}) THEN _t END AS c3{items} FROM {values})"
+    )
+
+
+def _json_paths(keys: Sequence[str]) -> list[str]:
+    return ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
 
 
 def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
     """Stage a JSON-lines (or JSON array) file as temp table ``stage``, one column per key.
 
     Each line is checked for UTF-8, JSON validity and being an object; the keys
-    of all valid lines become VARCHAR columns (values as JSON text).
+    of all valid lines become VARCHAR columns (values as JSON text), in the order
+    they first appear. Lines are parsed in batches by a ``_Reader`` and only what
+    it gives is staged.
     """
+    return _stage_file(db, path, fmt, stage)
+
+
+def _json_batches(
+    path: Path, fmt: Format, stage: _Stage, reader: _Reader, redaction: Redaction | None
+) -> Iterator[_Batch]:
     lines = _json_array(path) if fmt == "json" and _starts_with_array(path) else _json_lines(path)
-    line_table = stage + "_lines"
-    rows_read = _stage_text(db, line_table, [], _batched((n, err, text) for n, text, err in lines))
-    lt = quote_identifier(line_table)
-    db.execute(
-        f"UPDATE {lt} SET _error = CASE WHEN NOT json_valid(_raw) THEN 'malformed_json' "
-        "WHEN json_type(_raw) <> 'OBJECT' THEN 'not_a_json_object' END WHERE _error IS NULL"
-    )
-    keys = [
-        r[0]
-        for r in db.execute(
-            f"SELECT key FROM (SELECT unnest(json_keys(_raw)) AS key, _row FROM {lt} "
-            "WHERE _error IS NULL) GROUP BY key ORDER BY min(_row), key"
-        )
-    ]
-    _check_unique_names(path, keys)
-    paths = ['$."' + k.replace("\\", "\\\\").replace('"', '\\"') + '"' for k in keys]
-    row, error, raw, types = (quote_identifier(n) for n in _internal_names(keys))
-    # Per row: the JSON type of each key's value (null where the key is absent),
-    # kept only where one is an object, an array or a boolean (text columns refuse
-    # those; numbers read as their text); a row with more keys than keys found has
-    # one twice (duplicate_key: which value is meant?).
-    items = "".join(
-        f", CASE WHEN _error IS NULL THEN _v[{i + 1}] END AS {quote_identifier(k)}"
-        for i, k in enumerate(keys)
-    )
-    values = (
-        "(SELECT _row, _raw, CASE WHEN _error IS NULL AND len(json_keys(_raw)) > "
-        "len([t FOR t IN _t IF t IS NOT NULL]) THEN 'duplicate_key' ELSE _error END AS _error, "
-        "_v, _t FROM (SELECT *, "
-        "CASE WHEN _error IS NULL THEN json_extract_string(_raw, $paths) END AS _v, "
-        f"CASE WHEN _error IS NULL THEN json_type(_raw, $paths) END AS _t FROM {lt}))"
-        if keys
-        else f"(SELECT *, CAST(NULL AS VARCHAR[]) AS _t FROM {lt})"
-    )
-    db.execute(
-        f"CREATE OR REPLACE TEMP TABLE {quote_identifier(stage)} AS SELECT _row AS {row}, "
-        f"_error AS {error}, _raw AS {raw}, CASE WHEN _error IS NULL AND list_has_any(_t, "
-        f"{_NOT_TEXT}) THEN _t END AS {types}{items} FROM {values}",
-        {"paths": paths},
-    )
-    db.execute(f"DROP TABLE {lt}")
-    source = _text_source(stage, keys, rows_read)
-    source.not_text = {
-        k: f"coalesce(list_contains({_NOT_TEXT}, {types}[{i + 1}]), false)"
-        for i, k in enumerate(keys)
-    }
-    return source
+    schema = _text_schema(3)
+    internal = {"_row": "c0", "_error": "c1", "_raw": "c2", "_types": "c3"}
+    sized = ((len(text or ""), (n, err, text)) for n, text, err in lines)
+    first = True
+    for batch in itertools.chain(_batched(sized, reader.chars), [[]]):
+        if not batch and not first:
+            break
+        first = False
+        table = _arrow_batch(batch, schema)
+        # The keys known so far are tried first: a line with a key they lack has
+        # more keys than were found, as one with a key twice has, and only then
+        # are the batch's keys looked up (new keys are rare after the first lines).
+        looked_up = not stage.columns
+        new = _new_keys(path, stage, reader, table) if looked_up and batch else []
+        while True:
+            stage.add_columns(new)
+            keys = list(stage.columns)
+            columns = {k: f"k{i}" for i, k in enumerate(keys)}
+            select, params, derived = _staged_select(
+                stage, _json_batch(keys), internal, columns, redaction
+            )
+            rows = reader.read(select, {**params, "paths": _json_paths(keys)}, table)
+            if looked_up or not _has_duplicate_keys(rows, stage.own["_error"]):
+                break
+            looked_up = True
+            new = _new_keys(path, stage, reader, table)
+            if not new:
+                break
+        yield _Batch(keys, derived, rows)
 
 
-_NOT_TEXT = "['OBJECT', 'ARRAY', 'BOOLEAN']"
-"""SQL: the JSON types a text column does not take."""
+def _new_keys(path: Path, stage: _Stage, reader: _Reader, table: pa.Table) -> list[str]:
+    """The keys of a batch of JSON lines that ``stage`` does not have yet."""
+    new = [k for k in reader.keys(table) if k not in stage.columns]
+    _check_unique_names(path, [*stage.columns, *new])
+    return new
+
+
+def _has_duplicate_keys(rows: pa.Table, error: str) -> bool:
+    """Whether a staged batch has a line flagged ``duplicate_key``."""
+    return bool(pc.any(pc.equal(rows[error], "duplicate_key")).as_py())
 
 
 def open_csv(db: Database, path: Path, stage: str) -> Source:
     """Stage a CSV/TSV file as temp table ``stage``: the header's columns, as text.
 
     The delimiter is sniffed; empty fields are null; rows with bad UTF-8 or the
-    wrong number of fields keep their raw text and a row-level error.
+    wrong number of fields keep their raw text (none in privacy mode) and a
+    row-level error. Rows are staged in batches.
     """
+    return _stage_file(db, path, "csv", stage)
+
+
+def _csv_batches(
+    path: Path, stage: _Stage, reader: _Reader, redaction: Redaction | None
+) -> Iterator[_Batch]:
     header, rows = _csv_rows(path)
     _check_unique_names(path, header)
     width = len(header)
+    stage.add_columns(header)
+    schema = _text_schema(3 + width)
+    internal = {"_row": "c0", "_error": "c1", "_raw": "c2"}
+    columns = {name: f"c{3 + i}" for i, name in enumerate(header)}
 
-    def staged() -> Iterator[tuple[Any, ...]]:
+    def sized() -> Iterator[tuple[int, tuple[Any, ...]]]:
         for number, fields, error, raw in rows:
             if fields is None:
-                yield (number, error, raw, *([None] * width))
+                yield len(raw or ""), (number, error, raw, *([None] * width))
             else:
-                yield (number, None, None, *[f if f != "" else None for f in fields])
+                size = sum(map(len, fields))
+                yield size, (number, None, None, *[f if f != "" else None for f in fields])
 
-    rows_read = _stage_text(db, stage, header, _batched(staged()))
-    return _text_source(stage, header, rows_read)
+    first = True
+    for batch in itertools.chain(_batched(sized(), reader.chars), [[]]):
+        if not batch and not first:
+            break
+        first = False
+        select, params, derived = _staged_select(
+            stage, "_stage_batch", internal, columns, redaction
+        )
+        yield _Batch(
+            list(header), derived, reader.read(select, params, _arrow_batch(batch, schema))
+        )
+
+
+# -- privacy mode: read in a child process ------------------------------------------
+
+
+class PrivateFile:
+    """A file read by a child process in privacy mode: this process never holds a raw value.
+
+    DuckDB writes whole blocks to its spill files, unused bytes included, and a
+    block may reuse memory that held anything this process read before (a
+    line of the file, a parsed JSON document). So the file's bytes are read,
+    hashed (``sha256``) and redacted in a process of their own, which sends only
+    what the staged table gets; the database's process, whose DuckDB can spill,
+    has never had a raw value in its memory.
+
+    Use as a context manager: ``sha256`` first (nothing else is read until
+    ``open``), then ``open`` to stage the file.
+    """
+
+    def __init__(
+        self, path: Path, fmt: Format, redact: Callable[[], Redaction], config: Config
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._path, self._fmt = path, fmt
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_read_privately, args=(child, str(path), fmt, redact, config), daemon=True
+        )
+        self._process.start()
+        child.close()
+        self._heard = False
+
+    def __enter__(self) -> PrivateFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _receive(self) -> tuple[Any, ...]:
+        try:
+            message: tuple[Any, ...] = self._conn.recv()
+        except EOFError:
+            self._process.join(timeout=10)
+            hint = (
+                ""
+                if self._heard
+                else "; if you called ingest from a Python script, call it under "
+                '`if __name__ == "__main__":` (the reader is a child process that '
+                "imports your script again, and without that guard runs it again)"
+            )
+            raise InternalError(
+                f"{self._path}: the process reading it in privacy mode ended without a word "
+                f"(exit code {self._process.exitcode}){hint}",
+                path=str(self._path),
+            ) from None
+        self._heard = True
+        if message[0] == "error":
+            _, kind, text = message
+            cls = {"SchemaError": SchemaError}.get(kind, IngestError)
+            raise cls(text) if cls is SchemaError else IngestError(text, path=str(self._path))
+        if message[0] == "bug":
+            raise InternalError(
+                f"{self._path}: reading it in privacy mode failed: {message[1]}",
+                path=str(self._path),
+            )
+        return message
+
+    def sha256(self) -> str:
+        """The file's content hash (see ``file_sha256``)."""
+        _, digest = self._receive()
+        return str(digest)
+
+    def open(self, db: Database, stage: str) -> Source:
+        """Stage the file as temp table ``stage`` from what the child sends."""
+        self._conn.send("go")
+        staged = _Stage(db, stage, _OWN[self._fmt])
+
+        def batches() -> Iterator[_Batch]:
+            while True:
+                message = self._receive()
+                if message[0] == "done":
+                    return
+                _, columns, derived, types = message
+                rows = pa.ipc.open_stream(self._conn.recv_bytes()).read_all()
+                yield _Batch(columns, derived, rows, types)
+
+        source = _staged(db, self._path, self._fmt, staged, batches())
+        source.redacted = True
+        return source
+
+    def close(self) -> None:
+        """Stop the child (if it is still reading) and wait for it."""
+        self._conn.close()
+        self._process.join(timeout=10)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+
+
+def _read_privately(
+    conn: Connection, path: str, fmt: Format, redact: Callable[[], Redaction], config: Config
+) -> None:
+    """The child of ``PrivateFile``: hash, read and redact the file; send what is staged."""
+    try:
+        conn.send(("sha256", file_sha256(Path(path))))
+        try:
+            if conn.recv() != "go":
+                return
+        except EOFError:  # the file was seen before: nothing more to read
+            return
+        redaction = redact()
+        stage = _Stage(None, "_", _OWN[fmt])
+        for batch in _batches(Path(path), fmt, stage, config, redaction):
+            conn.send(("batch", batch.columns, batch.derived, batch.types))
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.rows.schema) as writer:
+                writer.write_table(batch.rows)
+            conn.send_bytes(sink.getvalue())
+        conn.send(("done",))
+    except ForensicsError as exc:
+        conn.send(("error", type(exc).__name__, str(exc)))
+    except (BrokenPipeError, EOFError):
+        return
+    except BaseException:
+        conn.send(("bug", traceback.format_exc(limit=-3)))
+    finally:
+        conn.close()
 
 
 def _check_unique_names(path: Path, names: Sequence[str]) -> None:

@@ -17,6 +17,10 @@ REPO = Path(__file__).resolve().parent.parent
 BAD_INPUTS = Path(__file__).resolve().parent / "bad_inputs"
 
 
+SALT = "pepper-and-salt-for-tests"
+"""A privacy-mode salt long enough to be accepted (16 characters at least)."""
+
+
 SEARCH_FLOAT_REL = 1e-9
 """Two runs of the same search agree on every float to this relative tolerance, not to
 the bit: DuckDB sums the expected counts (DOUBLE) in parallel, in an order that

@@ -13,7 +13,7 @@ from forensics.db import Database
 from forensics.errors import IngestError, InternalError, MissingColumnError
 from forensics.ingest import REASONS, TRIMMED_SPACES, detect_format, resolve_paths
 from forensics.schema import quote_identifier
-from tests.conftest import BAD_INPUTS, request_row
+from tests.conftest import BAD_INPUTS, SALT, request_row
 
 # -- the bad-input corpus: every file's fate, counted by hand ----------------------
 
@@ -472,7 +472,7 @@ def test_privacy_hashes_ids_and_stores_no_text(tmp_path, write_jsonl):
     rows.append(request_row(99, user_id="alice0", response_text=secret, eval_score=7))  # rejected
     db_path = tmp_path / "private.duckdb"
     bench = forensics.open(db_path)
-    bench.ingest(write_jsonl(rows), privacy=True, salt="pepper", errors="collect")
+    bench.ingest(write_jsonl(rows), privacy=True, salt=SALT, errors="collect")
     users = bench.sql("SELECT DISTINCT user_id FROM requests")["user_id"].to_list()
     assert len(users) == 2
     assert not any("alice" in u for u in users)
@@ -490,7 +490,7 @@ def test_privacy_hashes_ids_and_stores_no_text(tmp_path, write_jsonl):
     con.close()
     assert secret not in dump
     assert "alice" not in dump
-    assert "pepper" not in dump
+    assert SALT not in dump
     assert secret.encode() not in db_path.read_bytes()
 
 
@@ -498,9 +498,9 @@ def test_privacy_needs_a_salt_and_the_same_salt(tmp_path, write_jsonl):
     bench = forensics.open(tmp_path / "p.duckdb")
     with pytest.raises(forensics.ConfigError, match="FORENSICS_SALT"):
         bench.ingest(write_jsonl(_rows(2)), privacy=True)
-    bench.ingest(write_jsonl(_rows(2), name="a.jsonl"), privacy=True, salt="one")
+    bench.ingest(write_jsonl(_rows(2), name="a.jsonl"), privacy=True, salt="one-" + SALT)
     with pytest.raises(forensics.ConfigError, match="salt differs"):
-        bench.ingest(write_jsonl(_rows(3), name="b.jsonl"), privacy=True, salt="two")
+        bench.ingest(write_jsonl(_rows(3), name="b.jsonl"), privacy=True, salt="two-" + SALT)
     with pytest.raises(forensics.ConfigError, match="privacy mode"):
         bench.ingest(write_jsonl(_rows(3), name="c.jsonl"))
     bench.close()

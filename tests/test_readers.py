@@ -217,3 +217,66 @@ def test_a_deeply_nested_json_array_is_refused_clearly(wb, tmp_path, text):
     assert f.status == "refused"
     assert f.message.startswith(f"{path}: the JSON array is nested too deeply to read")
     assert "(.jsonl)" in f.message
+
+
+# -- batches -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_file_read_in_many_batches_is_read_as_one(wb, tmp_path, monkeypatch, fmt):
+    """Keys first seen in a later batch, even one named like forensics' own, keep their values."""
+    from forensics import readers
+
+    monkeypatch.setattr(readers, "_BATCH_ROWS", 2)
+    rows = [request_row(i) for i in range(7)]
+    rows[3]["late"] = "late-3"
+    rows[5]["_row"] = "own-5"
+    rows[6]["ts"] = "not a time"
+    path = tmp_path / f"in.{fmt}"
+    if fmt == "csv":
+        pl.DataFrame(rows).write_csv(path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (f,) = wb.ingest(path).files
+    assert (f.rows_read, f.accepted, f.rejected) == (7, 6, {"bad_timestamp": 1})
+    got = wb.sql("SELECT _source_row, late, row_input FROM requests ORDER BY _source_row").rows()
+    first = 1 if fmt == "jsonl" else 2
+    assert got == [
+        (first + i, "late-3" if i == 3 else None, "own-5" if i == 5 else None) for i in range(6)
+    ]
+    (rejected,) = wb.rejected().to_dicts()
+    assert rejected["row_number"] == first + 6
+
+
+def test_a_json_array_is_read_element_by_element(tmp_path, monkeypatch):
+    """Read through a window smaller than one element, an array reads as its JSON lines do."""
+    from forensics import readers
+
+    monkeypatch.setattr(readers, "_ARRAY_CHUNK", 16)
+    rows = [request_row(i, note="x" * 40, nested={"a": [1, "]"]}) for i in range(5)]
+    rows[2]["ts"] = "not a time"
+    array = tmp_path / "in.json"
+    array.write_text(" [\n" + " ,\n".join(json.dumps(r) for r in rows) + "\n] \n")
+    lines = tmp_path / "in.jsonl"
+    lines.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    got = []
+    for path in (array, lines):
+        with forensics.open(tmp_path / f"{path.suffix}.duckdb") as bench:
+            (f,) = bench.ingest(path).files
+            assert (f.rows_read, f.accepted, f.rejected) == (5, 4, {"bad_timestamp": 1})
+            got.append(bench.sql("SELECT request_id, note, nested FROM requests ORDER BY 1").rows())
+    assert got[0] == got[1]
+    assert len(got[0]) == 4
+
+
+def test_a_json_array_broken_late_is_refused_whole(wb, tmp_path, monkeypatch):
+    from forensics import readers
+
+    monkeypatch.setattr(readers, "_ARRAY_CHUNK", 16)
+    path = tmp_path / "in.json"
+    path.write_text("[" + ", ".join(json.dumps(request_row(i)) for i in range(4)) + ", {oops}]")
+    (f,) = wb.ingest(path, errors="collect").files
+    assert f.status == "refused"
+    assert f.message.startswith(f"{path}: not a valid JSON array (element 5: ")
+    assert wb.db.meta("privacy") is None
+    assert "requests" not in wb.db.tables() or wb.counts()["requests"] == 0

@@ -28,7 +28,7 @@ from forensics.findings import Note, View
 from forensics.report import TOP_SLICES, Investigation, UnsafeSvgError, safe_svg
 from forensics.signature import signatures_to_json
 from forensics.simulate import simulate
-from tests.conftest import REPO, same_signatures
+from tests.conftest import REPO, SALT, same_signatures
 
 SCRIPT = "<script>window.__pwned='script';alert('script')</script>"
 IMG = "\"><img src=x onerror=\"window.__pwned='img';alert('img')\">"
@@ -606,7 +606,7 @@ def test_privacy_mode_keeps_response_text_out_of_every_format(sim, tmp_path):
             inv.save(folder / "r.json")
         return "".join(p.read_text() for p in folder.glob("r.*"))
 
-    private = _load(tmp_path / "private.duckdb", requests, bad, privacy=True, salt="pepper")
+    private = _load(tmp_path / "private.duckdb", requests, bad, privacy=True, salt=SALT)
     text = every_format(private, tmp_path / "private")
     assert SECRET not in text
     assert "PRIVATE-ANSWER" not in text

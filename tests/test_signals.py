@@ -22,7 +22,7 @@ from forensics.signals import (
 )
 from forensics.signals import code_syntax_error as cse
 from forensics.signals import script_mix as sm
-from tests.conftest import request_row
+from tests.conftest import SALT, request_row
 
 CORPUS = Path(__file__).resolve().parent / "signal_corpus"
 TEXT_SIGNALS = ("script_mix", "code_syntax_error")
@@ -676,7 +676,7 @@ def _leaks(db_path: Path) -> list[str]:
 def test_privacy_keeps_signals_but_no_text_anywhere_in_the_files(tmp_path, write_jsonl):
     db_path = tmp_path / "private.duckdb"
     bench = forensics.open(db_path)
-    bench.ingest(write_jsonl(_privacy_rows()), privacy=True, salt="pepper", errors="collect")
+    bench.ingest(write_jsonl(_privacy_rows()), privacy=True, salt=SALT, errors="collect")
     got = bench.sql(
         "SELECT count(*) FILTER (WHERE script_mix) AS sm, "
         "count(*) FILTER (WHERE code_syntax_error) AS cse, "
