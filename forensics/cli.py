@@ -280,7 +280,7 @@ def _first_rejected(wb: Workbench, counted: dict[str, Any], formats: dict[int, s
     return f"{where}: {shown!r}" if shown else where
 
 
-ROLE_ORDER = ("dimension", "outcome", "id", "time", "identity", "signal", "internal")
+ROLE_ORDER = ("dimension", "outcome", "count", "id", "time", "identity", "signal", "internal")
 """The order ``info`` lists roles in."""
 
 _SAID_WHY = frozenset({"mapping", "signal input", "name rule"})

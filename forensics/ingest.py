@@ -14,6 +14,15 @@ Each file goes in atomically, in one transaction:
 5. a request_id seen twice is settled: the same content is an exact duplicate
    (skipped, counted), different content is rejected as ``duplicate_conflict``.
 
+Counted rows (``[counts]`` in the mapping: a row stands for many requests) keep
+their count column under its own name (role ``count``) and each signal as the
+count of the row's requests showing it (a BIGINT named after the signal), both
+non-negative integers, a signal's count at most the row's (else ``out_of_range``).
+They need no ``request_id``, and duplicates are not looked for by id (a file seen
+before still adds nothing). No built-in detector runs on them, and ``degraded``
+is there only when ``[counts] degraded`` names its count. A database holds
+counted rows or request rows, never both.
+
 After the files, every column's role (dimension, outcome...) is resolved and
 recorded in ``column_roles`` (``forensics.roles``), the mapping's ``[roles]`` first.
 
@@ -59,7 +68,7 @@ from forensics.readers import (
     open_parquet,
     resolve_paths,
 )
-from forensics.roles import check_explicit_roles, record_roles
+from forensics.roles import COUNTS_META, check_explicit_roles, record_roles
 from forensics.schema import (
     CANONICAL_COLUMNS,
     EVENT_COLUMNS,
@@ -67,6 +76,7 @@ from forensics.schema import (
     INTERNAL_PREFIX,
     REQUIRED_COLUMNS,
     Column,
+    Counts,
     EventMapping,
     Mapping,
     UserSignal,
@@ -558,7 +568,19 @@ def _plan_columns(
     lower_canonical = {c.lower(): c for c in canonical_names}
     canonical_src: dict[str, str] = {}
     extra_src: dict[str, str] = {}
+    counted = _count_columns(mapping.counts, mapping.signals)
+    absent = [(col.name, src) for col, src in counted if src not in source.columns]
+    if absent:
+        name, src = absent[0]
+        raise SchemaError(
+            f"{path}: the count column {src!r} ({_count_key(mapping.counts, name)} in "
+            f"{mapping.source or 'the mapping'}) is not in the file; columns found: "
+            f"{', '.join(source.columns) or '(none)'}; name the column in the mapping"
+        )
+    count_src = {src for _, src in counted}
     for name in source.columns:
+        if name in count_src:
+            continue
         target = renames.get(name)
         if target is None and name in canonical_names and name not in mapping.columns:
             target = name
@@ -576,17 +598,18 @@ def _plan_columns(
             canonical_src[target] = name
         else:
             extra_src[name] = name
-    missing = [c for c in REQUIRED_COLUMNS if c not in canonical_src]
+    required = REQUIRED_COLUMNS if not counted else _COUNTED_REQUIRED
+    missing = [c for c in required if c not in canonical_src]
     if missing:
         raise MissingColumnError.for_file(
             str(path), missing, list(source.columns), mapped=mapping.columns
         )
 
     taken_lower = {c.lower() for c in source.columns}
-    for col in CANONICAL_COLUMNS:
-        if col.name not in canonical_src:
-            continue
-        src_name = canonical_src[col.name]
+    typed_columns = [
+        (c, canonical_src[c.name]) for c in CANONICAL_COLUMNS if c.name in canonical_src
+    ]
+    for col, src_name in [*typed_columns, *counted]:
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
         bad = f"CAST({src} AS VARCHAR)"
@@ -621,6 +644,9 @@ def _plan_columns(
         elif col.dtype in ("BIGINT", "DOUBLE"):
             typed = (_plan_integer if col.dtype == "BIGINT" else _plan_double)(src, dtype, v)
             value = typed.value
+            if col.required:
+                presence = _text_value(src) if _is_text(dtype) else src
+                plan.checks.append(_Check(f"{presence} IS NULL", "missing_required", col.name, bad))
             plan.checks.append(_Check(typed.wrong, "wrong_type", col.name, bad))
             plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
         else:
@@ -638,6 +664,24 @@ def _plan_columns(
             plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))
         plan.values[col.name] = value
         plan.typed[col.name] = alias
+    if counted:
+        total = quote_identifier(plan.typed[counted[0][0].name])
+        for col, src_name in counted[1:]:
+            # A row cannot show a signal in more requests than it stands for.
+            plan.checks.append(
+                _Check(
+                    f"{quote_identifier(plan.typed[col.name])} > {total}",
+                    "out_of_range",
+                    col.name,
+                    f"CAST({quote_identifier(src_name)} AS VARCHAR)",
+                )
+            )
+        plan.extras.update({col.name: "BIGINT" for col, _ in counted})
+        in_file = {col.name: src for col, src in counted}
+        plan.checks = [
+            _Check(c.condition, c.reason, in_file.get(c.column, c.column), c.bad_value)
+            for c in plan.checks
+        ]
 
     clashing = {n.lower() for n in (*reserved, *canonical_names)}
     taken = clashing | {n.lower() for n in source.columns}
@@ -661,6 +705,50 @@ def _plan_columns(
     # Move required-field checks first: a row missing request_id is reported as that.
     plan.checks.sort(key=lambda c: 0 if c.reason == "missing_required" else 1)
     return plan, canonical_src
+
+
+_COUNTED_REQUIRED = ("ts", "model", "platform", "routing_pool")
+"""Required columns of counted rows: no ``request_id`` (a row is many requests)."""
+
+
+def _count_columns(
+    counts: Counts | None, signals: Sequence[UserSignal]
+) -> list[tuple[Column, str]]:
+    """Counted rows' count columns, typed as canonical ones: (column as stored, name in the file).
+
+    The request count first (kept under its own name), then ``degraded`` when
+    declared, then each signal's count (stored under the signal's name).
+    """
+    if counts is None:
+        return []
+    out = [
+        (
+            Column(counts.requests, "BIGINT", True, "outcome", "requests", minimum=0),
+            counts.requests,
+        )
+    ]
+    if counts.degraded is not None:
+        out.append(
+            (Column(DEGRADED, "BIGINT", False, "outcome", DEGRADED, minimum=0), counts.degraded)
+        )
+    for signal in signals:
+        if signal.count is not None:
+            out.append(
+                (
+                    Column(signal.name, "BIGINT", False, "outcome", signal.name, minimum=0),
+                    signal.count,
+                )
+            )
+    return out
+
+
+def _count_key(counts: Counts | None, stored: str) -> str:
+    """The mapping key that declared a count column stored as ``stored``."""
+    if counts is not None and stored == counts.requests:
+        return "[counts] requests"
+    if stored == DEGRADED:
+        return "[counts] degraded"
+    return f"[signals.{stored}] count"
 
 
 def _typed_relation(source: Source, plan: _Plan) -> str:
@@ -756,8 +844,25 @@ def _user_signals(db: Database) -> list[UserSignal]:
     ]
 
 
-def _ensure_requests(db: Database) -> None:
-    """Create ``requests``, or add the canonical and signal columns a newer version brought."""
+def _ensure_requests(db: Database, counts: Counts | None = None) -> None:
+    """Create ``requests``, or add the canonical and signal columns a newer version brought.
+
+    With ``counts`` (counted rows), a new table has no built-in detectors (they read
+    a request's text) and ``degraded`` only as the declared count; the count
+    columns are added from the file's plan.
+    """
+    if counts is not None or db.meta(COUNTS_META) is not None:
+        if "requests" not in db.tables():
+            cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
+            cols += ["_source_file_id INTEGER", "_source_row BIGINT"]
+            db.execute(f"CREATE TABLE requests ({', '.join(cols)})")
+        if counts is not None and counts.degraded is not None:
+            db.execute(
+                "INSERT OR IGNORE INTO signal_definitions (name, description, kind, "
+                "source_column) VALUES ($n, $d, 'combined', $c)",
+                {"n": DEGRADED, "d": "Requests counted as degraded", "c": counts.degraded},
+            )
+        return
     if "requests" not in db.tables():
         cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
         cols += [f"{quote_identifier(d.name)} BOOLEAN" for d in DETECTORS]
@@ -782,6 +887,66 @@ def _ensure_requests(db: Database) -> None:
         "VALUES ($n, $d, 'combined')",
         {"n": DEGRADED, "d": "Any signal true"},
     )
+
+
+def _check_counted(db: Database, mapping: Mapping) -> None:
+    """A database holds counted rows or request rows, never both; record which.
+
+    Counted rows go into a new database (or one holding counted rows with the same
+    count column); a ``ConfigError`` says what to do otherwise.
+    """
+    stored = db.meta(COUNTS_META)
+    has_rows = "requests" in db.tables() and bool(db.scalar("SELECT count(*) FROM requests"))
+    where = mapping.source or "the mapping"
+    if mapping.counts is None:
+        if stored is not None:
+            raise ConfigError(
+                f"{db.path} holds counted rows (count column {stored!r}); ingest with the "
+                "mapping that declares [counts], or use another database for request rows"
+            )
+        return
+    if stored is None and has_rows:
+        raise ConfigError(
+            f"{where}: [counts] declares counted rows, but {db.path} holds one row per "
+            "request; ingest counted rows into a database of their own"
+        )
+    if stored is not None and stored != mapping.counts.requests:
+        raise ConfigError(
+            f"{where}: [counts] requests = {mapping.counts.requests!r}, but {db.path} counts "
+            f"requests in {stored!r}; use the same count column, or another database"
+        )
+    declared = "yes" if mapping.counts.degraded is not None else "no"
+    if has_rows and db.meta(COUNTS_META + ".degraded") not in (None, declared):
+        raise ConfigError(
+            f"{where}: [counts] degraded is {'set' if declared == 'yes' else 'not set'} but "
+            f"was {'not ' if declared == 'yes' else ''}for the rows in {db.path}; declare it "
+            "as before, or use another database"
+        )
+    if stored is None:
+        if "requests" in db.tables():
+            # An empty table made for request rows: make it again for counted rows.
+            db.execute("DROP TABLE requests")
+            db.execute("DELETE FROM signal_definitions WHERE kind IN ('detector', 'combined')")
+        db.set_meta(COUNTS_META, mapping.counts.requests)
+        db.set_meta(COUNTS_META + ".degraded", declared)
+
+
+def _define_count_signals(db: Database, mapping: Mapping) -> None:
+    """Register a counted table's signals: each the count of a row's requests showing it."""
+    where = mapping.source or "mapping"
+    taken = {c.name.lower() for c in CANONICAL_COLUMNS} | {d.name.lower() for d in DETECTORS}
+    taken |= {DEGRADED, *_PROVENANCE}
+    for signal in mapping.signals:
+        if signal.name.lower() in taken:
+            raise ConfigError(
+                f"{where}: [signals.{signal.name}] the name is taken by a canonical column or a "
+                "built-in signal; choose another name"
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO signal_definitions (name, description, kind, source_column) "
+            "VALUES ($n, $d, 'count', $c)",
+            {"n": signal.name, "d": signal.description, "c": signal.count},
+        )
 
 
 def _stored_columns(db: Database, signals: Sequence[UserSignal]) -> ReadableColumns:
@@ -1100,8 +1265,11 @@ def _ingest_one(
     reserved |= set(_signal_names(db)) | {s.name for s in mapping.signals}
     if fmt != "parquet":
         canonical_names = {c.name for c in CANONICAL_COLUMNS}
+        count_src = {src for _, src in _count_columns(mapping.counts, mapping.signals)}
         text_like = [
-            n for n in source.columns if n not in mapping.renames and n not in canonical_names
+            n
+            for n in source.columns
+            if n not in mapping.renames and n not in canonical_names and n not in count_src
         ]
         source.columns.update({n: "VARCHAR" for n in source.columns})
         inferred = _infer_text_types(db, source, text_like)
@@ -1121,7 +1289,7 @@ def _ingest_one(
                 plan.values[target] = f"CAST(NULLIF(trim({quote_identifier(name)}), '') AS {dtype})"
         plan.extras[target] = dtype
 
-    _ensure_requests(db)
+    _ensure_requests(db, mapping.counts)
     _ensure_extra_columns(db, plan)
     table_types = db.columns("requests")
     for name in plan.extras:
@@ -1146,14 +1314,17 @@ def _ingest_one(
     present = [*canonical_src, *plan.extras]
     signal_names = [s.name for s in (*_user_signals(db), *mapping.signals)]
     columns = _file_columns(plan, present, table_types, signal_names)
-    _compile_file_signals(db, path, fmt, checked, sql_params, columns, mapping)
-    if mapping.signals:
-        plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
+    if mapping.counts is not None:
+        _define_count_signals(db, mapping)
+    else:
+        _compile_file_signals(db, path, fmt, checked, sql_params, columns, mapping)
+        if mapping.signals:
+            plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
 
     # Request_ids that may be seen twice, in this file or already stored: found by hash
     # in one scan of the ids alone. A hash shared by different ids only costs those
     # rows a closer look in _settle_duplicates, which compares the ids themselves.
-    request_id = plan.values["request_id"]
+    request_id = plan.values.get("request_id", "NULL")
     db.execute(
         "CREATE OR REPLACE TEMP TABLE _dup_hashes AS WITH new AS MATERIALIZED "
         f"(SELECT hash({request_id}) AS h FROM {source.relation} WHERE ({request_id}) IS NOT NULL) "
@@ -1161,7 +1332,8 @@ def _ingest_one(
         "UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests)",
         sql_params,
     )
-    may_repeat = bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
+    # Counted rows are not told apart by request id (see the module docstring).
+    may_repeat = mapping.counts is None and bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
     keep_rows, duplicates, conflicts = (
         _settle_duplicates(db, checked, sql_params, plan, privacy_salt)
         if may_repeat
@@ -1177,7 +1349,11 @@ def _ingest_one(
 
     # The main statement: type, compute signals, insert.
     user_signals = _user_signals(db)
-    signals = signal_expressions(present, params=params, user_signals=user_signals, columns=columns)
+    signals = (
+        signal_expressions(present, params=params, user_signals=user_signals, columns=columns)
+        if mapping.counts is None
+        else []
+    )
     all_signals = [name for name, _ in signals]
     stored = []
     for name in plan.values:
@@ -1189,7 +1365,8 @@ def _ingest_one(
         else:
             stored.append(q)
     stored += [quote_identifier(n) for n in all_signals]
-    stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
+    if mapping.counts is None:
+        stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
     stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
     good = f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)"
     if may_repeat:
@@ -1197,8 +1374,10 @@ def _ingest_one(
             f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (hash(request_id) NOT IN "
             "(SELECT h FROM _dup_hashes) OR _row IN (SELECT _row FROM _keep_rows)))"
         )
-    with_signals = signals_relation(
-        good, present, params=params, user_signals=user_signals, columns=columns
+    with_signals = (
+        signals_relation(good, present, params=params, user_signals=user_signals, columns=columns)
+        if mapping.counts is None
+        else good
     )
     insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
@@ -1515,7 +1694,8 @@ def ingest_files(
     files = [_absolute(f) for f in resolve_paths(paths)]
     privacy_salt = _privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
-    _ensure_requests(db)
+    _check_counted(db, mapping)
+    _ensure_requests(db, mapping.counts)
     check_explicit_roles(db, mapping.explicit_roles, source=mapping.source)
     summaries: list[FileSummary] = []
     failures: list[Exception] = []

@@ -165,7 +165,7 @@ def signal_names(db: Database) -> list[str]:
     def lookup() -> list[str]:
         rows = db.execute(
             "SELECT name FROM signal_definitions ORDER BY CASE kind WHEN 'detector' THEN 0 "
-            "WHEN 'user' THEN 1 ELSE 2 END, rowid"
+            "WHEN 'user' THEN 1 WHEN 'count' THEN 1 ELSE 2 END, rowid"
         )
         present = db.columns("requests")
         return [r[0] for r in rows if r[0] in present]
