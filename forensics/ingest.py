@@ -856,6 +856,12 @@ def _ensure_requests(db: Database, counts: Counts | None = None) -> None:
             cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
             cols += ["_source_file_id INTEGER", "_source_row BIGINT"]
             db.execute(f"CREATE TABLE requests ({', '.join(cols)})")
+        if counts is not None:
+            # There from the start: every count-based query reads it, even with no rows.
+            db.execute(
+                f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS "
+                f"{quote_identifier(counts.requests)} BIGINT"
+            )
         if counts is not None and counts.degraded is not None:
             db.execute(
                 "INSERT OR IGNORE INTO signal_definitions (name, description, kind, "
