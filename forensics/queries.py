@@ -183,7 +183,7 @@ def count_column(db: Database) -> str | None:
     >>> count_column(Database(":memory:")) is None
     True
     """
-    return db.meta(COUNTS_META)
+    return db.memo(("count_column",), lambda: db.meta(COUNTS_META))
 
 
 def _requests_sum(db: Database) -> str:

@@ -157,3 +157,53 @@ def test_distinct_users_are_not_available_on_counted_rows(pair):
         pytest.raises(QueryError, match="not available on counted rows"),
     ):
         wb.exposure("stalled")
+
+
+def test_signatures_n_and_k_are_the_requests(pair):
+    """The separation weighs counted rows: same slices, windows, n and k (no users counted)."""
+
+    def found(wb):
+        return [
+            (
+                s.predicate,
+                s.start,
+                s.end,
+                s.requests,
+                s.excess_requests,
+                # The request rows also carry the built-in detectors (no text: n = 0).
+                [
+                    (r.n_inside, r.k_inside, r.n_baseline, r.k_baseline, r.p_value)
+                    for r in s.symptoms
+                    if r.signal == "stalled"
+                ],
+            )
+            for s in wb.signatures(signals=["stalled"])
+        ]
+
+    rows, counts = _both(pair, found)
+    assert rows
+    assert rows[0][0] == {"region": ["eu"], "routing_pool": ["p2"]}
+    assert rows == counts
+
+
+def test_the_search_workspace_counts_the_requests(pair):
+    """What the signature search reads (its workspace) weighs counted rows too."""
+    from forensics.separation import workspace
+
+    def read(wb):
+        dims = [d for d in wb.dimensions() if d.name in DIMS]
+        workspace.create(wb.db, dims=dims, edges={}, signals=["stalled"])
+        try:
+            cells = workspace.cells(wb.db, signal="stalled", dims=DIMS, block_hours=6)
+            margins = workspace.margins(wb.db, signal="stalled", dims=DIMS, block_hours=6)
+            flags = workspace.flags(
+                wb.db, signal="stalled", dims=["client"], conditions=["region = 'eu'"], params={}
+            )
+        finally:
+            workspace.drop(wb.db)
+        return [f.sort(pl.all()) for f in (cells, margins, flags)]
+
+    rows, counts = _both(pair, read)
+    assert rows[0]["n"].sum() > 200_000
+    for expected, got in zip(rows, counts, strict=True):
+        assert_frame_equal(expected, got)

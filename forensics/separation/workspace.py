@@ -6,7 +6,11 @@ buckets, both as the bucket's lower edge and as its index ``_i__<d>``), every
 signal, and per signal two working columns: ``_x__<s>`` (the row is explained
 by a signature found already) and ``_p__<s>`` (the row's expected probability
 of ``s`` under the baseline model). Temporary tables live in memory, so a
-read-only database can be searched. Every statement on it is a function here;
+read-only database can be searched. On counted rows (``[counts]``) it also holds
+``_w``, the requests a row stands for, and a signal's column its count: every
+``n`` is then a sum of ``_w``, every ``k`` a sum of the signal's count and every
+expected count a sum of ``_p * _w``, so the search sees the requests, not the
+rows. Every statement on it is a function here;
 the counts on ``requests`` that another engine must answer (``slice_counts``,
 ``requests_and_users``) stay in ``queries``.
 """
@@ -62,6 +66,33 @@ def expected_column(signal: str) -> str:
     return quote_identifier(f"_p__{signal}")
 
 
+WEIGHT = "_w"
+"""Workspace column holding the requests a counted row stands for (counted rows only)."""
+
+
+def _counted(db: Database) -> bool:
+    return queries.count_column(db) is not None
+
+
+def _n_sum(db: Database) -> str:
+    """SQL aggregate: requests in a group of workspace rows."""
+    return f"CAST(sum({WEIGHT}) AS BIGINT)" if _counted(db) else "count(*)"
+
+
+def _k_sum(db: Database, signal: str) -> str:
+    """SQL aggregate: requests showing ``signal`` in a group of workspace rows."""
+    s = quote_identifier(signal)
+    return (
+        f"CAST(coalesce(sum({s}), 0) AS BIGINT)" if _counted(db) else f"count(*) FILTER (WHERE {s})"
+    )
+
+
+def _e_sum(db: Database, signal: str) -> str:
+    """SQL aggregate: expected requests showing ``signal`` in a group of workspace rows."""
+    p = expected_column(signal)
+    return f"sum({p} * {WEIGHT})" if _counted(db) else f"sum({p})"
+
+
 SAMPLE_RESOLUTION = 1_000_000
 """Sampling fractions of the workspace are multiples of one in this many."""
 
@@ -83,6 +114,9 @@ def create(
     Returns the number of rows.
     """
     items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
+    weight = queries.count_column(db)
+    if weight is not None:
+        items.append(f"CAST({quote_identifier(weight)} AS BIGINT) AS {WEIGHT}")
     enums = _enum_types(db, [d.name for d in dims if d.kind != "numeric"])
     lookups = []  # a numeric bucket's edge, looked up from its index (one search per row)
     for d in dims:
@@ -218,6 +252,7 @@ def margins(
             }
         )
     s = quote_identifier(signal)
+    weighed = f", {WEIGHT}" if _counted(db) else ""
     texts = ", ".join(f"{quote_identifier(d)} AS v{i}" for i, d in enumerate(dims))
     dimension = " ".join(f"WHEN grouping(v{i}) = 0 THEN $d{i}" for i in range(len(dims)))
     value = " ".join(
@@ -226,8 +261,8 @@ def margins(
     sets = ", ".join(f"(block, v{i})" for i in range(len(dims)))
     sql = (
         f"SELECT CASE {dimension} END AS dimension, CASE {value} END AS value, block, "
-        f"count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM "
-        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s} FROM {WORKSPACE} "
+        f"{_n_sum(db)} AS n, {_k_sum(db, signal)} AS k FROM "
+        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s}{weighed} FROM {WORKSPACE} "
         f"WHERE {_live(signal)} AND ({condition})) GROUP BY GROUPING SETS ({sets})"
     )
     return db.frame(sql, {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}})
@@ -246,7 +281,6 @@ def cells(
 
     Returns ``[block,] *dims, n, k``.
     """
-    s = quote_identifier(signal)
     keys = [quote_identifier(d) for d in dims]
     if block_hours is not None:
         keys.insert(0, f"_hour // {int(block_hours)} AS block")
@@ -254,7 +288,7 @@ def cells(
     group = " GROUP BY ALL" if keys else ""
     return _as_text(
         db.frame(
-            f"SELECT {select}count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM {WORKSPACE} "
+            f"SELECT {select}{_n_sum(db)} AS n, {_k_sum(db, signal)} AS k FROM {WORKSPACE} "
             f"WHERE {_live(signal)} AND ({condition}){group}",
             params,
         )
@@ -298,7 +332,6 @@ def series(
         ``t, *by, grouped, o, e, n``: ``grouped`` names the dimension the row is
         grouped by (null for the total); the other dimensions are null there.
     """
-    s = quote_identifier(signal)
     keys = [quote_identifier(d) for d in by]
     sets = ", ".join(["(t)", *(f"(t, {k})" for k in keys)])
     which = (
@@ -310,8 +343,8 @@ def series(
     )
     select = ", ".join(["t", *keys])
     sql = (
-        f"SELECT {select}, {which} AS grouped, count(*) FILTER (WHERE {s}) AS o, "
-        f"sum({expected_column(signal)}) AS e, count(*) AS n FROM "
+        f"SELECT {select}, {which} AS grouped, {_k_sum(db, signal)} AS o, "
+        f"{_e_sum(db, signal)} AS e, {_n_sum(db)} AS n FROM "
         f"(SELECT *, _hour // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
         f"GROUP BY GROUPING SETS ({sets})"
     )
@@ -343,7 +376,7 @@ def flags(
     items += [f"coalesce(({c}), false) AS f{i}" for i, c in enumerate(conditions)]
     return _as_text(
         db.frame(
-            f"SELECT {', '.join(items)}, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
+            f"SELECT {', '.join(items)}, {_n_sum(db)} AS n, {_k_sum(db, signal)} AS k "
             f"FROM {WORKSPACE} WHERE {s} IS NOT NULL GROUP BY ALL",
             params,
         )
@@ -382,10 +415,9 @@ def value_counts(
         span = (min(high, float(top)) if top is not None else high) - low
         step = _round_step(span / points)
         key = f"floor({v} / {step!r}) * {step!r}"
-    s = quote_identifier(signal)
     return db.frame(
-        f"SELECT {key} AS v, count(*) FILTER (WHERE {s}) AS o, sum({expected_column(signal)}) "
-        f"AS e, count(*) AS n, {step!r} AS step FROM {WORKSPACE} WHERE {where} "
+        f"SELECT {key} AS v, {_k_sum(db, signal)} AS o, {_e_sum(db, signal)} "
+        f"AS e, {_n_sum(db)} AS n, {step!r} AS step FROM {WORKSPACE} WHERE {where} "
         "GROUP BY ALL ORDER BY v",
         args,
     )
