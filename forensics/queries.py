@@ -194,6 +194,15 @@ def _requests_sum(db: Database) -> str:
     return f"CAST(coalesce(sum({quote_identifier(weight)}), 0) AS BIGINT)"
 
 
+def _requests_where(db: Database, condition: str) -> str:
+    """SQL aggregate of the requests of the rows meeting ``condition``."""
+    weight = count_column(db)
+    if weight is None:
+        return f"count(*) FILTER (WHERE {condition})"
+    w = quote_identifier(weight)
+    return f"CAST(coalesce(sum({w}) FILTER (WHERE {condition}), 0) AS BIGINT)"
+
+
 def _signal_sums(db: Database, signal: str) -> tuple[str, str]:
     """SQL aggregates ``n`` (requests where ``signal`` is defined) and ``k`` (showing it).
 
@@ -1617,15 +1626,15 @@ def overlap_counts(
     """How many requests a reference filter and each candidate cover, and both.
 
     Counted on requests where at least one of the ``defined`` signals is not
-    null. Returns (reference size, [(candidate size, overlap) per candidate]).
+    null (on counted rows, the requests they stand for). Returns (reference size, [(candidate size, overlap) per candidate]).
     """
     columns = db.columns("requests")
     params: dict[str, Any] = {}
     ref = where_sql(reference, columns=columns, params=params)
-    items = [f"count(*) FILTER (WHERE {ref})"]
+    items = [_requests_where(db, ref)]
     for c in candidates:
         sql = where_sql(c, columns=columns, params=params)
-        items += [f"count(*) FILTER (WHERE {sql})", f"count(*) FILTER (WHERE ({ref}) AND ({sql}))"]
+        items += [_requests_where(db, sql), _requests_where(db, f"({ref}) AND ({sql})")]
     scope = " OR ".join(f"{quote_identifier(s)} IS NOT NULL" for s in defined) or "true"
     row = db.execute(f"SELECT {', '.join(items)} FROM requests WHERE {scope}", params)[0]
     pairs = [(int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i in range(len(candidates))]

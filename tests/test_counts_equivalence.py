@@ -207,3 +207,15 @@ def test_the_search_workspace_counts_the_requests(pair):
     assert rows[0]["n"].sum() > 200_000
     for expected, got in zip(rows, counts, strict=True):
         assert_frame_equal(expected, got)
+
+
+def test_overlaps_count_the_requests(pair):
+    from forensics.queries import Where, overlap_counts
+
+    reference = Where.parse({"region": ["eu"]})
+    candidates = [Where.parse({"routing_pool": ["p2"]}), Where.parse({"client": ["ios", "web"]})]
+    rows, counts = _both(
+        pair, lambda wb: overlap_counts(wb.db, reference, candidates, defined=["stalled"])
+    )
+    assert rows[0] > 50_000
+    assert rows == counts
