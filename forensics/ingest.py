@@ -707,8 +707,9 @@ def _plan_columns(
     return plan, canonical_src
 
 
-_COUNTED_REQUIRED = ("ts", "model", "platform", "routing_pool")
-"""Required columns of counted rows: no ``request_id`` (a row is many requests)."""
+_COUNTED_REQUIRED = ("ts",)
+"""Required columns of counted rows: a time (with the counts); no ``request_id`` (a row is
+many requests), and no serving columns forced on data that lacks them."""
 
 
 def _count_columns(

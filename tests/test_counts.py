@@ -208,3 +208,18 @@ def test_explain_weighs_by_the_declared_count_column(tmp_path):
     assert [c.elements for c in weighed.items] == [c.elements for c in rows.items]
     assert [c.requests for c in weighed.items] == [c.requests for c in rows.items]
     assert [c.signal_count for c in weighed.items] == [c.signal_count for c in rows.items]
+
+
+def test_counted_rows_need_a_time_and_counts_only(tmp_path):
+    """No serving columns (model, platform, routing_pool) are forced on counted data."""
+    csv = "ts,region,cnt,value\n2025-08-29T14:00:00Z,eu,10,2\n2025-08-29T15:00:00Z,us,5,1\n"
+    db, summary, _, _ = _counted_db(tmp_path, csv)
+    assert summary.files[0].accepted == 2
+    with forensics.open(db, read_only=True) as wb:
+        assert [d.name for d in wb.dimensions()] == ["region"]
+        assert wb.rates(by="region", signal="stalled").select("n", "k").rows() == [(10, 2), (5, 1)]
+    untimed = tmp_path / "untimed"
+    untimed.mkdir()
+    _, summary, _, _ = _counted_db(untimed, "region,cnt,value\neu,10,2\n")
+    assert summary.files[0].status == "refused"
+    assert "ts" in summary.files[0].message
