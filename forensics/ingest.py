@@ -122,7 +122,8 @@ REASONS: dict[str, str] = {
     "bad_timestamp": "ts is neither ISO-8601 nor an epoch number",
     "wrong_type": "a value does not have the column's type",
     "out_of_range": "a value is outside the column's valid range",
-    "duplicate_conflict": "the request_id was seen before with different content",
+    "duplicate_conflict": "the request_id (counted rows: the [counts] key) was seen before "
+    "with different content",
 }
 """Every reason a row can be quarantined for, in the order rows are checked."""
 
@@ -743,6 +744,65 @@ def _count_columns(
     return out
 
 
+def _key_columns(
+    path: Path, mapping: Mapping, canonical_src: dict[str, str], plan: _Plan
+) -> list[str]:
+    """The stored names of ``[counts] key``'s columns; ``SchemaError`` for one not in the file."""
+    assert mapping.counts is not None
+    stored = {src: canonical for canonical, src in canonical_src.items()}
+    out = []
+    for name in mapping.counts.key:
+        target = (
+            stored.get(name) or plan.renamed.get(name) or (name if name in plan.extras else None)
+        )
+        if target is None:
+            raise SchemaError(
+                f"{path}: [counts] key names {name!r} ({mapping.source or 'the mapping'}), which "
+                f"is not a column of the file; columns found: {', '.join(plan.extras) or '(none)'}"
+                "; list the columns that make a row unique"
+            )
+        out.append(target)
+    return out
+
+
+def _settle_counted_keys(
+    db: Database, checked: str, params: dict[str, Any], keys: Sequence[str], content: Sequence[str]
+) -> tuple[int, list[tuple[int, str]]]:
+    """Counted rows whose ``[counts] key`` was seen before, in this file or stored.
+
+    A row repeating an earlier row's key (stored first, else the file's first row
+    with it) with the same counts is an exact duplicate; with other counts a
+    conflict. Leaves their verdicts in ``_key_verdicts`` (``_row``, ``verdict``,
+    ``key_text``). Returns the number of duplicates and the conflicts as (row, key).
+    """
+    k = [quote_identifier(c) for c in keys]
+    counts = f"list_value({', '.join(quote_identifier(c) for c in content)})"
+    same_key = " AND ".join(f"n.{c} IS NOT DISTINCT FROM s.{c}" for c in k)
+    key_text = (
+        "concat_ws(', ', " + ", ".join(f"coalesce(CAST(n.{c} AS VARCHAR), 'null')" for c in k) + ")"
+    )
+    db.execute(
+        "CREATE OR REPLACE TEMP TABLE _key_verdicts AS SELECT _row, verdict, key_text FROM ("
+        "SELECT n._row, "
+        "CASE WHEN s._c IS NOT NULL THEN CASE WHEN s._c IS NOT DISTINCT FROM n._c "
+        "THEN 'duplicate' ELSE 'conflict' END "
+        "WHEN n._first <> n._row THEN CASE WHEN n._first_c IS NOT DISTINCT FROM n._c "
+        f"THEN 'duplicate' ELSE 'conflict' END END AS verdict, {key_text} AS key_text "
+        f"FROM (SELECT _row, {', '.join(k)}, {counts} AS _c, "
+        "first_value(_row) OVER w AS _first, first_value("
+        f"{counts}) OVER w AS _first_c FROM ({checked}) WHERE _problem IS NULL "
+        f"WINDOW w AS (PARTITION BY {', '.join(k)} ORDER BY _row)) n "
+        f"LEFT JOIN (SELECT DISTINCT ON ({', '.join(k)}) {', '.join(k)}, {counts} AS _c "
+        f"FROM requests) s ON {same_key}) WHERE verdict IS NOT NULL",
+        params,
+    )
+    duplicates = int(db.scalar("SELECT count(*) FROM _key_verdicts WHERE verdict = 'duplicate'"))
+    rows = db.execute(
+        "SELECT _row, key_text FROM _key_verdicts WHERE verdict = 'conflict' ORDER BY _row"
+    )
+    return duplicates, [(int(r), str(t)) for r, t in rows]
+
+
 def _count_key(counts: Counts | None, stored: str) -> str:
     """The mapping key that declared a count column stored as ``stored``."""
     if counts is not None and stored == counts.requests:
@@ -929,6 +989,13 @@ def _check_counted(db: Database, mapping: Mapping) -> None:
             f"was {'not ' if declared == 'yes' else ''}for the rows in {db.path}; declare it "
             "as before, or use another database"
         )
+    key = ", ".join(mapping.counts.key)
+    if has_rows and db.meta(COUNTS_META + ".key") not in (None, key):
+        raise ConfigError(
+            f"{where}: [counts] key = [{key}], but the rows in {db.path} were told apart by "
+            f"[{db.meta(COUNTS_META + '.key')}]; use the same key, or another database"
+        )
+    db.set_meta(COUNTS_META + ".key", key)
     if stored is None:
         if "requests" in db.tables():
             # An empty table made for request rows: make it again for counted rows.
@@ -1346,6 +1413,14 @@ def _ingest_one(
         if may_repeat
         else ([], 0, [])
     )
+    conflict_column = "request_id"
+    keyed = mapping.counts is not None and bool(mapping.counts.key)
+    if keyed:
+        assert mapping.counts is not None
+        keys = _key_columns(path, mapping, canonical_src, plan)
+        conflict_column = ", ".join(mapping.counts.key)
+        content = [col.name for col, _ in _count_columns(mapping.counts, mapping.signals)]
+        duplicates, conflicts = _settle_counted_keys(db, checked, sql_params, keys, content)
     db.execute("CREATE OR REPLACE TEMP TABLE _keep_rows (_row BIGINT)")
     if keep_rows:
         db.con.register("_keep_batch", pa.table({"_row": pa.array(keep_rows, pa.int64())}))
@@ -1376,6 +1451,11 @@ def _ingest_one(
         stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
     stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
     good = f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)"
+    if keyed:
+        good = (
+            f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND "
+            "_row NOT IN (SELECT _row FROM _key_verdicts))"
+        )
     if may_repeat:
         good = (
             f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (hash(request_id) NOT IN "
@@ -1433,11 +1513,17 @@ def _ingest_one(
         )
         try:
             db.execute(
-                "INSERT INTO rejected_rows SELECT $file, $fid, s._row_out, 'request_id', "
+                "INSERT INTO rejected_rows SELECT $file, $fid, s._row_out, $column, "
                 "'duplicate_conflict', c.request_id, s._raw_out, $now FROM "
                 f"(SELECT {source.row_expr} AS _row_out, {raw} AS _raw_out FROM {source.relation}) s "
                 "JOIN _conflicts c ON c._row = s._row_out",
-                {**sql_params, "file": str(path), "fid": file_id, "now": now},
+                {
+                    **sql_params,
+                    "file": str(path),
+                    "fid": file_id,
+                    "now": now,
+                    "column": conflict_column,
+                },
             )
         finally:
             db.con.unregister("_conflicts")

@@ -36,6 +36,7 @@ per attribute combination) declare the count, and each signal as a count::
     [counts]
     requests = "cnt"             # how many requests the row stands for
     degraded = "bad"             # optional: how many are degraded (else no degraded)
+    key = ["minute", "region"]   # optional: the columns that make a row unique
 
     [signals.stalled]
     count = "value"              # how many of the row's requests show the signal
@@ -268,7 +269,7 @@ def quote_identifier(name: str) -> str:
 
 _OPS = (">", ">=", "<", "<=", "==", "!=")
 
-_COUNTS_KEYS = ("requests", "degraded")
+_COUNTS_KEYS = ("requests", "degraded", "key")
 """The keys of ``[counts]``."""
 
 
@@ -288,6 +289,10 @@ class Counts:
     degraded: str | None = None
     """Column holding how many of them are degraded; without it a counted table has no
     ``degraded`` signal."""
+    key: tuple[str, ...] = ()
+    """Columns of your files that make a row unique (e.g. the minute and the attributes): a
+    second row with the same key is a duplicate (same counts) or a ``duplicate_conflict``
+    (other counts). Empty: rows are not compared."""
 
 
 _SECTIONS = ("columns", "timestamps", "signals", "roles", "counts")
@@ -422,6 +427,12 @@ class Mapping:
                     f"{where}: [roles] {name}: a count column's role is fixed (count); "
                     "remove it from [roles]"
                 )
+        in_key = sorted({s.count for s in self.signals if s.count} & set(self.counts.key))
+        if in_key:
+            raise ConfigError(
+                f"{where}: [counts] key holds the signal count column(s) {', '.join(in_key)}; "
+                "the key names the columns that say which minute and slice a row is"
+            )
         taken = {self.counts.requests.lower()}
         for signal in self.signals:
             if signal.name.lower() in taken:
@@ -550,12 +561,26 @@ def _counts(where: str, raw: object) -> Counts | None:
             f"{where}: [counts] unknown key(s) {', '.join(unknown)}; valid: "
             + ", ".join(_COUNTS_KEYS)
         )
-    for key in _COUNTS_KEYS:
-        value = raw.get(key)
-        if key in raw and (not isinstance(value, str) or not value.strip()):
+    key = raw.get("key", [])
+    if not isinstance(key, list) or not all(isinstance(k, str) and k.strip() for k in key):
+        raise ConfigError(
+            f"{where}: [counts] key must list the columns that make a row unique, e.g. "
+            'key = ["minute", "region"]'
+        )
+    if len({k.lower() for k in key}) != len(key):
+        raise ConfigError(f"{where}: [counts] key names a column twice; name each once")
+    counted = {raw.get("requests"), raw.get("degraded")} & set(key)
+    if counted:
+        raise ConfigError(
+            f"{where}: [counts] key holds the count column(s) {', '.join(sorted(counted))}; "
+            "the key names the columns that say which minute and slice a row is"
+        )
+    for key_name in ("requests", "degraded"):
+        value = raw.get(key_name)
+        if key_name in raw and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(
-                f"{where}: [counts] {key} must name a column of your files, e.g. "
-                f'{key} = "{"cnt" if key == "requests" else "bad"}"'
+                f"{where}: [counts] {key_name} must name a column of your files, e.g. "
+                f'{key_name} = "{"cnt" if key_name == "requests" else "bad"}"'
             )
     if "requests" not in raw:
         raise ConfigError(
@@ -564,7 +589,9 @@ def _counts(where: str, raw: object) -> Counts | None:
         )
     degraded = raw.get("degraded")
     return Counts(
-        requests=str(raw["requests"]), degraded=None if degraded is None else str(degraded)
+        requests=str(raw["requests"]),
+        degraded=None if degraded is None else str(degraded),
+        key=tuple(key),
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -28,7 +30,7 @@ COUNTED_MAPPING = '[counts]\nrequests = "cnt"\n[signals.stalled]\ncount = "value
         ),
         ("[counts]\n", '[counts] needs requests = "COLUMN"'),
         ("[counts]\nrequests = 3\n", "[counts] requests must name a column of your files"),
-        ('[counts]\nrequests = "cnt"\nkey = ["ts"]\n', "[counts] unknown key(s) key; valid"),
+        ('[counts]\nrequests = "cnt"\nwindow = 5\n', "[counts] unknown key(s) window; valid"),
         ('counts = "cnt"\n', "[counts] must be a table"),
         (
             '[counts]\nrequests = "cnt"\n[signals.s]\ncount = "v"\nexpr = "v > 1"\n',
@@ -223,3 +225,71 @@ def test_counted_rows_need_a_time_and_counts_only(tmp_path):
     _, summary, _, _ = _counted_db(untimed, "region,cnt,value\neu,10,2\n")
     assert summary.files[0].status == "refused"
     assert "ts" in summary.files[0].message
+
+
+KEYED_MAPPING = COUNTED_MAPPING.replace('"cnt"\n', '"cnt"\nkey = ["minute", "region"]\n', 1)
+KEYED_MAPPING += '[columns]\nts = "minute"\n'
+
+
+def test_a_counted_key_finds_duplicates_and_conflicts(tmp_path):
+    csv = (
+        "minute,region,cnt,value\n"
+        "2025-08-29T14:00:00Z,eu,10,2\n"  # kept
+        "2025-08-29T14:00:00Z,us,10,2\n"  # kept: another region
+        "2025-08-29T14:00:00Z,eu,10,2\n"  # same key, same counts: a duplicate
+        "2025-08-29T14:00:00Z,eu,10,3\n"  # same key, other counts: a conflict
+        "2025-08-29T14:01:00Z,eu,-1,0\n"  # a bad count, not a key question
+    )
+    db, summary, _, mapping = _counted_db(tmp_path, csv, KEYED_MAPPING)
+    (file,) = summary.files
+    assert (file.rows_read, file.accepted, file.duplicates) == (5, 2, 1)
+    assert file.rejected == {"duplicate_conflict": 1, "out_of_range": 1}
+    later = tmp_path / "later.csv"
+    later.write_text(
+        "minute,region,cnt,value\n"
+        "2025-08-29T14:00:00Z,us,10,2\n"  # stored already: a duplicate
+        "2025-08-29T14:00:00Z,eu,9,2\n"  # stored with other counts: a conflict
+        "2025-08-29T14:02:00Z,eu,4,1\n"  # new
+    )
+    with forensics.open(db) as wb:
+        second = wb.ingest(later, mapping=Mapping.load(mapping), progress=False).files[0]
+        conflicts = wb.db.execute(
+            'SELECT row_number, "column", bad_value FROM rejected_rows '
+            "WHERE reason = 'duplicate_conflict' ORDER BY file_id, row_number"
+        )
+        assert wb.db.scalar("SELECT sum(cnt) FROM requests") == 24
+    assert (second.accepted, second.duplicates, second.rejected) == (
+        1,
+        1,
+        {"duplicate_conflict": 1},
+    )
+    assert conflicts == [
+        (5, "minute, region", "2025-08-29 14:00:00+00, eu"),
+        (3, "minute, region", "2025-08-29 14:00:00+00, eu"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[counts]\nrequests = "cnt"\nkey = "minute"\n', "[counts] key must list the columns"),
+        ('[counts]\nrequests = "cnt"\nkey = ["a", "A"]\n', "[counts] key names a column twice"),
+        ('[counts]\nrequests = "cnt"\nkey = ["a", "cnt"]\n', "key holds the count column(s) cnt"),
+        (
+            '[counts]\nrequests = "cnt"\nkey = ["v"]\n[signals.s]\ncount = "v"\n',
+            "key holds the signal count column(s) v",
+        ),
+    ],
+)
+def test_counted_key_mistakes(tmp_path, toml, message):
+    path = tmp_path / "m.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Mapping.load(path)
+
+
+def test_a_key_column_missing_from_the_file_is_refused(tmp_path):
+    csv = "minute,cnt,value\n2025-08-29T14:00:00Z,10,2\n"
+    _, summary, _, _ = _counted_db(tmp_path, csv, KEYED_MAPPING)
+    assert summary.files[0].status == "refused"
+    assert "[counts] key names 'region'" in summary.files[0].message
