@@ -1862,10 +1862,10 @@ def _period_sql(
     return f"CASE {' '.join(parts)} ELSE 2 END"
 
 
-def requests_and_users(db: Database, where: Where) -> tuple[int, int]:
+def requests_and_users(db: Database, where: Where) -> tuple[int, int | None]:
     """Requests matching a filter and their distinct users.
 
-    0 users without a user_id column, and on counted rows (which name no users).
+    0 users without a user_id column; None on counted rows (which name no users).
     """
     columns = db.columns("requests")
     params: dict[str, Any] = {}
@@ -1875,7 +1875,7 @@ def requests_and_users(db: Database, where: Where) -> tuple[int, int]:
     row = db.execute(
         f"SELECT {_requests_sum(db)}, {users} FROM requests WHERE {condition}", params
     )[0]
-    return int(row[0]), int(row[1])
+    return int(row[0]), None if counted else int(row[1])
 
 
 def cover_counts(

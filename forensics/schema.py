@@ -569,7 +569,7 @@ def _counts(where: str, raw: object) -> Counts | None:
         )
     if len({k.lower() for k in key}) != len(key):
         raise ConfigError(f"{where}: [counts] key names a column twice; name each once")
-    counted = {raw.get("requests"), raw.get("degraded")} & set(key)
+    counted = {str(raw.get(k)) for k in ("requests", "degraded") if k in raw} & set(key)
     if counted:
         raise ConfigError(
             f"{where}: [counts] key holds the count column(s) {', '.join(sorted(counted))}; "

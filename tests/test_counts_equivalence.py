@@ -186,6 +186,21 @@ def test_signatures_n_and_k_are_the_requests(pair):
     assert rows == counts
 
 
+def test_signatures_on_counted_rows_know_no_users(pair):
+    from click.testing import CliRunner
+
+    from forensics.cli import main
+
+    with forensics.open(pair[1], read_only=True) as wb:
+        found = wb.signatures(signals=["stalled"])
+    assert found
+    assert all(s.users is None for s in found)
+    assert found[0].to_dict()["users"] is None
+    result = CliRunner().invoke(main, ["signatures", "--db", str(pair[1]), "--signal", "stalled"])
+    assert result.exit_code == 0, result.output
+    assert "users not known (counted rows)" in result.output
+
+
 def test_the_search_workspace_counts_the_requests(pair):
     """What the signature search reads (its workspace) weighs counted rows too."""
     from forensics.separation import workspace

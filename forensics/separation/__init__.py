@@ -135,10 +135,11 @@ def _find(
 ) -> list[Signature]:
     clock = time.perf_counter()
     search = _prepare(db, params, available)
+    unit = "counted rows" if queries.count_column(db) is not None else "requests"
     sampled = (
-        f"a sample of {search.rows:,} of {search.total_rows:,} requests"
+        f"a sample of {search.rows:,} of {search.total_rows:,} {unit}"
         if search.rows < search.total_rows
-        else f"{search.rows:,} requests"
+        else f"{search.rows:,} {unit}"
     )
     say(
         f"workspace ready: {sampled}, {len(search.space.dims)} dimensions, "
