@@ -170,6 +170,7 @@ def test_signatures_n_and_k_are_the_requests(pair):
                 s.end,
                 s.requests,
                 s.excess_requests,
+                s.p_value,
                 # The request rows also carry the built-in detectors (no text: n = 0).
                 [
                     (r.n_inside, r.k_inside, r.n_baseline, r.k_baseline, r.p_value)
@@ -233,4 +234,52 @@ def test_overlaps_count_the_requests(pair):
         pair, lambda wb: overlap_counts(wb.db, reference, candidates, defined=["stalled"])
     )
     assert rows[0] > 50_000
+    assert rows == counts
+
+
+def test_a_sample_of_counted_rows_thins_their_counts(pair):
+    """Above search_rows the search reads a binomial thinning of the counts: a request sample."""
+    from forensics.separation import workspace
+    from forensics.separation.params import SeparationParams
+
+    def thinned(wb):
+        dims = [d for d in wb.dimensions() if d.name in DIMS]
+        requests = workspace.create(wb.db, dims=dims, edges={}, signals=["stalled"], fraction=0.1)
+        try:
+            frame = wb.db.frame(
+                f"SELECT _source_file_id, _source_row, {workspace.WEIGHT} AS w, stalled "
+                f"FROM {workspace.WORKSPACE} ORDER BY ALL"
+            )
+        finally:
+            workspace.drop(wb.db)
+        return requests, frame
+
+    with forensics.open(pair[1], read_only=True) as wb:
+        (requests, frame), (again, same) = thinned(wb), thinned(wb)
+        stored = wb.db.frame(
+            "SELECT sum(cnt)::BIGINT AS n, sum(stalled)::BIGINT AS k FROM requests"
+        ).row(0)
+        found = wb.signatures(signals=["stalled"], params=SeparationParams(search_rows=30_000))
+    assert (requests, frame.rows()) == (again, same.rows())
+    assert requests == frame["w"].sum()
+    assert abs(requests - 0.1 * stored[0]) < 4 * (stored[0] * 0.1 * 0.9) ** 0.5
+    assert abs(frame["stalled"].sum() - 0.1 * stored[1]) < 4 * (stored[1] * 0.1 * 0.9) ** 0.5
+    assert frame.filter(pl.col("stalled") > pl.col("w")).height == 0
+    assert frame["w"].min() > 0
+    assert frame["stalled"].null_count() > 0
+    assert found[0].predicate == {"region": ["eu"], "routing_pool": ["p2"]}
+
+
+def test_the_search_sizes_its_calibration_by_requests(pair):
+    """The p-value's calibration reads the workspace's size: requests, not counted rows."""
+    from forensics.separation import _prepare, workspace
+    from forensics.separation.params import SeparationParams
+
+    def sizes(wb):
+        search = _prepare(wb.db, SeparationParams(), ["stalled"])
+        workspace.drop(wb.db)
+        return search.rows, search.total_rows
+
+    rows, counts = _both(pair, sizes)
+    assert rows == (REQUESTS, REQUESTS)
     assert rows == counts

@@ -164,7 +164,8 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
     dims = {d.name: d for d in queries.dimensions(db)}
     edges: dict[str, tuple[float, ...]] = {}
     ranged = [d.name for d in dims.values() if d.kind == "numeric" and not d.by_value]
-    total = int(db.scalar("SELECT count(*) FROM requests"))
+    # Requests, not rows: on counted rows the sample thins the counts (workspace.create).
+    total = queries.requests_and_users(db, queries.Where())[0]
     if ranged:
         items = ", ".join(f"min({_q(c)}), max({_q(c)})" for c in ranged)
         bounds = db.execute(f"SELECT {items} FROM requests")[0]

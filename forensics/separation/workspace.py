@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from forensics import queries
@@ -109,9 +110,11 @@ def create(
 
     With ``fraction`` < 1, a uniform sample of the requests: each row is kept
     when a hash of its source (file, row) falls below the fraction, so the
-    same database gives the same sample every time.
+    same database gives the same sample every time. Counted rows are thinned
+    instead (``_thin``): each of a row's requests is kept with probability
+    ``fraction``, its signals' counts drawn among the kept, from a fixed seed.
 
-    Returns the number of rows.
+    Returns the number of requests (rows, or the sum of the counts).
     """
     items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
     weight = queries.count_column(db)
@@ -137,15 +140,60 @@ def create(
             f"false AS {explained_column(s)}",
             f"CAST(NULL AS DOUBLE) AS {expected_column(s)}",
         ]
+    thin = fraction < 1.0 and weight is not None
+    if thin:  # the rows' source, to write the thinned counts back
+        items += ["_source_file_id", "_source_row"]
     sample = ""
-    if fraction < 1.0:
+    if fraction < 1.0 and weight is None:
         threshold = int(max(fraction, 0.0) * SAMPLE_RESOLUTION)
         sample = f" WHERE hash(_source_file_id, _source_row) % {SAMPLE_RESOLUTION} < {threshold}"
     db.execute(
         f"CREATE OR REPLACE TEMP TABLE {WORKSPACE} AS SELECT {', '.join(['*', *lookups])} "
         f"FROM (SELECT {', '.join(items)} FROM requests{sample})"
     )
-    return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
+    if thin:
+        _thin(db, signals=signals, fraction=max(fraction, 0.0))
+    return int(db.scalar(f"SELECT coalesce({_n_sum(db)}, 0) FROM {WORKSPACE}"))
+
+
+THINNING_SEED = 17
+"""Seed of the binomial thinning of counted rows: the same database, the same sample."""
+
+
+def _thin(db: Database, *, signals: Sequence[str], fraction: float) -> None:
+    """Thin counted rows to a sample of their requests, in place.
+
+    Each request of a row is kept with probability ``fraction`` (binomial), and
+    each signal's count among the kept is drawn without replacement from the
+    row's (hypergeometric): the counts a uniform sample of the requests would
+    give. Rows left with no request are dropped.
+    """
+    names = [quote_identifier(s) for s in signals]
+    frame = db.frame(
+        f"SELECT _source_file_id, _source_row, {WEIGHT}"
+        f"{''.join(', ' + n for n in names)} FROM {WORKSPACE} ORDER BY _source_file_id, _source_row"
+    )
+    rng = np.random.default_rng(THINNING_SEED)
+    total = frame[WEIGHT].fill_null(0).to_numpy().astype(np.int64)
+    kept = rng.binomial(total, fraction)
+    thinned = {"_source_file_id": frame["_source_file_id"], "_source_row": frame["_source_row"]}
+    thinned[WEIGHT] = pl.Series(kept)
+    for s in signals:
+        column = frame[s]
+        good = column.fill_null(0).to_numpy().astype(np.int64)
+        drawn = rng.hypergeometric(good, total - good, kept)
+        thinned[s] = pl.Series(drawn).set(column.is_null(), None)
+    db.con.register("_thinned", pl.DataFrame(thinned).to_arrow())
+    try:
+        sets = ", ".join(f"{n} = t.{n}" for n in [WEIGHT, *names])
+        db.execute(
+            f"UPDATE {WORKSPACE} SET {sets} FROM _thinned t WHERE "
+            f"{WORKSPACE}._source_file_id = t._source_file_id "
+            f"AND {WORKSPACE}._source_row = t._source_row"
+        )
+        db.execute(f"DELETE FROM {WORKSPACE} WHERE {WEIGHT} = 0")
+    finally:
+        db.con.unregister("_thinned")
 
 
 def value_name(name: str) -> str:
