@@ -283,3 +283,14 @@ def test_the_search_sizes_its_calibration_by_requests(pair):
     rows, counts = _both(pair, sizes)
     assert rows == (REQUESTS, REQUESTS)
     assert rows == counts
+
+
+def test_timelines_are_the_requests(pair):
+    def timeline(wb):
+        found = wb.timeline("stalled", by="routing_pool", grain="hour")
+        return found.rates, found.change_points
+
+    rows, counts = _both(pair, timeline)
+    assert rows[0].height == 4 * HOURS
+    for expected, got in zip(rows, counts, strict=True):
+        assert_frame_equal(expected, got)
