@@ -965,6 +965,15 @@ def _check_counted(db: Database, mapping: Mapping) -> None:
     stored = db.meta(COUNTS_META)
     has_rows = "requests" in db.tables() and bool(db.scalar("SELECT count(*) FROM requests"))
     where = mapping.source or "the mapping"
+    if stored is not None and not has_rows:
+        # Set up for counted rows but none came in (every file refused): start afresh.
+        db.execute("DROP TABLE IF EXISTS requests")
+        db.execute("DELETE FROM signal_definitions WHERE kind IN ('count', 'combined')")
+        db.execute(
+            "DELETE FROM forensics_meta WHERE key IN ($a, $b, $c)",
+            {"a": COUNTS_META, "b": COUNTS_META + ".degraded", "c": COUNTS_META + ".key"},
+        )
+        stored = None
     if mapping.counts is None:
         if stored is not None:
             raise ConfigError(

@@ -293,3 +293,15 @@ def test_a_key_column_missing_from_the_file_is_refused(tmp_path):
     _, summary, _, _ = _counted_db(tmp_path, csv, KEYED_MAPPING)
     assert summary.files[0].status == "refused"
     assert "[counts] key names 'region'" in summary.files[0].message
+
+
+def test_a_database_whose_counted_files_were_all_refused_takes_request_rows(tmp_path):
+    csv = "ts,model,platform,routing_pool,cnt\n2025-08-29T14:00:00Z,m,g,p,10\n"
+    db, summary, _, _ = _counted_db(tmp_path, csv)
+    assert summary.files[0].status == "refused"
+    rows = tmp_path / "r.csv"
+    rows.write_text("request_id,ts,model,platform,routing_pool\nr1,2025-08-29T14:00:00Z,m,g,p\n")
+    with forensics.open(db) as wb:
+        assert wb.ingest(rows, progress=False).files[0].accepted == 1
+        assert "low_eval" in wb.signals()
+        assert wb.roles().filter(pl.col("column") == "cnt").height == 0
