@@ -284,7 +284,7 @@ def _first_rejected(wb: Workbench, counted: dict[str, Any], formats: dict[int, s
     return f"{where}: {shown!r}" if shown else where
 
 
-ROLE_ORDER = ("dimension", "outcome", "id", "time", "identity", "signal", "internal")
+ROLE_ORDER = ("dimension", "outcome", "count", "id", "time", "identity", "signal", "internal")
 """The order ``info`` lists roles in."""
 
 _SAID_WHY = frozenset({"mapping", "signal input", "name rule"})
@@ -450,6 +450,7 @@ def explain(
 
 
 def _signature_block(sig: Any) -> str:
+    from forensics.signature import users_text
     from forensics.stats import format_p_value
 
     end = f"{sig.end:%Y-%m-%d %H:%M}" if sig.end else "still active"
@@ -457,7 +458,7 @@ def _signature_block(sig: Any) -> str:
         f"{sig.id}  {sig.describe()}",
         f"    window    {sig.start:%Y-%m-%d %H:%M} -> {end} UTC "
         f"(onset between {sig.onset_range[0]:%m-%d %H:%M} and {sig.onset_range[1]:%m-%d %H:%M})",
-        f"    size      {sig.requests:,} requests, {sig.users:,} users, "
+        f"    size      {sig.requests:,} requests, {users_text(sig.users)}, "
         f"{sig.excess_requests:,.0f} more {sig.signal} than the baseline rate gives",
         f"    effect    {sig.signal} +{sig.excess_rate:.4f} "
         f"[{sig.ci[0]:.4f}, {sig.ci[1]:.4f}], p = {format_p_value(sig.p_value)}",

@@ -16,6 +16,15 @@ Each file goes in atomically:
 5. a request_id seen twice is settled: the same content is an exact duplicate
    (skipped, counted), different content is rejected as ``duplicate_conflict``.
 
+Counted rows (``[counts]`` in the mapping: a row stands for many requests) keep
+their count column under its own name (role ``count``) and each signal as the
+count of the row's requests showing it (a BIGINT named after the signal), both
+non-negative integers, a signal's count at most the row's (else ``out_of_range``).
+They need no ``request_id``, and duplicates are not looked for by id (a file seen
+before still adds nothing). No built-in detector runs on them, and ``degraded``
+is there only when ``[counts] degraded`` names its count. A database holds
+counted rows or request rows, never both.
+
 After the files, every column's role (dimension, outcome...) is resolved and
 recorded in ``column_roles`` (``forensics.roles``), the mapping's ``[roles]`` first.
 
@@ -64,13 +73,14 @@ from forensics.readers import (
     open_parquet,
     resolve_paths,
 )
-from forensics.roles import check_explicit_roles, record_roles
+from forensics.roles import COUNTS_META, check_explicit_roles, record_roles
 from forensics.schema import (
     CANONICAL_COLUMNS,
     EVENT_COLUMNS,
     INTERNAL_PREFIX,
     REQUIRED_COLUMNS,
     Column,
+    Counts,
     EventMapping,
     Mapping,
     UserSignal,
@@ -116,7 +126,8 @@ REASONS: dict[str, str] = {
     "bad_timestamp": "ts is neither ISO-8601 nor an epoch number",
     "wrong_type": "a value does not have the column's type",
     "out_of_range": "a value is outside the column's valid range",
-    "duplicate_conflict": "the request_id was seen before with different content",
+    "duplicate_conflict": "the request_id (counted rows: the [counts] key) was seen before "
+    "with different content",
 }
 """Every reason a row can be quarantined for, in the order rows are checked."""
 
@@ -566,7 +577,19 @@ def _plan_columns(
     lower_canonical = {c.lower(): c for c in canonical_names}
     canonical_src: dict[str, str] = {}
     extra_src: dict[str, str] = {}
+    counted = _count_columns(mapping.counts, mapping.signals)
+    absent = [(col.name, src) for col, src in counted if src not in source.columns]
+    if absent:
+        name, src = absent[0]
+        raise SchemaError(
+            f"{path}: the count column {src!r} ({_count_key(mapping.counts, name)} in "
+            f"{mapping.source or 'the mapping'}) is not in the file; columns found: "
+            f"{', '.join(source.columns) or '(none)'}; name the column in the mapping"
+        )
+    count_src = {src for _, src in counted}
     for name in source.columns:
+        if name in count_src:
+            continue
         target = renames.get(name)
         if target is None and name in canonical_names and name not in mapping.columns:
             target = name
@@ -584,17 +607,18 @@ def _plan_columns(
             canonical_src[target] = name
         else:
             extra_src[name] = name
-    missing = [c for c in REQUIRED_COLUMNS if c not in canonical_src]
+    required = REQUIRED_COLUMNS if not counted else _COUNTED_REQUIRED
+    missing = [c for c in required if c not in canonical_src]
     if missing:
         raise MissingColumnError.for_file(
             str(path), missing, list(source.columns), mapped=mapping.columns
         )
 
     taken_lower = {c.lower() for c in source.columns}
-    for col in CANONICAL_COLUMNS:
-        if col.name not in canonical_src:
-            continue
-        src_name = canonical_src[col.name]
+    typed_columns = [
+        (c, canonical_src[c.name]) for c in CANONICAL_COLUMNS if c.name in canonical_src
+    ]
+    for col, src_name in [*typed_columns, *counted]:
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
         bad = _bad_value(src_name, mapping, privacy)
@@ -629,6 +653,9 @@ def _plan_columns(
         elif col.dtype in ("BIGINT", "DOUBLE"):
             typed = (_plan_integer if col.dtype == "BIGINT" else _plan_double)(src, dtype, v)
             value = typed.value
+            if col.required:
+                presence = _text_value(src) if _is_text(dtype) else src
+                plan.checks.append(_Check(f"{presence} IS NULL", "missing_required", col.name, bad))
             plan.checks.append(_Check(typed.wrong, "wrong_type", col.name, bad))
             plan.checks.append(_Check(typed.out_of_range, "out_of_range", col.name, bad))
         else:
@@ -646,6 +673,24 @@ def _plan_columns(
             plan.checks.append(_Check(range_check, "out_of_range", col.name, bad))
         plan.values[col.name] = value
         plan.typed[col.name] = alias
+    if counted:
+        total = quote_identifier(plan.typed[counted[0][0].name])
+        for col, src_name in counted[1:]:
+            # A row cannot show a signal in more requests than it stands for.
+            plan.checks.append(
+                _Check(
+                    f"{quote_identifier(plan.typed[col.name])} > {total}",
+                    "out_of_range",
+                    col.name,
+                    f"CAST({quote_identifier(src_name)} AS VARCHAR)",
+                )
+            )
+        plan.extras.update({col.name: "BIGINT" for col, _ in counted})
+        in_file = {col.name: src for col, src in counted}
+        plan.checks = [
+            _Check(c.condition, c.reason, in_file.get(c.column, c.column), c.bad_value)
+            for c in plan.checks
+        ]
 
     clashing = {n.lower() for n in (*reserved, *canonical_names)}
     taken = clashing | {n.lower() for n in source.columns}
@@ -685,6 +730,110 @@ def _bad_value(name: str, mapping: Mapping, privacy: Privacy | None) -> str:
     if privacy is not None and treatment(name, mapping) == "drop":
         return "CAST(NULL AS VARCHAR)"
     return f"CAST({quote_identifier(name)} AS VARCHAR)"
+
+
+_COUNTED_REQUIRED = ("ts",)
+"""Required columns of counted rows: a time (with the counts); no ``request_id`` (a row is
+many requests), and no serving columns forced on data that lacks them."""
+
+
+def _count_columns(
+    counts: Counts | None, signals: Sequence[UserSignal]
+) -> list[tuple[Column, str]]:
+    """Counted rows' count columns, typed as canonical ones: (column as stored, name in the file).
+
+    The request count first (kept under its own name), then ``degraded`` when
+    declared, then each signal's count (stored under the signal's name).
+    """
+    if counts is None:
+        return []
+    out = [
+        (
+            Column(counts.requests, "BIGINT", True, "outcome", "requests", minimum=0),
+            counts.requests,
+        )
+    ]
+    if counts.degraded is not None:
+        out.append(
+            (Column(DEGRADED, "BIGINT", False, "outcome", DEGRADED, minimum=0), counts.degraded)
+        )
+    for signal in signals:
+        if signal.count is not None:
+            out.append(
+                (
+                    Column(signal.name, "BIGINT", False, "outcome", signal.name, minimum=0),
+                    signal.count,
+                )
+            )
+    return out
+
+
+def _key_columns(
+    path: Path, mapping: Mapping, canonical_src: dict[str, str], plan: _Plan
+) -> list[str]:
+    """The stored names of ``[counts] key``'s columns; ``SchemaError`` for one not in the file."""
+    assert mapping.counts is not None
+    stored = {src: canonical for canonical, src in canonical_src.items()}
+    out = []
+    for name in mapping.counts.key:
+        target = (
+            stored.get(name) or plan.renamed.get(name) or (name if name in plan.extras else None)
+        )
+        if target is None:
+            raise SchemaError(
+                f"{path}: [counts] key names {name!r} ({mapping.source or 'the mapping'}), which "
+                f"is not a column of the file; columns found: {', '.join(plan.extras) or '(none)'}"
+                "; list the columns that make a row unique"
+            )
+        out.append(target)
+    return out
+
+
+def _settle_counted_keys(
+    db: Database, checked: str, params: dict[str, Any], keys: Sequence[str], content: Sequence[str]
+) -> tuple[int, list[tuple[int, str]]]:
+    """Counted rows whose ``[counts] key`` was seen before, in this file or stored.
+
+    A row repeating an earlier row's key (stored first, else the file's first row
+    with it) with the same counts is an exact duplicate; with other counts a
+    conflict. Leaves their verdicts in ``_key_verdicts`` (``_row``, ``verdict``,
+    ``key_text``). Returns the number of duplicates and the conflicts as (row, key).
+    """
+    k = [quote_identifier(c) for c in keys]
+    counts = f"list_value({', '.join(quote_identifier(c) for c in content)})"
+    same_key = " AND ".join(f"n.{c} IS NOT DISTINCT FROM s.{c}" for c in k)
+    key_text = (
+        "concat_ws(', ', " + ", ".join(f"coalesce(CAST(n.{c} AS VARCHAR), 'null')" for c in k) + ")"
+    )
+    db.execute(
+        "CREATE OR REPLACE TEMP TABLE _key_verdicts AS SELECT _row, verdict, key_text FROM ("
+        "SELECT n._row, "
+        "CASE WHEN s._c IS NOT NULL THEN CASE WHEN s._c IS NOT DISTINCT FROM n._c "
+        "THEN 'duplicate' ELSE 'conflict' END "
+        "WHEN n._first <> n._row THEN CASE WHEN n._first_c IS NOT DISTINCT FROM n._c "
+        f"THEN 'duplicate' ELSE 'conflict' END END AS verdict, {key_text} AS key_text "
+        f"FROM (SELECT _row, {', '.join(k)}, {counts} AS _c, "
+        "first_value(_row) OVER w AS _first, first_value("
+        f"{counts}) OVER w AS _first_c FROM ({checked}) WHERE _problem IS NULL "
+        f"WINDOW w AS (PARTITION BY {', '.join(k)} ORDER BY _row)) n "
+        f"LEFT JOIN (SELECT DISTINCT ON ({', '.join(k)}) {', '.join(k)}, {counts} AS _c "
+        f"FROM requests) s ON {same_key}) WHERE verdict IS NOT NULL",
+        params,
+    )
+    duplicates = int(db.scalar("SELECT count(*) FROM _key_verdicts WHERE verdict = 'duplicate'"))
+    rows = db.execute(
+        "SELECT _row, key_text FROM _key_verdicts WHERE verdict = 'conflict' ORDER BY _row"
+    )
+    return duplicates, [(int(r), str(t)) for r, t in rows]
+
+
+def _count_key(counts: Counts | None, stored: str) -> str:
+    """The mapping key that declared a count column stored as ``stored``."""
+    if counts is not None and stored == counts.requests:
+        return "[counts] requests"
+    if stored == DEGRADED:
+        return "[counts] degraded"
+    return f"[signals.{stored}] count"
 
 
 def _typed_relation(source: Source, plan: _Plan) -> str:
@@ -780,8 +929,31 @@ def _user_signals(db: Database) -> list[UserSignal]:
     ]
 
 
-def _ensure_requests(db: Database) -> None:
-    """Create ``requests``, or add the canonical and signal columns a newer version brought."""
+def _ensure_requests(db: Database, counts: Counts | None = None) -> None:
+    """Create ``requests``, or add the canonical and signal columns a newer version brought.
+
+    With ``counts`` (counted rows), a new table has no built-in detectors (they read
+    a request's text) and ``degraded`` only as the declared count; the count
+    columns are added from the file's plan.
+    """
+    if counts is not None or db.meta(COUNTS_META) is not None:
+        if "requests" not in db.tables():
+            cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
+            cols += ["_source_file_id INTEGER", "_source_row BIGINT"]
+            db.execute(f"CREATE TABLE requests ({', '.join(cols)})")
+        if counts is not None:
+            # There from the start: every count-based query reads it, even with no rows.
+            db.execute(
+                f"ALTER TABLE requests ADD COLUMN IF NOT EXISTS "
+                f"{quote_identifier(counts.requests)} BIGINT"
+            )
+        if counts is not None and counts.degraded is not None:
+            db.execute(
+                "INSERT OR IGNORE INTO signal_definitions (name, description, kind, "
+                "source_column) VALUES ($n, $d, 'combined', $c)",
+                {"n": DEGRADED, "d": "Requests counted as degraded", "c": counts.degraded},
+            )
+        return
     if "requests" not in db.tables():
         cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
         cols += [f"{quote_identifier(d.name)} BOOLEAN" for d in DETECTORS]
@@ -806,6 +978,82 @@ def _ensure_requests(db: Database) -> None:
         "VALUES ($n, $d, 'combined')",
         {"n": DEGRADED, "d": "Any signal true"},
     )
+
+
+def _check_counted(db: Database, mapping: Mapping) -> None:
+    """A database holds counted rows or request rows, never both; record which.
+
+    Counted rows go into a new database (or one holding counted rows with the same
+    count column); a ``ConfigError`` says what to do otherwise.
+    """
+    stored = db.meta(COUNTS_META)
+    has_rows = "requests" in db.tables() and bool(db.scalar("SELECT count(*) FROM requests"))
+    where = mapping.source or "the mapping"
+    if stored is not None and not has_rows:
+        # Set up for counted rows but none came in (every file refused): start afresh.
+        db.execute("DROP TABLE IF EXISTS requests")
+        db.execute("DELETE FROM signal_definitions WHERE kind IN ('count', 'combined')")
+        db.execute(
+            "DELETE FROM forensics_meta WHERE key IN ($a, $b, $c)",
+            {"a": COUNTS_META, "b": COUNTS_META + ".degraded", "c": COUNTS_META + ".key"},
+        )
+        stored = None
+    if mapping.counts is None:
+        if stored is not None:
+            raise ConfigError(
+                f"{db.path} holds counted rows (count column {stored!r}); ingest with the "
+                "mapping that declares [counts], or use another database for request rows"
+            )
+        return
+    if stored is None and has_rows:
+        raise ConfigError(
+            f"{where}: [counts] declares counted rows, but {db.path} holds one row per "
+            "request; ingest counted rows into a database of their own"
+        )
+    if stored is not None and stored != mapping.counts.requests:
+        raise ConfigError(
+            f"{where}: [counts] requests = {mapping.counts.requests!r}, but {db.path} counts "
+            f"requests in {stored!r}; use the same count column, or another database"
+        )
+    declared = "yes" if mapping.counts.degraded is not None else "no"
+    if has_rows and db.meta(COUNTS_META + ".degraded") not in (None, declared):
+        raise ConfigError(
+            f"{where}: [counts] degraded is {'set' if declared == 'yes' else 'not set'} but "
+            f"was {'not ' if declared == 'yes' else ''}for the rows in {db.path}; declare it "
+            "as before, or use another database"
+        )
+    key = ", ".join(mapping.counts.key)
+    if has_rows and db.meta(COUNTS_META + ".key") not in (None, key):
+        raise ConfigError(
+            f"{where}: [counts] key = [{key}], but the rows in {db.path} were told apart by "
+            f"[{db.meta(COUNTS_META + '.key')}]; use the same key, or another database"
+        )
+    db.set_meta(COUNTS_META + ".key", key)
+    if stored is None:
+        if "requests" in db.tables():
+            # An empty table made for request rows: make it again for counted rows.
+            db.execute("DROP TABLE requests")
+            db.execute("DELETE FROM signal_definitions WHERE kind IN ('detector', 'combined')")
+        db.set_meta(COUNTS_META, mapping.counts.requests)
+        db.set_meta(COUNTS_META + ".degraded", declared)
+
+
+def _define_count_signals(db: Database, mapping: Mapping) -> None:
+    """Register a counted table's signals: each the count of a row's requests showing it."""
+    where = mapping.source or "mapping"
+    taken = {c.name.lower() for c in CANONICAL_COLUMNS} | {d.name.lower() for d in DETECTORS}
+    taken |= {DEGRADED, *_PROVENANCE}
+    for signal in mapping.signals:
+        if signal.name.lower() in taken:
+            raise ConfigError(
+                f"{where}: [signals.{signal.name}] the name is taken by a canonical column or a "
+                "built-in signal; choose another name"
+            )
+        db.execute(
+            "INSERT OR REPLACE INTO signal_definitions (name, description, kind, source_column) "
+            "VALUES ($n, $d, 'count', $c)",
+            {"n": signal.name, "d": signal.description, "c": signal.count},
+        )
 
 
 def _stored_columns(db: Database, signals: Sequence[UserSignal]) -> ReadableColumns:
@@ -1170,8 +1418,11 @@ def _ingest_one(
     reserved |= set(_signal_names(db)) | {s.name for s in mapping.signals}
     if fmt != "parquet":
         canonical_names = {c.name for c in CANONICAL_COLUMNS}
+        count_src = {src for _, src in _count_columns(mapping.counts, mapping.signals)}
         text_like = [
-            n for n in source.columns if n not in mapping.renames and n not in canonical_names
+            n
+            for n in source.columns
+            if n not in mapping.renames and n not in canonical_names and n not in count_src
         ]
         source.columns.update({n: "VARCHAR" for n in source.columns})
         inferred = _infer_text_types(db, source, text_like)
@@ -1193,7 +1444,7 @@ def _ingest_one(
                 plan.values[target] = f"CAST(NULLIF(trim({quote_identifier(name)}), '') AS {dtype})"
         plan.extras[target] = dtype
 
-    _ensure_requests(db)
+    _ensure_requests(db, mapping.counts)
     _ensure_extra_columns(db, plan)
     table_types = db.columns("requests")
     for name in plan.extras:
@@ -1220,14 +1471,17 @@ def _ingest_one(
     present = [*canonical_src, *plan.extras]
     signal_names = [s.name for s in (*_user_signals(db), *mapping.signals)]
     columns = _file_columns(plan, present, table_types, signal_names)
-    _compile_file_signals(db, path, fmt, checked, sql_params, columns, mapping)
-    if mapping.signals:
-        plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
+    if mapping.counts is not None:
+        _define_count_signals(db, mapping)
+    else:
+        _compile_file_signals(db, path, fmt, checked, sql_params, columns, mapping)
+        if mapping.signals:
+            plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
 
     # Request_ids that may be seen twice, in this file or already stored: found by hash
     # in one scan of the ids alone. A hash shared by different ids only costs those
     # rows a closer look in _settle_duplicates, which compares the ids themselves.
-    request_id = plan.values["request_id"]
+    request_id = plan.values.get("request_id", "NULL")
     db.execute(
         "CREATE OR REPLACE TEMP TABLE _dup_hashes AS WITH new AS MATERIALIZED "
         f"(SELECT hash({request_id}) AS h FROM {source.relation} WHERE ({request_id}) IS NOT NULL) "
@@ -1235,12 +1489,21 @@ def _ingest_one(
         "UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests)",
         sql_params,
     )
-    may_repeat = bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
+    # Counted rows are not told apart by request id (see the module docstring).
+    may_repeat = mapping.counts is None and bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
     keep_rows, duplicates, conflicts = (
         _settle_duplicates(db, checked, sql_params, plan, privacy is not None)
         if may_repeat
         else ([], 0, [])
     )
+    conflict_column = "request_id"
+    keyed = mapping.counts is not None and bool(mapping.counts.key)
+    if keyed:
+        assert mapping.counts is not None
+        keys = _key_columns(path, mapping, canonical_src, plan)
+        conflict_column = ", ".join(mapping.counts.key)
+        content = [col.name for col, _ in _count_columns(mapping.counts, mapping.signals)]
+        duplicates, conflicts = _settle_counted_keys(db, checked, sql_params, keys, content)
     db.execute("CREATE OR REPLACE TEMP TABLE _keep_rows (_row BIGINT)")
     if keep_rows:
         db.con.register("_keep_batch", pa.table({"_row": pa.array(keep_rows, pa.int64())}))
@@ -1251,7 +1514,11 @@ def _ingest_one(
 
     # The main statement: type, compute signals, insert.
     user_signals = _user_signals(db)
-    signals = signal_expressions(present, params=params, user_signals=user_signals, columns=columns)
+    signals = (
+        signal_expressions(present, params=params, user_signals=user_signals, columns=columns)
+        if mapping.counts is None
+        else []
+    )
     all_signals = [name for name, _ in signals]
     stored = []
     for name in plan.values:
@@ -1260,19 +1527,28 @@ def _ingest_one(
             continue
         stored.append(q)
     stored += [quote_identifier(n) for n in all_signals]
-    stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
+    if mapping.counts is None:
+        stored.append(f"{degraded_expression(all_signals)} AS {DEGRADED}")
     stored += [f"{int(file_id)} AS _source_file_id", "_row AS _source_row"]
     good = f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)"
+    if keyed:
+        good = (
+            f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND "
+            "_row NOT IN (SELECT _row FROM _key_verdicts))"
+        )
     if may_repeat:
         good = (
             f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (hash(request_id) NOT IN "
             "(SELECT h FROM _dup_hashes) OR _row IN (SELECT _row FROM _keep_rows)))"
         )
     # Signals that read a column the reader dropped (privacy mode) were computed
-    # before it was: they replace the ones computed here, without it.
+    # before it was: they replace the ones computed here, without it. Counted rows
+    # carry their signals as counts: no detector runs on them.
     readable = [c for c in present if not (source.derived and c in DROPPED_COLUMNS)]
-    with_signals = signals_relation(
-        good, readable, params=params, user_signals=user_signals, columns=columns
+    with_signals = (
+        signals_relation(good, readable, params=params, user_signals=user_signals, columns=columns)
+        if mapping.counts is None
+        else good
     )
     if source.derived:
         replaced = ", ".join(
@@ -1326,11 +1602,17 @@ def _ingest_one(
         )
         try:
             db.execute(
-                "INSERT INTO rejected_rows SELECT $file, $fid, s._row_out, 'request_id', "
+                "INSERT INTO rejected_rows SELECT $file, $fid, s._row_out, $column, "
                 "'duplicate_conflict', c.request_id, s._raw_out, $now FROM "
                 f"(SELECT {source.row_expr} AS _row_out, {raw} AS _raw_out FROM {source.relation}) s "
                 "JOIN _conflicts c ON c._row = s._row_out",
-                {**sql_params, "file": str(path), "fid": file_id, "now": now},
+                {
+                    **sql_params,
+                    "file": str(path),
+                    "fid": file_id,
+                    "now": now,
+                    "column": conflict_column,
+                },
             )
         finally:
             db.con.unregister("_conflicts")
@@ -1594,7 +1876,8 @@ def ingest_files(
     files = [_absolute(f) for f in resolve_paths(paths)]
     key = privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
-    _ensure_requests(db)
+    _check_counted(db, mapping)
+    _ensure_requests(db, mapping.counts)
     check_explicit_roles(db, mapping.explicit_roles, source=mapping.source)
     summaries: list[FileSummary] = []
     failures: list[Exception] = []

@@ -59,7 +59,7 @@ import polars as pl
 
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
-from forensics.roles import columns_with_role
+from forensics.roles import COUNTS_META, columns_with_role
 from forensics.schema import CANONICAL_COLUMNS, quote_identifier
 
 __all__ = [
@@ -82,6 +82,7 @@ __all__ = [
     "bucket_sql",
     "build_cube",
     "check_signal",
+    "count_column",
     "counts_by",
     "counts_in_subsets",
     "counts_per_dimension",
@@ -97,6 +98,7 @@ __all__ = [
     "groupable_columns",
     "ingested_files",
     "moment_counts",
+    "no_users_on_counted_rows",
     "overlap_counts",
     "power_of_two_edges",
     "refresh_cubes",
@@ -168,12 +170,77 @@ def signal_names(db: Database) -> list[str]:
     def lookup() -> list[str]:
         rows = db.execute(
             "SELECT name FROM signal_definitions ORDER BY CASE kind WHEN 'detector' THEN 0 "
-            "WHEN 'user' THEN 1 ELSE 2 END, rowid"
+            "WHEN 'user' THEN 1 WHEN 'count' THEN 1 ELSE 2 END, rowid"
         )
         present = db.columns("requests")
         return [r[0] for r in rows if r[0] in present]
 
     return list(db.memo(("signal_names",), lookup))
+
+
+def count_column(db: Database) -> str | None:
+    """The column saying how many requests a row stands for (counted rows), or None.
+
+    Examples
+    --------
+    >>> count_column(Database(":memory:")) is None
+    True
+    """
+    return db.memo(("count_column",), lambda: db.meta(COUNTS_META))
+
+
+def _requests_sum(db: Database) -> str:
+    """SQL aggregate of the requests a group of ``requests`` rows stands for."""
+    weight = count_column(db)
+    if weight is None:
+        return "count(*)"
+    return f"CAST(coalesce(sum({quote_identifier(weight)}), 0) AS BIGINT)"
+
+
+def _requests_where(db: Database, condition: str) -> str:
+    """SQL aggregate of the requests of the rows meeting ``condition``."""
+    weight = count_column(db)
+    if weight is None:
+        return f"count(*) FILTER (WHERE {condition})"
+    w = quote_identifier(weight)
+    return f"CAST(coalesce(sum({w}) FILTER (WHERE {condition}), 0) AS BIGINT)"
+
+
+def _signal_sums(db: Database, signal: str) -> tuple[str, str]:
+    """SQL aggregates ``n`` (requests where ``signal`` is defined) and ``k`` (showing it).
+
+    On counted rows a row weighs its count and the signal holds how many show it.
+    """
+    q = quote_identifier(signal)
+    weight = count_column(db)
+    if weight is None:
+        return f"count({q})", f"count(*) FILTER (WHERE {q})"
+    w = quote_identifier(weight)
+    return (
+        f"CAST(coalesce(sum({w}) FILTER (WHERE {q} IS NOT NULL), 0) AS BIGINT)",
+        f"CAST(coalesce(sum({q}), 0) AS BIGINT)",
+    )
+
+
+def _signal_terms(db: Database, signal: str) -> tuple[str, str]:
+    """Per-row SQL terms whose sums are ``n`` and ``k`` (see ``_signal_sums``)."""
+    q = quote_identifier(signal)
+    weight = count_column(db)
+    if weight is None:
+        return f"CAST({q} IS NOT NULL AS INTEGER)", f"CAST({q} IS TRUE AS INTEGER)"
+    w = quote_identifier(weight)
+    return f"CASE WHEN {q} IS NOT NULL THEN {w} ELSE 0 END", f"coalesce({q}, 0)"
+
+
+def no_users_on_counted_rows(db: Database, what: str) -> None:
+    """Raise ``QueryError`` when ``requests`` holds counted rows: they name no users."""
+    weight = count_column(db)
+    if weight is not None:
+        raise QueryError(
+            f"{what} is not available on counted rows: a row stands for {weight} requests "
+            "of users it does not name, so distinct users cannot be counted; ask for "
+            "request rates (wb.rates, wb.compare) instead"
+        )
 
 
 def check_signal(db: Database, signal: str) -> str:
@@ -453,7 +520,7 @@ def dimension_values(db: Database, name: str, *, limit: int = DIMENSION_MAX_VALU
         sql = f"SELECT {q} AS value, sum(requests) AS requests FROM {quote_identifier(cube.name)}"
     else:
         key = bucket_sql(name, d.edges) if d.kind == "numeric" else q
-        sql = f"SELECT {key} AS value, count(*) AS requests FROM requests"
+        sql = f"SELECT {key} AS value, {_requests_sum(db)} AS requests FROM requests"
     frame = db.frame(
         f"{sql} GROUP BY 1 ORDER BY requests DESC, value NULLS LAST LIMIT $n", {"n": limit}
     )
@@ -982,11 +1049,11 @@ def _build_cube(
     db.execute(_CATALOG_STATE)
     signals = signal_names(db)
     keys = [_key_sql(known[d]) for d in dims]
-    measures = ["count(*) AS requests"]
+    measures = [f"{_requests_sum(db)} AS requests"]
     for s in signals:
-        q = quote_identifier(s)
-        measures.append(f"count({q}) AS {quote_identifier('n__' + s)}")
-        measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + s)}")
+        n, k = _signal_sums(db, s)
+        measures.append(f"{n} AS {quote_identifier('n__' + s)}")
+        measures.append(f"{k} AS {quote_identifier('k__' + s)}")
     select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
     table = quote_identifier(name)
     db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM requests GROUP BY ALL")
@@ -1171,10 +1238,8 @@ def counts_by(
             keys.append(quote_identifier(column))
     if source.cube is None:
         condition = where_sql(where, columns=source.columns, params=params)
-        measures = [
-            f"count({quote_identifier(signal)}) AS n",
-            f"count(*) FILTER (WHERE {quote_identifier(signal)}) AS k",
-        ]
+        n, k = _signal_sums(db, signal)
+        measures = [f"{n} AS n", f"{k} AS k"]
         time_key = "epoch_us(ts)"
         unit = 1
     else:
@@ -1447,13 +1512,10 @@ def _counts_per_dimension_from(
 ) -> pl.DataFrame:
     """One ``GROUPING SETS`` query of ``counts_in_subsets`` over one source."""
     params: dict[str, Any] = {}
-    q = quote_identifier(signal)
     if source.cube is None:
         keys = [_key_sql(d) for d in dims]
-        measures = [
-            f"CAST({q} IS NOT NULL AS INTEGER) AS _n",
-            f"CAST({q} IS TRUE AS INTEGER) AS _k",
-        ]
+        n, k = _signal_terms(db, signal)
+        measures = [f"{n} AS _n", f"{k} AS _k"]
         time: dict[str, Any] = {}
     else:
         keys = [quote_identifier(d.name) for d in dims]
@@ -1471,7 +1533,7 @@ def _counts_per_dimension_from(
             f"coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
             for w in shared
         ]
-        + ([f"{q} IS TRUE"] if true_only else [])
+        + ([f"({_signal_terms(db, signal)[1]}) > 0"] if true_only else [])
     )
     inner = (
         f"SELECT {', '.join([*keys, *measures, *(f'{f} AS _w{i}' for i, f in enumerate(flags))])} "
@@ -1785,6 +1847,7 @@ def user_sequences(db: Database, *, signal: str, where: Where | None = None) -> 
         where both are defined; ``after_true`` those whose previous was true.
     """
     check_signal(db, signal)
+    no_users_on_counted_rows(db, "user exposure")
     columns = db.columns("requests")
     if "user_id" not in columns or not db.scalar(
         "SELECT count(*) FROM requests WHERE user_id IS NOT NULL"
@@ -1815,15 +1878,15 @@ def overlap_counts(
     """How many requests a reference filter and each candidate cover, and both.
 
     Counted on requests where at least one of the ``defined`` signals is not
-    null. Returns (reference size, [(candidate size, overlap) per candidate]).
+    null (on counted rows, the requests they stand for). Returns (reference size, [(candidate size, overlap) per candidate]).
     """
     columns = db.columns("requests")
     params: dict[str, Any] = {}
     ref = where_sql(reference, columns=columns, params=params)
-    items = [f"count(*) FILTER (WHERE {ref})"]
+    items = [_requests_where(db, ref)]
     for c in candidates:
         sql = where_sql(c, columns=columns, params=params)
-        items += [f"count(*) FILTER (WHERE {sql})", f"count(*) FILTER (WHERE ({ref}) AND ({sql}))"]
+        items += [_requests_where(db, sql), _requests_where(db, f"({ref}) AND ({sql})")]
     scope = " OR ".join(f"{quote_identifier(s)} IS NOT NULL" for s in defined) or "true"
     row = db.execute(f"SELECT {', '.join(items)} FROM requests WHERE {scope}", params)[0]
     pairs = [(int(row[1 + 2 * i]), int(row[2 + 2 * i])) for i in range(len(candidates))]
@@ -1991,11 +2054,11 @@ def slice_counts(
     params: dict[str, Any] = {}
     if source.cube is None:
         time, unit = "ts", None
-        measures = ["count(*) AS requests"]
+        measures = [f"{_requests_sum(db)} AS requests"]
         for signal in signals:
-            q = quote_identifier(signal)
-            measures.append(f"count({q}) AS {quote_identifier('n__' + signal)}")
-            measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + signal)}")
+            n, k = _signal_sums(db, signal)
+            measures.append(f"{n} AS {quote_identifier('n__' + signal)}")
+            measures.append(f"{k} AS {quote_identifier('k__' + signal)}")
     else:
         time, unit = "bucket", _BUCKET_US[source.cube.grain]
         measures = ["CAST(sum(requests) AS BIGINT) AS requests"]
@@ -2051,14 +2114,20 @@ def _period_sql(
     return f"CASE {' '.join(parts)} ELSE 2 END"
 
 
-def requests_and_users(db: Database, where: Where) -> tuple[int, int]:
-    """Requests matching a filter and their distinct users (0 users without a user_id column)."""
+def requests_and_users(db: Database, where: Where) -> tuple[int, int | None]:
+    """Requests matching a filter and their distinct users.
+
+    0 users without a user_id column; None on counted rows (which name no users).
+    """
     columns = db.columns("requests")
     params: dict[str, Any] = {}
     condition = where_sql(where, columns=columns, params=params)
-    users = "count(DISTINCT user_id)" if "user_id" in columns else "0"
-    row = db.execute(f"SELECT count(*), {users} FROM requests WHERE {condition}", params)[0]
-    return int(row[0]), int(row[1])
+    counted = count_column(db) is not None
+    users = "count(DISTINCT user_id)" if "user_id" in columns and not counted else "0"
+    row = db.execute(
+        f"SELECT {_requests_sum(db)}, {users} FROM requests WHERE {condition}", params
+    )[0]
+    return int(row[0]), None if counted else int(row[1])
 
 
 def cover_counts(
@@ -2115,9 +2184,9 @@ def cover_counts(
         near.append(f"{held} >= {max(len(flags) - 1, 0)}")
     measures = []
     for signal in signals:
-        q = quote_identifier(signal)
-        measures.append(f"count({q}) AS {quote_identifier('n__' + signal)}")
-        measures.append(f"count(*) FILTER (WHERE {q}) AS {quote_identifier('k__' + signal)}")
+        n, k = _signal_sums(db, signal)
+        measures.append(f"{n} AS {quote_identifier('n__' + signal)}")
+        measures.append(f"{k} AS {quote_identifier('k__' + signal)}")
     sql = (
         f"SELECT {', '.join(keys + measures)} FROM requests "
         f"WHERE {' OR '.join(near) or 'true'} GROUP BY ALL"

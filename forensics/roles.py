@@ -14,9 +14,13 @@ A column of ``requests`` is one of
 ``signal``
     a signal's boolean column (a built-in detector, the user's own, ``degraded``);
 ``internal``
-    forensics' own columns (``_source_file_id``, ``_source_row``).
+    forensics' own columns (``_source_file_id``, ``_source_row``);
+``count``
+    on a counted table (``[counts]`` in the mapping), the column saying how many
+    requests a row stands for: a weight, never a dimension.
 
-How a column gets its role, first rule that applies (``why`` in ``column_roles``):
+How a column gets its role, first rule that applies (``why`` in ``column_roles``;
+the count column of a counted table is always ``count``, why ``counts``):
 
 1. ``mapping``: ``[roles]`` in a mapping file (``dimension`` or ``outcome``); an
    explicit role always wins over a default;
@@ -56,6 +60,7 @@ from forensics.errors import ConfigError
 from forensics.schema import INTERNAL_PREFIX, SETTABLE_ROLES, column
 
 __all__ = [
+    "COUNTS_META",
     "OUTCOME_NAMES",
     "ROLES",
     "SETTING_WORDS",
@@ -70,7 +75,7 @@ __all__ = [
     "resolve_roles",
 ]
 
-RoleName = Literal["id", "time", "identity", "dimension", "outcome", "signal", "internal"]
+RoleName = Literal["id", "time", "identity", "dimension", "outcome", "signal", "internal", "count"]
 
 ROLES: tuple[RoleName, ...] = (
     "id",
@@ -80,10 +85,16 @@ ROLES: tuple[RoleName, ...] = (
     "outcome",
     "signal",
     "internal",
+    "count",
 )
 """Every role a column of ``requests`` can have."""
 
-Why = Literal["mapping", "canonical", "signal input", "name rule", "default", "signal", "internal"]
+Why = Literal[
+    "mapping", "canonical", "signal input", "name rule", "default", "signal", "internal", "counts"
+]
+
+COUNTS_META = "counts"
+"""``forensics_meta`` key holding a counted table's count column (absent: one row per request)."""
 
 OUTCOME_NAMES: tuple[tuple[str, ...], ...] = (
     # latency
@@ -170,7 +181,11 @@ class ColumnRole:
 
 
 def default_role(
-    name: str, *, signals: Iterable[str] = (), signal_inputs: Iterable[str] = ()
+    name: str,
+    *,
+    signals: Iterable[str] = (),
+    signal_inputs: Iterable[str] = (),
+    counts: str | None = None,
 ) -> ColumnRole:
     """A column's role when no mapping sets it (rules 2-6 of the module docstring).
 
@@ -180,7 +195,11 @@ def default_role(
     ('outcome', 'dimension')
     >>> default_role("queue_depth", signal_inputs=["queue_depth"]).why
     'signal input'
+    >>> default_role("cnt", counts="cnt").role
+    'count'
     """
+    if counts is not None and name.lower() == counts.lower():
+        return ColumnRole(name, "count", "counts")
     canonical = column(name)
     if canonical is not None and canonical.role != "dimension":
         return ColumnRole(name, canonical.role, "canonical")
@@ -203,6 +222,7 @@ def resolve_roles(
     explicit: Mapping[str, str] | None = None,
     signals: Iterable[str] = (),
     signal_inputs: Iterable[str] = (),
+    counts: str | None = None,
 ) -> list[ColumnRole]:
     """The role of each column, in order: an explicit one where given, else the default.
 
@@ -218,7 +238,7 @@ def resolve_roles(
     signals, signal_inputs = set(signals), {c.lower() for c in signal_inputs}
     out = []
     for name in columns:
-        role = default_role(name, signals=signals, signal_inputs=signal_inputs)
+        role = default_role(name, signals=signals, signal_inputs=signal_inputs, counts=counts)
         wanted = chosen.get(name.lower())
         if wanted in SETTABLE_ROLES and role.role in ("dimension", "outcome"):
             role = ColumnRole(name, wanted, "mapping")
@@ -291,7 +311,13 @@ def record_roles(db: Database, explicit: Mapping[str, str] | None = None) -> lis
         chosen[name] = role
     present = list(db.columns("requests"))
     signals, signal_inputs = _signals(db)
-    resolved = resolve_roles(present, explicit=chosen, signals=signals, signal_inputs=signal_inputs)
+    resolved = resolve_roles(
+        present,
+        explicit=chosen,
+        signals=signals,
+        signal_inputs=signal_inputs,
+        counts=db.meta(COUNTS_META),
+    )
     lower = {c.lower() for c in present}
     waiting = [
         ColumnRole(n, cast(RoleName, r), "mapping")
@@ -348,7 +374,11 @@ def column_roles(db: Database) -> pl.DataFrame:
         signals, signal_inputs = _signals(db)
         chosen = {n: r for n, (r, why) in stored.items() if why == "mapping"}
         defaults = resolve_roles(
-            present, explicit=chosen, signals=signals, signal_inputs=signal_inputs
+            present,
+            explicit=chosen,
+            signals=signals,
+            signal_inputs=signal_inputs,
+            counts=db.meta(COUNTS_META),
         )
         rows = [
             (r.column, *stored[r.column]) if r.column in stored else (r.column, r.role, r.why)

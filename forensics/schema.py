@@ -29,6 +29,19 @@ A mapping file (TOML) renames a user's columns to canonical names::
     [roles]                      # column = "dimension" or "outcome"; always wins
     latency_ms = "outcome"
     queue_depth = "dimension"
+
+Counted rows (one row stands for many requests: metrics counted per minute and
+per attribute combination) declare the count, and each signal as a count::
+
+    [counts]
+    requests = "cnt"             # how many requests the row stands for
+    degraded = "bad"             # optional: how many are degraded (else no degraded)
+    key = ["minute", "region"]   # optional: the columns that make a row unique
+
+    [signals.stalled]
+    count = "value"              # how many of the row's requests show the signal
+
+A counted row needs no ``request_id`` (duplicates are not looked for by id).
 """
 
 from __future__ import annotations
@@ -57,6 +70,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "SETTABLE_ROLES",
     "Column",
+    "Counts",
     "EventMapping",
     "Mapping",
     "UserSignal",
@@ -255,7 +269,33 @@ def quote_identifier(name: str) -> str:
 
 _OPS = (">", ">=", "<", "<=", "==", "!=")
 
-_SECTIONS = ("columns", "timestamps", "signals", "roles")
+_COUNTS_KEYS = ("requests", "degraded", "key")
+"""The keys of ``[counts]``."""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """``[counts]``: the columns saying how many requests a counted row stands for.
+
+    Examples
+    --------
+    >>> Counts("cnt").requests
+    'cnt'
+    """
+
+    requests: str
+    """Column of your files holding how many requests the row stands for; kept under its
+    own name in ``requests`` with the role ``count``."""
+    degraded: str | None = None
+    """Column holding how many of them are degraded; without it a counted table has no
+    ``degraded`` signal."""
+    key: tuple[str, ...] = ()
+    """Columns of your files that make a row unique (e.g. the minute and the attributes): a
+    second row with the same key is a duplicate (same counts) or a ``duplicate_conflict``
+    (other counts). Empty: rows are not compared."""
+
+
+_SECTIONS = ("columns", "timestamps", "signals", "roles", "counts")
 """The sections a mapping file may have."""
 
 
@@ -288,10 +328,12 @@ class UserSignal:
     """What it means, shown in the dashboard and reports."""
     expr: str | None = None
     """The expression, e.g. ``"finish_reason == 'length' or output_tokens >= max_tokens"``."""
+    count: str | None = None
+    """Counted rows: the column holding how many of the row's requests show the signal."""
 
     def __post_init__(self) -> None:
         problem = _signal_problem(
-            self.name, self.column, self.op, self.value, self.description, self.expr
+            self.name, self.column, self.op, self.value, self.description, self.expr, self.count
         )
         if problem is not None:
             raise ConfigError(f"signal {self.name!r}: {problem}")
@@ -302,6 +344,8 @@ class UserSignal:
         """The syntax tree: the parsed ``expr``, or ``column op value`` (``column`` alone)."""
         if self.expr is not None:
             return parse_expression(self.expr, signal=self.name, where=where)
+        if self.count is not None:
+            return Name(1, len(self.count), self.count)
         assert self.column is not None
         name = Name(1, len(self.column), self.column)
         if self.op is None or self.value is None:
@@ -310,7 +354,7 @@ class UserSignal:
 
     @property
     def expression(self) -> str:
-        """The expression as text (the older form written as one)."""
+        """The expression as text (the older form written as one; a count as its column)."""
         return self.expr if self.expr is not None else render(self.tree())
 
 
@@ -330,6 +374,9 @@ class Mapping:
     """Column -> ``"dimension"`` or ``"outcome"``, overriding the default role (``[roles]``).
     A column is named as stored (canonical name, or your own column's name); the
     name in your files of a column mapped in ``columns`` works too."""
+    counts: Counts | None = None
+    """Counted rows (``[counts]``): each row stands for many requests; None for one row per
+    request."""
 
     def __post_init__(self) -> None:
         if self.epoch_unit not in EPOCH_UNITS:
@@ -345,6 +392,55 @@ class Mapping:
                 "than one canonical name; map each of your columns once"
             )
         self._check_roles()
+        self._check_counts()
+
+    def _check_counts(self) -> None:
+        """Counted rows: every signal a count, count columns not mapped, names apart."""
+        where = self.source or "mapping"
+        for signal in self.signals:
+            if signal.count is not None and self.counts is None:
+                raise ConfigError(
+                    f"{where}: [signals.{signal.name}] count = {signal.count!r} needs the "
+                    'number of requests each row stands for: add [counts] requests = "COLUMN"'
+                )
+            if signal.count is None and self.counts is not None:
+                raise ConfigError(
+                    f"{where}: [signals.{signal.name}] the rows are counted ([counts]), so a "
+                    'signal is a count: write count = "COLUMN" (how many of the row\'s '
+                    "requests show it) instead of expr or column"
+                )
+        if self.counts is None:
+            return
+        named = {"[counts] requests": self.counts.requests}
+        if self.counts.degraded is not None:
+            named["[counts] degraded"] = self.counts.degraded
+        named |= {f"[signals.{s.name}] count": s.count for s in self.signals if s.count}
+        for key, name in named.items():
+            if name in self.renames:
+                raise ConfigError(
+                    f"{where}: {key} = {name!r} is also mapped in [columns] (to "
+                    f"{self.renames[name]!r}); a count column is read as a count only, "
+                    "so remove it from [columns]"
+                )
+            if name in self.roles:
+                raise ConfigError(
+                    f"{where}: [roles] {name}: a count column's role is fixed (count); "
+                    "remove it from [roles]"
+                )
+        in_key = sorted({s.count for s in self.signals if s.count} & set(self.counts.key))
+        if in_key:
+            raise ConfigError(
+                f"{where}: [counts] key holds the signal count column(s) {', '.join(in_key)}; "
+                "the key names the columns that say which minute and slice a row is"
+            )
+        taken = {self.counts.requests.lower()}
+        for signal in self.signals:
+            if signal.name.lower() in taken:
+                raise ConfigError(
+                    f"{where}: [signals.{signal.name}] is named like the count column "
+                    f"{self.counts.requests!r} and both would be columns of requests; "
+                    "rename the signal"
+                )
 
     def _check_roles(self) -> None:
         """Refuse a role word other than dimension/outcome, and roles for fixed columns."""
@@ -426,16 +522,19 @@ class Mapping:
         if not isinstance(raw_signals, dict):
             raise ConfigError(f"{where}: [signals] must be a table of tables, e.g. [signals.slow]")
         for name, spec in raw_signals.items():
-            if not isinstance(spec, dict) or not ("column" in spec or "expr" in spec):
+            if not isinstance(spec, dict) or not (
+                "column" in spec or "expr" in spec or "count" in spec
+            ):
                 raise ConfigError(
                     f'{where}: [signals.{name}] needs column = "..." (and op/value for a '
-                    f'numeric column) or expr = "...", e.g. expr = "latency_ms > 30000"'
+                    f'numeric column) or expr = "...", e.g. expr = "latency_ms > 30000" '
+                    '(counted rows: count = "COLUMN")'
                 )
-            extra = sorted(set(spec) - {"column", "op", "value", "description", "expr"})
+            extra = sorted(set(spec) - {"column", "op", "value", "description", "expr", "count"})
             if extra:
                 raise ConfigError(
                     f"{where}: [signals.{name}] unknown key(s) {', '.join(extra)}; "
-                    "valid: expr, column, op, value, description"
+                    "valid: expr, column, op, value, description, count"
                 )
             signals.append(_user_signal(where, name, spec))
         _check_signal_names(where, signals)
@@ -445,7 +544,55 @@ class Mapping:
             epoch_unit=str(timestamps.get("epoch_unit", "ms")),
             signals=tuple(signals),
             source=source,
+            counts=_counts(where, data.get("counts")),
         )
+
+
+def _counts(where: str, raw: object) -> Counts | None:
+    """``[counts]``, checked; errors name the file and the key."""
+    if raw is None:
+        return None
+    example = '[counts] requests = "cnt"'
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: [counts] must be a table, e.g. {example}")
+    unknown = sorted(set(raw) - set(_COUNTS_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: [counts] unknown key(s) {', '.join(unknown)}; valid: "
+            + ", ".join(_COUNTS_KEYS)
+        )
+    key = raw.get("key", [])
+    if not isinstance(key, list) or not all(isinstance(k, str) and k.strip() for k in key):
+        raise ConfigError(
+            f"{where}: [counts] key must list the columns that make a row unique, e.g. "
+            'key = ["minute", "region"]'
+        )
+    if len({k.lower() for k in key}) != len(key):
+        raise ConfigError(f"{where}: [counts] key names a column twice; name each once")
+    counted = {str(raw.get(k)) for k in ("requests", "degraded") if k in raw} & set(key)
+    if counted:
+        raise ConfigError(
+            f"{where}: [counts] key holds the count column(s) {', '.join(sorted(counted))}; "
+            "the key names the columns that say which minute and slice a row is"
+        )
+    for key_name in ("requests", "degraded"):
+        value = raw.get(key_name)
+        if key_name in raw and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(
+                f"{where}: [counts] {key_name} must name a column of your files, e.g. "
+                f'{key_name} = "{"cnt" if key_name == "requests" else "bad"}"'
+            )
+    if "requests" not in raw:
+        raise ConfigError(
+            f'{where}: [counts] needs requests = "COLUMN", the column saying how many '
+            f"requests each row stands for, e.g. {example}"
+        )
+    degraded = raw.get("degraded")
+    return Counts(
+        requests=str(raw["requests"]),
+        degraded=None if degraded is None else str(degraded),
+        key=tuple(key),
+    )
 
 
 def _read_toml(path: str | Path) -> dict[str, object]:
@@ -466,6 +613,7 @@ def _signal_problem(
     value: object,
     description: object,
     expr: object = None,
+    count: object = None,
 ) -> str | None:
     """What is wrong with a signal's declaration, naming the key to fix; None if nothing.
 
@@ -486,6 +634,12 @@ def _signal_problem(
         return f"names starting with {INTERNAL_PREFIX!r} are forensics' own; rename the signal"
     if not isinstance(description, str):
         return 'description must be text, e.g. description = "slow answers"'
+    if count is not None:
+        if column is not None or op is not None or value is not None or expr is not None:
+            return "give count alone (counted rows), not with expr, column, op or value"
+        if not isinstance(count, str) or not count.strip():
+            return 'count must name a column of your files, e.g. count = "value"'
+        return None
     if expr is not None:
         if column is not None or op is not None or value is not None:
             return "give either expr or column (with op and value), not both"
@@ -515,9 +669,11 @@ def _user_signal(where: str, name: str, spec: dict[str, object]) -> UserSignal:
     """One ``[signals.NAME]`` table, checked; errors name the file, the table and the key."""
     column, op, value = spec.get("column"), spec.get("op"), spec.get("value")
     description, expr = spec.get("description", ""), spec.get("expr")
-    problem = _signal_problem(name, column, op, value, description, expr)
+    problem = _signal_problem(name, column, op, value, description, expr, spec.get("count"))
     if problem is not None:
         raise ConfigError(f"{where}: [signals.{name}] {problem}")
+    if spec.get("count") is not None:
+        return UserSignal(name=name, description=str(description), count=str(spec["count"]))
     if expr is not None:
         tree = parse_expression(expr, signal=name, where=where)
         for read in names(tree):

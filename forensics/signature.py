@@ -35,6 +35,7 @@ __all__ = [
     "describe_predicate",
     "signatures_frame",
     "signatures_to_json",
+    "users_text",
 ]
 
 
@@ -147,8 +148,9 @@ class Signature:
     """Requests with the signal above what the baseline rate predicts."""
     requests: int
     """Requests in the slice during the window."""
-    users: int
-    """Distinct users among them (0 when the data has no user_id)."""
+    users: int | None
+    """Distinct users among them (0 when the data has no user_id; None on counted rows,
+    which name no users)."""
     p_value: float
     """Valid after the search: the Bonferroni bound over every (slice, window, signal)
     the search could have chosen, calibrated on bug-free data (the share of bug-free
@@ -264,13 +266,24 @@ class Signature:
         )
         return (
             f"<div><b>{html.escape(self.id)}</b> {html.escape(self.describe())}<br>"
-            f"{self.requests:,} requests, {self.users:,} users, excess rate "
+            f"{self.requests:,} requests, {users_text(self.users)}, excess rate "
             f"{self.excess_rate:.4f} [{self.ci[0]:.4f}, {self.ci[1]:.4f}], "
             f"p = {format_p_value(self.p_value)}"
             f"<br>baseline: {html.escape(self.baseline)}"
             "<table><tr><th>signal</th><th>inside</th><th>baseline</th><th>elevated</th></tr>"
             f"{rows}</table></div>"
         )
+
+
+def users_text(users: int | None) -> str:
+    """A signature's users in words: a count, or why there is none (counted rows).
+
+    Examples
+    --------
+    >>> users_text(1234), users_text(None)
+    ('1,234 users', 'users not known (counted rows)')
+    """
+    return "users not known (counted rows)" if users is None else f"{users:,} users"
 
 
 def _iso(t: datetime | None) -> str | None:

@@ -226,7 +226,8 @@ class Signatures(Panel):
                 f"<td>{s.start:%Y-%m-%d %H:%M} → {html.escape(end)}</td>"
                 f"<td>{html.escape(', '.join(s.signals))}</td>"
                 f"<td class='num'>{pct(s.excess_rate)} [{pct(s.ci[0])} – {pct(s.ci[1])}]</td>"
-                f"<td class='num'>{s.requests:,}</td><td class='num'>{s.users:,}</td>"
+                f"<td class='num'>{s.requests:,}</td>"
+                f"<td class='num'>{'n/a' if s.users is None else f'{s.users:,}'}</td>"
                 f"<td class='num'>{format_p_value(s.p_value)}</td></tr>"
             )
         return (

@@ -21,6 +21,7 @@ from forensics.db import Database
 from forensics.errors import QueryError
 from forensics.explain import ExplainParams, Explanation, explain_counts
 from forensics.queries import as_utc, check_signal, dimension, dimensions, moment_counts, time_grid
+from forensics.roles import COUNTS_META
 
 __all__ = ["GRAIN_LADDER", "GRAIN_NAMES", "choose_grain", "explain_moment"]
 
@@ -119,7 +120,8 @@ def explain_moment(
         ``"minute"``, ``"5min"``, ``"15min"``, ``"hour"``, ``"day"`` or a timedelta;
         default: from the data (see the module docstring).
     weight
-        A column saying how many requests each row stands for (counted rows).
+        A column saying how many requests each row stands for (counted rows);
+        default: the count column a ``[counts]`` mapping declared, if any.
     params
         The method's thresholds (``ExplainParams``).
 
@@ -130,6 +132,8 @@ def explain_moment(
         or outside the data, or too little past before it.
     """
     check_signal(db, signal)
+    if weight is None:
+        weight = db.meta(COUNTS_META)
     params = params or ExplainParams()
     if baseline is not None:
         if baseline < 1:

@@ -215,7 +215,7 @@ def _summary(inv: Investigation) -> list[_Block]:
                 f"{_time(s.start)}\n→ {_time(s.end) if s.end else 'still active'}",
                 ", ".join([s.signal, *(x for x in s.signals if x != s.signal)]),
                 f"{s.requests:,}",
-                f"{s.users:,}",
+                "n/a" if s.users is None else f"{s.users:,}",
                 _pp(s.excess_rate, *s.ci).replace(" [", "\n["),
                 format_p_value(s.p_value),
             )
@@ -398,7 +398,9 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
                 _Span(charts.describe_where(sig.predicate)),
                 f" from {_time(sig.start)} to {_time(sig.end) if sig.end else 'the end of the data (still active)'}"
                 f" show {', '.join(sig.signals)} above their baseline: "
-                f"{sig.requests:,} requests from {sig.users:,} users, and {excess} more "
+                f"{sig.requests:,} requests"
+                + ("" if sig.users is None else f" from {sig.users:,} users")
+                + f", and {excess} more "
                 f"{sig.signal} than the baseline rate predicts.",
             ),
             "lead",
@@ -410,7 +412,11 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
         ("excess rate", _pp(sig.excess_rate, *sig.ci), f"{sig.signal}, 95% CI"),
         ("excess requests", excess, f"more {sig.signal} than the baseline predicts"),
         ("requests", f"{sig.requests:,}", "in the slice during the window"),
-        ("users", f"{sig.users:,}", "distinct users among them"),
+        (
+            "users",
+            "n/a" if sig.users is None else f"{sig.users:,}",
+            "distinct users among them" if sig.users is not None else "counted rows name no users",
+        ),
         (
             "adjusted p",
             format_p_value(sig.p_value),

@@ -135,10 +135,11 @@ def _find(
 ) -> list[Signature]:
     clock = time.perf_counter()
     search = _prepare(db, params, available)
+    unit = "counted rows" if queries.count_column(db) is not None else "requests"
     sampled = (
-        f"a sample of {search.rows:,} of {search.total_rows:,} requests"
+        f"a sample of {search.rows:,} of {search.total_rows:,} {unit}"
         if search.rows < search.total_rows
-        else f"{search.rows:,} requests"
+        else f"{search.rows:,} {unit}"
     )
     say(
         f"workspace ready: {sampled}, {len(search.space.dims)} dimensions, "
@@ -163,7 +164,8 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
     dims = {d.name: d for d in queries.dimensions(db)}
     edges: dict[str, tuple[float, ...]] = {}
     ranged = [d.name for d in dims.values() if d.kind == "numeric" and not d.by_value]
-    total = int(db.scalar("SELECT count(*) FROM requests"))
+    # Requests, not rows: on counted rows the sample thins the counts (workspace.create).
+    total = queries.requests_and_users(db, queries.Where())[0]
     if ranged:
         items = ", ".join(f"min({_q(c)}), max({_q(c)})" for c in ranged)
         bounds = db.execute(f"SELECT {items} FROM requests")[0]

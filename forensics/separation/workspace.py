@@ -6,7 +6,11 @@ buckets, both as the bucket's lower edge and as its index ``_i__<d>``), every
 signal, and per signal two working columns: ``_x__<s>`` (the row is explained
 by a signature found already) and ``_p__<s>`` (the row's expected probability
 of ``s`` under the baseline model). Temporary tables live in memory, so a
-read-only database can be searched. Every statement on it is a function here;
+read-only database can be searched. On counted rows (``[counts]``) it also holds
+``_w``, the requests a row stands for, and a signal's column its count: every
+``n`` is then a sum of ``_w``, every ``k`` a sum of the signal's count and every
+expected count a sum of ``_p * _w``, so the search sees the requests, not the
+rows. Every statement on it is a function here;
 the counts on ``requests`` that another engine must answer (``slice_counts``,
 ``requests_and_users``) stay in ``queries``.
 """
@@ -18,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from forensics import queries
@@ -62,6 +67,33 @@ def expected_column(signal: str) -> str:
     return quote_identifier(f"_p__{signal}")
 
 
+WEIGHT = "_w"
+"""Workspace column holding the requests a counted row stands for (counted rows only)."""
+
+
+def _counted(db: Database) -> bool:
+    return queries.count_column(db) is not None
+
+
+def _n_sum(db: Database) -> str:
+    """SQL aggregate: requests in a group of workspace rows."""
+    return f"CAST(sum({WEIGHT}) AS BIGINT)" if _counted(db) else "count(*)"
+
+
+def _k_sum(db: Database, signal: str) -> str:
+    """SQL aggregate: requests showing ``signal`` in a group of workspace rows."""
+    s = quote_identifier(signal)
+    return (
+        f"CAST(coalesce(sum({s}), 0) AS BIGINT)" if _counted(db) else f"count(*) FILTER (WHERE {s})"
+    )
+
+
+def _e_sum(db: Database, signal: str) -> str:
+    """SQL aggregate: expected requests showing ``signal`` in a group of workspace rows."""
+    p = expected_column(signal)
+    return f"sum({p} * {WEIGHT})" if _counted(db) else f"sum({p})"
+
+
 SAMPLE_RESOLUTION = 1_000_000
 """Sampling fractions of the workspace are multiples of one in this many."""
 
@@ -78,11 +110,16 @@ def create(
 
     With ``fraction`` < 1, a uniform sample of the requests: each row is kept
     when a hash of its source (file, row) falls below the fraction, so the
-    same database gives the same sample every time.
+    same database gives the same sample every time. Counted rows are thinned
+    instead (``_thin``): each of a row's requests is kept with probability
+    ``fraction``, its signals' counts drawn among the kept, from a fixed seed.
 
-    Returns the number of rows.
+    Returns the number of requests (rows, or the sum of the counts).
     """
     items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
+    weight = queries.count_column(db)
+    if weight is not None:
+        items.append(f"CAST({quote_identifier(weight)} AS BIGINT) AS {WEIGHT}")
     enums = _enum_types(db, [d.name for d in dims if d.kind != "numeric"])
     lookups = []  # a numeric bucket's edge, looked up from its index (one search per row)
     for d in dims:
@@ -103,15 +140,60 @@ def create(
             f"false AS {explained_column(s)}",
             f"CAST(NULL AS DOUBLE) AS {expected_column(s)}",
         ]
+    thin = fraction < 1.0 and weight is not None
+    if thin:  # the rows' source, to write the thinned counts back
+        items += ["_source_file_id", "_source_row"]
     sample = ""
-    if fraction < 1.0:
+    if fraction < 1.0 and weight is None:
         threshold = int(max(fraction, 0.0) * SAMPLE_RESOLUTION)
         sample = f" WHERE hash(_source_file_id, _source_row) % {SAMPLE_RESOLUTION} < {threshold}"
     db.execute(
         f"CREATE OR REPLACE TEMP TABLE {WORKSPACE} AS SELECT {', '.join(['*', *lookups])} "
         f"FROM (SELECT {', '.join(items)} FROM requests{sample})"
     )
-    return int(db.scalar(f"SELECT count(*) FROM {WORKSPACE}"))
+    if thin:
+        _thin(db, signals=signals, fraction=max(fraction, 0.0))
+    return int(db.scalar(f"SELECT coalesce({_n_sum(db)}, 0) FROM {WORKSPACE}"))
+
+
+THINNING_SEED = 17
+"""Seed of the binomial thinning of counted rows: the same database, the same sample."""
+
+
+def _thin(db: Database, *, signals: Sequence[str], fraction: float) -> None:
+    """Thin counted rows to a sample of their requests, in place.
+
+    Each request of a row is kept with probability ``fraction`` (binomial), and
+    each signal's count among the kept is drawn without replacement from the
+    row's (hypergeometric): the counts a uniform sample of the requests would
+    give. Rows left with no request are dropped.
+    """
+    names = [quote_identifier(s) for s in signals]
+    frame = db.frame(
+        f"SELECT _source_file_id, _source_row, {WEIGHT}"
+        f"{''.join(', ' + n for n in names)} FROM {WORKSPACE} ORDER BY _source_file_id, _source_row"
+    )
+    rng = np.random.default_rng(THINNING_SEED)
+    total = frame[WEIGHT].fill_null(0).to_numpy().astype(np.int64)
+    kept = rng.binomial(total, fraction)
+    thinned = {"_source_file_id": frame["_source_file_id"], "_source_row": frame["_source_row"]}
+    thinned[WEIGHT] = pl.Series(kept)
+    for s in signals:
+        column = frame[s]
+        good = column.fill_null(0).to_numpy().astype(np.int64)
+        drawn = rng.hypergeometric(good, total - good, kept)
+        thinned[s] = pl.Series(drawn).set(column.is_null(), None)
+    db.con.register("_thinned", pl.DataFrame(thinned).to_arrow())
+    try:
+        sets = ", ".join(f"{n} = t.{n}" for n in [WEIGHT, *names])
+        db.execute(
+            f"UPDATE {WORKSPACE} SET {sets} FROM _thinned t WHERE "
+            f"{WORKSPACE}._source_file_id = t._source_file_id "
+            f"AND {WORKSPACE}._source_row = t._source_row"
+        )
+        db.execute(f"DELETE FROM {WORKSPACE} WHERE {WEIGHT} = 0")
+    finally:
+        db.con.unregister("_thinned")
 
 
 def value_name(name: str) -> str:
@@ -218,6 +300,7 @@ def margins(
             }
         )
     s = quote_identifier(signal)
+    weighed = f", {WEIGHT}" if _counted(db) else ""
     texts = ", ".join(f"{quote_identifier(d)} AS v{i}" for i, d in enumerate(dims))
     dimension = " ".join(f"WHEN grouping(v{i}) = 0 THEN $d{i}" for i in range(len(dims)))
     value = " ".join(
@@ -226,8 +309,8 @@ def margins(
     sets = ", ".join(f"(block, v{i})" for i in range(len(dims)))
     sql = (
         f"SELECT CASE {dimension} END AS dimension, CASE {value} END AS value, block, "
-        f"count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM "
-        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s} FROM {WORKSPACE} "
+        f"{_n_sum(db)} AS n, {_k_sum(db, signal)} AS k FROM "
+        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s}{weighed} FROM {WORKSPACE} "
         f"WHERE {_live(signal)} AND ({condition})) GROUP BY GROUPING SETS ({sets})"
     )
     return db.frame(sql, {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}})
@@ -246,7 +329,6 @@ def cells(
 
     Returns ``[block,] *dims, n, k``.
     """
-    s = quote_identifier(signal)
     keys = [quote_identifier(d) for d in dims]
     if block_hours is not None:
         keys.insert(0, f"_hour // {int(block_hours)} AS block")
@@ -254,7 +336,7 @@ def cells(
     group = " GROUP BY ALL" if keys else ""
     return _as_text(
         db.frame(
-            f"SELECT {select}count(*) AS n, count(*) FILTER (WHERE {s}) AS k FROM {WORKSPACE} "
+            f"SELECT {select}{_n_sum(db)} AS n, {_k_sum(db, signal)} AS k FROM {WORKSPACE} "
             f"WHERE {_live(signal)} AND ({condition}){group}",
             params,
         )
@@ -298,7 +380,6 @@ def series(
         ``t, *by, grouped, o, e, n``: ``grouped`` names the dimension the row is
         grouped by (null for the total); the other dimensions are null there.
     """
-    s = quote_identifier(signal)
     keys = [quote_identifier(d) for d in by]
     sets = ", ".join(["(t)", *(f"(t, {k})" for k in keys)])
     which = (
@@ -310,8 +391,8 @@ def series(
     )
     select = ", ".join(["t", *keys])
     sql = (
-        f"SELECT {select}, {which} AS grouped, count(*) FILTER (WHERE {s}) AS o, "
-        f"sum({expected_column(signal)}) AS e, count(*) AS n FROM "
+        f"SELECT {select}, {which} AS grouped, {_k_sum(db, signal)} AS o, "
+        f"{_e_sum(db, signal)} AS e, {_n_sum(db)} AS n FROM "
         f"(SELECT *, _hour // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
         f"GROUP BY GROUPING SETS ({sets})"
     )
@@ -343,7 +424,7 @@ def flags(
     items += [f"coalesce(({c}), false) AS f{i}" for i, c in enumerate(conditions)]
     return _as_text(
         db.frame(
-            f"SELECT {', '.join(items)}, count(*) AS n, count(*) FILTER (WHERE {s}) AS k "
+            f"SELECT {', '.join(items)}, {_n_sum(db)} AS n, {_k_sum(db, signal)} AS k "
             f"FROM {WORKSPACE} WHERE {s} IS NOT NULL GROUP BY ALL",
             params,
         )
@@ -382,10 +463,9 @@ def value_counts(
         span = (min(high, float(top)) if top is not None else high) - low
         step = _round_step(span / points)
         key = f"floor({v} / {step!r}) * {step!r}"
-    s = quote_identifier(signal)
     return db.frame(
-        f"SELECT {key} AS v, count(*) FILTER (WHERE {s}) AS o, sum({expected_column(signal)}) "
-        f"AS e, count(*) AS n, {step!r} AS step FROM {WORKSPACE} WHERE {where} "
+        f"SELECT {key} AS v, {_k_sum(db, signal)} AS o, {_e_sum(db, signal)} "
+        f"AS e, {_n_sum(db)} AS n, {step!r} AS step FROM {WORKSPACE} WHERE {where} "
         "GROUP BY ALL ORDER BY v",
         args,
     )
