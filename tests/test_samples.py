@@ -106,7 +106,7 @@ def test_bad_arguments_say_what_to_do(db):
 
 def test_privacy_mode_shows_hashed_ids_and_signals_only(tmp_path, write_jsonl):
     with forensics.open(tmp_path / "p.duckdb") as wb:
-        wb.ingest(write_jsonl(_rows()), privacy=True, salt="pepper", progress=False)
+        wb.ingest(write_jsonl(_rows()), privacy=True, salt="pepper-for-the-samples-test", progress=False)
         frame = sample_requests(wb.db, limit=100, signal="script_mix")
     assert frame.columns == [
         "request_id",
