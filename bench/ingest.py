@@ -3,7 +3,8 @@
 Generates (once, cached in bench/out/) a postmortem-2025 simulation of N rows
 and, for the text formats, the same rows as JSON lines and CSV (written by
 DuckDB from the Parquet file). Then, per format, times in separate processes,
-so that each one's peak memory (``ru_maxrss`` of that process) is its own:
+so that each one's peak memory (``VmHWM`` of that process; ``ru_maxrss`` would carry
+over the forking process's peak across ``exec``) is its own:
 
   (a) raw:       CREATE TABLE requests AS SELECT * FROM read_parquet / read_json / read_csv
   (b) forensics: forensics.open(db).ingest(file)   (validation, signals, quarantine)
@@ -56,7 +57,11 @@ else:
     refresh_cubes(wb.db)
     wb.close()
     seconds = {"load": t1 - t0, "cube": time.perf_counter() - t1}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+try:
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "forensics": sys.modules.get("forensics").__file__ if "forensics" in sys.modules else None}))
 """
 

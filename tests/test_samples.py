@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 import forensics
+from forensics import queries
 from forensics.errors import QueryError
 from forensics.samples import evidence_html, sample_requests
 from tests.conftest import request_row
@@ -106,18 +107,12 @@ def test_bad_arguments_say_what_to_do(db):
 
 def test_privacy_mode_shows_hashed_ids_and_signals_only(tmp_path, write_jsonl):
     with forensics.open(tmp_path / "p.duckdb") as wb:
-        wb.ingest(write_jsonl(_rows()), privacy=True, salt="pepper-for-the-samples-test", progress=False)
+        wb.ingest(
+            write_jsonl(_rows()), privacy=True, salt="pepper-for-the-samples-test", progress=False
+        )
         frame = sample_requests(wb.db, limit=100, signal="script_mix")
-    assert frame.columns == [
-        "request_id",
-        "ts",
-        "script_mix",
-        "code_syntax_error",
-        "argmax_violation",
-        "negative_feedback",
-        "low_eval",
-        "degraded",
-    ]
+        signals = [s for s in queries.signal_names(wb.db) if s != "degraded"]
+    assert frame.columns == ["request_id", "ts", *signals, "degraded"]
     expected = {hashlib.sha256(f"r{i:05d}".encode()).hexdigest()[:24] for i in range(40)}
     assert set(frame["request_id"]) == expected
     assert frame["script_mix"].sum() == 10
