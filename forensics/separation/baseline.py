@@ -27,7 +27,6 @@ __all__ = [
     "main_effects",
     "stability",
     "swings",
-    "time_factor",
 ]
 
 MODEL_P = 1e-3
@@ -301,77 +300,3 @@ def _trimmed_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:
             live = order[MODEL_TRIM : live.size - MODEL_TRIM]
         out[r] = (o[r, live].sum() + PRIOR_EVENTS) / (e[r, live].sum() + PRIOR_EVENTS)
     return out
-
-
-TREND_BUCKETS = {24: 7, 1: 24}
-"""Width of the running median that follows a signal's drift: a week of days, a day of
-hours (keyed by the hours per bucket)."""
-
-SEASONS = {24: 7, 1: 24}
-"""The cycle a signal's rate may follow besides its drift: the week, for days; the day,
-for hours (used once the data hold two of them)."""
-
-
-def time_factor(slices: Sequence[Series], hours: int) -> np.ndarray:
-    """Per time bucket, how much more often than the model a signal shows everywhere.
-
-    Baselines drift (a slow trend, a weekly or daily cycle, a wobble from day to
-    day) and the main-effects model has no time in it: left alone, every slice
-    would see the early weeks as a problem against the later ones. Per bucket,
-    the median of the log ratio of observed to expected counts over every
-    single-value slice of every dimension (``slices``, one row per value),
-    weighted by expected counts: a drift moves every slice, a problem only
-    those it hits, which hold less than half of the expected counts of most
-    dimensions. Then the running median of that over ``TREND_BUCKETS`` (robust to
-    a problem shorter than half of it), times the median residual of each phase
-    of the cycle (``SEASONS``) when the data hold two cycles, scaled so the
-    expected total stays the observed.
-
-    Examples
-    --------
-    >>> e = np.full((4, 10), 10.0)
-    >>> o = e * np.linspace(1.0, 1.5, 10)  # every slice drifts up by half
-    >>> o[0, 4:7] *= 4  # one slice of four has a problem for three days
-    >>> f = time_factor([Series(o, e, e)], 24)
-    >>> (f / f[0]).round(2).tolist()  # the drift, not the problem
-    [1.0, 1.02, 1.05, 1.07, 1.12, 1.17, 1.22, 1.25, 1.27, 1.29]
-    """
-    o = np.vstack([s.o for s in slices]) if slices else np.zeros((0, 0))
-    e = np.vstack([s.e for s in slices]) if slices else np.zeros((0, 0))
-    if o.size == 0 or (e.sum(axis=0) > 0).sum() < 3:
-        return np.ones(o.shape[1] if o.ndim == 2 else 0)
-    ratio = np.log((o + PRIOR_EVENTS) / (e + PRIOR_EVENTS))
-    central = np.array([_weighted_median(ratio[:, t], e[:, t]) for t in range(o.shape[1])])
-    width = TREND_BUCKETS.get(hours, 7)
-    half = width // 2
-    trend = np.array(
-        [
-            np.nanmedian(central[max(0, i - half) : i + half + 1])
-            if np.isfinite(central[max(0, i - half) : i + half + 1]).any()
-            else 0.0
-            for i in range(len(central))
-        ]
-    )
-    trend = np.nan_to_num(trend)
-    log_factor = trend.copy()
-    period = SEASONS.get(hours, 0)
-    if period and np.isfinite(central).sum() >= 2 * period:
-        residual = central - trend
-        for phase in range(period):
-            values = residual[phase::period]
-            if np.isfinite(values).sum() >= 2:
-                log_factor[phase::period] += np.nanmedian(values)
-    factor = np.exp(log_factor)
-    total_o, expected = o.sum() / len(slices), (e * factor).sum() / len(slices)
-    return factor * (total_o / expected) if expected > 0 and total_o > 0 else factor
-
-
-def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
-    """The weighted median of ``values`` (nan when no weight)."""
-    keep = weights > 0
-    if not keep.any():
-        return float("nan")
-    v, w = values[keep], weights[keep]
-    order = np.argsort(v)
-    cumulative = np.cumsum(w[order])
-    return float(v[order][np.searchsorted(cumulative, cumulative[-1] / 2)])
