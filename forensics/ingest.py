@@ -13,6 +13,9 @@ Each file goes in atomically, in one transaction:
    rows go to ``rejected_rows`` with their reason and raw content;
 5. a request_id seen twice is settled: the same content is an exact duplicate
    (skipped, counted), different content is rejected as ``duplicate_conflict``.
+   With ``duplicate_horizon`` (``forensics watch`` sets 7 days), only stored rows
+   whose time is at most that long before the file's earliest row are compared,
+   so a file's cost does not grow with the history already stored.
 
 After the files, every column's role (dimension, outcome...) is resolved and
 recorded in ``column_roles`` (``forensics.roles``), the mapping's ``[roles]`` first.
@@ -1021,6 +1024,7 @@ def _ingest_one(
     privacy_salt: str | None,
     params: SignalParams,
     stage: str,
+    duplicate_horizon: timedelta | None = None,
 ) -> FileSummary:
     sha = file_sha256(path)
     seen = db.execute(
@@ -1106,16 +1110,17 @@ def _ingest_one(
     # in one scan of the ids alone. A hash shared by different ids only costs those
     # rows a closer look in _settle_duplicates, which compares the ids themselves.
     request_id = plan.values["request_id"]
+    stored, horizon = _stored_within(db, checked, sql_params, duplicate_horizon)
     db.execute(
         "CREATE OR REPLACE TEMP TABLE _dup_hashes AS WITH new AS MATERIALIZED "
         f"(SELECT hash({request_id}) AS h FROM {source.relation} WHERE ({request_id}) IS NOT NULL) "
         "SELECT h FROM new GROUP BY h HAVING count(*) > 1 "
-        "UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests)",
-        sql_params,
+        f"UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests {stored})",
+        {**sql_params, **horizon},
     )
     may_repeat = bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
     keep_rows, duplicates, conflicts = (
-        _settle_duplicates(db, checked, sql_params, plan, privacy_salt)
+        _settle_duplicates(db, checked, sql_params, plan, privacy_salt, stored, horizon)
         if may_repeat
         else ([], 0, [])
     )
@@ -1350,15 +1355,37 @@ def _reject_unparsed(
     )
 
 
+def _stored_within(
+    db: Database, checked: str, params: dict[str, Any], horizon: timedelta | None
+) -> tuple[str, dict[str, Any]]:
+    """The filter on stored rows a file's request_ids are compared with, and its parameters.
+
+    Without a horizon, every stored row (``""``). With one, the rows whose time is
+    at most ``horizon`` before the file's earliest good row: DuckDB skips the row
+    groups of older data by their time statistics, so the check reads the recent
+    rows only, however long the history. A request_id stored before that is not
+    looked at: its repeat is accepted as a new row.
+    """
+    if horizon is None:
+        return "", {}
+    first = db.scalar(f"SELECT min(ts) FROM ({checked}) WHERE _problem IS NULL", params)
+    if first is None:
+        return "WHERE false", {}
+    return "WHERE ts >= $_dup_from", {"_dup_from": first - horizon}
+
+
 def _settle_duplicates(
     db: Database,
     checked: str,
     params: dict[str, Any],
     plan: _Plan,
     privacy_salt: str | None,
+    stored: str = "",
+    horizon: dict[str, Any] | None = None,
 ) -> tuple[list[int], int, list[tuple[int, str]]]:
     """Decide which rows of request_ids whose hash is in ``_dup_hashes`` to keep.
 
+    ``stored`` and ``horizon`` limit the stored rows compared (``_stored_within``).
     Returns the rows to keep, the number of exact duplicates, and the
     conflicting rows as (row, request_id).
     """
@@ -1380,9 +1407,11 @@ def _settle_duplicates(
         "WHERE _problem IS NULL AND hash(request_id) IN (SELECT h FROM _dup_hashes) ORDER BY _row",
         params,
     )
+    within = f"AND {stored.removeprefix('WHERE ')}" if stored else ""
     old_rows = db.execute(
         f"SELECT request_id, {content('', False)} FROM requests "
-        "WHERE hash(request_id) IN (SELECT h FROM _dup_hashes)"
+        f"WHERE hash(request_id) IN (SELECT h FROM _dup_hashes) {within}",
+        horizon or {},
     )
     first: dict[str, str] = {rid: h for rid, h in old_rows}
     keep: list[int] = []
@@ -1410,6 +1439,7 @@ def ingest_files(
     progress: bool = False,
     errors: Literal["raise", "collect"] = "raise",
     on_file: Callable[[FileSummary], None] | None = None,
+    duplicate_horizon: timedelta | None = None,
 ) -> IngestSummary:
     """Validate request-log files and load their good rows into ``requests``.
 
@@ -1437,6 +1467,11 @@ def ingest_files(
         ``"collect"``: return the summary with the refused files in it.
     on_file
         Called with each file's summary as soon as it is done.
+    duplicate_horizon
+        Compare a file's request_ids only with stored rows at most this long
+        before its earliest row (None: with every stored row). A repeat of an
+        older request_id is then accepted as a new row; the cost of a file no
+        longer grows with the history stored (``forensics watch``: 7 days).
 
     Raises
     ------
@@ -1480,6 +1515,7 @@ def ingest_files(
                 privacy_salt=privacy_salt,
                 params=params,
                 stage=f"_stage_{i}",
+                duplicate_horizon=duplicate_horizon,
             )
             db.execute("COMMIT")
         except DiskFullError as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -68,6 +69,7 @@ class Workbench:
         params: SignalParams | None = None,
         progress: bool | None = None,
         errors: Literal["raise", "collect"] = "raise",
+        duplicate_horizon: timedelta | None = None,
     ) -> IngestSummary:
         """Load request-log files (see ``forensics.ingest.ingest_files``)."""
         if mapping is not None and not isinstance(mapping, Mapping):
@@ -83,6 +85,7 @@ class Workbench:
                 params=params,
                 progress=self.db.config.show_progress() if progress is None else progress,
                 errors=errors,
+                duplicate_horizon=duplicate_horizon,
             )
         finally:
             # Rebuilt now rather than on the first read: every committed file, including
