@@ -1110,17 +1110,17 @@ def _ingest_one(
     # in one scan of the ids alone. A hash shared by different ids only costs those
     # rows a closer look in _settle_duplicates, which compares the ids themselves.
     request_id = plan.values["request_id"]
-    stored, horizon = _stored_within(db, checked, sql_params, duplicate_horizon)
+    recent, horizon = _stored_within(db, checked, sql_params, duplicate_horizon)
     db.execute(
         "CREATE OR REPLACE TEMP TABLE _dup_hashes AS WITH new AS MATERIALIZED "
         f"(SELECT hash({request_id}) AS h FROM {source.relation} WHERE ({request_id}) IS NOT NULL) "
         "SELECT h FROM new GROUP BY h HAVING count(*) > 1 "
-        f"UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests {stored})",
+        f"UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests {recent})",
         {**sql_params, **horizon},
     )
     may_repeat = bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
     keep_rows, duplicates, conflicts = (
-        _settle_duplicates(db, checked, sql_params, plan, privacy_salt, stored, horizon)
+        _settle_duplicates(db, checked, sql_params, plan, privacy_salt, recent, horizon)
         if may_repeat
         else ([], 0, [])
     )
@@ -1380,12 +1380,12 @@ def _settle_duplicates(
     params: dict[str, Any],
     plan: _Plan,
     privacy_salt: str | None,
-    stored: str = "",
+    recent: str = "",
     horizon: dict[str, Any] | None = None,
 ) -> tuple[list[int], int, list[tuple[int, str]]]:
     """Decide which rows of request_ids whose hash is in ``_dup_hashes`` to keep.
 
-    ``stored`` and ``horizon`` limit the stored rows compared (``_stored_within``).
+    ``recent`` and ``horizon`` limit the stored rows compared (``_stored_within``).
     Returns the rows to keep, the number of exact duplicates, and the
     conflicting rows as (row, request_id).
     """
@@ -1407,7 +1407,7 @@ def _settle_duplicates(
         "WHERE _problem IS NULL AND hash(request_id) IN (SELECT h FROM _dup_hashes) ORDER BY _row",
         params,
     )
-    within = f"AND {stored.removeprefix('WHERE ')}" if stored else ""
+    within = f"AND {recent.removeprefix('WHERE ')}" if recent else ""
     old_rows = db.execute(
         f"SELECT request_id, {content('', False)} FROM requests "
         f"WHERE hash(request_id) IN (SELECT h FROM _dup_hashes) {within}",
