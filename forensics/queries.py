@@ -99,6 +99,7 @@ __all__ = [
     "ingested_files",
     "overlap_counts",
     "power_of_two_edges",
+    "recorded_dimensions",
     "refresh_cubes",
     "rejected_by_reason",
     "rejected_rows",
@@ -846,6 +847,16 @@ def _recorded_dimensions(db: Database) -> list[Dimension]:
         ]
 
     return list(db.memo(("dimensions",), lookup))
+
+
+def recorded_dimensions(db: Database) -> list[Dimension]:
+    """The dimensions as the last cube build or ``update_cubes`` recorded them.
+
+    Unlike ``dimensions`` this does not check the cubes against ``requests`` (a
+    check that reads every row's provenance): for a caller that has just
+    brought them up to date, such as a watch cycle.
+    """
+    return _recorded_dimensions(db)
 
 
 def _fresh(db: Database) -> tuple[list[Cube], bool, bool]:
@@ -1829,6 +1840,7 @@ def slice_counts(
     *,
     settle: tuple[datetime | None, datetime | None] = (None, None),
     use_cubes: bool = True,
+    since: datetime | None = None,
 ) -> pl.DataFrame:
     """A slice and its parents before, inside and after a window, in one scan.
 
@@ -1842,6 +1854,8 @@ def slice_counts(
     its parent without a condition where the others do. Reads an hourly cube
     when one holds every condition's column and every signal and the window
     falls on its hours; ``use_cubes=False`` forces ``requests`` (same answer).
+    ``since`` leaves out every request before it (the scan then reads only the
+    row groups from that time on).
 
     Returns ``c0.., period, requests, n__<signal>, k__<signal>...``.
 
@@ -1869,7 +1883,7 @@ def slice_counts(
             "hour",
             signals[0],
             Where.parse(dict(predicate)),
-            times=window,
+            times=(*window, since),
             catalog=catalog,
         )
         if all(f"n__{s}" in found.columns for s in signals):
@@ -1904,10 +1918,15 @@ def slice_counts(
     period = _period_sql(time, unit, window, settle, params)
     keys = [f"{f} AS c{i}" for i, f in enumerate(flags)]
     held = " + ".join(f"CAST({f} AS INTEGER)" for f in flags) if flags else "0"
+    after = ""
+    if since is not None:
+        after = (
+            f" AND {time} >= {_bind(params, since if unit is None else _epoch_us(since) // unit)}"
+        )
     sql = (
         f"SELECT {', '.join([*keys, f'{period} AS period', *measures])} "
         f"FROM {quote_identifier(source.table)} "
-        f"WHERE {held} >= {max(len(flags) - 1, 0)} GROUP BY ALL ORDER BY ALL"
+        f"WHERE {held} >= {max(len(flags) - 1, 0)}{after} GROUP BY ALL ORDER BY ALL"
     )
     return db.frame(sql, params)
 
