@@ -7,15 +7,19 @@ then times in separate processes, so that each one's peak memory is its own:
   (b) forensics: forensics.open(db).ingest(file)   (validation, signals, quarantine)
                  and the cube refresh that follows it
 
-and prints seconds, the ratio b/a and peak RSS. Usage:
+and prints seconds, the ratio b/a and peak RSS. With ``--before DIR`` it also times
+(c), forensics ingest with the ``forensics`` package of another checkout (e.g. the
+commit before a change, from ``git archive``), interleaved with (a) and (b) so that
+load from elsewhere hits all three alike. Usage:
 
-    python bench/ingest.py [--rows 10000000] [--repeat 3]
+    python bench/ingest.py [--rows 10000000] [--repeat 3] [--before DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -44,7 +48,9 @@ else:
     refresh_cubes(wb.db)
     wb.close()
     seconds = {"load": t1 - t0, "cube": time.perf_counter() - t1}
-print(json.dumps({"seconds": seconds, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+usage = resource.getrusage(resource.RUSAGE_SELF)
+cpu = usage.ru_utime + usage.ru_stime
+print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_rss_mb": usage.ru_maxrss / 1024}))
 """
 
 
@@ -53,13 +59,17 @@ def _fresh(path: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _run(mode: str, data: Path, db: Path) -> dict:
+def _run(mode: str, data: Path, db: Path, code: Path | None = None) -> dict:
     _fresh(db)
+    env = None
+    if code is not None:
+        env = {**os.environ, "PYTHONPATH": str(code)}
     out = subprocess.run(
         [sys.executable, "-c", CHILD, mode, str(data), str(db)],
         capture_output=True,
         text=True,
         check=True,
+        env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -71,6 +81,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--before", type=Path, default=None, help="A checkout whose forensics is timed too."
+    )
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
     sim = simulation_dir("postmortem-2025", args.seed, args.rows)
@@ -82,11 +95,21 @@ def main() -> None:
         simulate("postmortem-2025", rows=args.rows, seed=args.seed, out=sim)
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {data}")
     size_mb = data.stat().st_size / 1e6
-    raw, ours, cube = [], [], []
+    raw, ours, cube, before = [], [], [], []
+    cpu_ours, cpu_before = [], []
     rss_raw, rss_ours = [], []
     for i in range(args.repeat):
         a = _run("raw", data, OUT / "raw.duckdb")
         b = _run("forensics", data, OUT / "forensics.duckdb")
+        cpu_ours.append(b["cpu"])
+        if args.before is not None:
+            c = _run("forensics", data, OUT / "before.duckdb", code=args.before)
+            before.append(c["seconds"]["load"])
+            cpu_before.append(c["cpu"])
+            print(
+                f"run {i + 1}: ingest with {args.before}: {before[-1]:.2f} s "
+                f"(+ cube; CPU {cpu_before[-1]:.1f} s)"
+            )
         raw.append(a["seconds"]["load"])
         ours.append(b["seconds"]["load"])
         cube.append(b["seconds"]["cube"])
@@ -94,7 +117,8 @@ def main() -> None:
         rss_ours.append(b["peak_rss_mb"])
         print(
             f"run {i + 1}: raw CTAS {raw[-1]:.2f} s ({rss_raw[-1]:.0f} MB), forensics ingest "
-            f"{ours[-1]:.2f} s + cube {cube[-1]:.2f} s ({rss_ours[-1]:.0f} MB)"
+            f"{ours[-1]:.2f} s + cube {cube[-1]:.2f} s ({rss_ours[-1]:.0f} MB; CPU of ingest + "
+            f"cube {cpu_ours[-1]:.1f} s)"
         )
     m_raw, m_ours, m_cube = statistics.median(raw), statistics.median(ours), statistics.median(cube)
     print(f"\nfile: {data} ({args.rows:,} rows, {size_mb:.0f} MB)")
@@ -103,6 +127,11 @@ def main() -> None:
     print(f"median cube refresh       {m_cube:7.2f} s")
     print(f"ratio ingest / raw        {m_ours / m_raw:7.2f}   (target <= 1.5)")
     print(f"ratio (ingest+cube) / raw {(m_ours + m_cube) / m_raw:7.2f}")
+    if before:
+        m_before = statistics.median(before)
+        print(
+            f"median ingest, {args.before}: {m_before:.2f} s (ratio to raw {m_before / m_raw:.2f})"
+        )
     print(f"peak RSS target <= 2048 MB: {'met' if max(rss_ours) <= 2048 else 'MISSED'}")
 
 

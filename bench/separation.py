@@ -8,7 +8,13 @@ against the scenario's truth with ``forensics.evaluate``
 Prints one row per run and a table per scenario: mean precision, recall and F1
 with a 95% interval over seeds (t), mean absolute onset error, and seconds.
 
-    python bench/separation.py [--seeds 10] [--scenario NAME ...] [--rows N]
+    python bench/separation.py [--seeds 10] [--scenario NAME ...] [--rows N] [--groups]
+
+``--groups`` also scores the root causes (``wb.root_causes``) against the
+truth's ``group`` of each bug, over pairs of signatures matched to true bugs:
+precision (of the pairs grouped together, the share whose bugs share a group)
+and recall (of the pairs whose bugs share a group, the share grouped), pooled
+over the runs of each scenario, with the pair counts behind them.
 
 ``--speed ROWS`` instead times the search on the postmortem database of
 bench/queries.py with ROWS rows (generated once in bench/out/), against one
@@ -37,7 +43,7 @@ from intervals import t_interval  # bench/intervals.py
 
 def run(scenario: str, seed: int, rows: int | None) -> dict:
     import forensics
-    from forensics.evaluate import evaluate
+    from forensics.evaluate import evaluate, score_grouping
     from forensics.signature import signatures_to_json
     from forensics.simulate import simulate
 
@@ -56,6 +62,8 @@ def run(scenario: str, seed: int, rows: int | None) -> dict:
         found = wb.signatures()
         seconds = time.perf_counter() - t
         result = evaluate(wb.db, truth, json.loads(signatures_to_json(found))["signatures"])
+        causes = wb.root_causes(found)
+    pairs = score_grouping(truth, result, [c.signatures for c in causes])
     onsets = [abs(x) for x in result.matches["onset_error_hours"].to_list() if x is not None]
     return {
         "scenario": scenario,
@@ -68,6 +76,9 @@ def run(scenario: str, seed: int, rows: int | None) -> dict:
         "f1": result.f1,
         "onset_hours": max(onsets) if onsets else None,
         "seconds": seconds,
+        "groups": len({b.get("group", b["name"]) for b in truth["bugs"]}),
+        "causes": len(causes),
+        "pairs": pairs,
     }
 
 
@@ -141,6 +152,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=None, help="Rows per run [scenario default].")
     parser.add_argument("--speed", type=int, metavar="ROWS", help="Time the search on ROWS rows.")
     parser.add_argument("--repeat", type=int, default=3, help="Runs of --speed [3].")
+    parser.add_argument(
+        "--groups", action="store_true", help="Also score the root causes (pairs grouped)."
+    )
     args = parser.parse_args()
     if args.speed:
         speed(args.speed, args.repeat)
@@ -156,7 +170,7 @@ def main() -> None:
             print(
                 f"{scenario:28} seed {seed:3}  true {r['true']}  found {r['found']}  "
                 f"matched {r['matched']}  F1 {r['f1']:.3f}  worst onset {onset:>6}  "
-                f"{r['seconds']:.1f} s",
+                f"{r['seconds']:.1f} s" + (f"  {_pairs_line(r)}" if args.groups else ""),
                 flush=True,
             )
     print(
@@ -174,6 +188,50 @@ def main() -> None:
         )
     overall = [r["f1"] for r in results]
     print(f"\nall runs: mean F1 {t_interval(overall)} over {len(overall)} runs")
+    if args.groups:
+        _groups_table(scenarios, results)
+
+
+def _share(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _pairs_line(r: dict) -> str:
+    p = r["pairs"]
+    return (
+        f"groups {r['groups']} causes {r['causes']}  pairs together {p.together_right}+"
+        f"{p.together_wrong} wrong, apart {p.apart_wrong} wrong + {p.apart_right} right"
+    )
+
+
+def _groups_table(scenarios: list[str], results: list[dict]) -> None:
+    from forensics.evaluate import PairScore
+
+    print(
+        f"\n{'scenario':28} {'runs':>4} {'groups':>7} {'causes':>7} {'F1 (bugs)':>10} "
+        f"{'together ok':>11} {'together wrong':>14} {'apart wrong':>11} {'apart ok':>8} "
+        f"{'pair precision':>14} {'pair recall':>11}"
+    )
+    every = PairScore(0, 0, 0, 0)
+    for scenario in scenarios:
+        rows = [r for r in results if r["scenario"] == scenario]
+        pooled = sum((r["pairs"] for r in rows), PairScore(0, 0, 0, 0))
+        every = every + pooled
+        print(
+            f"{scenario:28} {len(rows):4} {statistics.fmean(r['groups'] for r in rows):7.1f} "
+            f"{statistics.fmean(r['causes'] for r in rows):7.1f} "
+            f"{statistics.fmean(r['f1'] for r in rows):10.3f} {pooled.together_right:11} "
+            f"{pooled.together_wrong:14} {pooled.apart_wrong:11} {pooled.apart_right:8} "
+            f"{_share(pooled.precision):>14} "
+            f"{_share(pooled.recall):>11}"
+        )
+    print(
+        f"\nall runs: pairs grouped together {every.together_right} right, "
+        f"{every.together_wrong} wrong; pairs that belong together kept apart "
+        f"{every.apart_wrong}; pairs rightly kept apart {every.apart_right}; "
+        f"pair precision {_share(every.precision)}, "
+        f"recall {_share(every.recall)}"
+    )
 
 
 if __name__ == "__main__":

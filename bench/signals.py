@@ -8,12 +8,16 @@ table, and times, as the median of --repeat runs:
   reference: the same regex scan in DuckDB (``regexp_matches``), to tell the
              engine's cost from the detectors'
   signals:   the SQL ingest evaluates (``forensics.signals.signals_relation``) over
-             the same rows, both text signals at once, then each alone
+             the same rows: every text signal at once (script_mix, code_syntax_error,
+             repetition, empty_response, wrong_language), the first two together (the
+             earlier record's "both"), then each alone
   bounds:    what no version of the detectors could avoid, to tell how far the
              target is reachable: the floor on every core; script_mix's first
              scan alone (a letter foreign to the row's language, the one step
              every row needs) in DuckDB and in Polars; and the copy of the text
-             from DuckDB to Polars that computing signals in Polars would add
+             from DuckDB to Polars that computing signals in Polars would add; and
+             repetition and wrong_language with their Python step stubbed (their
+             SQL alone, and how many rows it hands to Python)
 
 and prints rows per second and the ratio to the floor (target: signals <= 2x floor).
 Runs are interleaved (floor, signals, floor, ...) so that load from elsewhere hits
@@ -36,8 +40,16 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow.compute as pc
 
-from forensics.signals import SignalParams, register_functions, signals_relation
+from forensics.signals import (
+    SignalParams,
+    register_functions,
+    repetition,
+    signals_relation,
+    wrong_language,
+)
+from forensics.signals._detector import register_arrow_function
 from forensics.signals.script_mix import (
     LANGUAGE_SCRIPTS,
     PREFILTERED,
@@ -51,6 +63,9 @@ CORPUS = Path(__file__).resolve().parent.parent / "tests" / "signal_corpus"
 FLOOR_REGEX = r"[\p{Thai}\p{Han}]"
 """The floor: the cheapest scan that could find a foreign-script letter."""
 
+TEXT_SIGNALS = ("script_mix", "code_syntax_error", "repetition", "empty_response", "wrong_language")
+"""The signals that read the text (truncated reads token counts and finish_reason only)."""
+
 MIX = {
     "languages": {"en": 0.70, "de": 0.05, "ru": 0.05, "zh": 0.06, "ja": 0.05, "th": 0.04, "ko": 0.03, "ar": 0.02},
     "missing_language": 0.05,
@@ -58,13 +73,22 @@ MIX = {
     "code_block": 0.12,
     "lookalike": 0.03,
     "corrupted_english": 0.01,
+    "loop": 0.005,
+    "blank": 0.003,
+    "other_language": 0.01,
 }  # fmt: skip
 """Traffic mix: prompt languages; share of rows without prompt_language; paragraphs per
 response (drawn from the corpus's texts of that language written in its own scripts);
 share of responses with a fenced code block (the corpus's Python, JSON, bash, JS...
 blocks); share of responses carrying a legitimate look-alike paragraph (a quoted or
 glossed foreign word, a translation, Greek or Han quoted in a native answer); share of
-English responses corrupted with a run of 1-20 Thai or Han letters at a random position."""
+English responses corrupted with a run of 1-20 Thai or Han letters at a random position;
+share of responses ending in a degenerate loop (a word of the answer repeated 300 times),
+share of blank responses, share answered in another language than their prompt's (the
+paragraphs drawn from another language's pool)."""
+
+_LOOKALIKES = ("lookalike_quoted", "lookalike_code_unicode", "lookalike_translation")
+"""Look-alike categories the mix draws from (those of the corpus's first files)."""
 
 _CATEGORY_LANGUAGE = {
     "english": "en",
@@ -107,7 +131,7 @@ def _load_pools() -> tuple[dict[str, list[str]], list[str], list[str], list[str]
             if category in _CATEGORY_LANGUAGE:
                 lang = _CATEGORY_LANGUAGE[category]
                 (pools[lang] if _in_own_scripts(text, lang) else lookalikes).append(text)
-            elif category.startswith("lookalike"):
+            elif category in _LOOKALIKES:
                 lookalikes.append(text)
             if category in ("thai", "chinese"):
                 foreign.append("".join(_FOREIGN_LETTERS.findall(text)))
@@ -124,7 +148,10 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
     texts: list[str] = []
     tags: list[str | None] = []
     for lang in rng.choices(langs, weights, k=rows):
-        parts = [rng.choice(pools[lang]) for _ in range(rng.randint(lo, hi))]
+        written = lang
+        if rng.random() < MIX["other_language"]:
+            written = rng.choice([other for other in langs if other != lang])
+        parts = [rng.choice(pools[written]) for _ in range(rng.randint(lo, hi))]
         if rng.random() < MIX["code_block"]:
             parts.insert(rng.randint(0, len(parts)), rng.choice(blocks))
         if rng.random() < MIX["lookalike"]:
@@ -136,6 +163,11 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
             start = rng.randint(0, max(0, len(source) - k))
             at = rng.randint(0, len(text))
             text = text[:at] + source[start : start + k] + text[at:]
+        if rng.random() < MIX["loop"]:
+            words = text.split() or ["ok"]
+            text = text + " " + (rng.choice(words) + " ") * 300
+        if rng.random() < MIX["blank"]:
+            text = rng.choice(["", " ", "\n\n"])
         texts.append(text)
         tags.append(None if rng.random() < MIX["missing_language"] else lang)
     return pl.DataFrame(
@@ -243,9 +275,13 @@ def main() -> None:
         "same scan in DuckDB (reference)": lambda: con.execute(
             duckdb_scan, {"pattern": FLOOR_REGEX}
         ).fetchall()[0][0],
-        "both text signals": signals("script_mix", "code_syntax_error"),
+        "all text signals": signals(*TEXT_SIGNALS),
+        "script_mix + code_syntax_error": signals("script_mix", "code_syntax_error"),
         "script_mix": signals("script_mix"),
         "code_syntax_error": signals("code_syntax_error"),
+        "repetition": signals("repetition"),
+        "empty_response": signals("empty_response"),
+        "wrong_language": signals("wrong_language"),
         "floor on every core (Polars)": floor_every_core,
         "script_mix first scan (DuckDB)": first_scan_duckdb,
         "same first scan (Polars, 1 core)": first_scan_polars,
@@ -268,7 +304,55 @@ def main() -> None:
             f"{label:34s} {median:7.2f} {args.rows / median:12,.0f}   "
             f"{median / floor_s:7.2f} {median / every_core_s:18.2f}   true: {results[label]}"
         )
+    for name, seconds_sql, reached in _sql_only(con, relation, params, args.repeat):
+        print(
+            f"{name + ', Python step stubbed':34s} {seconds_sql:7.2f} {args.rows / seconds_sql:12,.0f}"
+            f"   {seconds_sql / floor_s:7.2f} {seconds_sql / every_core_s:18.2f}   "
+            f"rows reaching Python: {reached // args.repeat:,}"
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+_PYTHON_STEPS = {
+    "repetition": (repetition, ["VARCHAR", "VARCHAR", "DOUBLE", "BIGINT", "DOUBLE"]),
+    "wrong_language": (wrong_language, ["VARCHAR", "VARCHAR", "VARCHAR", "BIGINT", "DOUBLE"]),
+}
+"""The detectors whose SQL hands some rows to Python: module and UDF argument types."""
+
+
+def _counting_stub(reached: list[int]):
+    """A no-op UDF of five arguments: false on every row reaching it; counts them."""
+
+    def stub(text, _prompt_or_lang, _c, _d, _e):
+        reached[0] += len(text)
+        return pc.is_null(text)  # false: a row reaching it has text
+
+    return stub
+
+
+def _sql_only(
+    con: duckdb.DuckDBPyConnection, relation: str, params: SignalParams, repeat: int
+) -> list[tuple[str, float, int]]:
+    """Each detector of ``_PYTHON_STEPS`` timed with its Python step replaced by a no-op.
+
+    Tells the SQL's share from the Python step's, and counts the rows reaching Python.
+    The real functions are registered again afterwards.
+    """
+    out = []
+    for name, (module, types) in _PYTHON_STEPS.items():
+        reached = [0]
+
+        stub = _counting_stub(reached)
+        register_arrow_function(con, module.FUNCTION_NAME, stub, types)
+        sql = f"SELECT count(*) FILTER (WHERE {name}) FROM ({relation})"
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            con.execute(sql, params.as_parameters(sql)).fetchall()
+            times.append(time.perf_counter() - t)
+        module.register(con)
+        out.append((name, statistics.median(times), reached[0]))
+    return out
 
 
 if __name__ == "__main__":

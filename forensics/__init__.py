@@ -18,6 +18,7 @@ from forensics.errors import (
     SchemaError,
     UnknownNameError,
 )
+from forensics.explain import ExplainParams, Explanation
 from forensics.ingest import FileSummary, IngestSummary
 from forensics.report import Investigation
 from forensics.schema import CANONICAL_COLUMNS, Column, EventMapping, Mapping, UserSignal
@@ -33,6 +34,8 @@ __all__ = [
     "ConfigError",
     "DiskFullError",
     "EventMapping",
+    "ExplainParams",
+    "Explanation",
     "FileSummary",
     "ForensicsError",
     "IngestError",

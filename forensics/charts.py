@@ -50,22 +50,29 @@ if TYPE_CHECKING:
     from forensics.signature import Signature
 
 __all__ = [
+    "BAND_MIN_REQUESTS",
+    "DROP",
     "HEIGHT",
     "MAX_SERIES",
     "MIN_CELL_REQUESTS",
     "PALETTE",
+    "PICK",
+    "REGION",
     "SELECTION",
     "WIDTH",
     "comparison_chart",
+    "contrast_chart",
     "describe_where",
     "describe_window",
     "exposure_chart",
     "group_labels",
     "heatmap_chart",
+    "message_chart",
     "signatures_chart",
     "style",
     "timeline_chart",
     "value_colors",
+    "volume_chart",
     "windows_chart",
 ]
 
@@ -82,9 +89,16 @@ MISSING_COLOR = "#c7c7c7"
 EVENT_COLOR = "#6b6b6b"
 """Colour of change-event rules and labels."""
 
-EVENT_LABEL_GAP = 12
-"""Pixels between two change-event labels: closer events share the first one's label
-("deploy +2"); each keeps its own rule and tooltip."""
+EVENT_CHAR_PX = 5.5
+"""Estimated width of one character of a change-event label, in pixels (9 px font)."""
+
+EVENT_LANES = 4
+"""Rows of change-event labels at the top of a chart: a label that would overlap the
+one before it goes one row down; past the last row an event keeps its rule and
+tooltip only."""
+
+EVENT_LANE_PX = 11
+"""Height of one row of change-event labels, in pixels."""
 
 CHANGE_COLOR = "#b2182b"
 """Colour of detected change points."""
@@ -113,8 +127,33 @@ MIN_CELL_REQUESTS = 30
 SELECTION = "window"
 """Name of the timeline's interval selection (the incident window the dashboard reads)."""
 
+REGION = "region"
+"""Name of the heatmap's two-dimensional interval selection (values x time)."""
+
+PICK = "pick"
+"""Name of the click selection of a bar or legend value (the dashboard adds it to the filters)."""
+
+DROP = "drop"
+"""Name of the shift-click selection of a bar (the dashboard excludes the value)."""
+
+BAND_MIN_REQUESTS = 100
+"""At hourly grain a group's 95% band is drawn only in hours with at least this many
+requests: the bands of small groups' quiet hours span most of the axis and hide the lines."""
+
+VOLUME_HEIGHT = 90
+"""Height of the request-volume chart under the timeline, in pixels."""
+
+SELECTION_COLOR = "#d62728"
+"""Colour of the selection's side in a contrast chart."""
+
+BASELINE_COLOR = "#9e9e9e"
+"""Colour of the baseline's side in a contrast chart."""
+
 _LINE_VIEW = "timeline_rates"
 """View name of the timeline's rate lines (where the selection lives)."""
+
+_CELLS_VIEW = "heatmap_cells"
+"""View name of the heatmap's cells (where the region selection lives)."""
 
 _FONT = "Inter, 'Helvetica Neue', Arial, sans-serif"
 
@@ -312,17 +351,24 @@ def _inline(frame: pl.DataFrame, *, dates: Sequence[str] = (), numbers: Sequence
 def _time_axis(start: datetime | None, end: datetime | None, *, title: str | None = None) -> Any:
     span = (end - start) if start and end else timedelta(days=30)
     fmt = "%b %d" if span > timedelta(days=3) else "%b %d %H:%M"
+    # a tick a day when days are few: ten ticks over four days would repeat each date
+    ticks: Any = "day" if timedelta(days=3) < span <= timedelta(days=10) else 10
     return alt.Axis(
-        format=fmt, labelAngle=0, labelOverlap=True, title=title, grid=False, tickCount=10
+        format=fmt, labelAngle=0, labelOverlap=True, title=title, grid=False, tickCount=ticks
     )
 
 
 def _time_scale(start: datetime | None, end: datetime | None) -> Any:
+    """A UTC scale over [start, end].
+
+    Given as ``domainMin``/``domainMax``: a ``domain`` on a channel with ``x2`` makes
+    Vega-Lite warn about two conflicting domains in the browser's console.
+    """
     if start is None or end is None:
         return alt.Scale(type="utc")
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    domain = [(t - epoch) // timedelta(milliseconds=1) for t in (start, end)]
-    return alt.Scale(type="utc", domain=domain)
+    low, high = ((t - epoch) // timedelta(milliseconds=1) for t in (start, end))
+    return alt.Scale(type="utc", domainMin=low, domainMax=high)
 
 
 def _title(text: str, subtitle: str | Sequence[str] | None = None) -> Any:
@@ -503,30 +549,25 @@ def timeline_chart(
     """
     start, end = _time_bounds(rates, grain)
     frame = rates.with_columns(group_labels(rates, by, edges=edges))
-    groups = (
-        frame.group_by("group")
-        .agg(pl.col("n").sum())
-        .sort(["n", "group"], descending=[True, False])
-    )
-    shown = groups["group"].head(MAX_SERIES).to_list()
+    groups = _groups_by_size(frame)
+    shown = groups[:MAX_SERIES]
     frame = frame.filter(pl.col("group").is_in(shown))
     max_rate = _y_top(frame)
+    # hourly: a band only where the hour holds enough requests (else null: no band there)
+    least = BAND_MIN_REQUESTS if grain == "hour" else 0
+    enough = pl.col("n") >= least
     data = frame.select(
         _iso("ts"),
         "group",
         "n",
         "k",
         "rate",
-        "ci_low",
-        "ci_high",
+        pl.when(enough).then(pl.col("ci_low")).alias("band_low"),
+        pl.when(enough).then(pl.col("ci_high")).alias("band_high"),
         _when(grain),
         _rate_ci(),
     )
-    palette = dict(colors or {})
-    domain = [g for g in palette if g in shown] + [g for g in shown if g not in palette]
-    color_range = [palette.get(g, QUIET_COLOR) for g in domain]
-    if not by:
-        color_range = [PALETTE[0]]
+    domain, color_range = _group_scale(shown, colors, grouped=bool(by))
     legend = alt.Legend(orient="right", symbolType="circle", symbolOpacity=1) if by else None
     color = alt.Color(
         "group:N",
@@ -537,9 +578,10 @@ def timeline_chart(
     )
     x = alt.X("ts:T", scale=_time_scale(start, end), axis=_time_axis(start, end))
     y_axis = alt.Axis(format=_rate_format(max_rate), title=f"{signal} rate", grid=True)
-    base = alt.Chart(
-        _inline(data, dates=["ts"], numbers=["n", "k", "rate", "ci_low", "ci_high"])
-    ).encode(x=x, color=color)
+    plain = alt.Chart(
+        _inline(data, dates=["ts"], numbers=["n", "k", "rate", "band_low", "band_high"])
+    ).encode(x=x)
+    base = plain.encode(color=color)
     tooltip = [
         alt.Tooltip("group:N", title=" / ".join(by) or "requests"),
         alt.Tooltip("when:N", title="time"),
@@ -548,13 +590,13 @@ def timeline_chart(
         alt.Tooltip("n:Q", title="requests", format=","),
     ]
     y_scale = alt.Scale(domain=[0, max_rate], nice=True)
-    band = base.mark_area(
+    # the band has a fill and no colour: both would make Vega-Lite warn and drop one
+    band = plain.mark_area(
         opacity=0.16, clip=True, interpolate="step-after" if grain == "hour" else "linear"
     )
     band = band.encode(
-        y=alt.Y("ci_low:Q", axis=y_axis, scale=y_scale),
-        y2=alt.Y2("ci_high"),
-        color=alt.ColorValue(None),
+        y=alt.Y("band_low:Q", axis=y_axis, scale=y_scale),
+        y2=alt.Y2("band_high"),
         fill=alt.Fill("group:N", scale=alt.Scale(domain=domain, range=color_range), legend=legend),
     )
     line = base.mark_line(
@@ -565,14 +607,13 @@ def timeline_chart(
         # Declared on the layer chart with the view it lives in, rather than with
         # line.add_params(): Altair then has no sub-chart params to gather and copy.
         line = line.properties(name=_LINE_VIEW)
+        params.append(_brush(SELECTION, ["x"], _LINE_VIEW, opacity=0.12, stroke="#4c78a8"))
+        # a click on a legend value (grouped; else on the line): the dashboard filters on it
         params.append(
             alt.TopLevelSelectionParameter(
-                name=SELECTION,
-                select=alt.IntervalSelectionConfig(
-                    type="interval",
-                    encodings=["x"],
-                    mark=alt.BrushConfig(fill="#4c78a8", fillOpacity=0.12, stroke="#4c78a8"),
-                ),
+                name=PICK,
+                select=alt.PointSelectionConfig(type="point", fields=["group"]),
+                bind="legend" if by else alt.Undefined,
                 views=[_LINE_VIEW],
             )
         )
@@ -590,11 +631,15 @@ def timeline_chart(
     if change_points is not None and change_points.height:
         layers.append(_change_layer(change_points, start, end, height))
     what = f"{signal} rate" + (f" by {' / '.join(by)}" if by else "") + f", per {grain}"
+    bands = "bands: 95% Wilson interval" + (
+        f" in hours of at least {BAND_MIN_REQUESTS} requests" if least else ""
+    )
     subtitle = [
         f"{describe_where(where)} · {describe_window(start, end)}",
-        "bands: 95% Wilson interval (axis fits buckets of at least "
-        f"{MIN_CELL_REQUESTS} requests) · dashed: change events · ▲▼: detected changes"
-        + (" · drag to pick an incident window" if selection else ""),
+        f"{bands} (axis fits buckets of at least {MIN_CELL_REQUESTS} requests) · dashed: "
+        "change events · ▲▼: detected changes"
+        + (" · drag to select a window" if selection else "")
+        + (" · click a legend value to filter" if selection and by else ""),
     ]
     if len(groups) > len(shown):
         subtitle.append(f"showing the {len(shown)} of {len(groups)} groups with most requests")
@@ -607,39 +652,70 @@ def timeline_chart(
     )
 
 
-def _event_labels(ts: Sequence[datetime], kinds: Sequence[str], gap: timedelta) -> list[str | None]:
-    """The label of each event, in time order: its kind, or None under an earlier label.
+def _brush(name: str, encodings: list[Any], view: str, *, opacity: float, stroke: str) -> Any:
+    """An interval selection dragged on one view, declared at the top of its chart."""
+    return alt.TopLevelSelectionParameter(
+        name=name,
+        select=alt.IntervalSelectionConfig(
+            type="interval",
+            encodings=encodings,
+            mark=alt.BrushConfig(fill="#4c78a8", fillOpacity=opacity, stroke=stroke),
+        ),
+        views=[view],
+    )
 
-    An event less than ``gap`` after the event whose label stands has none; a label
-    that stands for later events too says how many.
+
+def _groups_by_size(frame: pl.DataFrame) -> list[str]:
+    """The groups of a labelled rates frame, most requests first (ties by name)."""
+    totals = frame.group_by("group").agg(pl.col("n").sum())
+    return totals.sort(["n", "group"], descending=[True, False])["group"].to_list()
+
+
+def _group_scale(
+    shown: Sequence[str], colors: Mapping[str, str] | None, *, grouped: bool
+) -> tuple[list[str], list[str]]:
+    """Domain and colours of the groups shown: the caller's colours in the caller's order."""
+    palette = dict(colors or {})
+    domain = [g for g in palette if g in shown] + [g for g in shown if g not in palette]
+    if not grouped:
+        return domain, [PALETTE[0]] * max(1, len(domain))
+    return domain, [palette.get(g, QUIET_COLOR) for g in domain]
+
+
+def _event_lanes(
+    xs: Sequence[float], labels: Sequence[str], *, lanes: int = EVENT_LANES
+) -> list[int | None]:
+    """The row of each event's label, in time order: the first row where it overlaps no label.
+
+    ``xs`` are the events' positions in pixels; a label is as wide as its text
+    (``EVENT_CHAR_PX`` a character). An event finding no free row among
+    ``lanes`` gets None (it keeps its rule and tooltip).
 
     Examples
     --------
-    >>> t = datetime(2025, 8, 1)
-    >>> hours = [timedelta(hours=h) for h in (0, 1, 2, 30)]
-    >>> _event_labels([t + h for h in hours], ["deploy", "config", "deploy", "rollback"],
-    ...               timedelta(hours=6))
-    ['deploy +2', None, None, 'rollback']
+    >>> _event_lanes([0, 10, 20, 300], ["deploy", "config", "deploy", "rollback"])
+    [0, 1, 2, 0]
+    >>> _event_lanes([0, 1, 2], ["a", "b", "c"], lanes=2)
+    [0, 1, None]
     """
-    labels: list[str | None] = []
-    shared = [0] * len(ts)  # per labelled event, how many later events share its label
-    first = 0  # index of the event whose label stands
-    for i, when in enumerate(ts):
-        if i and when - ts[first] < gap:
-            labels.append(None)
-            shared[first] += 1
-        else:
-            first = i
-            labels.append(kinds[i])
-    return [
-        f"{label} +{n}" if label is not None and n else label
-        for label, n in zip(labels, shared, strict=True)
-    ]
+    ends: list[float] = []  # per row, where its last label ends
+    out: list[int | None] = []
+    for x, label in zip(xs, labels, strict=True):
+        width = EVENT_CHAR_PX * len(label) + 4
+        row = next((i for i, end in enumerate(ends) if x >= end), None)
+        if row is None and len(ends) < lanes:
+            ends.append(0.0)
+            row = len(ends) - 1
+        if row is not None:
+            ends[row] = x + width
+        out.append(row)
+    return out
 
 
 def _event_layers(
     events: pl.DataFrame, start: datetime | None, end: datetime | None, width: int
 ) -> list[Any]:
+    """Dashed rules, one label per event (its kind, in rows that do not overlap), tooltips."""
     frame = events
     if start is not None and end is not None:
         frame = frame.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
@@ -648,16 +724,21 @@ def _event_layers(
     frame = frame.sort("ts")
     ts = frame["ts"].to_list()
     lo, hi = (start, end) if start is not None and end is not None else (ts[0], ts[-1])
-    gap = (hi - lo) * (EVENT_LABEL_GAP / max(width, 1))
-    labels = _event_labels(ts, frame["kind"].fill_null("").to_list(), gap)
+    span = (hi - lo) or timedelta(hours=1)
+    kinds = frame["kind"].fill_null("").to_list()
+    lanes = _event_lanes([width * ((t - lo) / span) for t in ts], kinds)
+    labels = [k if lane is not None else "" for k, lane in zip(kinds, lanes, strict=True)]
     data = frame.select(
         _iso("ts"),
         pl.col("kind").fill_null(""),
         pl.col("description").fill_null(""),
         pl.col("scope").fill_null(""),
         pl.col("ts").dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%d %H:%M UTC").alias("when"),
-    ).with_columns(pl.Series("label", labels, dtype=pl.String))
-    base = alt.Chart(_inline(data, dates=["ts"])).encode(
+    ).with_columns(
+        pl.Series("label", labels, dtype=pl.String),
+        pl.Series("lane_y", [2 + EVENT_LANE_PX * (lane or 0) for lane in lanes], dtype=pl.Int64),
+    )
+    base = alt.Chart(_inline(data, dates=["ts"], numbers=["lane_y"])).encode(
         x=alt.X("ts:T"),
         tooltip=[
             alt.Tooltip("when:N", title="change"),
@@ -667,10 +748,10 @@ def _event_layers(
         ],
     )
     rules = base.mark_rule(color=EVENT_COLOR, strokeDash=[4, 3], strokeWidth=1, opacity=0.8)
-    labelled = base.transform_filter("datum.label")  # null or empty: shares a label
+    labelled = base.transform_filter("datum.label")  # no free row: rule and tooltip only
     text = labelled.mark_text(
-        angle=270, align="right", baseline="middle", dx=-2, dy=-4, fontSize=9, color=EVENT_COLOR
-    ).encode(text=alt.Text("label:N"), y=alt.YValue(0))
+        align="left", baseline="top", dx=2, fontSize=9, color=EVENT_COLOR
+    ).encode(text=alt.Text("label:N"), y=alt.Y("lane_y:Q", scale=None, axis=None))
     return [rules, text]
 
 
@@ -729,7 +810,9 @@ def heatmap_chart(
     edges: Mapping[str, Sequence[float]] | None = None,
     order: Sequence[str] | None = None,
     highlight: tuple[datetime, datetime | None] | None = None,
+    highlight_groups: Sequence[str] | None = None,
     where: Mapping[str, Any] | None = None,
+    selection: bool = False,
     width: int = WIDTH,
 ) -> alt.LayerChart:
     """Rate of a signal per value of a dimension (rows) and time bucket (columns).
@@ -742,6 +825,11 @@ def heatmap_chart(
         Row labels, top to bottom (default: most requests first).
     highlight
         A window to outline.
+    highlight_groups
+        With ``highlight``, outline the window on these rows only (a selected region).
+    selection
+        Add the interval selection ``REGION`` over rows and time (drag a
+        rectangle: its value holds ``ts`` bounds and ``group`` labels).
 
     Examples
     --------
@@ -800,22 +888,33 @@ def heatmap_chart(
             ],
         )
     )
+    params: list[Any] = []
+    if selection:
+        cells = cells.properties(name=_CELLS_VIEW)
+        params.append(_brush(REGION, ["x", "y"], _CELLS_VIEW, opacity=0.15, stroke="#222"))
     layers: list[Any] = [cells]
     if highlight is not None:
         window = _window_frame(highlight, end)
+        outline = {"x": alt.X("start:T"), "x2": alt.X2("end")}
+        shown = [g for g in highlight_groups or () if g in present]
+        if shown:
+            window = window.join(pl.DataFrame({"group": shown}), how="cross")
+            outline["y"] = alt.Y("group:N", sort=rows)
         layers.append(
             alt.Chart(_inline(window, dates=["start", "end"]))
             .mark_rect(fill=None, stroke="#222", strokeWidth=1.5)
-            .encode(x=alt.X("start:T"), x2=alt.X2("end"))
+            .encode(**outline)
         )
     height = max(60, min(22 * len(rows), 480))
     subtitle = [
         f"{describe_where(where)} · {describe_window(start, end)}",
         f"colour: {signal} rate per {grain} (99th percentile and above in the darkest shade) · "
-        f"faded: fewer than {MIN_CELL_REQUESTS} requests",
+        f"faded: fewer than {MIN_CELL_REQUESTS} requests"
+        + (" · drag a rectangle to select values × time" if selection else ""),
     ]
     return _layered(
         layers,
+        params=params or alt.Undefined,
         width=width,
         height=height,
         title=_title(f"Where {signal} concentrates: {name} × {grain}", subtitle),
@@ -1040,6 +1139,309 @@ def exposure_chart(exposure: Any, *, where: Mapping[str, Any] | None = None) -> 
         spacing=40,
         title=_title(f"Who is hit by {exposure.signal}", subtitle),
     )
+
+
+# -- request volume -------------------------------------------------------------------
+
+
+OTHER_GROUPS = "(other groups)"
+"""The groups a volume chart does not draw on their own, stacked as one."""
+
+
+def volume_chart(
+    rates: pl.DataFrame,
+    *,
+    signal: str,
+    by: Sequence[str] = (),
+    grain: str = "day",
+    colors: Mapping[str, str] | None = None,
+    edges: Mapping[str, Sequence[float]] | None = None,
+    where: Mapping[str, Any] | None = None,
+    selection: bool = True,
+    width: int = WIDTH,
+    height: int = VOLUME_HEIGHT,
+) -> alt.LayerChart:
+    """Requests per group and time bucket, stacked: the volume behind each rate.
+
+    A rate alone hides where traffic moves: a slice that grows from nothing
+    (misrouted requests landing on a new pool) shows here before its rate means
+    anything. Drawn under the timeline with the same groups and colours (the
+    ``MAX_SERIES`` largest; the rest stacked as ``OTHER_GROUPS``).
+
+    Parameters
+    ----------
+    rates
+        ``Timeline.rates``: ``ts, *by, n, k, ...`` (``n`` counts the requests
+        where the signal is defined).
+    selection
+        Add the click selections ``PICK`` and ``DROP`` (shift-click) on a bar's group.
+
+    Examples
+    --------
+    >>> from datetime import datetime, UTC
+    >>> f = pl.DataFrame({"ts": [datetime(2025, 8, 1, tzinfo=UTC)] * 2, "model": ["a", "b"],
+    ...     "n": [10, 50], "k": [1, 5]})
+    >>> spec = volume_chart(f, signal="degraded", by=["model"]).to_dict()
+    >>> spec["layer"][0]["mark"]["type"], [p["name"] for p in spec["params"]]
+    ('rect', ['pick', 'drop'])
+    """
+    start, end = _time_bounds(rates, grain)
+    step = timedelta(hours=1) if grain == "hour" else timedelta(days=1)
+    frame = rates.with_columns(group_labels(rates, by, edges=edges))
+    groups = _groups_by_size(frame)
+    shown = groups[:MAX_SERIES]
+    if len(groups) > len(shown):
+        frame = frame.with_columns(
+            pl.when(pl.col("group").is_in(shown))
+            .then(pl.col("group"))
+            .otherwise(pl.lit(OTHER_GROUPS))
+            .alias("group")
+        )
+        shown = [*shown, OTHER_GROUPS]
+    order = {g: i for i, g in enumerate(shown)}
+    stacked = (
+        frame.group_by("ts", "group")
+        .agg(pl.col("n").sum())
+        .with_columns(pl.col("group").replace_strict(order, return_dtype=pl.Int64).alias("_o"))
+        .sort("ts", "_o")
+        .with_columns(pl.col("n").cum_sum().over("ts").alias("top"))
+        .with_columns((pl.col("top") - pl.col("n")).alias("bottom"))
+        .filter(pl.col("n") > 0)
+    )
+    data = stacked.select(
+        _iso("ts"),
+        (pl.col("ts") + step).alias("ts_end"),
+        "group",
+        "n",
+        "bottom",
+        "top",
+        _when(grain),
+    ).with_columns(_iso("ts_end"))
+    domain, color_range = _group_scale(shown, colors, grouped=bool(by))
+    if OTHER_GROUPS in domain:
+        color_range[domain.index(OTHER_GROUPS)] = MISSING_COLOR
+    name = " / ".join(by)
+    x = alt.X("ts:T", scale=_time_scale(start, end), axis=_time_axis(start, end))
+    bars = (
+        alt.Chart(_inline(data, dates=["ts", "ts_end"], numbers=["n", "bottom", "top"]))
+        .mark_rect(opacity=0.85)
+        .encode(
+            x=x,
+            x2=alt.X2("ts_end"),
+            y=alt.Y("bottom:Q", title="requests", axis=alt.Axis(format="~s", tickCount=3)),
+            y2=alt.Y2("top"),
+            color=alt.Color(
+                "group:N", scale=alt.Scale(domain=domain, range=color_range), legend=None
+            ),
+            tooltip=[
+                alt.Tooltip("group:N", title=name or "requests"),
+                alt.Tooltip("when:N", title="time"),
+                alt.Tooltip("n:Q", title=f"requests ({signal} defined)", format=","),
+            ],
+        )
+    )
+    params: list[Any] = []
+    if selection:
+        bars = bars.properties(name=_VOLUME_VIEW)
+        params = _click_params(["group"], views=[_VOLUME_VIEW])
+    what = f"Requests per {grain}" + (f" by {name}" if by else "")
+    subtitle = [
+        f"{describe_where(where)} · {describe_window(start, end)} · requests where {signal} "
+        "is defined, stacked"
+        + (
+            " · click a bar to filter to its group, shift-click to exclude it"
+            if by and params
+            else ""
+        )
+    ]
+    return _layered(
+        [bars],
+        params=params or alt.Undefined,
+        width=width,
+        height=height,
+        title=_title(what, subtitle),
+    )
+
+
+_VOLUME_VIEW = "volume_bars"
+"""View name of the volume chart's bars (where its click selections live)."""
+
+
+def _click_params(fields: Sequence[str], *, views: Sequence[str] | None = None) -> list[Any]:
+    """``PICK`` (click) and ``DROP`` (shift-click) point selections on ``fields``."""
+    out = []
+    for name, event in ((PICK, "click[!event.shiftKey]"), (DROP, "click[event.shiftKey]")):
+        out.append(
+            alt.TopLevelSelectionParameter(
+                name=name,
+                select=alt.PointSelectionConfig(
+                    type="point", fields=list(fields), on=event, toggle=False, clear=False
+                ),
+                views=list(views) if views else alt.Undefined,
+            )
+        )
+    return out
+
+
+def message_chart(message: str) -> alt.Chart:
+    """A chart that only says something: why a panel is empty, what to do.
+
+    Examples
+    --------
+    >>> message_chart("No rise detected").to_dict()["mark"]["type"]
+    'text'
+    """
+    return (
+        alt.Chart(alt.InlineData(values=[{"m": message}]))
+        .mark_text(align="left", fontSize=13, color="#666")
+        .encode(text="m:N", x=alt.value(0), y=alt.value(12))
+        .properties(width=400, height=24)
+    )
+
+
+# -- contrast -------------------------------------------------------------------------
+
+
+def contrast_chart(
+    contrast: pl.DataFrame,
+    *,
+    signal: str,
+    selection: str,
+    baseline: str,
+    columns: int = 3,
+    width: int = 210,
+    click: bool = True,
+) -> alt.FacetChart | alt.Chart:
+    """Every dimension as two distributions: share of bad requests, selection vs baseline.
+
+    Parameters
+    ----------
+    contrast
+        ``contrast.contrast``'s frame (dimensions most different first).
+    selection, baseline
+        What each side is, in words (for the subtitle).
+    click
+        Add the click selections ``PICK`` and ``DROP`` (shift-click) on a bar's
+        ``dimension`` and ``value``.
+
+    Returns
+    -------
+    alt.FacetChart
+        One small chart per dimension, most different first: per value a red
+        bar (its share of the selection's true requests) over a grey one (its
+        share of the baseline's). A message chart when there is nothing to show.
+
+    Examples
+    --------
+    >>> f = pl.DataFrame({"dimension": ["pool"] * 2, "value": ["a", "b"], "key": ["a", "b"],
+    ...     "k_selection": [9, 1], "n_selection": [90, 60], "k_baseline": [1, 9],
+    ...     "n_baseline": [100, 900], "share_selection": [0.9, 0.1], "share_baseline": [0.1, 0.9],
+    ...     "difference": [0.8, -0.8], "rate_selection": [0.1, 0.02],
+    ...     "rate_baseline": [0.01, 0.01], "distance": [0.8, 0.8], "p_adjusted": [1e-9, 1e-9],
+    ...     "folded": [0, 0]})
+    >>> spec = contrast_chart(f, signal="degraded", selection="S1", baseline="the rest").to_dict()
+    >>> spec["facet"]["field"], [p["name"] for p in spec["params"]]
+    ('panel', ['pick', 'drop'])
+    """
+    if contrast.height == 0:
+        return message_chart(
+            "No dimension sets the selection apart: every dimension has one value on both sides."
+        )
+    panels = {
+        d: f"{d} · {_pct(dist, 0)} apart" + (f" · p {format_p_value(p)}" if p is not None else "")
+        for d, dist, p in contrast.select("dimension", "distance", "p_adjusted")
+        .unique("dimension", maintain_order=True)
+        .iter_rows()
+    }
+    rows = contrast.with_columns(
+        pl.int_range(pl.len()).over("dimension").alias("order"),
+        pl.col("dimension").replace_strict(panels, return_dtype=pl.Utf8).alias("panel"),
+    )
+    sides = []
+    for side in ("selection", "baseline"):
+        counts = [
+            f"{k:,}" if n is None else f"{k:,} of {n:,} ({_pct(k / n if n else None)})"
+            for k, n in zip(rows[f"k_{side}"], rows[f"n_{side}"], strict=True)
+        ]
+        sides.append(
+            rows.select(
+                "dimension",
+                "panel",
+                "value",
+                "order",
+                pl.lit(side).alias("side"),
+                pl.col(f"share_{side}").alias("share"),
+                pl.Series("count_text", counts, dtype=pl.Utf8),
+                pl.Series("share_text", [_pct(x, 1) for x in rows[f"share_{side}"]], dtype=pl.Utf8),
+            )
+        )
+    data = pl.concat(sides)
+    top = _max(contrast["share_selection"].fill_null(0)) or 0.0
+    top = max(top, _max(contrast["share_baseline"].fill_null(0)), 0.05)
+    bars = (
+        alt.Chart(_inline(data, numbers=["share", "order"]))
+        .mark_bar(height={"band": 1})
+        .encode(
+            y=alt.Y(
+                "value:N",
+                sort=alt.EncodingSortField("order", op="min"),
+                title=None,
+                axis=alt.Axis(labelLimit=140, labelFontSize=10),
+            ),
+            yOffset=alt.YOffset("side:N", sort=["selection", "baseline"]),
+            x=alt.X(
+                "share:Q",
+                title=f"share of {signal} requests",
+                axis=alt.Axis(format=".0%", tickCount=4),
+                scale=alt.Scale(domain=[0, min(1.0, 1.1 * top)]),
+            ),
+            color=alt.Color(
+                "side:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["selection", "baseline"], range=[SELECTION_COLOR, BASELINE_COLOR]
+                ),
+                legend=alt.Legend(orient="top", symbolType="square"),
+            ),
+            tooltip=[
+                alt.Tooltip("dimension:N"),
+                alt.Tooltip("value:N"),
+                alt.Tooltip("side:N"),
+                alt.Tooltip("share_text:N", title=f"share of the side's {signal}"),
+                alt.Tooltip("count_text:N", title=f"{signal} of requests (rate)"),
+            ],
+        )
+        .properties(width=width, height=alt.Step(7))
+    )
+    subtitle = [
+        f"selection: {selection}",
+        f"baseline: {baseline}",
+        f"bars: each side's share of its own {signal} requests (a side sums to 100%) · "
+        "dimensions that differ significantly first (chi-square, BH-adjusted p),",
+        "then by how far apart (total variation distance)"
+        + (" · click a bar to filter to its value, shift-click to exclude it" if click else ""),
+    ]
+    return alt.FacetChart(
+        data=bars.data,
+        spec=_without_data(bars),
+        facet=alt.Facet(
+            "panel:N",
+            sort=list(panels.values()),
+            title=None,
+            header=alt.Header(labelAnchor="start", labelFontWeight="bold", labelFontSize=11),
+        ),
+        columns=columns,
+        resolve=alt.Resolve(scale=alt.ScaleResolveMap(y="independent")),
+        params=_click_params(["dimension", "value"]) if click else alt.Undefined,
+        title=_title(f"What sets the selection apart: {signal}", subtitle),
+    )
+
+
+def _without_data(chart: Any) -> Any:
+    """The chart's specification without its data (a facet declares it once)."""
+    inner = chart.copy(deep=False)
+    inner.data = alt.Undefined
+    return inner
 
 
 # -- windows --------------------------------------------------------------------------

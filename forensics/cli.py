@@ -353,8 +353,12 @@ def signatures(
     {"signatures": [{"id", "predicate", "start", "end", "signals", "excess_rate",
     "ci", "requests", "users", "p_value", "events", ...}]}: predicate maps a
     column to a list of values or to {"gte": x, "lt": y}; times are ISO-8601
-    UTC, end exclusive, a null end means still active.
+    UTC, end exclusive, a null end means still active. Then the root causes:
+    signatures that start at the same change event, share symptoms and a slice
+    value, grouped (the JSON's "root_causes": [{"id", "signatures",
+    "shared_conditions", "events", "why", ...}]).
     """
+    from forensics.rootcause import describe_root_causes
     from forensics.signature import signatures_to_json
     from forensics.workbench import open as open_workbench
 
@@ -363,14 +367,82 @@ def signatures(
             signals=list(signals) or None,
             progress=None if quiet else (lambda m: click.echo(m, err=True)),
         )
+        causes = wb.root_causes(found)
     if not found:
         click.echo("no signatures: no slice shows a significant rise in any window")
     for sig in found:
         click.echo(_signature_block(sig))
+    if causes:
+        click.echo("")
+        click.echo(describe_root_causes(causes))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(signatures_to_json(found) + "\n")
+        json_out.write_text(signatures_to_json(found, root_causes=causes) + "\n")
         click.echo(f"wrote {json_out}")
+
+
+@main.command()
+@click.option(
+    "--at",
+    default=None,
+    help="The moment to explain (ISO-8601, e.g. 2025-08-29T14:32Z); default: the most "
+    "anomalous moment, found from the data.",
+)
+@click.option("--signal", default="degraded", show_default=True, help="The signal explained.")
+@click.option(
+    "--baseline",
+    type=int,
+    default=None,
+    help="Buckets of recent past each slice is compared with (default 60).",
+)
+@click.option(
+    "--grain",
+    type=click.Choice(["minute", "5min", "15min", "hour", "day"]),
+    default=None,
+    help="Bucket length (default: from the data's timestamps).",
+)
+@click.option(
+    "--dim", "dims", multiple=True, help="Explain by this dimension (repeat; default: all)."
+)
+@click.option(
+    "--count",
+    "weight",
+    default=None,
+    help="Column holding how many requests each row stands for (counted rows).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@_db_option
+@_fail_cleanly
+def explain(
+    at: str | None,
+    signal: str,
+    baseline: int | None,
+    grain: str | None,
+    dims: tuple[str, ...],
+    weight: str | None,
+    as_json: bool,
+    db: Path | None,
+) -> None:
+    """Explain a moment: which slices explain the anomaly, ranked, coarse first.
+
+    Each slice is compared with its own recent past and with the rest of the
+    traffic at that moment. With --json, prints {"at", "signal", "candidates":
+    [{"elements": [{column: value or {"gte": x, "lt": y}}, ...], "share",
+    "rate", "baseline_rate", "ci": [lo, hi], "score"}, ...]}: a candidate's
+    elements fail together; each element is one conjunction.
+    """
+    from forensics.workbench import open as open_workbench
+
+    with open_workbench(_db_path(db), read_only=True) as wb:
+        found = wb.explain(
+            at,
+            signal=signal,
+            baseline=baseline,
+            dims=list(dims) or None,
+            grain=grain,
+            weight=weight,
+        )
+    click.echo(found.to_json() if as_json else found.describe())
 
 
 def _signature_block(sig: Any) -> str:
@@ -671,6 +743,7 @@ def demo(sample: Path, out: Path) -> None:
     signatures, the evidence behind each, and how to reproduce every number).
     """
     from forensics.report import Investigation
+    from forensics.rootcause import headline
     from forensics.workbench import open as open_workbench
 
     requests = sample / "requests.parquet"
@@ -699,6 +772,7 @@ def demo(sample: Path, out: Path) -> None:
             progress=lambda m: click.echo(f"  {m}", err=True),
         )
         report_path = investigation.save(out / "report.html")
+    click.echo(headline(investigation.root_causes))
     click.echo(f"report: {report_path}")
 
 

@@ -15,7 +15,8 @@ Tables (a contract other tools rely on):
 ``ingested_files``
     One row per file ingested: content hash and counts (provenance for reports).
 ``signal_definitions``
-    The signal registry as stored: built-in detectors and the user's own.
+    The signal registry as stored: built-in detectors and the user's own (their
+    expression, ``expr``, and every column it reads, ``inputs``).
 ``column_roles``
     Every column's role (dimension, outcome, id, time, identity, signal,
     internal) and the rule that gave it (see ``forensics.roles``).
@@ -93,7 +94,9 @@ _FIXED_TABLES = {
             kind VARCHAR NOT NULL,
             source_column VARCHAR,
             op VARCHAR,
-            value DOUBLE
+            value DOUBLE,
+            expr VARCHAR,
+            inputs VARCHAR[]
         )""",
     "column_roles": """
         CREATE TABLE IF NOT EXISTS column_roles (
@@ -107,6 +110,13 @@ _FIXED_TABLES = {
             value VARCHAR
         )""",
 }
+
+
+_ADDED_COLUMNS = (
+    ("signal_definitions", "expr VARCHAR"),
+    ("signal_definitions", "inputs VARCHAR[]"),
+)
+"""Columns of the fixed tables added after they were first made: (table, column and type)."""
 
 
 class Database:
@@ -230,6 +240,9 @@ class Database:
         """Create the tables whose layout does not depend on the data (idempotent)."""
         for ddl in _FIXED_TABLES.values():
             self.execute(ddl)
+        for name, dtype in _ADDED_COLUMNS:
+            # A database made before a column was added gets it (null on old rows).
+            self.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {dtype}")
         self.execute(
             "INSERT OR IGNORE INTO forensics_meta VALUES ('schema_version', $v)",
             {"v": SCHEMA_VERSION},

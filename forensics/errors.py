@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = [
     "ConfigError",
     "DiskFullError",
+    "ExpressionError",
     "ForensicsError",
     "IngestError",
     "InternalError",
@@ -36,6 +37,65 @@ class ForensicsError(Exception):
 
 class ConfigError(ForensicsError):
     """A setting, mapping file or environment variable is wrong."""
+
+
+class ExpressionError(ConfigError):
+    """A signal's expression cannot be read or does not fit the data's columns.
+
+    The message names where the signal is declared, the signal, the position in
+    the expression (1 = its first character) and what was expected there.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        signal: str,
+        expression: str,
+        position: int,
+        expected: str,
+    ) -> None:
+        super().__init__(message)
+        self.signal = signal
+        """The signal's name."""
+        self.expression = expression
+        """The expression as written."""
+        self.position = position
+        """1-based character position of the problem in ``expression``."""
+        self.expected = expected
+        """What was expected there."""
+
+    @classmethod
+    def at(
+        cls,
+        where: str,
+        signal: str,
+        expression: str,
+        position: int,
+        problem: str,
+        *,
+        expected: str = "",
+    ) -> ExpressionError:
+        """Build the one-line message: ``WHERE [signals.NAME] expr "...": position N: PROBLEM``.
+
+        Examples
+        --------
+        >>> str(ExpressionError.at("m.toml", "s", "a >", 4, "expected a value, found the end"))
+        'm.toml: [signals.s] expr "a >": position 4: expected a value, found the end'
+        """
+        shown = expression if len(expression) <= 120 else expression[:117] + "..."
+        message = (
+            f"{where}: [signals.{signal}] expr {_quoted(shown)}: position {position}: {problem}"
+        )
+        return cls(
+            message, signal=signal, expression=expression, position=position, expected=expected
+        )
+
+
+def _quoted(text: str) -> str:
+    """Double-quoted, with quotes and line breaks escaped so the message stays on one line."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
 
 
 class SchemaError(ForensicsError):

@@ -26,7 +26,15 @@ from forensics.errors import ConfigError
 from forensics.queries import Where, as_utc
 from forensics.signature import Signature
 
-__all__ = ["MATCH_JACCARD", "Evaluation", "evaluate", "load_json", "simulation_of"]
+__all__ = [
+    "MATCH_JACCARD",
+    "Evaluation",
+    "PairScore",
+    "evaluate",
+    "load_json",
+    "score_grouping",
+    "simulation_of",
+]
 
 MATCH_JACCARD = 0.8
 """Agreement needed between a true bug's requests and a signature's."""
@@ -217,6 +225,77 @@ def evaluate(
         orient="row",
     )
     return Evaluation(matches=matches, found=len(specs), true=len(bugs), matched=len(best))
+
+
+@dataclass(frozen=True)
+class PairScore:
+    """How well signatures are grouped into root causes, counted over pairs.
+
+    Only signatures matched to a true bug count (``Evaluation.matches``); a pair
+    of them truly belongs together when their bugs share a ``group`` in the truth.
+    """
+
+    together_right: int
+    """Pairs grouped together whose bugs share a group."""
+    together_wrong: int
+    """Pairs grouped together whose bugs are in different groups."""
+    apart_wrong: int
+    """Pairs kept apart whose bugs share a group."""
+    apart_right: int
+    """Pairs kept apart whose bugs are in different groups."""
+
+    @property
+    def precision(self) -> float | None:
+        """Of the pairs grouped together, the share that belongs together (None: no pair grouped)."""
+        grouped = self.together_right + self.together_wrong
+        return self.together_right / grouped if grouped else None
+
+    @property
+    def recall(self) -> float | None:
+        """Of the pairs that belong together, the share grouped (None: no such pair)."""
+        belong = self.together_right + self.apart_wrong
+        return self.together_right / belong if belong else None
+
+    def __add__(self, other: PairScore) -> PairScore:
+        """Counts pooled over runs."""
+        return PairScore(
+            self.together_right + other.together_right,
+            self.together_wrong + other.together_wrong,
+            self.apart_wrong + other.apart_wrong,
+            self.apart_right + other.apart_right,
+        )
+
+
+def score_grouping(
+    truth: Mapping[str, Any], evaluation: Evaluation, groups: Sequence[Sequence[str]]
+) -> PairScore:
+    """Pair counts of a grouping of signatures (ids, e.g. each root cause's) against the truth.
+
+    Examples
+    --------
+    >>> truth = {"bugs": [{"name": "a", "group": "g"}, {"name": "b", "group": "g"},
+    ...                   {"name": "c", "group": "h"}]}
+    >>> matches = pl.DataFrame({"bug": ["a", "b", "c"], "signature": ["S1", "S2", "S3"]})
+    >>> e = Evaluation(matches=matches, found=3, true=3, matched=3)
+    >>> s = score_grouping(truth, e, [["S1", "S3"], ["S2"]])
+    >>> (s.together_right, s.together_wrong, s.apart_wrong, s.apart_right)
+    (0, 1, 1, 1)
+    """
+    group_of = {b["name"]: b.get("group", b["name"]) for b in truth.get("bugs", [])}
+    bug_group = {
+        row["signature"]: group_of[row["bug"]]
+        for row in evaluation.matches.iter_rows(named=True)
+        if row["signature"] is not None
+    }
+    cause = {sid: i for i, members in enumerate(groups) for sid in members}
+    matched = sorted(bug_group)
+    counts = [0, 0, 0, 0]
+    for i, a in enumerate(matched):
+        for b in matched[i + 1 :]:
+            belong = bug_group[a] == bug_group[b]
+            together = a in cause and cause.get(a) == cause.get(b)
+            counts[(0 if belong else 1) if together else (2 if belong else 3)] += 1
+    return PairScore(*counts)
 
 
 def simulation_of(file: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ from forensics.db import Database
 from forensics.errors import (
     ConfigError,
     DiskFullError,
+    ExpressionError,
     ForensicsError,
     IngestError,
     InternalError,
@@ -76,14 +78,16 @@ from forensics.schema import (
 from forensics.signals import (
     DEGRADED,
     DETECTORS,
+    ReadableColumns,
     SignalParams,
     degraded_expression,
+    readable_columns,
     register_functions,
     signal_expressions,
     signals_relation,
-    user_signal_expression,
     user_signal_parameters,
 )
+from forensics.signals.user import Coercion, compile_signal
 
 __all__ = [
     "FORMATS",
@@ -97,6 +101,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger("forensics")
+
+PRIVATE_TEXT_COLUMNS = tuple(c.name for c in CANONICAL_COLUMNS if c.long_text)
+"""Free text (prompt, response) that privacy mode drops once the signals are computed."""
 
 REASONS: dict[str, str] = {
     "invalid_utf8": "the line is not valid UTF-8",
@@ -306,7 +313,11 @@ tests/test_ingest.py checks it against ``trim()`` on every code point."""
 
 
 def _text_value(src: str, *, long_text: bool = False) -> str:
-    """SQL: a text value without surrounding spaces, null when empty.
+    """SQL: a text value without surrounding spaces; null when empty, but for free text.
+
+    A blank prompt or response is a fact (an answer of nothing is the symptom
+    ``empty_response`` looks for), so free text (``long_text``) keeps it as ``''``;
+    a missing one stays null. Ids, names and codes that are blank are missing.
 
     ``trim()`` decodes every character of its input: on long texts (responses)
     that costs more than the rest of the typing, so for them two anchored regexes
@@ -321,13 +332,13 @@ def _text_value(src: str, *, long_text: bool = False) -> str:
     ...     sql = f"SELECT {_text_value('$t', long_text=long_text)}"
     ...     print([duckdb.execute(sql, {"t": t}).fetchall()[0][0] for t in texts])
     ['a', 'a b', None, None]
-    ['a', 'a b', None, None]
+    ['a', 'a b', '', '']
     """
     text = f"CAST({src} AS VARCHAR)"
     if not long_text:
         return f"NULLIF(trim({text}), '')"
     edge = f"regexp_matches({text}, '^{TRIMMED_SPACES}') OR regexp_matches({text}, '{TRIMMED_SPACES}$')"
-    return f"NULLIF(CASE WHEN {edge} THEN trim({text}) ELSE {text} END, '')"
+    return f"CASE WHEN {edge} THEN trim({text}) ELSE {text} END"
 
 
 _NUMBER = "[+-]?([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][+-]?[0-9]+)?"
@@ -732,32 +743,54 @@ def _signal_names(db: Database) -> list[str]:
 
 def _user_signals(db: Database) -> list[UserSignal]:
     rows = db.execute(
-        "SELECT name, source_column, op, value, description FROM signal_definitions "
+        "SELECT name, source_column, op, value, description, expr FROM signal_definitions "
         "WHERE kind = 'user' ORDER BY name"
     )
     return [
-        UserSignal(name=r[0], column=r[1], op=r[2], value=r[3], description=r[4] or "")
+        UserSignal(
+            name=r[0],
+            column=r[1] if r[5] is None else None,
+            op=r[2] if r[5] is None else None,
+            value=r[3] if r[5] is None else None,
+            description=r[4] or "",
+            expr=r[5],
+        )
         for r in rows
     ]
 
 
 def _ensure_requests(db: Database) -> None:
-    if "requests" in db.tables():
-        return
-    cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
-    cols += [f"{quote_identifier(d.name)} BOOLEAN" for d in DETECTORS]
-    cols.append(f"{quote_identifier(DEGRADED)} BOOLEAN")
-    cols += ["_source_file_id INTEGER", "_source_row BIGINT"]
-    db.execute(f"CREATE TABLE requests ({', '.join(cols)})")
+    """Create ``requests``, or add the canonical and signal columns a newer version brought."""
+    if "requests" not in db.tables():
+        cols = [f"{quote_identifier(c.name)} {c.dtype}" for c in CANONICAL_COLUMNS]
+        cols += [f"{quote_identifier(d.name)} BOOLEAN" for d in DETECTORS]
+        cols.append(f"{quote_identifier(DEGRADED)} BOOLEAN")
+        cols += ["_source_file_id INTEGER", "_source_row BIGINT"]
+        db.execute(f"CREATE TABLE requests ({', '.join(cols)})")
+    else:
+        existing = {c.lower() for c in db.columns("requests")}
+        wanted = [(c.name, c.dtype) for c in CANONICAL_COLUMNS]
+        wanted += [(d.name, "BOOLEAN") for d in DETECTORS]
+        for name, dtype in wanted:
+            if name.lower() not in existing:  # rows stored before hold null there
+                db.execute(f"ALTER TABLE requests ADD COLUMN {quote_identifier(name)} {dtype}")
     for d in DETECTORS:
         db.execute(
-            "INSERT OR IGNORE INTO signal_definitions VALUES ($n, $d, 'detector', NULL, NULL, NULL)",
+            "INSERT OR IGNORE INTO signal_definitions (name, description, kind) "
+            "VALUES ($n, $d, 'detector')",
             {"n": d.name, "d": d.description},
         )
     db.execute(
-        "INSERT OR IGNORE INTO signal_definitions VALUES ($n, $d, 'combined', NULL, NULL, NULL)",
+        "INSERT OR IGNORE INTO signal_definitions (name, description, kind) "
+        "VALUES ($n, $d, 'combined')",
         {"n": DEGRADED, "d": "Any signal true"},
     )
+
+
+def _stored_columns(db: Database, signals: Sequence[UserSignal]) -> ReadableColumns:
+    """What user signals can read in ``requests`` as stored."""
+    names = [s.name for s in (*_user_signals(db), *signals)]
+    return readable_columns(db.columns("requests"), signals=names)
 
 
 def define_user_signals(
@@ -767,7 +800,8 @@ def define_user_signals(
 
     A signal whose definition is unchanged is left as it is. Returns notes for
     the user; recomputes ``degraded`` when a definition changed. ``source`` (the
-    mapping file) is named in errors.
+    mapping file) is named in errors. The columns each signal reads are recorded
+    (``signal_definitions.inputs``): they are outcomes (``forensics.roles``).
     """
     notes = []
     existing = {c.lower(): c for c in db.columns("requests")}
@@ -775,6 +809,7 @@ def define_user_signals(
     taken |= {DEGRADED, *_PROVENANCE}
     user = {s.name.lower() for s in _user_signals(db)}
     where = source or "mapping"
+    columns = _stored_columns(db, signals)
     changed = False
     for signal in signals:
         key = signal.name.lower()
@@ -789,35 +824,38 @@ def define_user_signals(
                 "(from an earlier file); choose another name"
             )
         before = db.execute(
-            "SELECT description, source_column, op, value FROM signal_definitions WHERE name = $n",
+            "SELECT description, source_column, op, value, expr FROM signal_definitions "
+            "WHERE name = $n",
             {"n": signal.name},
         )
-        definition = (signal.description, signal.column, signal.op, signal.value)
+        definition = (signal.description, signal.column, signal.op, signal.value, signal.expr)
         if before and tuple(before[0]) == definition:
             continue
-        if signal.column.lower() in existing:
-            column = existing[signal.column.lower()]
-            _check_signal_input(
-                db, "requests", {}, signal, column, db.columns("requests")[column],
-                row_sql="NULL", where=f"{where}: [signals.{signal.name}]",
+        compiled = compile_signal(signal, columns, where=where)
+        for coercion in compiled.coerced:
+            _check_coercion(
+                db, "requests", {}, signal, coercion, row_sql="NULL", where=where,
                 found_in=f"{db.path} (table requests)",
             )  # fmt: skip
+        inputs = list(compiled.inputs) or list(compiled.missing)
         db.execute(
-            "INSERT OR REPLACE INTO signal_definitions VALUES ($n, $d, 'user', $c, $o, $v)",
-            dict(zip(("n", "d", "c", "o", "v"), (signal.name, *definition), strict=True)),
+            "INSERT OR REPLACE INTO signal_definitions "
+            "(name, description, kind, source_column, op, value, expr, inputs) "
+            "VALUES ($n, $d, 'user', $c, $o, $v, $e, $i)",
+            dict(zip("ndcove", (signal.name, *definition), strict=True)) | {"i": inputs},
         )
         if key not in existing:
             db.execute(f"ALTER TABLE requests ADD COLUMN {quote_identifier(signal.name)} BOOLEAN")
-        if signal.column.lower() in existing:
-            sql = (
-                f"UPDATE requests SET {quote_identifier(signal.name)} = "
-                f"{user_signal_expression(signal)}"
-            )
-            db.execute(sql, user_signal_parameters([signal], sql))
+        if not compiled.missing:
+            sql = f"UPDATE requests SET {quote_identifier(signal.name)} = {compiled.sql}"
+            db.execute(sql, compiled.params)
         else:
+            missing = ", ".join(repr(m) for m in compiled.missing)
             notes.append(
-                f"signal {signal.name!r}: column {signal.column!r} is not in the data yet; "
-                "it will be computed for files that have it"
+                f"signal {signal.name!r}: column{'s' if len(compiled.missing) > 1 else ''} "
+                f"{missing} {'are' if len(compiled.missing) > 1 else 'is'} not in the data yet; "
+                "it will be computed for files that have "
+                f"{'them' if len(compiled.missing) > 1 else 'it'}"
             )
         changed = True
     if changed:
@@ -825,96 +863,100 @@ def define_user_signals(
     return notes
 
 
-def _check_signal_input(
+def _check_coercion(
     db: Database,
     relation: str,
     params: dict[str, Any],
     signal: UserSignal,
-    column: str,
-    dtype: str,
+    coercion: Coercion,
     *,
     row_sql: str,
     where: str,
     found_in: str,
     unit: str = "row",
 ) -> None:
-    """Refuse a signal whose column's values it cannot read: true/false, or numbers.
+    """Refuse a signal that reads a text column as numbers or true/false its values are not.
 
-    ``relation`` holds ``column`` typed as ``dtype``; a text column is read
-    value by value and the first that does not convert is named.
+    ``relation`` holds the column; the first value that does not convert is named,
+    with its row (line) when ``row_sql`` gives one.
     """
-    boolean = signal.op is None
-    wanted = "BOOLEAN" if boolean else "DOUBLE"
-    if _is_numeric(dtype) or dtype.upper() == "BOOLEAN":
-        return
-    what = (
-        "is read as true/false (it has no op and value)"
-        if boolean
-        else f"is compared as a number ({signal.op} {signal.value:g})"
-    )
-    fix = (
-        "point column at a true/false column, or give op and value to compare a number"
-        if boolean
-        else "point column at a numeric column, or leave out op and value for a true/false one"
-    )
-    if not _is_text(dtype):
-        raise ConfigError(
-            f"{where} column = {signal.column!r} {what}, but in {found_in} it holds {dtype} "
-            f"values; {fix}"
-        )
-    q = quote_identifier(column)
+    q = quote_identifier(coercion.column)
+    wanted = "BOOLEAN" if coercion.wanted == "boolean" else "DOUBLE"
     bad = db.execute(
         f"SELECT {row_sql}, CAST({q} AS VARCHAR) FROM {relation} WHERE {q} IS NOT NULL "
         f"AND try_cast({q} AS {wanted}) IS NULL LIMIT 1",
         params,
     )
-    if bad:
-        row, value = bad[0]
-        at = f"{found_in} {unit} {row}" if row is not None else found_in
+    if not bad:
+        return
+    row, value = bad[0]
+    at = f"{found_in} {unit} {row}" if row is not None else found_in
+    if signal.expr is None and signal.op is None:
         raise ConfigError(
-            f"{where} column = {signal.column!r} {what}, but {at} has {value[:100]!r}; {fix}"
+            f"{where}: [signals.{signal.name}] column = {signal.column!r} is read as true/false "
+            f"(it has no op and value), but {at} has {value[:100]!r}; point column at a "
+            "true/false column, or give op and value to compare a number"
         )
+    if signal.expr is None:
+        raise ConfigError(
+            f"{where}: [signals.{signal.name}] column = {signal.column!r} is compared as a "
+            f"number ({signal.op} {signal.value:g}), but {at} has {value[:100]!r}; point column "
+            "at a numeric column, or leave out op and value for a true/false one"
+        )
+    what = "a number" if coercion.wanted == "number" else "true/false"
+    raise ExpressionError.at(
+        where, signal.name, signal.expression, coercion.name.pos,
+        f"{coercion.name.name} is read as {what} here, but {at} has {value[:100]!r}; "
+        "compare it with a 'text' value instead, or read a column that holds "
+        f"{'numbers' if coercion.wanted == 'number' else 'true/false'}",
+    )  # fmt: skip
 
 
-def _check_file_signal_inputs(
+def _file_columns(
+    plan: _Plan, present: Sequence[str], table_types: dict[str, str], signals: Sequence[str]
+) -> ReadableColumns:
+    """What user signals can read in a file's checked rows: its columns, typed as stored."""
+    types = {}
+    for name in present:
+        canonical = next((c for c in CANONICAL_COLUMNS if c.name == name), None)
+        types[name] = (
+            canonical.dtype
+            if canonical is not None
+            else table_types.get(name) or plan.extras.get(name, "VARCHAR")
+        )
+    kept = {src.lower(): target for src, target in plan.renamed.items()}
+    return readable_columns(types, kept=kept, signals=signals)
+
+
+def _compile_file_signals(
     db: Database,
     path: Path,
     fmt: Format,
     checked: str,
     params: dict[str, Any],
-    plan: _Plan,
-    table_types: dict[str, str],
+    columns: ReadableColumns,
     mapping: Mapping,
 ) -> None:
-    """Refuse the file if a signal in force cannot read its column's values here.
+    """Refuse the file if a signal in force cannot read its columns or their values.
 
     The signals in force are those stored (from earlier mappings), replaced by
-    the mapping's own of the same name. Only rows that pass every check count.
+    the mapping's own of the same name. A name of the mapping's own signals that
+    is not a column but is close to one is an error; a stored signal whose columns
+    this file lacks is null for it. Only rows that pass every check count.
     """
     in_force = {
-        s.name: (s, "the signal registry (an earlier --mapping)") for s in _user_signals(db)
+        s.name: (s, "the signal registry (an earlier --mapping)", False) for s in _user_signals(db)
     }
-    in_force |= {s.name: (s, mapping.source or "mapping") for s in mapping.signals}
-    renamed = {src.lower(): target for src, target in plan.renamed.items()}
-    targets = {t.lower(): t for t in plan.values}
+    in_force |= {s.name: (s, mapping.source or "mapping", True) for s in mapping.signals}
     unit = "line" if fmt in ("csv", "jsonl") else "row"
-    for signal, where in in_force.values():
-        key = signal.column.lower()
-        if key in renamed and key not in targets:
-            raise ConfigError(
-                f"{where}: [signals.{signal.name}] column = {signal.column!r}: in {path} that "
-                f"column is kept as {renamed[key]!r} (its name is forensics' own); write "
-                f"column = {renamed[key]!r}"
-            )
-        if key not in targets:
-            continue
-        target = targets[key]
-        dtype = table_types.get(target) or plan.extras.get(target, "VARCHAR")
-        _check_signal_input(
-            db, f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)", params, signal, target, dtype,
-            row_sql="_row", where=f"{where}: [signals.{signal.name}]", found_in=str(path),
-            unit=unit,
-        )  # fmt: skip
+    good = f"(SELECT * FROM ({checked}) WHERE _problem IS NULL)"
+    for signal, where, suggest in in_force.values():
+        compiled = compile_signal(signal, columns, where=where, suggest=suggest)
+        for coercion in compiled.coerced:
+            _check_coercion(
+                db, good, params, signal, coercion, row_sql="_row", where=where,
+                found_in=str(path), unit=unit,
+            )  # fmt: skip
 
 
 def _ensure_extra_columns(db: Database, plan: _Plan) -> None:
@@ -955,8 +997,12 @@ def _privacy_settings(db: Database, privacy: bool, salt: str | None) -> str | No
         )
     check = hashlib.sha256(("forensics-salt-check:" + salt).encode()).hexdigest()[:12]
     if stored != "on":
-        if "requests" in db.tables() and db.scalar(
-            "SELECT count(*) FROM requests WHERE response_text IS NOT NULL OR user_id IS NOT NULL"
+        held = [
+            c for c in (*PRIVATE_TEXT_COLUMNS, "user_id") if c in db.columns("requests")
+        ] if "requests" in db.tables() else []  # fmt: skip
+        if held and db.scalar(
+            "SELECT count(*) FROM requests WHERE "
+            + " OR ".join(f"{quote_identifier(c)} IS NOT NULL" for c in held)
         ):
             raise ConfigError(
                 f"{db.path} already holds raw text or user ids from an ingest without "
@@ -998,10 +1044,10 @@ def _raw_sql(source: Source, privacy_salt: str | None, canonical_src: dict[str, 
     keep = source.raw_expr if privacy_salt is None and source.raw_expr is not None else None
     parts = []
     identity_src = {canonical_src[c] for c in IDENTITY_COLUMNS if c in canonical_src}
-    text_src = canonical_src.get("response_text")
+    text_src = {canonical_src[c] for c in PRIVATE_TEXT_COLUMNS if c in canonical_src}
     for name in source.columns:
         q = quote_identifier(name)
-        if privacy_salt is not None and name == text_src:
+        if privacy_salt is not None and name in text_src:
             continue
         if privacy_salt is not None and name in identity_src:
             value = f"left(sha256($salt || CAST({q} AS VARCHAR)), 24)"
@@ -1102,7 +1148,9 @@ def _ingest_one(
         f"FROM {_typed_relation(source, plan)}"
     )
     present = [*canonical_src, *plan.extras]
-    _check_file_signal_inputs(db, path, fmt, checked, sql_params, plan, table_types, mapping)
+    signal_names = [s.name for s in (*_user_signals(db), *mapping.signals)]
+    columns = _file_columns(plan, present, table_types, signal_names)
+    _compile_file_signals(db, path, fmt, checked, sql_params, columns, mapping)
     if mapping.signals:
         plan.notes.extend(define_user_signals(db, mapping.signals, source=mapping.source))
 
@@ -1134,12 +1182,12 @@ def _ingest_one(
 
     # The main statement: type, compute signals, insert.
     user_signals = _user_signals(db)
-    signals = signal_expressions(present, params=params, user_signals=user_signals)
+    signals = signal_expressions(present, params=params, user_signals=user_signals, columns=columns)
     all_signals = [name for name, _ in signals]
     stored = []
     for name in plan.values:
         q = quote_identifier(name)
-        if privacy_salt is not None and name == "response_text":
+        if privacy_salt is not None and name in PRIVATE_TEXT_COLUMNS:
             continue
         if privacy_salt is not None and name in IDENTITY_COLUMNS:
             stored.append(f"left(sha256($salt || {q}), 24) AS {q}")
@@ -1154,7 +1202,9 @@ def _ingest_one(
             f"(SELECT * FROM ({checked}) WHERE _problem IS NULL AND (hash(request_id) NOT IN "
             "(SELECT h FROM _dup_hashes) OR _row IN (SELECT _row FROM _keep_rows)))"
         )
-    with_signals = signals_relation(good, present, params=params, user_signals=user_signals)
+    with_signals = signals_relation(
+        good, present, params=params, user_signals=user_signals, columns=columns
+    )
     insert = f"INSERT INTO requests BY NAME SELECT {', '.join(stored)} FROM ({with_signals})"
     sql = insert
     db.execute(
@@ -1162,7 +1212,7 @@ def _ingest_one(
         {
             **sql_params,
             **params.as_parameters(sql),
-            **user_signal_parameters(user_signals, sql),
+            **user_signal_parameters(user_signals, columns, sql),
         },
     )
     accepted = int(
@@ -1391,7 +1441,7 @@ def _settle_duplicates(
     """
     compared = [n for n in plan.values if n in db.columns("requests")]
     if privacy_salt is not None:
-        compared = [n for n in compared if n != "response_text"]
+        compared = [n for n in compared if n not in PRIVATE_TEXT_COLUMNS]
 
     def content(prefix: str, hashed: bool) -> str:
         items = []
@@ -1426,6 +1476,15 @@ def _settle_duplicates(
         else:
             conflicts.append((row, rid))
     return keep, duplicates, conflicts
+
+
+def _absolute(path: Path) -> Path:
+    """The path as stored: absolute, links kept.
+
+    So that it reads the same from any working directory (a notebook runs in
+    ``notebooks/``, the CLI where it was started).
+    """
+    return Path(os.path.abspath(path))
 
 
 def ingest_files(
@@ -1488,7 +1547,7 @@ def ingest_files(
     """
     mapping = mapping or Mapping()
     params = params or SignalParams()
-    files = resolve_paths(paths)
+    files = [_absolute(f) for f in resolve_paths(paths)]
     privacy_salt = _privacy_settings(db, privacy, salt or db.config.salt)
     register_functions(db.con)
     _ensure_requests(db)
@@ -1626,7 +1685,7 @@ def ingest_events(
     scope) is skipped as a duplicate, so loading a file twice adds nothing.
     """
     mapping = mapping or EventMapping()
-    path = Path(path)
+    path = _absolute(Path(path))
     if not path.is_file():
         raise IngestError(f"{path}: no such file", path=str(path))
     fmt = detect_format(path)

@@ -50,10 +50,12 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
@@ -78,6 +80,8 @@ __all__ = [
     "CubeUpdate",
     "Dimension",
     "Grain",
+    "Subset",
+    "TimeGrid",
     "Where",
     "bucket_label",
     "bucket_range",
@@ -85,6 +89,7 @@ __all__ = [
     "build_cube",
     "check_signal",
     "counts_by",
+    "counts_in_subsets",
     "counts_per_dimension",
     "cover_counts",
     "cubes",
@@ -97,6 +102,7 @@ __all__ = [
     "event_sources",
     "groupable_columns",
     "ingested_files",
+    "moment_counts",
     "overlap_counts",
     "power_of_two_edges",
     "recorded_dimensions",
@@ -105,10 +111,13 @@ __all__ = [
     "rejected_rows",
     "signal_names",
     "slice_counts",
+    "stored_path",
     "table_counts",
+    "time_grid",
     "time_range",
     "update_cubes",
     "user_sequences",
+    "value_counts",
     "where_sql",
 ]
 
@@ -791,8 +800,9 @@ def _source_parts(db: Database) -> tuple[tuple[Any, ...], dict[str, int]]:
             "FROM ingested_files)"
             if "ingested_files" in tables
             else "NULL",
-            "(SELECT coalesce(sum(hash(name, kind, source_column, op, value)), 0) "
-            "FROM signal_definitions)"
+            "(SELECT coalesce(sum(hash(name, kind, source_column, op, value"
+            + (", expr" if "expr" in db.columns("signal_definitions") else "")
+            + ")), 0) FROM signal_definitions)"
             if "signal_definitions" in tables
             else "NULL",
             "(SELECT list({'t': table_name, 'n': estimated_size}) FROM duckdb_tables() "
@@ -1523,7 +1533,8 @@ def counts_per_dimension(
     for each dimension ``d`` and window, 0 where a value has no requests in a
     window, but each source (a cube, or ``requests``) is read once for every
     dimension and window it answers (``GROUP BY GROUPING SETS``), instead of
-    once per dimension and window. Windows may overlap.
+    once per dimension and window. Windows may overlap. ``counts_in_subsets``
+    counts in sets of requests of any shape.
 
     Parameters
     ----------
@@ -1556,24 +1567,125 @@ def counts_per_dimension(
     >>> counts_per_dimension(db, dims=["model"], signal="bad", windows=windows).rows()
     [('model', 'a', 1, 1, 1, 0), ('model', 'b', 0, 0, 1, 1)]
     """
+    where = where or Where()
+    scope = Where(where.values, where.ranges)
+    subsets = {}
+    for name, window in windows.items():
+        span = where.between(*window)
+        times = Where(start=span.start, end=span.end)
+        subsets[name] = Subset(within=(scope, times) if scope.columns else (times,))
+    return counts_in_subsets(db, dims=dims, signal=signal, subsets=subsets, use_cubes=use_cubes)
+
+
+@dataclass(frozen=True)
+class Subset:
+    """A set of requests: those meeting every filter of ``within`` and none of ``without``.
+
+    A selection (a signature's slice and window, a brushed region) and the
+    baseline it is compared with, e.g. everything else in the date range,
+    without the rows of other signatures:
+    ``Subset(within=(scope,), without=(selection, *others))``.
+
+    Examples
+    --------
+    >>> s = Subset(within=(Where.parse({"model": "a"}),), without=(Where.parse({"region": "eu"}),))
+    >>> sorted(s.columns)
+    ['model', 'region']
+    """
+
+    within: tuple[Where, ...] = ()
+    """Filters every request of the set meets (none: every request)."""
+    without: tuple[Where, ...] = ()
+    """Filters no request of the set meets (a request missing a value does not meet one)."""
+
+    @property
+    def columns(self) -> set[str]:
+        """Columns its filters touch (not counting ts)."""
+        return {c for w in (*self.within, *self.without) for c in w.columns}
+
+    @property
+    def times(self) -> list[datetime | None]:
+        """The time bounds its filters use."""
+        return [t for w in (*self.within, *self.without) for t in (w.start, w.end)]
+
+
+def _subsets_source_filter(subsets: Iterable[Subset]) -> Where:
+    """Every value and range condition of the subsets, for choosing a source that fits them."""
+    wheres = [w for s in subsets for w in (*s.within, *s.without)]
+    return Where(
+        tuple(v for w in wheres for v in w.values), tuple(r for w in wheres for r in w.ranges)
+    )
+
+
+def counts_in_subsets(
+    db: Database,
+    *,
+    dims: Sequence[str],
+    signal: str,
+    subsets: Mapping[str, Subset],
+    use_cubes: bool = True,
+    raw_true_only: bool = False,
+) -> pl.DataFrame:
+    """Count ``n`` and ``k`` per value of each dimension in several sets of requests at once.
+
+    Each source (the smallest cube that answers every set exactly, or
+    ``requests``) is read once for every dimension it answers, with one
+    ``GROUP BY GROUPING SETS``; the sets may overlap.
+
+    Parameters
+    ----------
+    dims
+        Dimensions, or outcomes named by hand (read from the raw table); numeric
+        ones are bucketed (the value is the bucket's lower edge).
+    subsets
+        Name -> ``Subset``; the name goes into the count columns' names.
+    raw_true_only
+        Dimensions no cube answers are counted over the requests where the
+        signal is true only: their ``k`` is exact and their ``n`` null. Grouping
+        every request by many dimensions takes seconds on 10M rows; the true
+        ones are a small part of them.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``dimension, *dims, n_<name>, k_<name>...``, shaped as
+        ``counts_per_dimension``'s.
+
+    Examples
+    --------
+    >>> db = Database(":memory:")
+    >>> _ = db.execute("INSERT INTO signal_definitions (name, kind) VALUES ('bad', 'user')")
+    >>> _ = db.execute("CREATE TABLE requests (ts TIMESTAMPTZ, model VARCHAR, bad BOOLEAN)")
+    >>> _ = db.execute("INSERT INTO requests VALUES ('2025-01-01', 'a', true), "
+    ...     "('2025-01-02', 'a', false), ('2025-01-02', 'b', true), ('2025-01-03', 'b', false)")
+    >>> day2 = Where.parse({"ts": ("2025-01-02", "2025-01-03")})
+    >>> sets = {"day2": Subset(within=(day2,)), "rest": Subset(without=(day2,))}
+    >>> counts_in_subsets(db, dims=["model"], signal="bad", subsets=sets).rows()
+    [('model', 'a', 1, 0, 1, 1), ('model', 'b', 1, 1, 1, 0)]
+    """
     check_signal(db, signal)
     catalog = _catalog(db)
     known = groupable_columns(db, dims, known={d.name: d for d in catalog.dimensions})
-    where = where or Where()
-    scope = Where(where.values, where.ranges)
-    spans = {name: where.between(*window) for name, window in windows.items()}
-    times = [t for w in spans.values() for t in (w.start, w.end)]
+    fits = _subsets_source_filter(subsets.values())
+    times = [t for s in subsets.values() for t in s.times]
     groups: dict[str, tuple[_Source, list[str]]] = {}
     for column in dict.fromkeys(dims):
         source = (
-            _source(db, {column} | scope.columns, None, signal, scope, times=times, catalog=catalog)
+            _source(db, {column} | fits.columns, None, signal, fits, times=times, catalog=catalog)
             if use_cubes
             else _Source("requests", None, db.columns("requests"))
         )
         groups.setdefault(source.table, (source, []))[1].append(column)
-    counts = [f"{m}_{name}" for name in windows for m in ("n", "k")]
+    counts = [f"{m}_{name}" for name in subsets for m in ("n", "k")]
     frames = [
-        _counts_per_dimension_from(db, source, [known[c] for c in columns], signal, spans, scope)
+        _counts_per_dimension_from(
+            db,
+            source,
+            [known[c] for c in columns],
+            signal,
+            subsets,
+            true_only=raw_true_only and source.cube is None,
+        )
         for source, columns in groups.values()
     ]
     schema: dict[str, Any] = {"dimension": pl.Utf8}
@@ -1583,6 +1695,10 @@ def counts_per_dimension(
     if not frames:
         return pl.DataFrame(schema=schema)
     frame = pl.concat(frames, how="diagonal_relaxed")
+    # a source with no rows left its dimensions' columns out
+    frame = frame.with_columns(
+        pl.lit(None, dtype=schema[c]).alias(c) for c in dims if c not in frame.columns
+    )
     order = {c: i for i, c in enumerate(dict.fromkeys(dims))}
     frame = frame.with_columns(
         pl.col("dimension").replace_strict(order, return_dtype=pl.Int64).alias("_order")
@@ -1594,15 +1710,35 @@ def counts_per_dimension(
     )
 
 
+def _subset_sql(
+    subset: Subset, shared: Sequence[Where], source: _Source, params: dict[str, Any]
+) -> str:
+    """SQL: whether a row of ``source`` is in ``subset`` (the ``shared`` filters left out)."""
+    time: dict[str, Any] = {}
+    if source.cube is not None:
+        time = {"time_column": "bucket", "time_unit_us": _BUCKET_US[source.cube.grain]}
+    parts = [
+        f"coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
+        for w in subset.within
+        if w not in shared
+    ]
+    parts += [
+        f"NOT coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
+        for w in subset.without
+    ]
+    return "(" + " AND ".join(parts) + ")" if parts else "true"
+
+
 def _counts_per_dimension_from(
     db: Database,
     source: _Source,
     dims: Sequence[Dimension],
     signal: str,
-    spans: Mapping[str, Where],
-    scope: Where,
+    subsets: Mapping[str, Subset],
+    *,
+    true_only: bool = False,
 ) -> pl.DataFrame:
-    """One ``GROUPING SETS`` query of ``counts_per_dimension`` over one source."""
+    """One ``GROUPING SETS`` query of ``counts_in_subsets`` over one source."""
     params: dict[str, Any] = {}
     q = quote_identifier(signal)
     if source.cube is None:
@@ -1619,15 +1755,21 @@ def _counts_per_dimension_from(
             f"{quote_identifier('k__' + signal)} AS _k",
         ]
         time = {"time_column": "bucket", "time_unit_us": _BUCKET_US[source.cube.grain]}
-    flags = [
-        f"({where_sql(Where(start=w.start, end=w.end), columns=source.columns, params=params, **time)})"
-        for w in spans.values()
-    ]
-    condition = where_sql(scope, columns=source.columns, params=params)
+    # Filters every set has are applied once, to the scan (they narrow it most).
+    listed = list(subsets.values())
+    shared = [w for w in listed[0].within if all(w in s.within for s in listed)] if listed else []
+    flags = [_subset_sql(s, shared, source, params) for s in listed]
+    condition = " AND ".join(
+        [
+            f"coalesce({where_sql(w, columns=source.columns, params=params, **time)}, false)"
+            for w in shared
+        ]
+        + ([f"{q} IS TRUE"] if true_only else [])
+    )
     inner = (
         f"SELECT {', '.join([*keys, *measures, *(f'{f} AS _w{i}' for i, f in enumerate(flags))])} "
         f"FROM {quote_identifier(source.table)} "
-        f"WHERE {condition} AND ({' OR '.join(flags) or 'false'})"
+        f"WHERE {condition or 'true'} AND ({' OR '.join(flags) or 'false'})"
     )
     names = [quote_identifier(d.name) for d in dims]
     which = " ".join(
@@ -1635,13 +1777,15 @@ def _counts_per_dimension_from(
         for n, d in zip(names, dims, strict=True)
     )
     sums = [
-        f"CAST(coalesce(sum(_{m}) FILTER (WHERE _w{i}), 0) AS BIGINT) AS {quote_identifier(f'{m}_{w}')}"
-        for i, w in enumerate(spans)
+        f"CAST(NULL AS BIGINT) AS {quote_identifier(f'{m}_{w}')}"
+        if true_only and m == "n"
+        else f"CAST(coalesce(sum(_{m}) FILTER (WHERE _w{i}), 0) AS BIGINT) AS {quote_identifier(f'{m}_{w}')}"
+        for i, w in enumerate(subsets)
         for m in ("n", "k")
     ]
     combos = inner
     if source.cube is not None:
-        # Summed per combination of values and windows first: DuckDB's grouping sets
+        # Summed per combination of values and sets first: DuckDB's grouping sets
         # cost about twice as much over a cube's rows as over these few combinations
         # (a cube's dimensions have few values; the raw table's may have many).
         combos = (
@@ -1651,6 +1795,121 @@ def _counts_per_dimension_from(
     sets = ", ".join(f"({n})" for n in names)
     return db.frame(
         f"SELECT CASE {which} END AS dimension, {', '.join([*names, *sums])} FROM ({combos}) "
+        f"GROUP BY GROUPING SETS ({sets})",
+        params,
+    )
+
+
+def value_counts(
+    db: Database, *, dims: Sequence[str], where: Where | None = None, use_cubes: bool = True
+) -> pl.DataFrame:
+    """Requests per value of each dimension under every filter but the dimension's own.
+
+    What a filter list shows beside each value (cross-filtering): the counts of
+    ``model``'s values follow the filters on every other column and the time
+    range, not the filter on ``model`` itself, so that the values not chosen
+    still say how many requests choosing them would add. Each source (a cube
+    holding the dimension and every filtered column, else ``requests``) is read
+    once for all the dimensions it answers.
+
+    Returns
+    -------
+    pl.DataFrame
+        ``dimension, value, requests``: ``value`` as text (a numeric
+        dimension's bucket lower edge written with ``%g``; null for a missing
+        value), values with requests only, most requests first.
+
+    Examples
+    --------
+    >>> db = Database(":memory:")
+    >>> _ = db.execute("CREATE TABLE requests (ts TIMESTAMPTZ, model VARCHAR, region VARCHAR)")
+    >>> _ = db.execute("INSERT INTO requests VALUES ('2025-01-01', 'a', 'eu'), "
+    ...     "('2025-01-02', 'a', 'us'), ('2025-01-02', 'b', 'us')")
+    >>> where = Where.parse({"model": ["a"], "region": ["us"]})
+    >>> value_counts(db, dims=["model", "region"], where=where, use_cubes=False).rows()
+    [('model', 'a', 1), ('model', 'b', 1), ('region', 'eu', 1), ('region', 'us', 1)]
+    """
+    where = where or Where()
+    if not dims:
+        return pl.DataFrame(schema={"dimension": pl.Utf8, "value": pl.Utf8, "requests": pl.Int64})
+    catalog = _catalog(db) if use_cubes else None
+    known = groupable_columns(
+        db, dims, known={d.name: d for d in (catalog or _catalog(db)).dimensions}
+    )
+    signals = signal_names(db)
+    groups: dict[str, tuple[_Source, list[str]]] = {}
+    for column in dict.fromkeys(dims):
+        source = _Source("requests", None, db.columns("requests"))
+        if catalog is not None and signals:
+            source = _source(
+                db, {column} | where.columns, None, signals[-1], where, catalog=catalog
+            )
+        groups.setdefault(source.table, (source, []))[1].append(column)
+    frames = [
+        _value_counts_from(db, source, [known[c] for c in columns], where)
+        for source, columns in groups.values()
+    ]
+    frame = pl.concat(frames) if frames else pl.DataFrame()
+    return frame.filter(pl.col("requests") > 0).sort(
+        ["dimension", "requests", "value"], descending=[False, True, False], nulls_last=True
+    )
+
+
+def _without(where: Where, column: str) -> Where:
+    return Where(
+        tuple(v for v in where.values if v[0] != column),
+        tuple(r for r in where.ranges if r[0] != column),
+        where.start,
+        where.end,
+    )
+
+
+def _value_counts_from(
+    db: Database, source: _Source, dims: Sequence[Dimension], where: Where
+) -> pl.DataFrame:
+    """One ``GROUPING SETS`` query of ``value_counts`` over one source."""
+    params: dict[str, Any] = {}
+    time: dict[str, Any] = {}
+    if source.cube is not None:
+        time = {"time_column": "bucket", "time_unit_us": _BUCKET_US[source.cube.grain]}
+        keys = [quote_identifier(d.name) for d in dims]
+        rows = "requests"
+    else:
+        keys = [_key_sql(d) for d in dims]
+        rows = "1"
+    # The time range and the filters on columns outside these dimensions hold for all.
+    shared = Where(
+        tuple(v for v in where.values if v[0] not in {d.name for d in dims}),
+        tuple(r for r in where.ranges if r[0] not in {d.name for d in dims}),
+        where.start,
+        where.end,
+    )
+    flags = [
+        f"coalesce({where_sql(_without(where, d.name), columns=source.columns, params=params, **time)}, false)"
+        for d in dims
+    ]
+    condition = where_sql(shared, columns=source.columns, params=params, **time)
+    inner = (
+        f"SELECT {', '.join([*keys, f'{rows} AS _r', *(f'{f} AS _x{i}' for i, f in enumerate(flags))])} "
+        f"FROM {quote_identifier(source.table)} WHERE {condition} AND ({' OR '.join(flags)})"
+    )
+    names = [quote_identifier(d.name) for d in dims]
+    which = " ".join(
+        f"WHEN grouping({n}) = 0 THEN {_bind(params, d.name)}"
+        for n, d in zip(names, dims, strict=True)
+    )
+    values = " ".join(
+        f"WHEN grouping({n}) = 0 THEN "
+        + (f"printf('%g', {n})" if d.kind == "numeric" else f"CAST({n} AS VARCHAR)")
+        for n, d in zip(names, dims, strict=True)
+    )
+    counts = " ".join(
+        f"WHEN grouping({n}) = 0 THEN sum(_r) FILTER (WHERE _x{i})" for i, n in enumerate(names)
+    )
+    sets = ", ".join(f"({n})" for n in names)
+    return db.frame(
+        f"SELECT CASE {which} END AS dimension, CASE {values} END AS value, "
+        f"CAST(coalesce(CASE {counts} END, 0) AS BIGINT) AS requests FROM ({inner}) "
         f"GROUP BY GROUPING SETS ({sets})",
         params,
     )
@@ -1676,6 +1935,110 @@ def time_range(db: Database) -> tuple[datetime | None, datetime | None]:
     return db.memo(("time_range",), lookup)
 
 
+@dataclass(frozen=True)
+class TimeGrid:
+    """How the request times lie: their span, volume, and the coarsest grid they sit on."""
+
+    first: datetime
+    """First request time (UTC)."""
+    last: datetime
+    """Last request time (UTC)."""
+    requests: int
+    """Requests (rows, or the sum of the count column)."""
+    aligned_us: int
+    """The largest of the ``units_us`` asked that divides every time (0: none does)."""
+
+
+def time_grid(db: Database, *, units_us: Sequence[int], weight: str | None = None) -> TimeGrid:
+    """Span, volume and alignment of ``requests.ts`` in one pass.
+
+    ``weight`` names a column holding how many requests a row stands for (rows
+    count one each without it). Raises ``QueryError`` when there are no requests.
+    """
+    if "requests" not in db.tables():
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    amount = "count(*)" if weight is None else f"coalesce(sum({_weight_column(db, weight)}), 0)"
+    misses = [
+        f"count(*) FILTER (WHERE epoch_us(ts) % {int(u)} <> 0) AS miss_{i}"
+        for i, u in enumerate(units_us)
+    ]
+    row = db.execute(f"SELECT min(ts), max(ts), {amount}, {', '.join(misses)} FROM requests")[0]
+    if row[0] is None:
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    aligned = [int(u) for u, miss in zip(units_us, row[3:], strict=True) if miss == 0]
+    return TimeGrid(
+        first=row[0].astimezone(UTC),
+        last=row[1].astimezone(UTC),
+        requests=int(row[2]),
+        aligned_us=max(aligned, default=0),
+    )
+
+
+def _weight_column(db: Database, weight: str) -> str:
+    """The quoted count column, checked to exist and hold numbers."""
+    columns = db.columns("requests")
+    if weight not in columns:
+        raise UnknownNameError.for_name("count column", weight, columns)
+    if not _is_numeric_type(columns[weight]):
+        raise QueryError(
+            f"count column {weight!r} holds {columns[weight]}, not numbers; name the column "
+            "that says how many requests a row stands for"
+        )
+    return quote_identifier(weight)
+
+
+def moment_counts(
+    db: Database,
+    *,
+    signal: str,
+    dims: Sequence[Dimension],
+    grain_us: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    weight: str | None = None,
+) -> pl.DataFrame:
+    """Requests (``n``) and those showing ``signal`` (``k``) per time bucket and slice.
+
+    Reads the raw ``requests`` (cubes hold hours; an explanation works at the data's
+    own grain). A boolean signal counts the rows where it is defined and true; with
+    ``weight``, each row counts as that many requests. A signal held as a number is
+    already a count of requests showing it (then ``n`` is the sum of ``weight``).
+    Numeric dimensions enter as buckets (their lower edge).
+
+    Returns
+    -------
+    pl.DataFrame
+        ``t`` (bucket start, UTC), one column per dimension, ``n``, ``k`` (Int64).
+    """
+    check_signal(db, signal)
+    columns = db.columns("requests")
+    q = quote_identifier(signal)
+    w = "1" if weight is None else _weight_column(db, weight)
+    if columns[signal].upper() == "BOOLEAN":
+        n = f"sum({w}) FILTER (WHERE {q} IS NOT NULL)"
+        k = f"sum({w}) FILTER (WHERE {q})"
+    else:
+        n = f"sum({w}) FILTER (WHERE {q} IS NOT NULL)"
+        k = f"sum({q})"
+    params: dict[str, Any] = {"grain": int(grain_us)}
+    conditions = ["TRUE"]
+    if start is not None:
+        conditions.append("ts >= $start")
+        params["start"] = start
+    if end is not None:
+        conditions.append("ts < $end")
+        params["end"] = end
+    keys = [_key_sql(d) for d in dims]
+    sql = (
+        f"SELECT make_timestamptz(epoch_us(ts) // $grain * $grain) AS t, "
+        f"{''.join(key + ', ' for key in keys)}"
+        f"CAST(coalesce({n}, 0) AS BIGINT) AS n, CAST(coalesce({k}, 0) AS BIGINT) AS k "
+        f"FROM requests WHERE {' AND '.join(conditions)} GROUP BY ALL HAVING n > 0"
+    )
+    frame = db.frame(sql, params)
+    return frame.with_columns(pl.col("t").dt.convert_time_zone("UTC"))
+
+
 def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
     """Change events within the filter's time range: ``ts, kind, description, scope``."""
     where = where or Where(start=None, end=None)
@@ -1691,14 +2054,17 @@ def event_rows(db: Database, *, where: Where | None = None) -> pl.DataFrame:
 def event_sources(db: Database) -> pl.DataFrame:
     """The files change events were loaded from, in load order: ``source_file, events``.
 
-    ``source_file`` is null for events added otherwise (the user's own SQL).
+    ``source_file`` is absolute (``stored_path``), null for events added
+    otherwise (the user's own SQL).
     """
     if "events" not in db.tables():
         return pl.DataFrame(schema={"source_file": pl.Utf8, "events": pl.Int64})
-    return db.frame(
+    frame = db.frame(
         "SELECT source_file, count(*)::BIGINT AS events FROM events "
         "GROUP BY source_file ORDER BY min(rowid)"
     )
+    files = [stored_path(db, p) for p in frame["source_file"].to_list()]
+    return frame.with_columns(pl.Series("source_file", files, dtype=pl.Utf8))
 
 
 def user_sequences(db: Database, *, signal: str, where: Where | None = None) -> pl.DataFrame:
@@ -1767,8 +2133,38 @@ def table_counts(db: Database) -> dict[str, int]:
 
 
 def ingested_files(db: Database) -> pl.DataFrame:
-    """The files ingested so far, with content hashes and row counts."""
-    return db.frame("SELECT * FROM ingested_files ORDER BY file_id")
+    """The files ingested so far, with content hashes and row counts; ``path`` absolute.
+
+    A relative ``path`` (stored by an older version, relative to where that
+    ingest ran) is resolved by ``stored_path``.
+    """
+    frame = db.frame("SELECT * FROM ingested_files ORDER BY file_id")
+    return frame.with_columns(
+        pl.Series("path", [stored_path(db, p) for p in frame["path"].to_list()], dtype=pl.Utf8)
+    )
+
+
+def stored_path(db: Database, path: str | None) -> str | None:
+    """A file path the database stored, as an absolute path.
+
+    Ingest stores absolute paths. A database made by an older version may hold
+    one relative to the folder that ingest ran in, which nothing recorded: it is
+    taken relative to the database's folder, or to the nearest folder above it
+    where the file exists (a database in ``build/demo/`` made from the
+    repository root names ``data_samples/...``); else to the database's folder.
+
+    Examples
+    --------
+    >>> stored_path(Database(":memory:"), "/data/logs.parquet")
+    '/data/logs.parquet'
+    """
+    if path is None or Path(path).is_absolute():
+        return path
+    home = Path.cwd() if db.path == ":memory:" else Path(os.path.abspath(db.path)).parent
+    for folder in (home, *home.parents):
+        if (folder / path).exists():
+            return os.path.normpath(folder / path)
+    return os.path.normpath(home / path)
 
 
 def rejected_rows(

@@ -26,6 +26,7 @@ How a column gets its role, first rule that applies (``why`` in ``column_roles``
    ``signal`` / ``internal`` for signal and provenance columns;
 3. ``signal input``: a column a user-declared signal reads is an outcome
    (slicing ``slow`` by ``latency_ms`` would restate the signal's definition);
+   an expression's every column counts (``signal_definitions.inputs``);
 4. ``canonical``: the other canonical columns describe the request and are
    dimensions, even where a built-in detector reads them (a bug can hit Thai
    prompts only, or greedy requests only);
@@ -187,7 +188,7 @@ def default_role(
         return ColumnRole(name, "signal", "signal")
     if name.startswith(INTERNAL_PREFIX):
         return ColumnRole(name, "internal", "internal")
-    if name in set(signal_inputs):
+    if name.lower() in {c.lower() for c in signal_inputs}:
         return ColumnRole(name, "outcome", "signal input")
     if canonical is not None:
         return ColumnRole(name, "dimension", "canonical")
@@ -214,7 +215,7 @@ def resolve_roles(
     ['dimension', 'dimension']
     """
     chosen = {k.lower(): v for k, v in (explicit or {}).items()}
-    signals, signal_inputs = set(signals), set(signal_inputs)
+    signals, signal_inputs = set(signals), {c.lower() for c in signal_inputs}
     out = []
     for name in columns:
         role = default_role(name, signals=signals, signal_inputs=signal_inputs)
@@ -229,11 +230,22 @@ def resolve_roles(
 
 
 def _signals(db: Database) -> tuple[set[str], set[str]]:
-    """Signal column names, and the columns the user's signals read."""
+    """Signal column names, and every column the user's signals read (``inputs``).
+
+    An expression reads several columns, all recorded in ``inputs``; a database
+    written before expressions has only ``source_column``.
+    """
     if "signal_definitions" not in db.tables():
         return set(), set()
-    rows = db.execute("SELECT name, kind, source_column FROM signal_definitions")
-    return {r[0] for r in rows}, {r[2] for r in rows if r[1] == "user" and r[2] is not None}
+    has_inputs = "inputs" in db.columns("signal_definitions")
+    inputs = "inputs" if has_inputs else "CAST([] AS VARCHAR[])"
+    rows = db.execute(f"SELECT name, kind, source_column, {inputs} FROM signal_definitions")
+    read: set[str] = set()
+    for _name, kind, source, columns in rows:
+        if kind != "user":
+            continue
+        read.update(c for c in [source, *(columns or [])] if c is not None)
+    return {r[0] for r in rows}, read
 
 
 def _stored(db: Database) -> dict[str, tuple[str, str]]:

@@ -23,10 +23,8 @@ A mapping file (TOML) renames a user's columns to canonical names::
     [timestamps]
     epoch_unit = "ms"            # s, ms, us or ns, for numeric timestamps
 
-    [signals.slow]               # a column of yours, declared a signal
-    column = "latency_ms"
-    op = ">"
-    value = 30000
+    [signals.slow]               # a signal of yours: an expression over your columns
+    expr = "latency_ms > 30000"  # (or column = "latency_ms", op = ">", value = 30000)
 
     [roles]                      # column = "dimension" or "outcome"; always wins
     latency_ms = "outcome"
@@ -42,7 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from forensics.errors import ConfigError
+from forensics.errors import ConfigError, ExpressionError
+from forensics.expression import Compare, Expr, Name, names, parse_expression, render
+from forensics.expression import Literal as Constant
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -145,6 +145,14 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
     Column("output_tokens", "BIGINT", False, "outcome", "Response length in tokens.", minimum=0),
     Column("batch_size", "BIGINT", False, "dimension", "Batch size the request ran in.", minimum=1),
     Column(
+        "max_tokens",
+        "BIGINT",
+        False,
+        "dimension",
+        "Most output tokens the request allowed (its max_tokens setting).",
+        minimum=1,
+    ),
+    Column(
         "temperature",
         "DOUBLE",
         False,
@@ -153,12 +161,27 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
         minimum=0,
     ),
     Column(
+        "prompt_text",
+        "VARCHAR",
+        False,
+        "dimension",
+        "The prompt (dropped after signals are computed in privacy mode).",
+        long_text=True,
+    ),
+    Column(
         "response_text",
         "VARCHAR",
         False,
         "outcome",
         "The response (dropped after signals are computed in privacy mode).",
         long_text=True,
+    ),
+    Column(
+        "finish_reason",
+        "VARCHAR",
+        False,
+        "outcome",
+        "Why generation stopped, e.g. stop, length (the max_tokens limit), tool_calls.",
     ),
     Column(
         "max_token_rank",
@@ -238,23 +261,57 @@ _SECTIONS = ("columns", "timestamps", "signals", "roles")
 
 @dataclass(frozen=True)
 class UserSignal:
-    """A column of the user's declared as a symptom signal."""
+    """A signal of the user's: an expression over the request's columns.
+
+    Declared either as ``expr`` (see ``forensics.expression`` for the grammar)
+    or, the older form, as one ``column`` compared with ``op`` and ``value`` (or
+    read as true/false alone); both compile through the same path
+    (``forensics.signals.user``).
+
+    Examples
+    --------
+    >>> UserSignal("hit_limit", expr="finish_reason == 'length'").expression
+    "finish_reason == 'length'"
+    >>> UserSignal("slow", "latency_ms", ">", 30000).expression
+    'latency_ms > 30000'
+    """
 
     name: str
     """Name of the signal column in ``requests``."""
-    column: str
-    """The source column it is computed from."""
+    column: str | None = None
+    """Older form: the one column it reads (None for an expression)."""
     op: str | None = None
-    """Comparison for numeric columns (``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``); None for a boolean column."""
+    """Older form: comparison for numeric columns (``>``, ``>=``, ``<``, ``<=``, ``==``, ``!=``); None for a boolean column."""
     value: float | None = None
-    """Right-hand side of the comparison."""
+    """Older form: right-hand side of the comparison."""
     description: str = ""
     """What it means, shown in the dashboard and reports."""
+    expr: str | None = None
+    """The expression, e.g. ``"finish_reason == 'length' or output_tokens >= max_tokens"``."""
 
     def __post_init__(self) -> None:
-        problem = _signal_problem(self.name, self.column, self.op, self.value, self.description)
+        problem = _signal_problem(
+            self.name, self.column, self.op, self.value, self.description, self.expr
+        )
         if problem is not None:
             raise ConfigError(f"signal {self.name!r}: {problem}")
+        if self.expr is not None:
+            parse_expression(self.expr, signal=self.name, where="signal")
+
+    def tree(self, *, where: str = "mapping") -> Expr:
+        """The syntax tree: the parsed ``expr``, or ``column op value`` (``column`` alone)."""
+        if self.expr is not None:
+            return parse_expression(self.expr, signal=self.name, where=where)
+        assert self.column is not None
+        name = Name(1, len(self.column), self.column)
+        if self.op is None or self.value is None:
+            return name
+        return Compare(1, len(self.column), self.op, name, Constant(1, 1, float(self.value)), 1)
+
+    @property
+    def expression(self) -> str:
+        """The expression as text (the older form written as one)."""
+        return self.expr if self.expr is not None else render(self.tree())
 
 
 @dataclass(frozen=True)
@@ -369,15 +426,16 @@ class Mapping:
         if not isinstance(raw_signals, dict):
             raise ConfigError(f"{where}: [signals] must be a table of tables, e.g. [signals.slow]")
         for name, spec in raw_signals.items():
-            if not isinstance(spec, dict) or "column" not in spec:
+            if not isinstance(spec, dict) or not ("column" in spec or "expr" in spec):
                 raise ConfigError(
-                    f'{where}: [signals.{name}] needs column = "...", and op/value for a numeric column'
+                    f'{where}: [signals.{name}] needs column = "..." (and op/value for a '
+                    f'numeric column) or expr = "...", e.g. expr = "latency_ms > 30000"'
                 )
-            extra = sorted(set(spec) - {"column", "op", "value", "description"})
+            extra = sorted(set(spec) - {"column", "op", "value", "description", "expr"})
             if extra:
                 raise ConfigError(
                     f"{where}: [signals.{name}] unknown key(s) {', '.join(extra)}; "
-                    "valid: column, op, value, description"
+                    "valid: expr, column, op, value, description"
                 )
             signals.append(_user_signal(where, name, spec))
         _check_signal_names(where, signals)
@@ -402,9 +460,16 @@ def _read_toml(path: str | Path) -> dict[str, object]:
 
 
 def _signal_problem(
-    name: object, column: object, op: object, value: object, description: object
+    name: object,
+    column: object,
+    op: object,
+    value: object,
+    description: object,
+    expr: object = None,
 ) -> str | None:
     """What is wrong with a signal's declaration, naming the key to fix; None if nothing.
+
+    The expression itself is read by ``parse_expression``, which names the position.
 
     Examples
     --------
@@ -412,11 +477,21 @@ def _signal_problem(
     'value = inf is not a finite number; write e.g. value = 30000'
     >>> _signal_problem("latency_ms", "latency_ms", ">", 1.0, "")[:40]
     "the signal is named like its column 'lat"
+    >>> _signal_problem("slow", "latency_ms", None, None, "", "latency_ms > 1")
+    'give either expr or column (with op and value), not both'
     """
     if not isinstance(name, str) or not name.strip():
         return "the signal needs a name, e.g. [signals.slow]"
     if name.startswith(INTERNAL_PREFIX):
         return f"names starting with {INTERNAL_PREFIX!r} are forensics' own; rename the signal"
+    if not isinstance(description, str):
+        return 'description must be text, e.g. description = "slow answers"'
+    if expr is not None:
+        if column is not None or op is not None or value is not None:
+            return "give either expr or column (with op and value), not both"
+        if not isinstance(expr, str):
+            return 'expr must be text, e.g. expr = "latency_ms > 30000"'
+        return None
     if not isinstance(column, str) or not column.strip():
         return 'column must name a column of your files, e.g. column = "latency_ms"'
     if column.lower() == name.lower():
@@ -433,18 +508,26 @@ def _signal_problem(
     ):
         shown = str(value).lower() if isinstance(value, bool | float) else repr(value)
         return f"value = {shown} is not a finite number; write e.g. value = 30000"
-    if not isinstance(description, str):
-        return 'description must be text, e.g. description = "slow answers"'
     return None
 
 
 def _user_signal(where: str, name: str, spec: dict[str, object]) -> UserSignal:
     """One ``[signals.NAME]`` table, checked; errors name the file, the table and the key."""
-    column, op, value = spec["column"], spec.get("op"), spec.get("value")
-    description = spec.get("description", "")
-    problem = _signal_problem(name, column, op, value, description)
+    column, op, value = spec.get("column"), spec.get("op"), spec.get("value")
+    description, expr = spec.get("description", ""), spec.get("expr")
+    problem = _signal_problem(name, column, op, value, description, expr)
     if problem is not None:
         raise ConfigError(f"{where}: [signals.{name}] {problem}")
+    if expr is not None:
+        tree = parse_expression(expr, signal=name, where=where)
+        for read in names(tree):
+            if read.name.lower() == name.lower():
+                raise ExpressionError.at(
+                    where, name, str(expr), read.pos,
+                    f"the signal reads a column named like itself ({read.name}), and both would "
+                    f"be columns of requests; rename the signal, e.g. [signals.{name}_flag]",
+                )  # fmt: skip
+        return UserSignal(name=name, description=str(description), expr=str(expr))
     return UserSignal(
         name=name,
         column=str(column),
@@ -465,12 +548,21 @@ def _check_signal_names(where: str, signals: Sequence[UserSignal]) -> None:
                 "and column names do not; rename one"
             )
     for signal in signals:
-        if signal.column.lower() in seen:
-            raise ConfigError(
-                f"{where}: [signals.{signal.name}] column = {signal.column!r} is the name of "
-                f"signal [signals.{seen[signal.column.lower()]}]; a signal reads a column of "
-                "your files, so rename that signal"
-            )
+        if signal.column is not None:
+            if signal.column.lower() in seen:
+                raise ConfigError(
+                    f"{where}: [signals.{signal.name}] column = {signal.column!r} is the name of "
+                    f"signal [signals.{seen[signal.column.lower()]}]; a signal reads a column of "
+                    "your files, so rename that signal"
+                )
+            continue
+        for read in names(signal.tree(where=where)):
+            if read.name.lower() in seen:
+                raise ExpressionError.at(
+                    where, signal.name, signal.expression, read.pos,
+                    f"{read.name} is the name of signal [signals.{seen[read.name.lower()]}]; a "
+                    "signal reads the columns of your files, so rename that signal",
+                )  # fmt: skip
 
 
 def schema_markdown() -> str:

@@ -10,7 +10,8 @@ entry shaped by ``Signature.to_dict`` (a contract other tools rely on):
 ``start``, ``end`` (ISO-8601 UTC; end exclusive; null = still active),
 ``signals`` (the elevated signals), ``excess_rate``, ``ci``, ``requests``,
 ``users``, ``p_value``, ``events``, and more detail (``symptoms``,
-``onset_range``, ``odds_ratio``...).
+``onset_range``, ``odds_ratio``...); and ``{"root_causes": [...]}``, the
+signatures grouped by the change that explains them (``forensics.rootcause``).
 """
 
 from __future__ import annotations
@@ -328,6 +329,16 @@ def signatures_frame(signatures: Sequence[Signature]) -> pl.DataFrame:
     )
 
 
-def signatures_to_json(signatures: Sequence[Signature]) -> str:
-    """``{"signatures": [...]}`` as written by ``forensics signatures --json``."""
-    return json.dumps({"signatures": [s.to_dict() for s in signatures]}, indent=2)
+def signatures_to_json(
+    signatures: Sequence[Signature], *, root_causes: Sequence[Any] | None = None
+) -> str:
+    """``{"signatures": [...]}`` as written by ``forensics signatures --json``.
+
+    With ``root_causes`` (``forensics.rootcause.RootCause``; the CLI always passes them), also ``"root_causes":
+    [...]``, each entry its ``to_dict()``: ``id``, ``signatures`` (ids),
+    ``shared_conditions``, ``events`` (the matched ones), ``why``, and more.
+    """
+    data: dict[str, Any] = {"signatures": [s.to_dict() for s in signatures]}
+    if root_causes is not None:
+        data["root_causes"] = [c.to_dict() for c in root_causes]
+    return json.dumps(data, indent=2)

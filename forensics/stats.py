@@ -42,6 +42,7 @@ __all__ = [
     "diff_interval",
     "fdr_bh",
     "format_p_value",
+    "homogeneity_pvalue",
     "rate_table",
     "two_proportion_pvalue",
     "wilson_interval",
@@ -217,6 +218,28 @@ def fdr_bh(pvalues: ArrayLike) -> np.ndarray:
     if ok.any():
         out[ok] = multipletests(p[ok], method="fdr_bh")[1]
     return out
+
+
+def homogeneity_pvalue(first: ArrayLike, second: ArrayLike) -> float:
+    """Chi-square test that two samples spread over the same categories alike.
+
+    ``first[i]`` and ``second[i]`` count category ``i`` in each sample;
+    categories empty in both are dropped. NaN when there is nothing to test
+    (fewer than two categories, or an empty sample).
+
+    Examples
+    --------
+    >>> round(homogeneity_pvalue([90, 10], [10, 90]), 6), round(homogeneity_pvalue([5, 5], [50, 50]), 3)
+    (0.0, 1.0)
+    >>> homogeneity_pvalue([3, 0], [4, 0])
+    nan
+    """
+    a, b = _arrays(first, second)
+    keep = (a + b) > 0
+    table = np.vstack([a[keep], b[keep]])
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return float("nan")
+    return float(scipy_stats.chi2_contingency(table, correction=False).pvalue)
 
 
 # -- change points --------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +19,16 @@ import polars as pl
 from forensics import analysis, queries
 from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
+from forensics.contrast import contrast
 from forensics.db import Database, Tracer
 from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
+from forensics.explain import ExplainParams, Explanation
+from forensics.explain.database import explain_moment
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
 from forensics.queries import Cube, Dimension, Grain, Where
 from forensics.roles import column_roles
+from forensics.rootcause import RootCause, RootCauseParams, group_root_causes
+from forensics.samples import SAMPLE_SIZE, sample_requests
 from forensics.schema import EventMapping, Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
@@ -215,6 +220,54 @@ class Workbench:
             self.db, signal, incident=incident, baseline=baseline, dims=dims, where=where
         )
 
+    def contrast(
+        self,
+        signal: str = "degraded",
+        *,
+        selection: WhereLike,
+        scope: WhereLike = None,
+        baseline: WhereLike = None,
+        leave_out: Sequence[WhereLike] = (),
+        dims: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """Every dimension, selection vs baseline: each value's share of the bad requests.
+
+        The baseline is everything else in ``scope`` unless given; ``leave_out``
+        keeps rows (other signatures) out of it. See ``forensics.contrast.contrast``.
+
+        Examples
+        --------
+        ``wb.contrast("script_mix", selection=sig.where, leave_out=[s.where for s in others])``
+        """
+        return contrast(
+            self.db,
+            signal,
+            selection=selection,
+            scope=scope,
+            baseline=baseline,
+            leave_out=leave_out,
+            dims=dims,
+        )
+
+    def sample_requests(
+        self,
+        where: WhereLike = None,
+        *,
+        limit: int = SAMPLE_SIZE,
+        signal: str | None = None,
+        seed: int = 0,
+    ) -> pl.DataFrame:
+        """A sample of the requests a filter selects, with the evidence of their signals.
+
+        Requests where ``signal`` is true come first; in privacy mode, hashed ids
+        and signals only. See ``forensics.samples.sample_requests``.
+
+        Examples
+        --------
+        ``wb.sample_requests(sig.where, signal=sig.signal, limit=5)``
+        """
+        return sample_requests(self.db, where, limit=limit, signal=signal, seed=seed)
+
     def exposure(self, signal: str = "degraded", *, where: WhereLike = None) -> Exposure:
         """Users affected, how concentrated, and how sticky (repeat ratio).
 
@@ -252,6 +305,63 @@ class Workbench:
         ``for sig in wb.signatures(): print(sig.describe())``
         """
         return find_signatures(self.db, signals=signals, params=params, progress=progress)
+
+    def explain(
+        self,
+        at: str | datetime | None = None,
+        *,
+        signal: str = "degraded",
+        baseline: int | None = None,
+        dims: Sequence[str] | None = None,
+        grain: str | timedelta | None = None,
+        weight: str | None = None,
+        params: ExplainParams | None = None,
+    ) -> Explanation:
+        """Which slices explain the anomaly at a moment, ranked, coarse first.
+
+        Each slice is compared with its own recent past (``baseline`` buckets,
+        60 by default) and with the rest of the traffic at that moment; with no
+        ``at``, the most anomalous moment is found first. The grain follows the
+        data (minutes when the times are minutes); ``weight`` names a column
+        saying how many requests a row stands for. See ``forensics.explain``.
+
+        Examples
+        --------
+        ``wb.explain("2025-08-29T14:32Z", signal="low_eval").candidates`` returns
+        ``rank, candidate, elements, share, rate, baseline_rate, ci_low, ci_high,
+        score, ...``; ``.to_json()`` is what ``forensics explain --json`` writes.
+        """
+        return explain_moment(
+            self.db,
+            at=at,
+            signal=signal,
+            baseline=baseline,
+            dims=dims,
+            grain=grain,
+            weight=weight,
+            params=params,
+        )
+
+    def root_causes(
+        self,
+        signatures: Sequence[Signature] | None = None,
+        *,
+        params: RootCauseParams | None = None,
+    ) -> list[RootCause]:
+        """Group signatures into root causes: those one change explains, with the evidence.
+
+        Signatures whose onsets match the same change event (by time and scope),
+        whose symptoms agree and whose slices share a value are one root cause;
+        see ``forensics.rootcause`` for the rule. ``signatures`` default to
+        ``wb.signatures()`` (computed here). ``root_causes_frame(causes)`` gives
+        one row per cause.
+
+        Examples
+        --------
+        ``for cause in wb.root_causes(sigs): print(cause.describe())``
+        """
+        found = self.signatures() if signatures is None else signatures
+        return group_root_causes(found, queries.event_rows(self.db), params=params)
 
     def simulation_truth(self) -> Path | None:
         """The ``truth.json`` of the simulation the requests came from, if any (else None).
@@ -316,15 +426,15 @@ class Workbench:
         ``investigation`` is any object with ``add_view(view)`` (a report's
         ``Investigation``): "add to report" pins views there; they are also kept
         in ``dashboard.pinned``. ``by=""`` picks the first cubed dimension.
-        See ``forensics.widgets.Dashboard``.
+        See ``forensics.dashboard.Dashboard``.
 
         Examples
         --------
         ``forensics.open("build/demo/demo.duckdb", read_only=True).dashboard()``
         """
-        from forensics.widgets import Dashboard
+        from forensics.dashboard import Dashboard
 
-        return Dashboard(self, investigation=investigation, signal=signal, by=by, grain=grain)
+        return Dashboard(self.db, investigation=investigation, signal=signal, by=by, grain=grain)
 
     def report(self, title: str | None = None, **options: Any) -> Any:
         """The default investigation: every signature with its evidence, ready to save.

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import altair as alt
@@ -127,7 +128,9 @@ def test_timeline_is_valid_vega_lite_with_bands_events_changes_and_selection():
         where={"platform": ["tpu"]},
     )
     spec = _render(chart)
-    assert [p["name"] for p in spec["params"]] == [charts.SELECTION]
+    # the brush, and a click on a legend value (the dashboard filters on it)
+    assert [p["name"] for p in spec["params"]] == [charts.SELECTION, charts.PICK]
+    assert spec["params"][1]["bind"] == "legend"
     marks = [layer["mark"]["type"] for layer in spec["layer"]]
     assert marks == ["rect", "area", "line", "rule", "text", "point"]
     line = spec["layer"][2]
@@ -145,7 +148,7 @@ def test_timeline_is_valid_vega_lite_with_bands_events_changes_and_selection():
     assert "2025-08-01 – 2025-08-04 UTC" in title
 
 
-def test_close_change_events_share_one_label_and_keep_their_rules():
+def test_every_change_event_has_its_own_label_in_rows_that_do_not_overlap():
     crowded = pl.DataFrame(
         {
             "ts": [T0 + timedelta(days=1, hours=h) for h in (16, 16.5, 17)]
@@ -159,11 +162,26 @@ def test_close_change_events_share_one_label_and_keep_their_rules():
     spec = _render(chart)
     svg = vlc.vegalite_to_svg(spec)
     rows = _rows(spec, "label")
-    assert len(rows) == 4  # every event keeps its rule and tooltip
-    assert [r["label"] for r in rows] == ["deploy +2", "", "", "rollback"]
-    assert "deploy +2" in svg
-    assert "rollback" in svg
-    assert ">config<" not in svg  # its label would overlap the first one's
+    assert [r["label"] for r in rows] == ["deploy", "config", "deploy", "rollback"]
+    # close events go one row down each; a far one is back on the first row
+    assert [int(r["lane_y"]) for r in rows] == [2, 13, 24, 2]
+    assert [r["description"] for r in rows] == ["a", "b", "c", "d"]  # on hover
+    assert svg.count(">deploy<") == 2
+    assert ">config<" in svg
+    assert ">rollback<" in svg
+
+
+def test_hourly_bands_are_drawn_only_in_hours_with_enough_requests():
+    frame = _rates(groups=("big", "small"), days=3).with_columns(
+        pl.when(pl.col("model") == "small").then(20).otherwise(500).alias("n")
+    )
+    hourly = _render(charts.timeline_chart(frame, signal="degraded", by=["model"], grain="hour"))
+    rows = _rows(hourly, "band_low")
+    assert {r["band_low"] == "" for r in rows if r["group"] == "small"} == {True}
+    assert {r["band_low"] == "" for r in rows if r["group"] == "big"} == {False}
+    assert any("hours of at least 100 requests" in t for t in hourly["title"]["subtitle"])
+    daily = _render(charts.timeline_chart(frame, signal="degraded", by=["model"], grain="day"))
+    assert all(r["band_low"] for r in _rows(daily, "band_low"))
 
 
 def test_timeline_without_grouping_or_selection():
@@ -217,6 +235,108 @@ def test_heatmap_rows_in_the_given_order_and_small_cells_faded():
     assert {r["enough"] for r in rows if r["group"] == "a"} == {"true"}
     assert rows[0]["ts_end"] == "2025-08-02T00:00:00Z"
     assert spec["layer"][1]["mark"]["type"] == "rect"
+    assert "params" not in spec  # the report's heatmap has no brush
+
+
+def test_heatmap_region_brush_and_outline():
+    spec = _render(
+        charts.heatmap_chart(
+            _rates(groups=("a", "b", "c")),
+            signal="degraded",
+            by=["model"],
+            highlight=(T0 + timedelta(days=1), T0 + timedelta(days=2)),
+            highlight_groups=["b", "c", "nope"],
+            selection=True,
+        )
+    )
+    (param,) = spec["params"]
+    assert param["name"] == charts.REGION
+    assert param["select"]["encodings"] == ["x", "y"]
+    outline = spec["layer"][1]
+    assert outline["encoding"]["y"]["field"] == "group"
+    assert [r["group"] for r in _rows(spec, "start")] == ["b", "c"]
+
+
+# -- volume ---------------------------------------------------------------------------
+
+
+def test_volume_stacks_the_groups_with_the_timelines_colours_and_clicks():
+    frame = _rates(groups=[f"g{i:02d}" for i in range(charts.MAX_SERIES + 2)])
+    colors = {"g11": "#123456"}
+    spec = _render(
+        charts.volume_chart(frame, signal="degraded", by=["model"], grain="day", colors=colors)
+    )
+    assert [p["name"] for p in spec["params"]] == [charts.PICK, charts.DROP]
+    assert spec["params"][1]["select"]["on"] == "click[event.shiftKey]"
+    rows = _rows(spec, "bottom")
+    day = [r for r in rows if r["ts"] == "2025-08-01T00:00:00Z"]
+    # the two smallest groups are stacked as one, grey; stacks touch and add up
+    assert {r["group"] for r in day} >= {charts.OTHER_GROUPS, "g11"}
+    assert len(day) == charts.MAX_SERIES + 1
+    tops = sorted(day, key=lambda r: float(r["bottom"]))
+    assert all(float(a["top"]) == float(b["bottom"]) for a, b in itertools.pairwise(tops))
+    assert float(tops[-1]["top"]) == frame.filter(pl.col("ts") == T0)["n"].sum()
+    scale = spec["layer"][0]["encoding"]["color"]["scale"]
+    assert scale["range"][scale["domain"].index("g11")] == "#123456"
+    assert scale["range"][scale["domain"].index(charts.OTHER_GROUPS)] == charts.MISSING_COLOR
+
+
+# -- contrast -------------------------------------------------------------------------
+
+
+def _contrast_frame():
+    rows = [
+        # dimension, value, k_sel, n_sel, k_base, n_base
+        ("pool", "new", 80, 100, 5, 1000),
+        ("pool", "old", 20, 900, 95, 9000),
+        ("model", "a", 50, 500, 50, 5000),
+        ("model", "b", 50, 500, 50, 5000),
+    ]
+    frame = pl.DataFrame(
+        rows,
+        schema=["dimension", "value", "k_selection", "n_selection", "k_baseline", "n_baseline"],
+        orient="row",
+    )
+    return frame.with_columns(
+        pl.col("value").alias("key"),
+        (pl.col("k_selection") / 100).alias("share_selection"),
+        (pl.col("k_baseline") / 100).alias("share_baseline"),
+        ((pl.col("k_selection") - pl.col("k_baseline")) / 100).alias("difference"),
+        (pl.col("k_selection") / pl.col("n_selection")).alias("rate_selection"),
+        (pl.col("k_baseline") / pl.col("n_baseline")).alias("rate_baseline"),
+        pl.when(pl.col("dimension") == "pool").then(0.75).otherwise(0.0).alias("distance"),
+        pl.when(pl.col("dimension") == "pool").then(1e-12).otherwise(1.0).alias("p_adjusted"),
+        pl.lit(0).alias("folded"),
+    )
+
+
+def test_contrast_shows_every_dimension_as_two_distributions_with_clicks():
+    spec = _render(
+        charts.contrast_chart(
+            _contrast_frame(), signal="low_eval", selection="S1 · pool = new", baseline="the rest"
+        )
+    )
+    assert spec["facet"]["field"] == "panel"
+    assert spec["facet"]["sort"] == ["pool · 75% apart · p 1e-12", "model · 0% apart · p 1"]
+    assert spec["resolve"]["scale"]["y"] == "independent"
+    assert [p["name"] for p in spec["params"]] == [charts.PICK, charts.DROP]
+    assert spec["params"][0]["select"]["fields"] == ["dimension", "value"]
+    rows = _rows(spec, "share")
+    new = {r["side"]: r for r in rows if r["value"] == "new"}
+    assert new["selection"]["share_text"] == "80.0%"
+    assert new["baseline"]["share_text"] == "5.0%"
+    assert new["selection"]["count_text"] == "80 of 100 (80.00%)"
+    subtitle = " ".join(spec["title"]["subtitle"])
+    assert "selection: S1 · pool = new" in subtitle
+    assert "baseline: the rest" in subtitle
+    quiet = charts.contrast_chart(
+        _contrast_frame(), signal="low_eval", selection="x", baseline="y", click=False
+    ).to_dict()
+    assert "params" not in quiet
+    empty = charts.contrast_chart(
+        _contrast_frame().clear(), signal="low_eval", selection="x", baseline="y"
+    ).to_dict()
+    assert empty["mark"]["type"] == "text"
 
 
 # -- comparison ---------------------------------------------------------------------

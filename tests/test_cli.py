@@ -268,8 +268,10 @@ def test_signatures_json_has_the_documented_shape(pipeline):
     done = steps["signatures"]
     assert done.returncode == 0, done.stderr
     data = json.loads((root / "out" / "sigs.json").read_text())
-    assert list(data) == ["signatures"]
+    assert list(data) == ["signatures", "root_causes"]
     sig = data["signatures"][0]  # the strongest; weaker ones may follow
+    covered = sorted(s for cause in data["root_causes"] for s in cause["signatures"])
+    assert covered == sorted(s["id"] for s in data["signatures"])
     for key in ("id", "predicate", "start", "end", "signals", "excess_rate", "ci",
                 "requests", "users", "p_value", "events"):  # fmt: skip
         assert key in sig, key
@@ -448,6 +450,32 @@ def test_mapping_mistakes_exit_2_naming_file_signal_and_key(tmp_path, signal, me
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1
     assert f"{mapping}: [signals.slow] " in errors[0]
+    assert message.format(path=path) in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("expr", "message"),
+    [
+        ("latency_ms >", 'expr "latency_ms >": position 13: expected a value'),
+        ("latncy_ms > 1", "position 1: latncy_ms is not a column; close: latency_ms"),
+        ("latency_ms > 'slow'", "position 14: > compares column latency_ms (a number) with 'slow'"),
+        (
+            "region_code > 1",
+            "position 1: region_code is read as a number here, but {path} line 1 has 'east-1'",
+        ),
+    ],
+    ids=["syntax", "typo", "kinds", "values"],
+)
+def test_expression_mistakes_exit_2_naming_file_signal_and_position(tmp_path, expr, message):
+    path = _write_rows(tmp_path / "in.jsonl", _SIGNAL_ROWS)
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(f"[signals.slow]\nexpr = {json.dumps(expr)}\n")
+    result = _run("ingest", path, "--db", tmp_path / "x.duckdb", "--mapping", mapping)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert f"{mapping}: [signals.slow] expr " in errors[0]
     assert message.format(path=path) in errors[0]
 
 

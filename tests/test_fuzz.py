@@ -123,7 +123,7 @@ def _rows(draw: st.DrawFn) -> list[dict[str, Any]]:
     return rows
 
 
-_signal = st.fixed_dictionaries(
+_column_signal = st.fixed_dictionaries(
     {"column": st.sampled_from(NAMES) | _text},
     optional={
         "op": st.sampled_from([">", ">=", "<", "<=", "==", "!=", "~", ""]),
@@ -131,6 +131,16 @@ _signal = st.fixed_dictionaries(
         "description": _text | _number,
     },
 )
+_EXPR_PARTS = [
+    *NAMES, "`spa ce`", "`we\"ird`", "==", "!=", "<", ">=", "and", "or", "not", "is", "null",
+    "in", "[", "]", ",", "(", ")", "between", "+", "*", "/", "len(", "lower(", "contains(",
+    "'x'", "'east-1'", "1", "1e3", "-2.5", "true", "1e999", "'",
+]  # fmt: skip
+_expr_signal = st.fixed_dictionaries(
+    {"expr": st.lists(st.sampled_from(_EXPR_PARTS), min_size=1, max_size=9).map(" ".join) | _text},
+    optional={"description": _text, "column": st.sampled_from(NAMES)},
+)
+_signal = _column_signal | _expr_signal
 _mappings = st.fixed_dictionaries(
     {},
     optional={

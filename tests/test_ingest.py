@@ -250,6 +250,60 @@ def test_resolve_paths_directories_and_globs(tmp_path):
         resolve_paths([tmp_path / "absent.csv"])
 
 
+def test_paths_are_stored_absolute_whatever_the_working_directory(tmp_path, monkeypatch):
+    """A notebook running in notebooks/ reads the same paths as the CLI that loaded them."""
+    (tmp_path / "logs").mkdir()
+    _write_rows(tmp_path / "logs" / "in.jsonl", [request_row(i) for i in range(3)] + [{"x": 1}])
+    (tmp_path / "logs" / "events.csv").write_text("ts,kind\n2025-08-02T00:00:00Z,deploy\n")
+    monkeypatch.chdir(tmp_path)
+    with forensics.open("test.duckdb") as wb:
+        summary = wb.ingest("logs/in.jsonl", errors="collect")
+        wb.ingest_events("logs/events.csv")
+        stored = wb.sql("SELECT path FROM ingested_files")["path"].to_list()
+        rejected = wb.sql("SELECT DISTINCT source_file FROM rejected_rows")["source_file"]
+        events = wb.sql("SELECT DISTINCT source_file FROM events")["source_file"].to_list()
+    assert stored == [str(tmp_path / "logs" / "in.jsonl")]
+    assert rejected.to_list() == stored
+    assert events == [str(tmp_path / "logs" / "events.csv")]
+    assert summary.files[0].path == stored[0]
+
+
+def test_relative_paths_of_an_older_database_resolve_against_its_folder(tmp_path, monkeypatch):
+    """An older ingest stored paths relative to where it ran: the repository root, say, with
+    the database in build/demo/; from notebooks/ the truth file is still found."""
+    repo = tmp_path / "repo"
+    rows = [request_row(i) for i in range(3)]
+    (repo / "data" / "sim").mkdir(parents=True)
+    _write_rows(repo / "data" / "sim" / "requests.jsonl", rows)
+    (repo / "data" / "sim" / "truth.json").write_text(
+        json.dumps({"scenario": "s", "seed": 1, "rows": 3, "bugs": []})
+    )
+    (repo / "data" / "sim" / "events.csv").write_text("ts,kind\n2025-08-02T00:00:00Z,deploy\n")
+    (repo / "notebooks").mkdir()
+    db = repo / "build" / "demo" / "demo.duckdb"
+    db.parent.mkdir(parents=True)
+    with forensics.open(db) as wb:
+        wb.ingest(repo / "data" / "sim" / "requests.jsonl")
+        wb.ingest_events(repo / "data" / "sim" / "events.csv")
+        wb.sql("UPDATE ingested_files SET path = 'data/sim/requests.jsonl'")
+        wb.sql("UPDATE events SET source_file = 'data/sim/events.csv'")
+        wb.sql("INSERT INTO ingested_files SELECT * REPLACE (2 AS file_id, 'gone.jsonl' AS path) "
+               "FROM ingested_files")  # fmt: skip
+    monkeypatch.chdir(repo / "notebooks")
+    with forensics.open(db, read_only=True) as wb:
+        paths = wb.files()["path"].to_list()
+        assert paths == [
+            str(repo / "data" / "sim" / "requests.jsonl"),
+            str(db.parent / "gone.jsonl"),
+        ]
+        assert wb.simulation_truth() == repo / "data" / "sim" / "truth.json"
+        from forensics.queries import event_sources
+
+        assert event_sources(wb.db)["source_file"].to_list() == [
+            str(repo / "data" / "sim" / "events.csv")
+        ]
+
+
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
@@ -559,6 +613,91 @@ def test_a_signal_over_stored_text_values_is_refused_naming_the_database(wb, wri
     )
     assert wb.counts()["requests"] == 2
     assert "east" not in wb.db.columns("requests")
+
+
+def test_an_expression_signal_reads_several_columns_and_records_them(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        "[signals.hit_limit]\nexpr = \"finish_reason == 'length' or output_tokens >= max_tokens\"\n"
+    )
+    rows = [
+        request_row(1, finish_reason="stop", output_tokens=10, max_tokens=100),
+        request_row(2, finish_reason="length", output_tokens=10, max_tokens=100),
+        request_row(3, finish_reason="stop", output_tokens=100, max_tokens=100),
+        request_row(4, output_tokens=5),
+    ]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 4
+    assert not f.notes
+    got = wb.sql("SELECT hit_limit, degraded FROM requests ORDER BY request_id").rows()
+    assert got == [(False, False), (True, True), (True, True), (None, False)]
+    stored = wb.sql("SELECT expr, inputs FROM signal_definitions WHERE name = 'hit_limit'").rows()
+    assert stored == [
+        (
+            "finish_reason == 'length' or output_tokens >= max_tokens",
+            ["finish_reason", "output_tokens", "max_tokens"],
+        )
+    ]
+    roles = dict(wb.sql('SELECT "column", why FROM column_roles').rows())
+    assert roles["max_tokens"] == "signal input"  # a setting, but the signal reads it
+
+
+def test_an_expression_signal_declared_in_python_gives_the_same_as_the_mapping_file(
+    wb, write_jsonl
+):
+    signal = forensics.UserSignal(
+        "hit_limit", expr="finish_reason == 'length' or output_tokens >= max_tokens"
+    )
+    rows = [
+        request_row(1, finish_reason="stop", output_tokens=10, max_tokens=100),
+        request_row(2, finish_reason="LENGTH", output_tokens=10, max_tokens=100),
+        request_row(3, finish_reason="stop", output_tokens=100, max_tokens=100),
+        request_row(4, output_tokens=5),
+    ]
+    wb.ingest(write_jsonl(rows), mapping=forensics.Mapping(signals=(signal,)))
+    got = wb.sql("SELECT hit_limit, truncated FROM requests ORDER BY request_id").rows()
+    # The user's expression compares text exactly; the built-in detector ignores case.
+    assert got == [(False, False), (False, True), (True, True), (None, None)]
+
+
+def test_an_expression_over_text_that_is_not_numbers_names_the_line(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.big]\nexpr = "latency_ms > 10 and region_code > 3"\n')
+    rows = [request_row(i, latency_ms=100, region_code=["7", "east-1"][i]) for i in range(2)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping, errors="collect").files
+    assert f.status == "refused"
+    assert f.message.startswith(
+        f'{mapping}: [signals.big] expr "latency_ms > 10 and region_code > 3": position 21: '
+        "region_code is read as a number here, but "
+    )
+    assert "line 2 has 'east-1'" in f.message
+    assert wb.counts()["requests"] == 0
+
+
+def test_an_expression_naming_no_column_lists_the_close_ones(wb, write_jsonl, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.slow]\nexpr = "latncy_ms > 1000"\n')
+    rows = [request_row(i, latency_ms=100 * i) for i in range(2)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping, errors="collect").files
+    assert f.status == "refused"
+    assert "position 1: latncy_ms is not a column; close: latency_ms" in f.message
+    assert wb.counts()["requests"] == 0
+
+
+def test_a_signal_reads_the_users_column_named_like_a_built_in_signal(wb, write_jsonl, tmp_path):
+    # A log with its own `truncated` column: kept as truncated_input, and the signal reads it.
+    mapping = tmp_path / "m.toml"
+    mapping.write_text('[signals.length_limit]\ncolumn = "truncated"\n')
+    rows = [request_row(i, truncated=[True, False][i % 2]) for i in range(4)]
+    (f,) = wb.ingest(write_jsonl(rows), mapping=mapping).files
+    assert f.accepted == 4
+    got = wb.sql("SELECT length_limit, truncated_input FROM requests ORDER BY request_id").rows()
+    assert got == [(True, True), (False, False)] * 2
+    (f,) = wb.ingest(write_jsonl([request_row(9, truncated=True)], name="b.jsonl")).files
+    assert f.accepted == 1
+    assert wb.sql("SELECT length_limit FROM requests WHERE request_id = 'r00009'").rows() == [
+        (True,)
+    ]
 
 
 def test_trimmed_spaces_class_is_exactly_what_trim_removes():

@@ -16,6 +16,7 @@ from tests.conftest import REPO
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 WIDGET = "application/vnd.jupyter.widget-view+json"
+SVG = "image/svg+xml"
 
 
 def _read(path):
@@ -53,6 +54,18 @@ def _run(path, db, monkeypatch):
         for output in cell.get("outputs", []):
             assert output.output_type != "error", f"{path.name}: {output.ename}: {output.evalue}"
     return nb
+
+
+def _assert_no_network(nb):
+    """No output asks for anything over the network (Altair's default HTML loads Vega from a CDN)."""
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for mime, data in output.get("data", {}).items():
+                if mime.startswith("text/"):
+                    assert not re.search(r"""(?:src|href)\s*=\s*["']?https?:""", str(data)), (
+                        mime,
+                        str(data)[:300],
+                    )
 
 
 def _outputs(nb, tag):
@@ -104,7 +117,8 @@ def test_triage_runs_on_the_sample_and_shows_its_numbers(sample_db, monkeypatch)
     first = next(line for line in rows if line.startswith("│ ") and "┆" in line)
     dimension, value = (cell.strip() for cell in first.strip("│ ").split("┆")[:2])
     assert any(value in b["predicate"].get(dimension, ()) for b in starting), (dimension, value)
-    assert any(WIDGET in o.get("data", {}) for o in _outputs(nb, "timeline"))
+    assert any(SVG in o.get("data", {}) for o in _outputs(nb, "timeline"))
+    _assert_no_network(nb)
     assert any(WIDGET in o.get("data", {}) for o in _outputs(nb, "dashboard"))
     state = _text(nb, "state")
     assert "DashboardState(signal='degraded', by=" in state
@@ -143,7 +157,14 @@ def test_separation_notebook_finds_and_scores_the_signatures(sample_db, monkeypa
     assert found, printed
     assert f"shape: ({len(found)}, 11)" in printed
     # Altair's HTML embeds the spec with non-ASCII escaped, so "·" may read "\u00b7".
+    causes = _text(nb, "causes")
+    grouped = re.findall(r"^R\d+: .*\(\d+ signatures?: ([S\d, ]+)\)$", causes, re.M)
+    assert grouped, causes
+    assert sorted(s for line in grouped for s in line.split(", ")) == sorted(found)
+    assert "why: " in causes
     windows = json.dumps(_outputs(nb, "windows"), ensure_ascii=False)
+    assert any(SVG in o.get("data", {}) for o in _outputs(nb, "windows"))
+    _assert_no_network(nb)
     for sig in found:  # one row per signature in the windows chart
         assert re.search(rf"{sig} (?:·|\\+u00b7) ", windows), sig
     assert f"{found[0]}</b>" in "".join(
@@ -174,3 +195,59 @@ NOTEBOOKS_WITH_THEIR_OWN_TEST = (
 
 def test_every_notebook_has_a_test_that_runs_it():
     assert sorted(p.name for p in NOTEBOOKS) == sorted(NOTEBOOKS_WITH_THEIR_OWN_TEST)
+
+
+# -- exported HTML, in the browser with the network off ---------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.notebook
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_exported_html_draws_every_chart_with_the_network_off(
+    path, sample_db, monkeypatch, tmp_path
+):
+    """``jupyter nbconvert --to html`` of a run notebook, opened in Chromium offline.
+
+    Every chart output (an SVG drawn in the kernel; the report's figures in
+    notebook 03) is drawn on the page, and no chart library is fetched. The
+    export's own scripts (require.js, MathJax, and the widget manager that the
+    stored widget state asks for) fail to load, and that is all: the dashboard's
+    widgets need a live kernel, and are not among the charts counted here.
+    """
+    from nbconvert import HTMLExporter
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import CHROMIUM, LAUNCH_ARGS
+    from tests.test_browser import ARTIFACTS, _require_chromium
+    from tests.test_report import _assert_drawn, _open_offline
+
+    _require_chromium()
+    nb = _run(path, sample_db, monkeypatch)
+    drawn_in_kernel = sum(SVG in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    figures = sum(
+        o.get("data", {}).get("text/html", "").count("<figure ")
+        for c in nb.cells
+        for o in c.get("outputs", [])
+    )
+    assert drawn_in_kernel + figures > 0, "the notebook shows no chart"
+    page_html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    exported = tmp_path / path.with_suffix(".html").name
+    exported.write_text(page_html, encoding="utf-8")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
+        try:
+            page, attempts, _ = _open_offline(browser, exported)
+            charts = page.locator(
+                ".jp-RenderedSVG > svg, .jp-RenderedSVG > img, .jp-RenderedHTMLCommon figure svg"
+            )
+            assert charts.count() == drawn_in_kernel + figures
+            for i in range(charts.count()):
+                charts.nth(i).scroll_into_view_if_needed()
+                _assert_drawn(charts.nth(i), i)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / f"export-{path.stem}.png"), full_page=True)
+        finally:
+            browser.close()
+    fetched = [u for u in attempts if u != exported.resolve().as_uri()]
+    assert not [u for u in fetched if re.search(r"vega|altair", u)], fetched

@@ -742,3 +742,155 @@ def test_a_value_beyond_the_last_power_of_two_bucket_rebuilds(tmp_path, write_js
         assert beyond.action == "rebuilt"
         assert "prompt_tokens needs new bucket edges (a value of 1e+07)" in beyond.reason
         assert queries.dimension(wb.db, "prompt_tokens").edges != edges
+
+
+# -- sets of requests and cross-filtered value counts --------------------------------
+
+
+def test_counts_in_subsets_by_hand(tiny):
+    """A selection (model a on day 2) against everything else, without the tpu rows."""
+    day2 = Where.parse({"ts": ("2025-08-02", "2025-08-03")})
+    selection = Where.parse({"model": ["a"]}).merged(day2)
+    subsets = {
+        "sel": queries.Subset(within=(selection,)),
+        "rest": queries.Subset(without=(selection, Where.parse({"platform": ["tpu"]}))),
+    }
+    frame = queries.counts_in_subsets(
+        tiny.db, dims=["platform"], signal="argmax_violation", subsets=subsets
+    )
+    # selection: rows 6, 7 (tpu, greedy, both violate), 8 (gpu, not greedy)
+    # rest: the gpu rows but 8: 2, 4, 5, 10, 11 (greedy; 4, 11 violate)
+    assert frame.rows() == [("platform", "gpu", 0, 0, 5, 2), ("platform", "tpu", 2, 2, 0, 0)]
+
+
+_subsets = st.builds(
+    lambda within, without: queries.Subset(
+        within=tuple(Where.parse(w) for w in within), without=tuple(Where.parse(w) for w in without)
+    ),
+    st.lists(_filters, max_size=2),
+    st.lists(_filters, max_size=2),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(a=_subsets, b=_subsets, dims=st.sampled_from([["model"], ["platform", "batch_size"]]))
+def test_counts_in_subsets_from_the_cube_equal_the_raw_scan_and_counts_by(tiny, a, b, dims):
+    sets = {"a": a, "b": b}
+    fast = queries.counts_in_subsets(tiny.db, dims=dims, signal="degraded", subsets=sets)
+    raw = queries.counts_in_subsets(
+        tiny.db, dims=dims, signal="degraded", subsets=sets, use_cubes=False
+    )
+    assert fast.equals(raw)
+    # one set, one dimension: the rows counts_by gives for the same filter, by hand
+    rows = tiny.sql("SELECT * FROM requests")
+    for name, subset in sets.items():
+        inside = pl.Series([True] * rows.height)
+        for w in subset.within:
+            inside &= _matches(rows, w)
+        for w in subset.without:
+            inside &= ~_matches(rows, w)
+        assert fast[f"n_{name}"].sum() == inside.sum() * len(dims)
+
+
+def _matches(rows: pl.DataFrame, where: Where) -> pl.Series:
+    """Which rows a filter keeps, computed in Polars (the reference for the SQL)."""
+    keep = pl.Series([True] * rows.height)
+    for column, allowed in where.values:
+        keep &= rows[column].is_in(list(allowed)).fill_null(False)
+    for column, gte, lt in where.ranges:
+        if gte is not None:
+            keep &= (rows[column] >= gte).fill_null(False)
+        if lt is not None:
+            keep &= (rows[column] < lt).fill_null(False)
+    if where.start is not None:
+        keep &= rows["ts"] >= where.start
+    if where.end is not None:
+        keep &= rows["ts"] < where.end
+    return keep
+
+
+def test_value_counts_follow_the_other_filters_but_not_their_own(tiny):
+    where = Where.parse({"model": ["a"], "platform": ["gpu"], "ts": ("2025-08-01", "2025-08-02")})
+    frame = queries.value_counts(tiny.db, dims=["model", "platform"], where=where)
+    # day 1: a tpu 0, 1; a gpu 2; b tpu 3; b gpu 4, 5
+    assert frame.rows() == [
+        ("model", "b", 2),  # gpu on day 1, whatever the model filter says
+        ("model", "a", 1),
+        ("platform", "tpu", 2),  # model a on day 1
+        ("platform", "gpu", 1),
+    ]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(where=_filters)
+def test_value_counts_from_the_cube_equal_the_raw_scan(tiny, where):
+    parsed = Where.parse(where)
+    dims = ["model", "platform", "batch_size"]
+    fast = queries.value_counts(tiny.db, dims=dims, where=parsed)
+    raw = queries.value_counts(tiny.db, dims=dims, where=parsed, use_cubes=False)
+    assert fast.equals(raw)
+    for dim in dims:
+        others = Where(
+            tuple(v for v in parsed.values if v[0] != dim),
+            tuple(r for r in parsed.ranges if r[0] != dim),
+            parsed.start,
+            parsed.end,
+        )
+        expected = counts_by(tiny.db, by=[dim], signal="degraded", where=others)
+        assert fast.filter(pl.col("dimension") == dim)["requests"].sum() == expected["n"].sum()
+
+
+def test_counts_in_subsets_can_read_only_the_true_rows_where_no_cube_answers(tiny):
+    day2 = Where.parse({"ts": ("2025-08-02", "2025-08-03")})
+    sets = {"d2": queries.Subset(within=(day2,)), "rest": queries.Subset(without=(day2,))}
+    dims = ["model", "prompt_tokens"]  # prompt_tokens: in the cube as buckets
+    full = queries.counts_in_subsets(tiny.db, dims=dims, signal="argmax_violation", subsets=sets)
+    raw = queries.counts_in_subsets(
+        tiny.db,
+        dims=dims,
+        signal="argmax_violation",
+        subsets=sets,
+        use_cubes=False,
+        raw_true_only=True,
+    )
+    cubed = queries.counts_in_subsets(
+        tiny.db, dims=dims, signal="argmax_violation", subsets=sets, raw_true_only=True
+    )
+    assert cubed.equals(full)  # a cube answered: nothing changes
+    assert raw["n_d2"].null_count() == raw.height
+    nonzero = full.filter((pl.col("k_d2") > 0) | (pl.col("k_rest") > 0))
+    assert raw.select("dimension", "model", "prompt_tokens", "k_d2", "k_rest").equals(
+        nonzero.select("dimension", "model", "prompt_tokens", "k_d2", "k_rest")
+    )
+
+
+def test_counts_in_subsets_with_a_source_that_finds_nothing(tiny):
+    """Only true rows are read where no cube answers; none may be true there."""
+    nothing = Where.parse({"model": ["no-such-model"]})
+    sets = {"a": queries.Subset(within=(nothing,)), "b": queries.Subset(within=(nothing,))}
+    frame = queries.counts_in_subsets(
+        tiny.db,
+        dims=["model", "prompt_tokens"],
+        signal="argmax_violation",
+        subsets=sets,
+        use_cubes=False,
+        raw_true_only=True,
+    )
+    assert frame.height == 0
+    assert frame.columns[:3] == ["dimension", "model", "prompt_tokens"]
+    # model a on gpu: rows 2 and 8, no violation; the cube answers model, the raw rows
+    # (true ones only) max_token_rank, an outcome no cube holds, and find none
+    some = Where.parse({"model": ["a"], "platform": ["gpu"]})
+    mixed = queries.counts_in_subsets(
+        tiny.db,
+        dims=["model", "max_token_rank"],
+        signal="argmax_violation",
+        subsets={"a": queries.Subset(within=(some,))},
+        raw_true_only=True,
+    )
+    assert mixed.columns[:3] == ["dimension", "model", "max_token_rank"]
+    assert mixed.rows() == [("model", "a", None, 1, 0)]

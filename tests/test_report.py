@@ -10,6 +10,7 @@ headless Chromium and prove that nothing ran.
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -168,6 +169,63 @@ def test_default_investigation_finds_the_bug_and_gathers_evidence_once(investiga
     assert repr(inv).startswith(f"<Investigation 'Bad replica': {len(inv.signatures)} signature")
 
 
+def test_each_signature_shows_a_few_of_its_requests_with_their_evidence(
+    investigation, bug_db, tmp_path
+):
+    from forensics.report.evidence import EXAMPLES
+
+    text = investigation.to_html()
+    markdown = investigation.to_markdown(tmp_path)
+    with forensics.open(bug_db, read_only=True) as wb:
+        for sig in investigation.signatures:
+            ev = investigation.evidence[sig.id]
+            assert ev.examples is not None
+            assert 0 < ev.examples.height <= EXAMPLES
+            ids = ev.examples["request_id"].to_list()
+            # each is a request of its slice and window with its signal
+            inside = wb.db.frame(
+                "SELECT request_id, " + f'"{sig.signal}" AS flagged FROM requests '
+                "WHERE list_contains($ids, request_id)",
+                {"ids": ids},
+            )
+            assert sorted(inside["request_id"].to_list()) == sorted(ids)
+            assert inside["flagged"].all()
+            assert all(sig.start <= t for t in ev.examples["ts"].to_list())
+            for excerpt in ev.examples["excerpt"].to_list():
+                assert html.escape(excerpt, quote=True) in text
+            assert f"sig-{sig.id.lower()}-examples" in text.lower()
+            assert ids[0] in markdown
+            assert ev.to_dict()["examples"][0]["request_id"] == ids[0]
+
+
+def test_no_report_module_imports_the_workbench():
+    """The report takes what it needs from the query and separation layers, never the facade
+    (the facade imports the report: the other way round would be a circle)."""
+    import ast
+
+    for path in sorted((REPO / "forensics" / "report").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            assert not [n for n in names if n.startswith("forensics.workbench")], path.name
+
+
+def test_a_report_needs_only_the_database_not_the_workbench(bug_db):
+    """Anything holding the open database will do (``wb.db``): no Workbench method is called."""
+    from types import SimpleNamespace
+
+    with forensics.open(bug_db, read_only=True) as wb:
+        inv = Investigation.default(SimpleNamespace(db=wb.db), title="From the database")
+        assert inv.signatures
+        assert set(inv.evidence) == {s.id for s in inv.signatures}
+        assert inv.provenance.requests == wb.counts()["requests"]
+        assert "From the database" in inv.to_html()
+
+
 def test_every_call_under_a_figure_reproduces_its_numbers(investigation):
     wb = investigation.wb
     for sig in investigation.signatures:
@@ -292,6 +350,45 @@ def test_html_is_one_offline_document_with_contents_and_a_print_stylesheet(inves
     assert text.count("<svg ") == figures
     assert "Conclusion" in text
     assert "The replica was drained." in text
+
+
+def test_the_report_leads_with_its_root_causes_in_every_format(investigation, tmp_path):
+    inv = investigation
+    assert inv.root_causes
+    n, m = len(inv.root_causes), len(inv.signatures)
+    said = f"{n} root cause{'s' if n != 1 else ''} affecting {m} slice{'s' if m != 1 else ''}"
+    page = inv.to_html()
+    summary = page.split('id="summary"', 1)[1]
+    assert summary.index(said) < summary.index('href="#sig-S1"'), "the headline comes first"
+    for cause in inv.root_causes:
+        assert f'id="cause-{cause.id}"' in page
+        assert f'href="#cause-{cause.id}"' in page
+        for why in cause.why:
+            assert html.escape(why, quote=True) in page
+    markdown = inv.save(tmp_path / "r.md").read_text()
+    assert f"**{said}.**" in markdown
+    data = json.loads(inv.to_json())
+    assert [c["id"] for c in data["root_causes"]] == [c.id for c in inv.root_causes]
+    assert sorted(s for c in data["root_causes"] for s in c["signatures"]) == sorted(
+        s.id for s in inv.signatures
+    )
+    for cause in data["root_causes"]:
+        assert {"id", "signatures", "shared_conditions", "events", "why"} <= set(cause)
+
+
+def test_the_timeline_lists_every_event_with_its_description(investigation, tmp_path):
+    """The chart marks events E1, E2...; the table under it says what each one was."""
+    events = investigation.events
+    assert events.height
+    page = investigation.to_html()
+    timeline = page.split('id="timeline"', 1)[1].split('id="sig-', 1)[0]
+    for i, row in enumerate(events.sort("ts").iter_rows(named=True), 1):
+        assert f"<td>E{i}</td>" in timeline or f">E{i}</td>" in timeline
+        assert html.escape(row["description"], quote=True) in timeline
+    drawn = json.dumps(investigation.overview.chart)
+    assert "E1 " in drawn
+    data = json.loads(investigation.to_json())
+    assert [e["label"] for e in data["events"]] == [f"E{i}" for i in range(1, events.height + 1)]
 
 
 def test_html_shows_every_number_with_its_interval_and_times_in_utc(investigation):
@@ -590,7 +687,8 @@ def test_workbench_report_is_the_default_investigation(bug_db):
 
 @pytest.fixture
 def chromium():
-    from tests.test_browser import CHROMIUM, LAUNCH_ARGS, _require_chromium
+    from tests.browser import CHROMIUM, LAUNCH_ARGS
+    from tests.test_browser import _require_chromium
 
     _require_chromium()
     from playwright.sync_api import sync_playwright
@@ -621,6 +719,19 @@ def _open_offline(browser, path: Path):
     return page, attempts, events
 
 
+def _assert_drawn(chart, i: int) -> None:
+    """A chart (inline SVG, or an image) takes room on the page and holds marks."""
+    box = chart.bounding_box()
+    assert box is not None, i
+    assert box["width"] > 200, (i, box)
+    assert box["height"] > 60, (i, box)
+    drawn = chart.evaluate(
+        "c => c.tagName === 'IMG' ? c.complete && c.naturalWidth : "
+        "c.querySelectorAll('path, rect, line, text').length"
+    )
+    assert drawn > 10, (i, drawn)
+
+
 @pytest.mark.browser
 def test_report_renders_offline_in_chromium_with_every_chart(investigation, chromium, tmp_path):
     path = investigation.save(tmp_path / "report.html")
@@ -630,15 +741,7 @@ def test_report_renders_offline_in_chromium_with_every_chart(investigation, chro
     assert figures.count() == 2 + 3 * len(investigation.signatures)
     for i in range(figures.count()):
         chart = figures.nth(i).locator("svg, img").first
-        box = chart.bounding_box()
-        assert box is not None, i
-        assert box["width"] > 200, (i, box)
-        assert box["height"] > 60, (i, box)
-        drawn = chart.evaluate(
-            "c => c.tagName === 'IMG' ? c.naturalWidth : "
-            "c.querySelectorAll('path, rect, line, text').length"
-        )
-        assert drawn > 10, (i, drawn)
+        _assert_drawn(chart, i)
         assert chart.evaluate("c => c.tagName === 'IMG' || c.textContent.length > 20")
     assert page.locator("nav.fx-toc a").count() >= 3 + len(investigation.signatures)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from tests.conftest import request_row
         "latency_ms", "latencyMs", "e2e_latency", "ttft_ms", "TTFT", "tpot_ms",
         "time_to_first_token_ms", "response_time_ms", "duration", "duration_s", "durationMs",
         "elapsed_ms", "status", "status_code", "http_status", "HTTPStatus", "http.status_code",
-        "grpc_status", "finish_reason", "finishReason", "gen_ai.response.finish_reasons",
+        "grpc_status", "openai_finish_reason", "finishReason", "gen_ai.response.finish_reasons",
         "stop_reason", "error", "errors", "error_type", "error.type", "errorCode", "exception",
         "completion_tokens", "gen_ai_usage_output_tokens", "generated_tokens",
     ],
@@ -37,7 +37,7 @@ def test_names_that_say_measured_are_outcomes(name):
 @pytest.mark.parametrize(
     "name",
     [
-        "queue_depth", "kernel_build", "replica", "max_output_tokens", "max_tokens",
+        "queue_depth", "kernel_build", "replica", "max_output_tokens", "max_new_tokens",
         "latency_slo_ms", "latency_budget_ms", "latency_class", "timeout_ms", "error_budget",
         "max_duration_s", "account_status", "status_page", "terror_level", "input_tokens",
         "reasoning_effort", "client_version", "prompt_chars", "cache_hit",
@@ -59,7 +59,10 @@ def test_names_of_settings_and_request_attributes_stay_dimensions(name):
         ("user_feedback", "outcome"),
         ("eval_score", "outcome"),
         ("response_text", "outcome"),
+        ("finish_reason", "outcome"),  # why generation stopped: the response's
         # request-side, even where a built-in detector reads them
+        ("max_tokens", "dimension"),  # truncated
+        ("prompt_text", "dimension"),  # wrong_language, repetition
         ("prompt_language", "dimension"),  # script_mix
         ("temperature", "dimension"),  # argmax_violation
         ("prompt_tokens", "dimension"),
@@ -121,7 +124,7 @@ def ingested(tmp_path, write_jsonl):
     ("column", "role", "why"),
     [
         ("latency_ms", "outcome", "name rule"),
-        ("finish_reason", "outcome", "name rule"),
+        ("finish_reason", "outcome", "canonical"),
         ("output_tokens", "outcome", "canonical"),
         ("eval_score", "outcome", "canonical"),
         ("slow_src", "outcome", "signal input"),
@@ -222,6 +225,21 @@ def test_a_role_for_a_column_no_file_has_yet_waits_for_it(tmp_path, write_jsonl)
         assert wb.roles().filter(pl.col("column") == "gpu_temp").rows() == [
             ("gpu_temp", "outcome", "mapping")
         ]
+
+
+def test_every_column_an_expression_signal_reads_is_an_outcome(tmp_path, write_jsonl):
+    wb = forensics.open(tmp_path / "expr.duckdb")
+    signals = {"odd": {"expr": "queue_depth > 2 and contains(kernel, '1') or batch_size is null"}}
+    wb.ingest(write_jsonl(_rows()), mapping=forensics.Mapping.from_dict({"signals": signals}))
+    roles = {
+        r[0]: (r[1], r[2]) for r in wb.sql('SELECT "column", role, why FROM column_roles').rows()
+    }
+    for name in ("queue_depth", "kernel", "batch_size"):
+        assert roles[name] == ("outcome", "signal input"), name
+    assert roles["latency_ms"] == ("outcome", "name rule")
+    assert roles["model"] == ("dimension", "canonical")
+    assert "queue_depth" not in [d.name for d in queries.dimensions(wb.db)]
+    wb.close()
 
 
 def test_a_role_for_a_stored_signal_is_refused_before_anything_is_written(ingested, write_jsonl):

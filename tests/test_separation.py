@@ -242,6 +242,7 @@ LIBRARY = [
     "active-at-end",  # no end yet
     "kernel-build-bug",  # a column forensics has never heard of
     "sticky-misrouting",  # traffic that exists only while the bug lasts
+    "degenerate-answers",  # loops to max_tokens, empty 200s, truncation, wrong language
 ]
 
 

@@ -16,7 +16,9 @@ from forensics.signals import (
     SignalParams,
     detect,
     register_functions,
+    repetition,
     signals_relation,
+    wrong_language,
 )
 from forensics.signals import code_syntax_error as cse
 from forensics.signals import script_mix as sm
@@ -24,6 +26,26 @@ from tests.conftest import request_row
 
 CORPUS = Path(__file__).resolve().parent / "signal_corpus"
 TEXT_SIGNALS = ("script_mix", "code_syntax_error")
+CORPUS_SIGNALS = (*TEXT_SIGNALS, "repetition", "empty_response", "truncated", "wrong_language")
+"""Signals the labelled corpus measures (each on the cases labelled for it)."""
+CORPUS_COLUMNS = {
+    "response_text": pl.String,
+    "prompt_language": pl.String,
+    "prompt_text": pl.String,
+    "finish_reason": pl.String,
+    "output_tokens": pl.Int64,
+    "max_tokens": pl.Int64,
+}
+TARGETS = {
+    "script_mix": (0.99, 0.97),
+    "code_syntax_error": (1.0, 1.0),
+    "repetition": (0.99, 0.97),
+    "empty_response": (0.99, 0.97),
+    "truncated": (1.0, 1.0),
+    "wrong_language": (0.98, 0.95),
+}
+"""Precision and recall each signal must reach on the whole corpus (the issues' targets;
+truncated and code_syntax_error are exact rules)."""
 
 
 def _frame(texts, langs=None) -> pl.DataFrame:
@@ -248,6 +270,161 @@ def test_code_udf_sees_only_rows_with_a_fence():
     assert sum(seen) == 100
 
 
+# -- the four detectors of issue 19: input -> expected --------------------------------------
+
+
+def _one(signal: str, text: str | None, **columns) -> bool | None:
+    data = {"response_text": pl.Series([text], dtype=pl.String)}
+    for name, value in columns.items():
+        data[name] = pl.Series([value], dtype=CORPUS_COLUMNS[name])
+    return detect(pl.DataFrame(data))[signal][0]
+
+
+REPETITION_CASES = [
+    ("Sure. " + "the " * 100, {}, True),
+    ("好的" + "的" * 160, {}, True),
+    ("```python\n" + "x = 1\n" * 40, {}, True),  # the block never closes
+    ("```python\n" + "x = 1\n" * 40 + "```\nDone.", {}, False),
+    ("ha " * 12, {}, False),
+    ("-" * 200, {}, False),  # a rule: punctuation needs four times the length
+    ("-" * 700, {}, True),
+    ("\n".join(f"{i}. step {i}" for i in range(60)), {}, False),
+    ("Hello " * 50, {"prompt_text": "Say hello 50 times"}, False),
+    ("Hello " * 50, {"prompt_text": "Greet me"}, True),
+    ("", {}, False),
+    (None, {}, None),
+]
+
+
+@pytest.mark.parametrize(("text", "columns", "expected"), REPETITION_CASES)
+def test_repetition(text, columns, expected):
+    assert _one("repetition", text, **columns) is expected
+
+
+EMPTY_CASES = [
+    ("", {}, True),
+    (" \n\t", {"finish_reason": "stop"}, True),
+    ("\u200b\ufeff", {}, True),
+    ("", {"finish_reason": "length"}, True),
+    ("", {"finish_reason": "tool_calls"}, False),
+    ("", {"finish_reason": "Function_Call"}, False),
+    (".", {}, False),
+    ("👍", {}, False),
+    (None, {}, None),
+]
+
+
+@pytest.mark.parametrize(("text", "columns", "expected"), EMPTY_CASES)
+def test_empty_response(text, columns, expected):
+    assert _one("empty_response", text, **columns) is expected
+
+
+TRUNCATED_CASES = [
+    ({"finish_reason": "length"}, True),
+    ({"finish_reason": "MAX_TOKENS"}, True),
+    ({"finish_reason": "stop"}, False),
+    ({"output_tokens": 512, "max_tokens": 512}, True),
+    ({"output_tokens": 511, "max_tokens": 512}, False),
+    ({"finish_reason": "stop", "output_tokens": 600, "max_tokens": 512}, True),
+    ({"max_tokens": 512}, None),
+    ({"output_tokens": 5}, None),
+    ({}, None),
+]
+
+
+@pytest.mark.parametrize(("columns", "expected"), TRUNCATED_CASES)
+def test_truncated(columns, expected):
+    assert _one("truncated", "Some answer.", **columns) is expected
+
+
+WRONG_LANGUAGE_CASES = [
+    (
+        "Die Antwort ist einfach: Du musst die Datei speichern und das Programm neu starten.",
+        "en",
+        {},
+        True,
+    ),
+    (
+        "The answer is simple: you need to save the file and restart the program afterwards.",
+        "de",
+        {},
+        True,
+    ),
+    ("東京は日本の首都です。人口は約千四百万人で、交通もとても便利です。", "de", {}, True),
+    (
+        "The answer is simple: you need to save the file and restart the program afterwards.",
+        "en-GB",
+        {},
+        False,
+    ),
+    (
+        "The answer is simple: you need to save the file and restart the program afterwards.",
+        None,
+        {},
+        None,
+    ),
+    (
+        "The answer is simple: you need to save the file and restart the program afterwards.",
+        "tlh",
+        {},
+        None,
+    ),
+    (
+        "Die Antwort ist einfach: Du musst die Datei speichern und das Programm neu starten.",
+        None,
+        {"prompt_text": "How do I make the change take effect? It did not work for me."},
+        True,
+    ),
+    (
+        "Die Antwort ist einfach: Du musst die Datei speichern und das Programm neu starten.",
+        "en",
+        {"prompt_text": "Translate into German: the answer is simple, save the file and restart."},
+        False,
+    ),
+    ("Ja.", "en", {}, False),
+    ("```python\nprint('hallo welt, das ist ein langer text')\n```", "en", {}, False),
+    ("", "en", {}, False),
+    (None, "en", {}, None),
+]
+
+
+@pytest.mark.parametrize(("text", "lang", "columns", "expected"), WRONG_LANGUAGE_CASES)
+def test_wrong_language(text, lang, columns, expected):
+    assert _one("wrong_language", text, prompt_language=lang, **columns) is expected
+
+
+def test_new_thresholds_are_parameters():
+    loop = "Intro. " + "abc " * 30  # 120 characters of loop
+    assert detect(_frame([loop]))["repetition"][0] is False
+    assert detect(_frame([loop]), params=SignalParams(repetition_min_chars=100))["repetition"][0]
+    short = "Das ist eine kurze deutsche Antwort auf die Frage."
+    frame = _frame([short], ["en"])
+    assert detect(frame)["wrong_language"][0] is True
+    assert (
+        detect(frame, params=SignalParams(wrong_language_min_letters=60))["wrong_language"][0]
+        is False
+    )
+
+
+@pytest.mark.parametrize("module", [repetition, wrong_language])
+def test_python_sees_only_the_rows_the_sql_could_not_settle(module, monkeypatch):
+    seen: list[int] = []
+    original = module._udf
+
+    def counting(texts, second, third, fourth, fifth):
+        seen.append(len(texts))
+        return original(texts, second, third, fourth, fifth)
+
+    monkeypatch.setattr(module, "_udf", counting)
+    english = [
+        f"Answer {i}: the value you asked for is stored in the table and you can read it with a query."
+        for i in range(5_000)
+    ]
+    out = detect(_frame(english, ["en"] * len(english)))
+    assert out[module.DETECTOR.name].to_list() == [False] * len(english)
+    assert sum(seen) == 0
+
+
 # -- the labelled corpus -----------------------------------------------------------------
 
 
@@ -268,11 +445,25 @@ def _scores(cases, got, signal):
     return tp, fp, fn, precision, recall
 
 
+def _corpus_frame(cases) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            name: pl.Series([c.get(name) for c in cases], dtype=dtype)
+            for name, dtype in CORPUS_COLUMNS.items()
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def corpus_result():
     cases = _corpus()
-    out = detect(_frame([c["response_text"] for c in cases], [c["prompt_language"] for c in cases]))
-    return cases, {s: out[s].to_list() for s in TEXT_SIGNALS}
+    out = detect(_corpus_frame(cases))
+    return cases, {s: out[s].to_list() for s in CORPUS_SIGNALS}
+
+
+def _labelled(cases, got, signal, keep=lambda c: True):
+    pairs = [(c, g) for c, g in zip(cases, got[signal], strict=True) if signal in c and keep(c)]
+    return [c for c, _ in pairs], [g for _, g in pairs]
 
 
 def test_corpus_is_large_and_covers_the_issue(corpus_result):
@@ -301,6 +492,15 @@ def test_corpus_is_large_and_covers_the_issue(corpus_result):
     assert lengths >= set(range(1, 21)) - {11, 13, 14, 15, 17, 18}
 
 
+_OLD_CATEGORIES = {
+    "english", "thai", "chinese", "japanese", "russian", "german", "korean", "arabic",
+    "corrupted_english", "corrupted_native", "python_valid", "python_broken", "json_valid",
+    "json_broken", "code_unchecked", "lookalike_quoted", "lookalike_code_unicode",
+    "lookalike_translation", "edge",
+}  # fmt: skip
+"""Categories of the corpus written for script_mix and code_syntax_error (round 1-4)."""
+
+
 def _inserted_lengths(case):
     import re
 
@@ -310,47 +510,64 @@ def _inserted_lengths(case):
 def test_corpus_precision_and_recall(corpus_result, capsys):
     cases, got = corpus_result
     lines = []
-    for signal in TEXT_SIGNALS:
-        for label, subset in (
-            ("all", range(len(cases))),
-            ("round 1", [i for i, c in enumerate(cases) if "round" not in c]),
-            ("held-out", [i for i, c in enumerate(cases) if "round" in c]),
+    failures = []
+    for signal in CORPUS_SIGNALS:
+        for label, keep in (
+            ("all", lambda c: True),
+            ("round 1", lambda c: "round" not in c),
+            ("held-out", lambda c: "round" in c),
         ):
-            sub_cases = [cases[i] for i in subset]
-            sub_got = [got[signal][i] for i in subset]
+            sub_cases, sub_got = _labelled(cases, got, signal, keep)
             tp, fp, fn, p, r = _scores(sub_cases, sub_got, signal)
+            positives = sum(1 for c in sub_cases if c[signal] is True)
             lines.append(
-                f"{signal:18s} {label:9s} n={len(sub_cases):3d} tp={tp:3d} fp={fp} fn={fn} "
-                f"precision={p:.3f} recall={r:.3f}"
+                f"{signal:18s} {label:9s} n={len(sub_cases):3d} positive={positives:3d} tp={tp:3d} "
+                f"fp={fp} fn={fn} precision={p:.3f} recall={r:.3f}"
             )
+            if p < TARGETS[signal][0] or r < TARGETS[signal][1]:
+                failures.append((signal, label, p, r))
+        sub_cases, sub_got = _labelled(cases, got, signal)
         misses = [
             (c["id"], c[signal], g)
-            for c, g in zip(cases, got[signal], strict=True)
+            for c, g in zip(sub_cases, sub_got, strict=True)
             if c[signal] != g
         ]
         lines.append(f"{signal:18s} disagreements: {misses}")
     with capsys.disabled():
         print("\n" + "\n".join(lines))
-    _, _, _, p, r = _scores(cases, got["script_mix"], "script_mix")
-    assert p >= 0.99
-    assert r >= 0.97
+    # Gated: every signal's targets on the whole corpus; for the new signals, precision on
+    # their held-out rounds too (8-20 positives each, where one miss moves recall by 5-12
+    # points: held-out recall is printed, not gated). script_mix's known misses on its
+    # held-out rounds are printed as before.
+    gated = [
+        f
+        for f in failures
+        if f[1] == "all"
+        or (f[1] == "held-out" and f[0] not in TEXT_SIGNALS and f[2] < TARGETS[f[0]][0])
+    ]
+    assert not gated, gated
     valid_code_flagged = [
         c["id"]
         for c, g in zip(cases, got["code_syntax_error"], strict=True)
-        if c["code_syntax_error"] is False and g is True
+        if c.get("code_syntax_error") is False and g is True
     ]
     assert valid_code_flagged == []
-    _, _, _, p, r = _scores(cases, got["code_syntax_error"], "code_syntax_error")
-    assert (p, r) == (1.0, 1.0)
+
+
+def test_every_new_signal_has_80_cases_with_look_alikes_and_a_held_out_part(corpus_result):
+    cases, _ = corpus_result
+    for signal in ("repetition", "empty_response", "truncated", "wrong_language"):
+        own = [c for c in cases if signal in c and c["category"] not in _OLD_CATEGORIES]
+        assert len(own) >= 80, (signal, len(own))
+        assert any(c["category"].startswith("lookalike") or c[signal] is False for c in own)
+        assert sum(1 for c in own if c.get("round") == 5) >= 8, signal
 
 
 def test_corpus_null_semantics(corpus_result):
     cases, got = corpus_result
-    for c, sm_value, code_value in zip(
-        cases, got["script_mix"], got["code_syntax_error"], strict=True
-    ):
-        assert (sm_value is None) == (c["response_text"] is None), c["id"]
-        assert (code_value is None) == (c["code_syntax_error"] is None), c["id"]
+    for signal in CORPUS_SIGNALS:
+        for c, g in zip(*_labelled(cases, got, signal), strict=True):
+            assert (g is None) == (c[signal] is None), (signal, c["id"])
 
 
 # -- ingest end to end -------------------------------------------------------------------
@@ -406,6 +623,25 @@ def test_ingest_parquet_without_prompt_language(wb, write_parquet):
     assert got == [True, False, None]
 
 
+def test_ingest_keeps_a_blank_answer_and_finds_it_empty(wb, write_jsonl):
+    rows = [
+        request_row(1, response_text="", finish_reason="stop"),
+        request_row(2, response_text=" \n ", max_tokens=100, output_tokens=100),
+        request_row(3, response_text=None),
+        request_row(4, response_text="Fine."),
+    ]
+    wb.ingest(write_jsonl(rows))
+    got = wb.sql(
+        "SELECT response_text, empty_response, truncated, degraded FROM requests ORDER BY request_id"
+    ).rows()
+    assert got == [
+        ("", True, False, True),
+        ("\n", True, True, True),
+        (None, None, None, False),  # the answer was not logged: the other signals decide
+        ("Fine.", False, None, False),
+    ]
+
+
 # -- privacy -----------------------------------------------------------------------------
 
 SECRET = "zebra-quokka-9137 ข้อมูลลับ"
@@ -414,7 +650,13 @@ BROKEN = "```python\ndef leak(:\n    return 'zebra-quokka-9137'\n```"
 
 def _privacy_rows():
     rows = [
-        request_row(i, user_id=f"alice{i}", response_text=f"{SECRET} {i}", prompt_language="en")
+        request_row(
+            i,
+            user_id=f"alice{i}",
+            response_text=f"{SECRET} {i}",
+            prompt_language="en",
+            prompt_text=f"Please repeat {SECRET} for me {i}",
+        )
         for i in range(4)
     ]
     rows.append(request_row(10, user_id="alice10", response_text=BROKEN))
@@ -438,9 +680,9 @@ def test_privacy_keeps_signals_but_no_text_anywhere_in_the_files(tmp_path, write
     got = bench.sql(
         "SELECT count(*) FILTER (WHERE script_mix) AS sm, "
         "count(*) FILTER (WHERE code_syntax_error) AS cse, "
-        "count(response_text) AS texts FROM requests"
+        "count(response_text) AS texts, count(prompt_text) AS prompts FROM requests"
     ).rows()
-    assert got == [(4, 1, 0)]
+    assert got == [(4, 1, 0, 0)]
     assert bench.sql("SELECT count(*) AS n FROM rejected_rows")["n"][0] == 1
     assert _leaks(db_path) == []  # database file and WAL, while open
     bench.close()

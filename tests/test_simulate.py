@@ -23,7 +23,8 @@ import pytest
 
 import forensics
 from forensics.errors import ConfigError
-from forensics.schema import CANONICAL_COLUMNS
+from forensics.schema import CANONICAL_COLUMNS, quote_identifier
+from forensics.signals import detect
 from forensics.simulate import SCENARIOS, load_scenario, simulate
 from forensics.simulate.spec import merge_base, parse_scenario
 from forensics.simulate.text import (
@@ -39,6 +40,9 @@ from tests.conftest import REPO
 
 SAMPLE = REPO / "data_samples" / "postmortem-2025"
 CANONICAL = [c.name for c in CANONICAL_COLUMNS]
+WRITTEN = [c for c in CANONICAL if c not in ("max_tokens", "finish_reason", "prompt_text")]
+"""Canonical columns every scenario writes (max_tokens and finish_reason come with a
+max_tokens column; prompt_text is never simulated)."""
 LATIN = ["en", "de", "fr", "es"]
 MISROUTED = (
     (pl.col("model") == "sonnet-4")
@@ -207,7 +211,7 @@ def _population(frame: pl.DataFrame, bug: dict) -> pl.DataFrame:
 
 
 def test_requests_hold_every_canonical_column_and_no_truth(sample):
-    assert sample.columns == CANONICAL
+    assert sample.columns == WRITTEN
     assert str(sample.schema["ts"]) == "Datetime(time_unit='ms', time_zone='UTC')"
     assert sample["request_id"].n_unique() == sample.height
     assert sample["user_feedback"].drop_nulls().is_in([-1, 0, 1]).all()
@@ -484,6 +488,54 @@ def test_library_code_parses_and_clean_texts_are_clean():
             assert not set(prose) & set(lib.scripts[script]), (language, script, text)
 
 
+def test_clean_texts_never_loop_are_never_blank_and_are_in_their_own_language():
+    """The pools are the baseline of every scenario: the new detectors must stay quiet on them."""
+    lib = load_library()
+    languages = list(lib.languages)
+    pools = build_pools(lib, languages, list(lib.tasks))
+    per_language = len(lib.tasks) * lib.pool_size
+    tags = [languages[i // per_language] for i in range(len(pools.texts))]
+    out = detect(
+        pl.DataFrame({"response_text": list(pools.texts), "prompt_language": tags}),
+    )
+    for signal in ("repetition", "empty_response", "wrong_language"):
+        fired = [(tags[i], pools.texts[i][:80]) for i, v in enumerate(out[signal]) if v]
+        assert fired == [], signal
+
+
+def test_the_degenerate_answers_scenario_writes_what_its_truth_says(tmp_path):
+    """Each bug's symptoms, counted by the detectors after ingest, are the engine's tally."""
+    result = simulate("degenerate-answers", rows=30_000, seed=3, out=tmp_path / "sim")
+    truth = json.loads(result.truth.read_text())
+    frame = pl.read_parquet(result.requests)
+    assert {"max_tokens", "finish_reason"} <= set(frame.columns)
+    assert (frame["output_tokens"] <= frame["max_tokens"]).all()
+    assert frame.filter(pl.col("response_text") == "")["output_tokens"].to_list() == [0] * int(
+        (frame["response_text"] == "").sum()
+    )
+    with forensics.open(tmp_path / "d.duckdb") as wb:
+        wb.ingest(result.requests, progress=False)
+        for bug in truth["bugs"]:
+            where, params = [], {"start": bug["start"], "end": bug["end"]}
+            for i, (column, values) in enumerate(bug["predicate"].items()):
+                if isinstance(values, list):
+                    where.append(f"list_contains($v{i}, {quote_identifier(column)})")
+                    params[f"v{i}"] = values
+                else:
+                    where.append(f"{quote_identifier(column)} >= $v{i}")
+                    params[f"v{i}"] = values["gte"]
+            for signal, told in bug["injected"]["signals"].items():
+                counted = wb.sql(
+                    f"SELECT count({quote_identifier(signal)}) AS n, "
+                    f"count(*) FILTER (WHERE {quote_identifier(signal)}) AS k FROM requests "
+                    f"WHERE {' AND '.join(where)} AND ts >= $start AND ts < $end",
+                    params,
+                ).rows()
+                assert counted == [(told["defined_rows"], told["observed"])], (bug["name"], signal)
+                if signal in ("repetition", "empty_response", "truncated", "wrong_language"):
+                    assert told["observed"] > told["baseline_expected"] + 20, (bug["name"], signal)
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_broken_code_really_fails_to_parse(seed):
     rng = np.random.Generator(np.random.PCG64(seed))
@@ -518,7 +570,9 @@ def test_every_scenario_generates_with_a_valid_truth(name, tmp_path):
         frame = pl.read_parquet(result.requests)
         truth = json.loads(result.truth.read_text())
         assert frame.height == truth["rows"] == 20_000
-        assert frame.columns[: len(CANONICAL)] == CANONICAL
+        limits = "max_tokens" in frame.columns
+        expected = [c for c in CANONICAL if c in WRITTEN or (limits and c != "prompt_text")]
+        assert frame.columns[: len(expected)] == expected
         for bug in truth["bugs"]:
             for column, spec in bug["predicate"].items():
                 assert column in frame.columns, (name, bug["name"], column)
@@ -589,6 +643,23 @@ def _postmortem() -> dict:
         (lambda d: d["bug"][0].update(end=d["bug"][0]["start"]), "after start"),
         (lambda d: d.update(colour="blue"), "colour"),
         (lambda d: d["traffic"].update(diurnal=[1.0] * 23), "24"),
+        (
+            lambda d: d["bug"][0].update(effects={"repetition": 1.0}),
+            "define an int column max_tokens",
+        ),
+        (lambda d: d["baseline"].update(truncated=0.1), "define an int column max_tokens"),
+        (lambda d: d["baseline"].update(wrong_language=0.01), "baseline.wrong_language"),
+        (
+            lambda d: d["baseline"].update(
+                rule=[{"where": {"model": ["sonnet-4"]}, "set": {"wrong_language": 0.1}}]
+            ),
+            "baseline.rule[0].set.wrong_language",
+        ),
+        (lambda d: d["bug"][0].update(answer_language="de"), "answer_language"),
+        (
+            lambda d: d["bug"][0].update(effects={"wrong_language": 1.0}, answer_language=3),
+            "answer_language",
+        ),
     ],
 )
 def test_bad_scenarios_are_refused_with_the_key(change, message):
@@ -596,6 +667,28 @@ def test_bad_scenarios_are_refused_with_the_key(change, message):
     change(data)
     with pytest.raises(ConfigError, match=re.escape(message)):
         parse_scenario(data, source="test.toml")
+
+
+def test_an_answer_language_the_text_library_lacks_is_named_with_its_bug(tmp_path):
+    data = json.loads(json.dumps(dict(SCENARIOS["degenerate-answers"].data), default=str))
+    bug = next(b for b in data["bug"] if "wrong_language" in b["effects"])
+    bug["answer_language"] = "tlh"
+    scenario = parse_scenario(data, source="mine.toml")
+    with pytest.raises(ConfigError) as caught:
+        simulate(scenario, rows=2_000, seed=1, out=tmp_path / "out")
+    message = str(caught.value)
+    assert f"bug {bug['name']!r}: answer_language" in message
+    assert "tlh" in message
+    assert "en, de" in message
+
+
+def test_finish_reason_says_length_exactly_where_the_limit_was_reached(tmp_path):
+    result = simulate("degenerate-answers", rows=20_000, seed=5, out=tmp_path / "sim")
+    frame = pl.read_parquet(result.requests)
+    at_limit = frame["output_tokens"] >= frame["max_tokens"]
+    assert at_limit.sum() > 100
+    assert (frame["finish_reason"] == "length").to_list() == at_limit.to_list()
+    assert frame.filter(~at_limit)["finish_reason"].unique().to_list() == ["stop"]
 
 
 def test_merge_base_replaces_columns_by_name():

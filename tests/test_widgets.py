@@ -10,8 +10,10 @@ import pytest
 
 import forensics
 from forensics import widgets
+from forensics.dashboard.data import signature_text
 from forensics.errors import ForensicsError
 from forensics.findings import View
+from forensics.rootcause import headline
 from forensics.signature import Signature, SymptomRate
 from forensics.simulate import simulate
 from tests.conftest import same_signatures
@@ -81,9 +83,10 @@ def test_dashboard_shows_the_overall_rate_and_draws_every_panel(wb, dash):
     assert dash.state().signal == "degraded"
     assert "No rise detected in this range" in str(dash.compare_view.spec)
     dash.signal_picker.value = "script_mix"  # rises with the TPU corruption: compared
-    assert "hconcat" in dash.compare_view.spec
+    assert dash.compare_view.spec["facet"]["field"] == "panel"
+    assert dash.volume_view.spec["title"]["text"].startswith("Requests per day by")
     assert "updated in" in dash.status.value
-    assert set(dash.last_update.panels) >= {"headline", "timeline", "charts"}
+    assert set(dash.last_update.panels) >= {"headline", "timeline", "heatmap", "compare"}
     # the timeline keeps its selection even though its spec is set directly
     assert charts_selection(dash) == widgets.charts.SELECTION
 
@@ -111,7 +114,7 @@ def test_the_outcomes_show_under_the_filters_and_are_no_filter(wb, dash):
     note = dash.roles_note.value
     assert "outcomes (never slices): " in note
     assert all(f">{name}</span>" in note for name in outcomes)
-    assert dash.roles_note in dash.filter_panel.children[0].children
+    assert dash.roles_note in dash.filter_panel.accordion.children[0].children
     assert not set(outcomes) & set(dash.filters)
 
 
@@ -133,13 +136,18 @@ def test_a_filter_changes_the_numbers_to_those_of_the_slice(wb, dash):
     assert dash.state().values == ()
 
 
+def _window(dash):
+    selection = dash.frame().selection
+    return None if selection is None else (selection.start, selection.end)
+
+
 def test_group_by_and_grain_redraw_the_timeline_but_do_not_recompare(dash):
     dash.signal_picker.value = "script_mix"
-    by_day = dash._windows(dash.state())[0]
+    by_day = _window(dash)
     dash.grain_picker.value = "hour"
     assert "per hour" in dash.timeline_view.spec["title"]["text"]
     # the automatic window follows the hourly change points: compared again
-    by_hour = dash._windows(dash.state())[0]
+    by_hour = _window(dash)
     assert by_hour is not None
     assert by_hour != by_day
     assert "compare" in dash.last_update.panels
@@ -190,7 +198,7 @@ def test_dragging_a_window_sets_the_incident_of_the_comparison(dash):
         datetime(2025, 8, 30, tzinfo=UTC),
     )
     assert "compare" in dash.last_update.panels
-    assert "incident 2025-08-26 – 2025-08-29 UTC" in " ".join(
+    assert "selection: brushed window · 2025-08-26 – 2025-08-29 UTC" in " ".join(
         dash.compare_view.spec["title"]["subtitle"]
     )
     # the browser reports an empty selection whenever it redraws: that keeps the window
@@ -209,13 +217,16 @@ def test_the_automatic_window_is_the_true_incident(wb, dash, truth, grain, slack
     dash.grain_picker.value = grain
     dash.signal_picker.value = "script_mix"
     bugs = _bugs_raising(truth, "script_mix")
-    window, baseline = dash._windows(dash.state())
+    window = _window(dash)
     assert abs(window[0] - min(start for start, _ in bugs)) <= slack
     assert abs(window[1] - max(end for _, end in bugs)) <= slack
-    assert baseline == (dash.state().start, window[0])  # everything before it
+    frame = dash.frame()
+    assert frame.selection.kind == "detected"
+    assert frame.baseline.where is None  # everything else under the filters
+    assert frame.baseline.description.startswith("everything else")
     first, last = (f"{t:%Y-%m-%d}" for t in (window[0], window[1] - timedelta(hours=1)))
     subtitle = " ".join(dash.compare_view.spec["title"]["subtitle"])
-    assert f"incident {first}" in subtitle
+    assert f"selection: the strongest detected rise · {first}" in subtitle
     assert last in subtitle
 
 
@@ -245,6 +256,7 @@ def test_add_to_report_pins_a_view_whose_calls_reproduce_its_numbers(wb):
     assert view.by == (dash.group_picker.value,)
     assert "vconcat" in view.chart
     assert view.chart["vconcat"][0]["layer"][2]["mark"]["type"] == "line"
+    assert view.chart["vconcat"][1]["facet"]["field"] == "panel"  # the comparison
     assert "1 pinned" in dash.pinned_list.value
     rates = eval(view.calls[0], {"wb": wb})
     assert _headline_rate(dash) == _pct(rates["rate"][0])
@@ -252,7 +264,7 @@ def test_add_to_report_pins_a_view_whose_calls_reproduce_its_numbers(wb):
     assert timeline.rates["n"].sum() == rates["n"][0]
     assert len(view.calls) == 3
     compared = eval(view.calls[2], {"wb": wb})
-    assert compared.equals(dash._compare)
+    assert compared.equals(dash.compared)
 
 
 def test_pinned_views_are_kept_without_an_investigation(dash):
@@ -311,24 +323,44 @@ def test_choosing_a_signature_sets_filters_window_and_signal(wb, dash):
     cat = _first_cubed(wb)
     value = dash.filters[cat].options[-1][1]
     numeric = next(d for d in wb.dimensions() if d.kind == "numeric" and len(d.edges) > 3)
+    threshold = numeric.edges[2] + 0.5  # off the bucket grid, as refined edges are
+    start = datetime(2025, 8, 25, 16, tzinfo=UTC)
     signature = _signature(
-        "S1",
-        # a numeric bound between edges widens to the enclosing buckets
-        {cat: [value], numeric.name: {"lt": numeric.edges[2] + 0.5}},
-        datetime(2025, 8, 25, 16, tzinfo=UTC),
-        None,
-        wb.signals()[0],
+        "S1", {cat: [value], numeric.name: {"lt": threshold}}, start, None, wb.signals()[0]
     )
     dash.signatures = [signature]
     dash.choose_signature("S1")
     state = dash.state()
+    # the filters are the predicate, thresholds exact (not widened to a bucket)
     assert state.values == ((cat, (value,)),)
-    assert state.ranges == ((numeric.name, None, numeric.edges[3]),)
+    assert state.ranges == ((numeric.name, None, threshold),)
+    assert {k: v for k, v in dash.where().items() if k != "ts"} == signature.predicate
+    assert f"exactly &lt; {threshold:g}" in dash.filter_panel.controls[numeric.name].note.value
     assert state.signal == signature.signal
-    assert state.incident[0] == signature.start  # whole hours: kept as found
-    assert state.incident[1] == state.end
+    assert state.incident == (signature.start, state.end)  # still active: to the end
+    assert state.signature == "S1"
+    # the date range shows its context: a week before it (half its length, at most a week)
+    assert state.start == start.replace(hour=0) - timedelta(days=7)
+    assert dash.frame().selection.describe().startswith("signature S1")
+    # its symptoms, and its exposure over its slice and window
+    assert "forensics-symptoms" in dash.signature_panel.symptoms.value
+    assert "S1: its slice over its window" in dash.exposure_text.value
+    assert dash.exposure_view.spec["title"]["text"].startswith("Who is hit by")
     assert "S1" not in dash.signature_table.value  # the table is drawn by find_signatures
-    assert dash._signature_line(signature).startswith(f"S1: {cat} = {value}")
+    assert signature_text(signature).startswith(f"S1: {cat} = {value}")
+    # the numbers come from the exact threshold: the raw rows, not the buckets
+    where = {
+        cat: [value],
+        numeric.name: {"lt": threshold},
+        "ts": [s.isoformat() for s in (state.start, state.end)],
+    }
+    expected = wb.rates(signal=state.signal, where=where).row(0, named=True)
+    assert _headline_rate(dash) == _pct(expected["rate"])
+    # moving the range by hand goes back to the buckets
+    assert dash.filters[numeric.name].index == (0, 3)  # the slider shows the bucket around it
+    dash.filters[numeric.name].index = (0, 2)
+    assert dash.state().ranges == ((numeric.name, None, numeric.edges[2]),)
+    assert dash.filter_panel.controls[numeric.name].note.value == ""
 
 
 def _drawn(widget):
@@ -356,6 +388,14 @@ def test_find_signatures_lists_the_real_search_and_shows_its_progress(wb, dash, 
     assert any(f"{found[0].id}: " in v for v in progress)
     assert found[0].id in dash.signature_table.value
     assert f"{found[0].requests:,}" in dash.signature_table.value
+    # the root causes lead: the headline, then each cause with its signatures
+    causes = wb.root_causes(found)
+    table = dash.signature_table.value
+    assert headline(causes) in table
+    assert table.index(headline(causes)) < table.index("<table")
+    for cause in causes:
+        assert f"<b>{cause.id}</b> " in table
+        assert f": {', '.join(cause.signatures)} · shared: " in table
     assert not dash.find_button.disabled
     assert len(dash.signature_picker.options) == len(found) + 1
     dash.signature_picker.value = found[0].id
@@ -367,10 +407,11 @@ def test_the_button_searches_in_the_background_while_the_panels_keep_updating(wb
     shown = _drawn(dash.signature_table)
     # The search waits at a gate until the test has looked: no race with its speed.
     gate = threading.Event()
-    search_and_show = dash._search_and_show
-    dash._search_and_show = lambda own: gate.wait(60) and search_and_show(own)
+    panel = dash.signature_panel
+    search_and_show = panel.search_and_show
+    panel.search_and_show = lambda own: gate.wait(60) and search_and_show(own)
     dash.find_button.click()
-    search = dash._search
+    search = panel.search
     assert search is not None
     try:
         assert dash.start_signature_search() is search  # not started twice
@@ -398,3 +439,250 @@ def test_an_empty_database_says_what_to_do(tmp_path):
         pytest.raises(ForensicsError, match="forensics ingest"),
     ):
         wb.dashboard()
+
+
+# -- filters: collapsed, cross-filtered, searchable --------------------------------------
+
+
+def _count_of(control, value) -> int:
+    label = next(text for text, v in control.options if v == value)
+    return int(label.rsplit("(", 1)[1].rstrip(")").replace(",", ""))
+
+
+def test_filters_are_collapsed_and_their_counts_follow_the_other_filters(wb, dash):
+    assert dash.filter_panel.accordion.selected_index is None
+    first = _first_cubed(wb)
+    other = next(n for n in wb.cubes()[0].dims if n != first)
+    value = dash.filters[first].options[0][1]
+    dash.filters[first].value = (value,)
+    # collapsed: nothing counted yet, the labels still hold the whole table's counts
+    totals = forensics.queries.dimension_values(wb.db, other)
+    shown = dash.filters[other]
+    top = shown.options[0][1]
+    assert _count_of(shown, top) == totals.filter(pl.col("value") == top)["requests"][0]
+    dash.filter_panel.accordion.selected_index = 0  # opened: counted under the other filters
+    state = dash.state()
+    for text, v in shown.options:
+        expected = wb.rates(
+            signal="degraded", where={first: [value], other: [v], "ts": (state.start, state.end)}
+        )["n"][0]
+        assert _count_of(shown, v) == expected, text
+    # its own filter does not narrow its own counts
+    own = dash.filters[first]
+    assert (
+        sum(_count_of(own, v) for _, v in own.options)
+        == wb.rates(signal="degraded", where={"ts": (state.start, state.end)})["n"][0]
+    )
+    assert dash.filters[first].value == (value,)  # relabelling kept the choice
+
+
+def test_a_long_list_is_searchable_and_keeps_its_choices(dash):
+    control = dash.filter_panel.controls["server_id"]
+    assert control.search.layout.display != "none"
+    chosen = control.order[5]
+    control.select.value = (chosen,)
+    control.search.value = control.order[0][-3:]
+    labels = [v for _, v in control.select.options]
+    assert chosen in labels  # a chosen value stays listed
+    assert all(control.order[0][-3:] in v or v == chosen for v in labels)
+    assert len(labels) < len(control.order)
+    assert control.select.value == (chosen,)
+    assert dash.state().values == (("server_id", (chosen,)),)
+    control.search.value = ""
+    assert len(control.select.options) == len(control.order)
+
+
+# -- clicks on charts filter --------------------------------------------------------------
+
+
+def _click(view, name, point):
+    view._vl_selections = {name: {"value": {"vlPoint": {"or": [point]}}, "store": []}}
+
+
+def test_clicking_a_bar_or_legend_value_filters_and_shift_click_excludes(wb, dash):
+    dash.signal_picker.value = "script_mix"
+    compared = dash.compared
+    assert compared is not None
+    row = compared.filter(pl.col("dimension") == "platform").row(0, named=True)
+    _click(dash.compare_view, widgets.charts.PICK, {"dimension": "platform", "value": row["value"]})
+    assert dict(dash.state().values)["platform"] == (row["key"],)
+    # shift-click: every value but this one
+    model = dash.filter_panel.controls["model"].order[0]
+    _click(dash.compare_view, widgets.charts.DROP, {"dimension": "model", "value": model})
+    kept = dict(dash.state().values)["model"]
+    assert model not in kept
+    assert len(kept) == len(dash.filter_panel.controls["model"].order) - 1
+    assert "all but" in dash.filter_panel.controls["model"].note.value
+    dash.reset_filters()
+    # the "other" row of a long tail is no value: nothing happens
+    _click(
+        dash.compare_view,
+        widgets.charts.PICK,
+        {"dimension": "server_id", "value": "other (3 values)"},
+    )
+    assert dash.state().values == ()
+    # a legend value of the timeline, a bar of the volume chart
+    by = dash.state().by
+    first = dash.filter_panel.controls[by].order[1]
+    _click(dash.timeline_view, widgets.charts.PICK, {"group": str(first)})
+    assert dict(dash.state().values)[by] == (first,)
+    dash.reset_filters()
+    _click(dash.volume_view, widgets.charts.DROP, {"group": str(first)})
+    assert first not in dict(dash.state().values)[by]
+    # a numeric bucket: the filter becomes that bucket
+    numeric = next(d for d in wb.dimensions() if d.kind == "numeric" and len(d.edges) > 3)
+    label = forensics.queries.bucket_label(numeric.edges, numeric.edges[1])
+    _click(dash.compare_view, widgets.charts.PICK, {"dimension": numeric.name, "value": label})
+    assert dict((c, (g, lt)) for c, g, lt in dash.state().ranges)[numeric.name] == (
+        numeric.edges[1],
+        numeric.edges[2],
+    )
+
+
+# -- selections: a heatmap region, baselines ----------------------------------------------
+
+
+def test_brushing_a_heatmap_region_selects_values_and_hours_for_the_comparison(wb, dash):
+    dash.signal_picker.value = "script_mix"
+    by = dash.state().by
+    values = dash.filter_panel.controls[by].order[:2]
+    start = datetime(2025, 8, 26, 3, 20, tzinfo=UTC)
+    end = datetime(2025, 8, 27, 11, 0, tzinfo=UTC)
+    dash.heatmap_view._vl_selections = {
+        widgets.charts.REGION: {
+            "value": {"ts": [int(t.timestamp() * 1000) for t in (start, end)], "group": values},
+            "store": [],
+        }
+    }
+    state = dash.state()
+    assert state.region == (by, tuple(values))
+    assert state.incident == (datetime(2025, 8, 26, tzinfo=UTC), datetime(2025, 8, 28, tzinfo=UTC))
+    assert "compare" in dash.last_update.panels
+    selection = dash.frame().selection
+    assert selection.kind == "region"
+    assert f"{by} in {{{values[0]}, {values[1]}}}" in selection.describe()
+    # the comparison: the group-by dimension holds only the chosen values in the selection
+    part = dash.compared.filter(pl.col("dimension") == by)
+    inside = part.filter(pl.col("k_selection") > 0)["value"].to_list()
+    assert set(inside) <= set(values)
+    # the numbers are those of the library for the same sets
+    expected = wb.contrast(
+        "script_mix",
+        selection={**dash.where(), by: values, "ts": [t.isoformat() for t in state.incident]},
+        scope=dash.where(),
+    )
+    assert expected.equals(dash.compared)
+    # the heatmap outlines the region on its rows
+    layers = dash.heatmap_view.spec["layer"]
+    assert layers[-1]["encoding"]["y"]["field"] == "group"
+    # a window dragged on the timeline replaces it
+    dash.brushed((start, end))
+    assert dash.state().region is None
+
+
+def test_the_baseline_can_be_brushed_or_a_week_earlier_and_says_why_when_empty(wb, dash):
+    dash.signal_picker.value = "script_mix"
+    dash.select_window((datetime(2025, 8, 27, tzinfo=UTC), datetime(2025, 8, 29, tzinfo=UTC)))
+    dash.comparison.baseline.value = "week"
+    # script_mix did not exist a week before: nothing to compare, and the panel says so
+    assert "The baseline holds no script_mix requests" in str(dash.compare_view.spec)
+    dash.signal_picker.value = "degraded"
+    frame = dash.frame()
+    assert frame.baseline.where.start == datetime(2025, 8, 20, tzinfo=UTC)
+    assert "a week earlier" in frame.baseline.description
+    subtitle = " ".join(dash.compare_view.spec["title"]["subtitle"])
+    assert "baseline: the same requests a week earlier (2025-08-20 – 2025-08-21 UTC)" in subtitle
+    # a selection in the data's first week has nothing a week before it
+    first = dash.data.first_day
+    dash.select_window((first, first + timedelta(days=2)))
+    assert "No requests a week before the selection" in str(dash.compare_view.spec)
+    dash.select_window((datetime(2025, 8, 27, tzinfo=UTC), datetime(2025, 8, 29, tzinfo=UTC)))
+    dash.comparison.baseline.value = "brushed"
+    assert "No baseline window yet" in str(dash.compare_view.spec)
+    assert dash.comparison.brush_target.value == "baseline"
+    dash.brushed((datetime(2025, 8, 10, 5, tzinfo=UTC), datetime(2025, 8, 14, tzinfo=UTC)))
+    state = dash.state()
+    assert state.baseline_window == (
+        datetime(2025, 8, 10, tzinfo=UTC),
+        datetime(2025, 8, 14, tzinfo=UTC),
+    )
+    assert state.incident == (datetime(2025, 8, 27, tzinfo=UTC), datetime(2025, 8, 29, tzinfo=UTC))
+    frame = dash.frame()
+    expected = wb.contrast(
+        "degraded",
+        selection={
+            **dash.where(),
+            "ts": ["2025-08-27T00:00:00+00:00", "2025-08-29T00:00:00+00:00"],
+        },
+        scope=dash.where(),
+        baseline={"ts": ["2025-08-10T00:00:00+00:00", "2025-08-14T00:00:00+00:00"]},
+    )
+    assert expected.equals(dash.compared)
+    assert frame.baseline.description.endswith("2025-08-10 – 2025-08-13 UTC")
+    for side in ("selection", "baseline"):  # shares never exceed 100%; a side sums to it
+        sums = dash.compared.group_by("dimension").agg(pl.col(f"share_{side}").sum())
+        assert all(abs(x - 1) < 1e-9 for x in sums[f"share_{side}"])
+
+
+def test_other_signatures_rows_are_left_out_of_the_baseline(wb, dash):
+    dash.signal_picker.value = "script_mix"
+    other = _signature(
+        "S2", {"platform": ["gpu"]}, datetime(2025, 8, 20, tzinfo=UTC), None, "script_mix"
+    )
+    dash.signatures = [other]
+    frame = dash.frame()
+    assert frame.baseline.leave_out == (other.where,)
+    assert "without the rows of S2 (other signatures)" in frame.baseline.description
+    assert not dash.comparison.leave_out.disabled
+    assert "S2" in dash.comparison.leave_out.description
+    with_them = dash.compared
+    dash.comparison.leave_out.value = False
+    assert dash.frame().baseline.leave_out == ()
+    assert "without the rows" not in dash.frame().baseline.description
+    gpu = lambda f: f.filter(  # noqa: E731
+        (pl.col("dimension") == "platform") & (pl.col("value") == "gpu")
+    )["k_baseline"][0]
+    assert gpu(with_them) < gpu(dash.compared)  # the gpu rows after Aug 20 came back
+
+
+# -- the request sample --------------------------------------------------------------------
+
+
+def test_the_requests_tab_reads_a_sample_of_the_selection_with_evidence(wb, dash):
+    dash.signal_picker.value = "script_mix"
+    assert dash.requests.sample is None  # not read until the tab is opened
+    dash.tabs.selected_index = 1
+    sample = dash.requests.sample
+    assert sample is not None
+    assert 0 < sample.height <= dash.requests.size.value
+    selection = dash.frame().selection
+    assert sample["ts"].min() >= selection.start
+    assert sample["ts"].max() < selection.end
+    assert sample["script_mix"][0] is True  # the signal's requests first
+    table = dash.requests.table.value
+    assert table.count("forensics-request") == sample.height
+    assert '<mark class="fx-evidence" data-signal="script_mix"' in table
+    expected = wb.sample_requests(
+        selection.where(dash.state().scope()), signal="script_mix", limit=sample.height
+    )
+    assert expected.equals(sample)
+    dash.requests.another.click()
+    assert not dash.requests.sample.equals(sample)
+    # a new selection reads a new sample while the tab is open
+    dash.select_window((datetime(2025, 8, 28, tzinfo=UTC), datetime(2025, 8, 29, tzinfo=UTC)))
+    assert dash.requests.sample["ts"].min() >= datetime(2025, 8, 28, tzinfo=UTC)
+    assert "requests" in dash.last_update.panels
+
+
+def test_the_dashboard_reads_the_database_not_the_workbench():
+    """Views take what they need from the query and separation layers, never the facade."""
+    import ast
+    from pathlib import Path
+
+    package = Path(forensics.__file__).parent / "dashboard"
+    for module in package.glob("*.py"):
+        tree = ast.parse(module.read_text())
+        imported = {
+            n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+        } | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert "forensics.workbench" not in imported, module.name

@@ -27,6 +27,7 @@ __all__ = [
     "main_effects",
     "stability",
     "swings",
+    "time_factor",
 ]
 
 MODEL_P = 1e-3
@@ -181,13 +182,33 @@ class MainEffects:
     only part of the time): the mean factor of the others, weighted by their requests."""
     floor: float
     """No request is expected below this probability."""
+    parents: tuple[tuple[str, dict[str, float]] | None, ...] = ()
+    """Per dimension nested in another (each value under one value of it: a release
+    under its client), that dimension and, per value of it, the mean factor of the
+    values under it: the siblings of a value the fit could not measure are those
+    under the same parent."""
 
     def predict(self, combos: pl.DataFrame) -> pl.DataFrame:
         """Expected probability of each row of ``combos`` (holding ``dims``): ``*dims, p``."""
         p = np.full(combos.height, self.base)
-        for d, factors, default in zip(self.dims, self.factors, self.siblings, strict=True):
+        parents = self.parents or (None,) * len(self.dims)
+        for d, factors, default, parent in zip(
+            self.dims, self.factors, self.siblings, parents, strict=True
+        ):
             column = combos[d].cast(pl.Utf8).fill_null(NULL_KEY).to_list()
-            p = p * np.fromiter((factors.get(v, default) for v in column), float, len(column))
+            if parent is None:
+                p = p * np.fromiter((factors.get(v, default) for v in column), float, len(column))
+                continue
+            name, levels = parent
+            above = combos[name].cast(pl.Utf8).fill_null(NULL_KEY).to_list()
+            p = p * np.fromiter(
+                (
+                    factors[v] if v in factors else levels.get(b, default)
+                    for v, b in zip(column, above, strict=True)
+                ),
+                float,
+                len(column),
+            )
         p = np.maximum(np.minimum(p, 0.999), self.floor)
         return combos.select(list(self.dims)).with_columns(pl.Series("p", p))
 
@@ -234,6 +255,7 @@ def main_effects(
     # Rows of pinned values teach the model nothing, neither their own level nor the
     # others' (a new release bad from its first request would raise every baseline).
     measured = np.logical_and.reduce([f[c] for f, c in zip(free, codes, strict=True)] or [n >= 0])
+    every = n
     if measured.any():
         n, k = np.where(measured, n, 0.0), np.where(measured, k, 0.0)
     total_n = n.sum()
@@ -272,6 +294,22 @@ def main_effects(
         base *= scale
         if change < 1e-4 and abs(math.log(scale)) < 1e-4:
             break
+    parents: list[tuple[str, dict[str, float]] | None] = []
+    for j in range(len(dims)):
+        found = _parent(j, codes, labels, every, factors[j], weights[j] * free[j])
+        if found is None:
+            parents.append(None)
+            continue
+        i, levels, share = found
+        # A value the fit could not measure takes the level of the siblings under
+        # the same parent values as its own requests.
+        for a in np.flatnonzero(~free[j]):
+            if share[a].sum() > 0:
+                level = share[a] @ levels / share[a].sum()
+                factors[j][a] = float(level) if level > 0 else factors[j][a]
+        parents.append(
+            (dims[i], {v: float(x) for v, x in zip(labels[i], levels, strict=True) if x > 0})
+        )
     return MainEffects(
         dims=tuple(dims),
         base=float(base),
@@ -280,7 +318,64 @@ def main_effects(
         ),
         siblings=tuple(sibling_level(j) for j in range(len(dims))),
         floor=floor,
+        parents=tuple(parents),
     )
+
+
+PARENT_GAIN = 0.5
+"""A dimension's values take their siblings' level under a parent dimension when the
+parent's values explain at least half of the spread of their factors (log scale)."""
+
+
+def _parent(
+    j: int,
+    codes: list[np.ndarray],
+    labels: list[list[str]],
+    n: np.ndarray,
+    factor: np.ndarray,
+    weight: np.ndarray,
+) -> tuple[int, np.ndarray, np.ndarray] | None:
+    """The dimension whose values best predict dimension ``j``'s factors, if one does.
+
+    Per candidate dimension with fewer values: each of its values' level is the mean
+    factor of ``j``'s measured values (``weight`` > 0) weighted by their requests
+    under it; its spread is that of ``j``'s log factors around the level of their
+    most common parent value. The smallest spread wins if it is at most
+    ``PARENT_GAIN`` of the spread around the one overall level (a release's client,
+    a replica's pool). Counted on every cell, pinned ones included (a new release's
+    requests still say which client it belongs to). Returns the dimension, the
+    levels per its value (0 where it holds no measured value) and the request
+    counts of ``j``'s values under its values.
+    """
+    size = len(labels[j])
+    live = weight > 0
+    if live.sum() < 3:
+        return None
+    log_f = np.log(np.maximum(factor, 1e-12))
+    overall = np.average(log_f[live], weights=weight[live])
+    spread = float(np.average((log_f[live] - overall) ** 2, weights=weight[live]))
+    best: tuple[float, int, np.ndarray, np.ndarray] | None = None
+    for i, c in enumerate(codes):
+        width = len(labels[i])
+        if i == j or not 1 < width < size:
+            continue
+        share = np.bincount(codes[j] * width + c, weights=n, minlength=size * width).reshape(
+            size, width
+        )
+        mass = share * (weight > 0)[:, None] * (weight / np.maximum(share.sum(1), 1e-12))[:, None]
+        held = mass.sum(axis=0)
+        levels = np.where(
+            held > 0, (mass * factor[:, None]).sum(axis=0) / np.maximum(held, 1e-12), 0.0
+        )
+        home = share.argmax(axis=1)
+        if (levels[home[live]] <= 0).any():
+            continue
+        within = float(
+            np.average((log_f[live] - np.log(levels[home[live]])) ** 2, weights=weight[live])
+        )
+        if within <= PARENT_GAIN * spread and (best is None or within < best[0]):
+            best = (within, i, levels, share)
+    return None if best is None else (best[1], best[2], best[3])
 
 
 def _trimmed_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -300,3 +395,77 @@ def _trimmed_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:
             live = order[MODEL_TRIM : live.size - MODEL_TRIM]
         out[r] = (o[r, live].sum() + PRIOR_EVENTS) / (e[r, live].sum() + PRIOR_EVENTS)
     return out
+
+
+TREND_BUCKETS = {24: 7, 1: 24}
+"""Width of the running median that follows a signal's drift: a week of days, a day of
+hours (keyed by the hours per bucket)."""
+
+SEASONS = {24: 7, 1: 24}
+"""The cycle a signal's rate may follow besides its drift: the week, for days; the day,
+for hours (used once the data hold two of them)."""
+
+
+def time_factor(slices: Sequence[Series], hours: int) -> np.ndarray:
+    """Per time bucket, how much more often than the model a signal shows everywhere.
+
+    Baselines drift (a slow trend, a weekly or daily cycle, a wobble from day to
+    day) and the main-effects model has no time in it: left alone, every slice
+    would see the early weeks as a problem against the later ones. Per bucket,
+    the median of the log ratio of observed to expected counts over every
+    single-value slice of every dimension (``slices``, one row per value),
+    weighted by expected counts: a drift moves every slice, a problem only
+    those it hits, which hold less than half of the expected counts of most
+    dimensions. Then the running median of that over ``TREND_BUCKETS`` (robust to
+    a problem shorter than half of it), times the median residual of each phase
+    of the cycle (``SEASONS``) when the data hold two cycles, scaled so the
+    expected total stays the observed.
+
+    Examples
+    --------
+    >>> e = np.full((4, 10), 10.0)
+    >>> o = e * np.linspace(1.0, 1.5, 10)  # every slice drifts up by half
+    >>> o[0, 4:7] *= 4  # one slice of four has a problem for three days
+    >>> f = time_factor([Series(o, e, e)], 24)
+    >>> (f / f[0]).round(2).tolist()  # the drift, not the problem
+    [1.0, 1.02, 1.05, 1.07, 1.12, 1.17, 1.22, 1.25, 1.27, 1.29]
+    """
+    o = np.vstack([s.o for s in slices]) if slices else np.zeros((0, 0))
+    e = np.vstack([s.e for s in slices]) if slices else np.zeros((0, 0))
+    if o.size == 0 or (e.sum(axis=0) > 0).sum() < 3:
+        return np.ones(o.shape[1] if o.ndim == 2 else 0)
+    ratio = np.log((o + PRIOR_EVENTS) / (e + PRIOR_EVENTS))
+    central = np.array([_weighted_median(ratio[:, t], e[:, t]) for t in range(o.shape[1])])
+    width = TREND_BUCKETS.get(hours, 7)
+    half = width // 2
+    trend = np.array(
+        [
+            np.nanmedian(central[max(0, i - half) : i + half + 1])
+            if np.isfinite(central[max(0, i - half) : i + half + 1]).any()
+            else 0.0
+            for i in range(len(central))
+        ]
+    )
+    trend = np.nan_to_num(trend)
+    log_factor = trend.copy()
+    period = SEASONS.get(hours, 0)
+    if period and np.isfinite(central).sum() >= 2 * period:
+        residual = central - trend
+        for phase in range(period):
+            values = residual[phase::period]
+            if np.isfinite(values).sum() >= 2:
+                log_factor[phase::period] += np.nanmedian(values)
+    factor = np.exp(log_factor)
+    total_o, expected = o.sum() / len(slices), (e * factor).sum() / len(slices)
+    return factor * (total_o / expected) if expected > 0 and total_o > 0 else factor
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted median of ``values`` (nan when no weight)."""
+    keep = weights > 0
+    if not keep.any():
+        return float("nan")
+    v, w = values[keep], weights[keep]
+    order = np.argsort(v)
+    cumulative = np.cumsum(w[order])
+    return float(v[order][np.searchsorted(cumulative, cumulative[-1] / 2)])

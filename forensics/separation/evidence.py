@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 from forensics import queries, stats
 from forensics.db import Database
 from forensics.queries import Where
+from forensics.scope import scope_conflicts
 from forensics.separation import workspace
 from forensics.separation.calibration import calibrated_log_p
 from forensics.separation.hourly import hourly
@@ -237,7 +238,7 @@ def evidence(
         log_likelihood_ratio=llr,
         onset_range=(at_hour(onset[0]), at_hour(onset[1])),
         end_range=None if end_range is None else (at_hour(end_range[0]), at_hour(end_range[1])),
-        events=_nearest_events(search.db, start, end),
+        events=_nearest_events(search.db, start, end, predicate),
         edge_ranges=search.space.edge_ranges(cand.predicate),
     )
 
@@ -275,13 +276,18 @@ def _symptom(
 
 
 def _nearest_events(
-    db: Database, start: datetime, end: datetime | None
+    db: Database, start: datetime, end: datetime | None, predicate: dict[str, Any]
 ) -> tuple[dict[str, Any], ...]:
-    """The change events nearest the onset and the end.
+    """The change events nearest the onset and the end whose scope the slice can hold.
 
-    Only those within ``EVENT_HORIZON_HOURS``: a deploy a week away explains nothing.
+    Only those within ``EVENT_HORIZON_HOURS``: a deploy a week away explains nothing;
+    and only those whose scope does not exclude the slice (``forensics.scope``): a
+    fix scoped ``model=a`` is not the end of a problem of ``model in {b}``.
     """
     frame = queries.event_rows(db)
+    if frame.height:
+        scopes = frame["scope"].to_list()
+        frame = frame.filter(pl.Series([not scope_conflicts(predicate, s) for s in scopes]))
     if frame.height == 0:
         return ()
     times = frame["ts"].to_list()

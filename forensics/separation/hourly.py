@@ -57,16 +57,28 @@ def hourly(
 
     phi = search.store.dispersion.get(signal, 1.0)
 
+    factor = search.store.time_factor.get(signal)
+
     def grid(column: str) -> np.ndarray:
         x = frame[column].fill_null(0.0).to_numpy().astype(float)
+        if column == "e" and factor is not None:
+            x = (
+                x
+                * factor[
+                    np.clip(t // (search.hours if search.hours > 1 else 1), 0, search.buckets - 1)
+                ]
+            )
         if column != "n":
             x = x / phi
         return np.bincount(t[keep], weights=x[keep], minlength=hours_total)[None, :]
 
     s = Series(grid("o"), grid("e"), grid("n"))
     margin = search.params.hourly_margin_hours if search.hours > 1 else 0
-    starts = np.arange(max(0, h_start - margin), min(hours_total, h_start + margin + 1))
     last = h_stop >= hours_total
+    # An open window may not grow back to the data's first hour: it would hold all the
+    # data, which the scanner never offers (see ``statistic.Scanner``).
+    earliest = max(0 if not last or h_start == 0 else 1, h_start - margin)
+    starts = np.arange(earliest, min(hours_total, h_start + margin + 1))
     stops = (
         np.array([hours_total])
         if last

@@ -19,6 +19,7 @@ from forensics.separation import baseline, workspace
 from forensics.separation.baseline import MODEL_BLOCKS, MODEL_MIN_PRESENCE, MODEL_P
 from forensics.separation.moves.seed import seeds
 from forensics.separation.series import Extra
+from forensics.separation.statistic import Series
 
 if TYPE_CHECKING:
     from forensics.separation.search import Search
@@ -147,15 +148,22 @@ def _fit(
         search.db,
         signal=signal,
         dims=chosen,
-        cells=fitted.predict(combos.select(chosen))
+        cells=fitted.predict(combos.select(chosen).unique())
         if chosen
         else pl.DataFrame({"p": [fitted.base]}),
     )
+    search.store.time_factor.pop(signal, None)
     search.store.forget(signal)
     search.model_dims[signal] = chosen
-    # The dispersion of the fitted counts: from the raw (unscaled) series.
+    # The drift of the whole signal in time, then the dispersion of the fitted counts,
+    # both from the raw (unscaled) series of the rows fitted.
     _, by = search.store.raw(signal, {}, list(space.dims), (condition, params))
-    search.store.dispersion[signal] = baseline.dispersion([s for _, s in by.values()])
+    factor = baseline.time_factor([s for _, s in by.values()], search.hours)
+    search.store.time_factor[signal] = factor
+    search.store.forget(signal)
+    search.store.dispersion[signal] = baseline.dispersion(
+        [Series(s.o, s.e * factor[None, :], s.n) for _, s in by.values()]
+    )
 
 
 def _choose(search: Search, margins: pl.DataFrame, candidates: list[str]) -> list[str]:

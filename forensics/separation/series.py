@@ -45,6 +45,8 @@ class SeriesStore:
     """Hours per bucket (1 or 24)."""
     dispersion: dict[str, float] = field(default_factory=dict)
     """Per signal, the factor counts are divided by (see ``baseline.dispersion``)."""
+    time_factor: dict[str, np.ndarray] = field(default_factory=dict)
+    """Per signal, the expected counts' factor per time bucket (``baseline.time_factor``)."""
     _series: dict[tuple[Any, ...], Read] = field(default_factory=dict)
     """Series already read, per signal; forgotten when the signal's model or live rows change."""
     _views: dict[tuple[Any, ...], tuple[float, Read]] = field(default_factory=dict)
@@ -142,6 +144,8 @@ class SeriesStore:
         t = frame["t"].to_numpy().astype(np.int64) - self.first
         o = frame["o"].to_numpy().astype(float)
         e = frame["e"].fill_null(0.0).to_numpy().astype(float)
+        if signal in self.time_factor:
+            e = e * self.time_factor[signal][np.clip(t, 0, self.buckets - 1)]
         n = frame["n"].to_numpy().astype(float)
         grouped = frame["grouped"]
         out: dict[str, tuple[list[Any], Series]] = {}

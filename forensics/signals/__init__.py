@@ -10,40 +10,46 @@ that only looks at the rows that need it.
 
 Adding a detector touches two files: its own module, and ``DETECTORS`` below.
 ``degraded`` is any signal true; columns of the user's can be declared signals
-too (``schema.UserSignal``), and then count towards ``degraded``.
+too (``schema.UserSignal``, compiled by ``signals.user``), and then count towards
+``degraded``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import duckdb
 import polars as pl
 
-from forensics.schema import UserSignal, quote_identifier
+from forensics.schema import UserSignal, column, quote_identifier
 from forensics.signals import (
     argmax_violation,
     code_syntax_error,
+    empty_response,
     low_eval,
     negative_feedback,
+    repetition,
     script_mix,
+    truncated,
+    wrong_language,
 )
 from forensics.signals._detector import Detector, SignalParams
+from forensics.signals.user import ReadableColumns, compile_signal
 
 __all__ = [
     "DEGRADED",
     "DETECTORS",
     "Detector",
+    "ReadableColumns",
     "SignalParams",
     "degraded_expression",
     "detect",
+    "readable_columns",
     "register_functions",
     "signal_expressions",
     "signals_relation",
     "user_signal_expression",
-    "user_signal_parameter",
     "user_signal_parameters",
 ]
 
@@ -53,6 +59,10 @@ DETECTORS: tuple[Detector, ...] = (
     argmax_violation.DETECTOR,
     negative_feedback.DETECTOR,
     low_eval.DETECTOR,
+    repetition.DETECTOR,
+    empty_response.DETECTOR,
+    truncated.DETECTOR,
+    wrong_language.DETECTOR,
 )
 """Every built-in detector, in the order their columns appear."""
 
@@ -67,65 +77,78 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
             detector.register(con)
 
 
-def user_signal_parameter(signal: UserSignal) -> str:
-    """Name of the bound parameter that holds a user signal's ``value``.
+def readable_columns(
+    available: Sequence[str] | Mapping[str, str],
+    *,
+    kept: Mapping[str, str] | None = None,
+    signals: Sequence[str] = (),
+) -> ReadableColumns:
+    """The columns user signals can read in a relation with ``available`` columns.
 
-    Derived from the signal's name (any text), so it is a valid, stable parameter name.
+    ``available`` maps names to DuckDB types, or lists names (a canonical column
+    gets its schema type, any other VARCHAR). Built-in signal names, ``degraded``
+    and ``signals`` are forensics' own columns there, never read.
+    """
+    if isinstance(available, Mapping):
+        types = dict(available)
+    else:
+        types = {}
+        for name in available:
+            canonical = column(name)
+            types[name] = canonical.dtype if canonical is not None else "VARCHAR"
+    reserved = {d.name.lower() for d in DETECTORS} | {DEGRADED} | {s.lower() for s in signals}
+    return ReadableColumns(types, kept=dict(kept or {}), reserved=frozenset(reserved))
+
+
+def user_signal_expression(signal: UserSignal, columns: ReadableColumns) -> str:
+    """SQL for a user-declared signal over a relation with ``columns`` (see ``signals.user``).
+
+    Nothing of the declaration is pasted into the SQL but quoted column names:
+    every value is a bound parameter (``user_signal_parameters``).
 
     Examples
     --------
-    >>> user_signal_parameter(UserSignal("slow", "latency_ms", ">", 3e4))
-    'user_signal_5e0cf7bd1dfa3831'
+    >>> cols = readable_columns({"latency_ms": "BIGINT", "flag": "BOOLEAN"})
+    >>> user_signal_expression(UserSignal("slow", "latency_ms", ">", 3e4), cols)
+    '("latency_ms" > CAST($user_signal_5e0cf7bd1dfa3831_0 AS DOUBLE))'
+    >>> user_signal_expression(UserSignal("flagged", "flag"), cols)
+    '"flag"'
     """
-    return "user_signal_" + hashlib.sha256(signal.name.encode()).hexdigest()[:16]
+    return compile_signal(signal, columns, suggest=False).sql
 
 
 def user_signal_parameters(
-    signals: Sequence[UserSignal], sql: str | None = None
-) -> dict[str, float]:
+    signals: Sequence[UserSignal], columns: ReadableColumns, sql: str | None = None
+) -> dict[str, object]:
     """The values of user signals as named parameters; only those ``sql`` uses, when given.
 
     Examples
     --------
-    >>> user_signal_parameters([UserSignal("slow", "latency_ms", ">", 3e4)])
-    {'user_signal_5e0cf7bd1dfa3831': 30000.0}
+    >>> cols = readable_columns({"latency_ms": "BIGINT"})
+    >>> user_signal_parameters([UserSignal("slow", "latency_ms", ">", 3e4)], cols)
+    {'user_signal_5e0cf7bd1dfa3831_0': 30000.0}
     """
-    out = {user_signal_parameter(s): s.value for s in signals if s.value is not None}
+    out: dict[str, object] = {}
+    for signal in signals:
+        out |= compile_signal(signal, columns, suggest=False).params
     if sql is not None:
         out = {k: v for k, v in out.items() if re.search(rf"\${k}\b", sql)}
     return out
 
 
-def user_signal_expression(signal: UserSignal) -> str:
-    """SQL for a user-declared signal: a boolean column, or a comparison on a numeric one.
-
-    The value is a bound parameter (``user_signal_parameters``): nothing of a mapping
-    file is pasted into SQL but quoted identifiers and an operator from a fixed list.
-
-    Examples
-    --------
-    >>> user_signal_expression(UserSignal("slow", "latency_ms", ">", 3e4))
-    'CAST("latency_ms" AS DOUBLE) > $user_signal_5e0cf7bd1dfa3831'
-    >>> user_signal_expression(UserSignal("flagged", "flag"))
-    'CAST("flag" AS BOOLEAN)'
-    """
-    col = quote_identifier(signal.column)
-    if signal.op is None:
-        return f"CAST({col} AS BOOLEAN)"
-    op = "=" if signal.op == "==" else signal.op
-    return f"CAST({col} AS DOUBLE) {op} ${user_signal_parameter(signal)}"
-
-
 def signal_expressions(
-    available: Sequence[str],
+    available: Sequence[str] | Mapping[str, str],
     *,
     params: SignalParams | None = None,
     user_signals: Sequence[UserSignal] = (),
+    columns: ReadableColumns | None = None,
 ) -> list[tuple[str, str]]:
     """Return ``(name, sql)`` for each built-in and user signal, given the columns present.
 
     A detector whose inputs are absent yields ``NULL``. The expressions use the
-    named parameters of ``params.as_parameters()``; bind them when executing.
+    named parameters of ``params.as_parameters()`` and, for user signals, of
+    ``user_signal_parameters``; bind them when executing. ``columns`` says what
+    user signals can read (default: ``readable_columns(available)``).
     ``degraded`` is not included: see ``degraded_expression``.
     """
     params = params or SignalParams()
@@ -136,14 +159,9 @@ def signal_expressions(
             out.append((detector.name, detector.sql(params, present)))
         else:
             out.append((detector.name, "CAST(NULL AS BOOLEAN)"))
-    lowered = {c.lower() for c in present}
+    readable = columns or readable_columns(available, signals=[s.name for s in user_signals])
     for signal in user_signals:
-        expr = (
-            user_signal_expression(signal)
-            if signal.column.lower() in lowered
-            else "CAST(NULL AS BOOLEAN)"
-        )
-        out.append((signal.name, expr))
+        out.append((signal.name, user_signal_expression(signal, readable)))
     return out
 
 
@@ -163,10 +181,11 @@ def degraded_expression(names: Sequence[str]) -> str:
 
 def signals_relation(
     source: str,
-    available: Sequence[str],
+    available: Sequence[str] | Mapping[str, str],
     *,
     params: SignalParams | None = None,
     user_signals: Sequence[UserSignal] = (),
+    columns: ReadableColumns | None = None,
 ) -> str:
     """SQL selecting every column of ``source`` plus one column per signal (not ``degraded``).
 
@@ -174,13 +193,13 @@ def signals_relation(
     intermediate columns (``Detector.stages``) are computed in projections between
     ``source`` and the signals, once per row, and are not in the result. This is
     the statement ingest inserts from; bind ``params.as_parameters(sql)`` and
-    ``user_signal_parameters(user_signals, sql)``.
+    ``user_signal_parameters(user_signals, columns, sql)``.
 
     Examples
     --------
     >>> sql = signals_relation("(SELECT 0.25::DOUBLE AS eval_score)", ["eval_score"])
     >>> duckdb.connect().execute(sql, SignalParams().as_parameters(sql)).fetchall()
-    [(0.25, None, None, None, None, True)]
+    [(0.25, None, None, None, None, True, None, None, None, None)]
     """
     params = params or SignalParams()
     present = set(available)
@@ -197,7 +216,9 @@ def signals_relation(
             intermediate += [name for name, _ in stage]
     items = ", ".join(
         f"{sql} AS {quote_identifier(name)}"
-        for name, sql in signal_expressions(available, params=params, user_signals=user_signals)
+        for name, sql in signal_expressions(
+            available, params=params, user_signals=user_signals, columns=columns
+        )
     )
     if intermediate:
         excluded = ", ".join(quote_identifier(n) for n in intermediate)
@@ -227,15 +248,26 @@ def detect(
     try:
         register_functions(con)
         con.register("frame", frame)
+        types = dict(
+            con.execute("SELECT column_name, column_type FROM (DESCRIBE frame)").fetchall()
+        )
+        columns = readable_columns(types, signals=[s.name for s in user_signals])
+        for signal in user_signals:
+            compile_signal(signal, columns, where="detect")  # a typo or a kind mismatch: say so
         names = [
             name
             for name, _ in signal_expressions(
-                frame.columns, params=params, user_signals=user_signals
+                types, params=params, user_signals=user_signals, columns=columns
             )
         ]
-        inner = signals_relation("frame", frame.columns, params=params, user_signals=user_signals)
+        inner = signals_relation(
+            "frame", types, params=params, user_signals=user_signals, columns=columns
+        )
         query = f"SELECT *, {degraded_expression(names)} AS {DEGRADED} FROM ({inner})"
-        bound = {**params.as_parameters(query), **user_signal_parameters(user_signals, query)}
+        bound = {
+            **params.as_parameters(query),
+            **user_signal_parameters(user_signals, columns, query),
+        }
         return con.sql(query, params=bound).pl()
     finally:
         con.close()

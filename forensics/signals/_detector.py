@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import asdict, dataclass
 
 import duckdb
+import pyarrow as pa
+from duckdb.func import FunctionNullHandling, PythonUDFType
 
 from forensics.schema import quote_identifier
 
-__all__ = ["Detector", "SignalParams", "Stages", "column_or_null", "sql_literal"]
+__all__ = [
+    "Detector",
+    "SignalParams",
+    "Stages",
+    "column_or_null",
+    "register_arrow_function",
+    "row_by_row",
+    "sql_literal",
+]
 
 Stages = tuple[tuple[tuple[str, str], ...], ...]
 """Successive projections, each a tuple of ``(column name, SQL expression)``."""
@@ -35,6 +46,21 @@ class SignalParams:
     code_max_chars: int = 20_000
     """Code blocks longer than this are not parsed (they count as unchecked): the
     parser's time and recursion grow with size, and a real answer's block is shorter."""
+    repetition_min_repeats: float = 8.0
+    """``repetition`` needs the loop's unit repeated at least this many times."""
+    repetition_min_chars: int = 150
+    """...and the loop to cover at least this many characters (about 40 tokens: longer
+    than a refrain or a ``ha ha ha``, far shorter than a loop that runs to the limit)."""
+    repetition_symbol_factor: float = 4.0
+    """A unit of ASCII punctuation and spaces only (``-----``, empty table rows) needs
+    this many times ``repetition_min_chars``."""
+    wrong_language_min_letters: int = 40
+    """``wrong_language`` judges only answers whose prose (code removed) holds at
+    least this many letters: shorter ones (a name, ``OK``, a number) have no language
+    to speak of."""
+    wrong_language_min_confidence: float = 0.9
+    """The language identifier's probability (normalised over its languages) an
+    answer's language needs before it counts as other than the prompt's."""
 
     def as_parameters(self, sql: str | None = None) -> dict[str, object]:
         """The thresholds as named parameters; only those ``sql`` uses, when given.
@@ -100,3 +126,44 @@ def column_or_null(name: str, present: Set[str], dtype: str = "VARCHAR") -> str:
     if name in present:
         return quote_identifier(name)
     return f"CAST(NULL AS {dtype})"
+
+
+def register_arrow_function(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    function: Callable[..., pa.Array],
+    arguments: Sequence[str],
+) -> None:
+    """Register a vectorised (Arrow) Python function returning BOOLEAN, replacing one of its name.
+
+    ``null_handling`` is special: the function itself says what a null gives. It has
+    no side effects, so DuckDB may run it on any vector in any order.
+    """
+    with contextlib.suppress(duckdb.InvalidInputException):
+        con.remove_function(name)
+    con.create_function(
+        name,
+        function,
+        list(arguments),
+        "BOOLEAN",
+        type=PythonUDFType.ARROW,
+        null_handling=FunctionNullHandling.SPECIAL,
+        side_effects=False,
+    )
+
+
+def row_by_row(judge: Callable[..., bool | None], *columns: pa.Array) -> pa.Array:
+    """``judge`` applied to each row of Arrow columns; null where the first column is null.
+
+    For the few rows a detector's SQL hands to Python: a vector holds those rows only.
+
+    Examples
+    --------
+    >>> row_by_row(lambda t, n: len(t) > n, pa.array(["ab", None]), pa.array([1, 1])).to_pylist()
+    [True, None]
+    """
+    out: list[bool | None] = [
+        None if row[0] is None else judge(*row)
+        for row in zip(*(c.to_pylist() for c in columns), strict=True)
+    ]
+    return pa.array(out, pa.bool_())

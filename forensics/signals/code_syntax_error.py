@@ -34,7 +34,6 @@ the prose around them).
 from __future__ import annotations
 
 import ast
-import contextlib
 import functools
 import json
 import re
@@ -47,9 +46,13 @@ from typing import Literal, NamedTuple
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-from duckdb.func import FunctionNullHandling, PythonUDFType
 
-from forensics.signals._detector import Detector, SignalParams, sql_literal
+from forensics.signals._detector import (
+    Detector,
+    SignalParams,
+    register_arrow_function,
+    sql_literal,
+)
 
 __all__ = [
     "DETECTOR",
@@ -59,6 +62,7 @@ __all__ = [
     "check_response",
     "fenced_blocks",
     "fenced_region_sql",
+    "located_blocks",
     "looks_like_python",
 ]
 
@@ -194,6 +198,21 @@ def fenced_blocks(text: str) -> Iterator[CodeBlock]:
     >>> [(b.kind, b.body) for b in fenced_blocks(text)]
     [('python', 'x = 1'), ('json', '{}')]
     """
+    return (block for block, _ in located_blocks(text))
+
+
+def located_blocks(text: str) -> Iterator[tuple[CodeBlock, int]]:
+    r"""The checkable blocks of a response with where each body starts in it.
+
+    The offset is that of the body's first line in ``text`` with ``\r\n`` read as
+    ``\n`` (the text the blocks are cut from); body line ``i`` is the ``i``-th line
+    from there (the fence's indentation removed).
+
+    Examples
+    --------
+    >>> [(b.body, at) for b, at in located_blocks("Run:\n```py\nx = 1\n```")]
+    [('x = 1', 11)]
+    """
     text = text.replace("\r\n", "\n")
     fences = _fence_lines(text)
     i = 0
@@ -220,11 +239,11 @@ def fenced_blocks(text: str) -> Iterator[CodeBlock]:
         body_lines = text[opening.end + 1 : fences[end].start].split("\n")[:-1]
         body = _dedent(body_lines, opening.indent)
         if label in PYTHON_LABELS or (label == "" and looks_like_python(body)):
-            yield CodeBlock("python", body)
+            yield CodeBlock("python", body), opening.end + 1
         elif label in JSON_LABELS:
-            yield CodeBlock("json", body)
+            yield CodeBlock("json", body), opening.end + 1
         elif label in JSON_LINES_LABELS:
-            yield CodeBlock("jsonl", body)
+            yield CodeBlock("jsonl", body), opening.end + 1
         i = end + 1
 
 
@@ -375,17 +394,7 @@ def register(con: duckdb.DuckDBPyConnection) -> None:
     ``null_handling`` is special because the function returns null for a text
     without a checkable block.
     """
-    with contextlib.suppress(duckdb.InvalidInputException):
-        con.remove_function(FUNCTION_NAME)
-    con.create_function(
-        FUNCTION_NAME,
-        _udf,
-        ["VARCHAR", "BIGINT"],
-        "BOOLEAN",
-        type=PythonUDFType.ARROW,
-        null_handling=FunctionNullHandling.SPECIAL,
-        side_effects=False,
-    )
+    register_arrow_function(con, FUNCTION_NAME, _udf, ["VARCHAR", "BIGINT"])
 
 
 FENCED_REGION = r"(?m)^[^\n]*?(?:```|~~~)(?s:.*(?:```|~~~))?[^\n]*\n?"

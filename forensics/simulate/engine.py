@@ -19,6 +19,7 @@ Ground truth is tallied as rows are made and never written to the rows.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,7 @@ import polars as pl
 import pyarrow as pa
 from scipy import special
 
+from forensics.errors import ConfigError
 from forensics.schema import CANONICAL_COLUMNS
 from forensics.signals import SignalParams
 from forensics.simulate.spec import (
@@ -129,9 +131,27 @@ class _Context:
         }
         self.code_of = {name: {v: i for i, v in enumerate(lv)} for name, lv in self.levels.items()}
         self.specs = {c.name: c for c in scenario.columns}
-        self.pools: Pools = build_pools(
-            self.lib, self.levels["prompt_language"], self.levels["task"]
+        self.has_limits = "max_tokens" in self.specs
+        # Answer languages of wrong_language bugs get pools too (after the prompts' own).
+        prompt_langs = self.levels["prompt_language"]
+        for b in scenario.bugs:
+            if (
+                b.effects.get("wrong_language", 0) > 0
+                and b.answer_language not in self.lib.languages
+            ):
+                raise ConfigError(
+                    f"scenario {scenario.name}: bug {b.name!r}: answer_language "
+                    f"{b.answer_language!r} is not a language of the text library "
+                    f"(forensics/simulate/texts.toml): {', '.join(self.lib.languages)}"
+                )
+        self.languages = list(prompt_langs) + sorted(
+            {b.answer_language for b in scenario.bugs if b.effects.get("wrong_language", 0) > 0}
+            - set(prompt_langs)
         )
+        self.pools: Pools = build_pools(self.lib, self.languages, self.levels["task"])
+        self.language_code = {lang: i for i, lang in enumerate(self.languages)}
+        self.wrong_detectable = _wrong_language_detectable(self, scenario)
+        self.loops: dict[int, str] = {}
         rng = np.random.Generator(np.random.PCG64(seed))
         traffic = make_traffic(scenario, rows, rng)
         self.ts, self.users, self.sessions = traffic.ts, traffic.users, traffic.sessions
@@ -470,6 +490,8 @@ class _Outcome:
     """Script set of the foreign run (-1 none, 0 baseline, b + 1 bug b)."""
     code_set: np.ndarray
     """Who broke the code block (-1 nobody, 0 baseline, b + 1 bug b)."""
+    replaced: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    """The answer was replaced by one in another language."""
     hits: dict[str, np.ndarray] = field(default_factory=dict)
     """Rows each bug hit."""
     p_hit: dict[str, np.ndarray] = field(default_factory=dict)
@@ -498,6 +520,18 @@ def _baseline(ctx: _Context, chunk: _Chunk, rng: np.random.Generator) -> _Outcom
         "argmax_violation": greedy & (rng.random(n) < rates["argmax_violation"]),
         "low_quality": rng.random(n) < rates["low_quality"],
     }
+    # Effects on the answer's form and language (drawn only when a rate asks for them, so
+    # scenarios without them make the same draws as before they existed).
+    for effect in ("repetition", "empty_response", "wrong_language"):
+        rate = rates[effect]
+        base[effect] = (rng.random(n) < rate) if rate.any() else np.zeros(n, dtype=bool)
+    base["wrong_language"] &= False  # the baseline never answers in another language
+    truncated = np.zeros(n, dtype=bool)
+    if ctx.has_limits:
+        truncated = chunk.nums["output_tokens"] >= chunk.nums["max_tokens"]
+        if rates["truncated"].any():
+            truncated |= rng.random(n) < rates["truncated"]
+    base["truncated"] = truncated
     rank = np.where(greedy, 1, np.minimum(rng.geometric(SAMPLED_RANK_P, n), 64)).astype(np.int64)
     rank[base["argmax_violation"]] = 1 + rng.geometric(0.6, int(base["argmax_violation"].sum()))
     return _Outcome(
@@ -505,11 +539,12 @@ def _baseline(ctx: _Context, chunk: _Chunk, rng: np.random.Generator) -> _Outcom
         base=base,
         flags={e: f.copy() for e, f in base.items()},
         template=template,
-        has_code=has_code,
+        has_code=has_code.copy(),
         greedy=greedy,
         rank=rank,
         mix_set=np.where(base["script_mix"], 0, -1),
         code_set=np.where(base["code_syntax_error"], 0, -1),
+        replaced=np.zeros(n, dtype=bool),
     )
 
 
@@ -547,10 +582,71 @@ def _apply_bugs(
                 out.code_set[got] = b + 1
             elif effect == "argmax_violation":
                 out.rank[got] = np.maximum(out.rank[got], 1 + rng.geometric(0.5, len(got)))
+            elif effect == "wrong_language":
+                got = _answer_in(ctx, chunk, out, bug, got, rng)
             mark = np.zeros(chunk.n, dtype=bool)
             mark[got] = True
             out.flags[effect] |= mark
             out.marks[bug.name][effect] = mark
+            if effect == "repetition":  # a loop runs to the limit: truncated too
+                out.flags["truncated"] |= mark
+                out.marks[bug.name]["truncated"] = mark | out.marks[bug.name].get(
+                    "truncated", np.zeros(chunk.n, dtype=bool)
+                )
+    _settle_answers(ctx, chunk, out)
+
+
+def _answer_in(
+    ctx: _Context,
+    chunk: _Chunk,
+    out: _Outcome,
+    bug: Bug,
+    rows: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Give ``rows`` an answer from the bug's answer language; return those the detector sees.
+
+    Requests whose prompt is already in that language are not hit. The answer is a
+    template of the same task in that language; whether ``wrong_language`` fires on it
+    (enough prose, identified) was settled per template (``ctx.wrong_detectable``).
+    """
+    target = ctx.language_code[bug.answer_language]
+    rows = rows[chunk.cats["prompt_language"][rows] != target]
+    task = chunk.cats["task"][rows]
+    start, size = ctx.pools.start[target, task], ctx.pools.size[target, task]
+    chosen = start + (rng.random(len(rows)) * size).astype(np.int64)
+    out.template[rows] = chosen
+    out.has_code[rows] = ctx.pools.has_code[chosen]
+    out.replaced[rows] = True
+    return rows[ctx.wrong_detectable[chosen]]
+
+
+def _settle_answers(ctx: _Context, chunk: _Chunk, out: _Outcome) -> None:
+    """Settle the answers replaced by a loop, a blank or another language.
+
+    They lose the corruption drawn for the original text (its foreign runs and broken
+    code are gone), and token counts follow: a blank answer has none, a loop or a
+    truncated answer reached the limit.
+    """
+    blank = out.flags["empty_response"]
+    looped = out.flags["repetition"] & ~blank
+    out.flags["wrong_language"] &= ~blank & ~looped
+    gone = blank | looped | out.replaced
+    if not gone.any() and not ctx.has_limits:
+        return
+    out.has_code[blank | looped] = False
+    out.mix_set[gone] = -1
+    out.code_set[gone] = -1
+    for effect in ("script_mix", "code_syntax_error"):
+        out.flags[effect] &= ~gone
+        out.base[effect] &= ~gone
+    if ctx.has_limits:
+        used, limit = chunk.nums["output_tokens"], chunk.nums["max_tokens"]
+        at_limit = out.flags["truncated"] & ~blank
+        used[at_limit] = limit[at_limit]
+        used[:] = np.minimum(used, limit)
+        used[blank] = 0
+        out.flags["truncated"] &= ~blank
 
 
 def _quality(ctx: _Context, out: _Outcome, rng: np.random.Generator) -> None:
@@ -612,7 +708,75 @@ def _texts(
             )
         )
         indices[row] = offset + len(extra) - 1
+    blank = out.flags["empty_response"]
+    if blank.any():
+        extra.append("")
+        indices[blank] = offset + len(extra) - 1
+    for template in np.unique(out.template[out.flags["repetition"] & ~blank]):
+        rows = out.flags["repetition"] & ~blank & (out.template == template)
+        extra.append(_loop_text(ctx, int(template)))
+        indices[rows] = offset + len(extra) - 1
     return indices, extra
+
+
+LOOP_CHARS = 1600
+"""Length of a degenerate answer (about 400 tokens of one repeated unit)."""
+
+
+def _loop_text(ctx: _Context, template: int) -> str:
+    """The degenerate answer a template's text turns into: its start, then one unit on loop.
+
+    The unit is a word of its first prose part (two letters where words are not spaced),
+    chosen from the text itself, so the same template always loops the same way.
+    """
+    if template in ctx.loops:
+        return ctx.loops[template]
+    prose = next(t for k, t in ctx.pools.templates[template].parts if k == "prose")
+    words = [w for w in prose.split() if any(c.isalpha() for c in w)]
+    pick = zlib.crc32(prose.encode())
+    if len(words) >= 4:
+        unit = words[pick % len(words)] + " "
+        start = prose[: prose.index(unit.strip())]
+    else:
+        letters = [i for i, c in enumerate(prose[:-1]) if c.isalpha() and prose[i + 1].isalpha()]
+        at = letters[pick % len(letters)] if letters else 0
+        unit, start = prose[at : at + 2] or "ok", prose[:at]
+    text = start + unit * (LOOP_CHARS // len(unit))
+    ctx.loops[template] = text
+    return text
+
+
+def _wrong_language_detectable(ctx: _Context, scenario: Scenario) -> np.ndarray:
+    """Per template: would ``wrong_language`` name its language when it answers another's prompt.
+
+    True for the templates of each wrong_language bug's answer language whose prose is
+    long enough and is identified as that language (a code task's answer is mostly
+    code: too little prose). Other templates: False (never used for another language).
+    """
+    out = np.zeros(len(ctx.pools.texts), dtype=bool)
+    answer_langs = {
+        b.answer_language for b in scenario.bugs if b.effects.get("wrong_language", 0) > 0
+    }
+    if not answer_langs:
+        return out
+    from forensics.signals import wrong_language as wl
+
+    params = SignalParams()
+    for lang in answer_langs:
+        code = ctx.language_code[lang]
+        for j in range(len(ctx.levels["task"])):
+            first = int(ctx.pools.start[code, j])
+            for i in range(first, first + int(ctx.pools.size[code, j])):
+                other = "de" if lang != "de" else "en"  # any prompt language but the answer's
+                verdict = wl.judge(
+                    ctx.pools.texts[i],
+                    other,
+                    None,
+                    min_letters=params.wrong_language_min_letters,
+                    min_confidence=params.wrong_language_min_confidence,
+                )
+                out[i] = bool(verdict)
+    return out
 
 
 def _tally(
@@ -649,6 +813,12 @@ def _tally(
                 _add(t, effect, pop & out.has_code, flags[effect], r, new, ph * (1 - r))
             elif effect == "argmax_violation":
                 _add(t, effect, pop & out.greedy, out.rank > 1, r, new, ph * (1 - r))
+            elif effect in ("repetition", "empty_response", "wrong_language"):
+                _add(t, effect, pop, flags[effect], r, new, ph * (1 - r))
+                if effect == "repetition" and ctx.has_limits and "truncated" not in bug.effects:
+                    _add_truncated(t, pop, out, out.marks[bug.name]["truncated"], ph)
+            elif effect == "truncated":
+                _add_truncated(t, pop, out, mark, ph)
             else:
                 low = r * low_bad + (1 - r) * low_good
                 _add(
@@ -663,6 +833,15 @@ def _tally(
                 neg = r * q.feedback_bad[0] + (1 - r) * q.feedback_good[0]
                 gain = ph * (1 - r) * (q.feedback_bad[0] - q.feedback_good[0])
                 _add(t, "negative_feedback", pop & out.rated, out.feedback == -1, neg, new, gain)
+
+
+def _add_truncated(
+    t: BugTally, pop: np.ndarray, out: _Outcome, mark: np.ndarray, p_hit: np.ndarray
+) -> None:
+    """The truncated tally: answers at their limit, against those at it without any bug."""
+    natural = out.base["truncated"].astype(float)
+    _add(t, "truncated", pop, out.flags["truncated"], natural, mark & ~out.base["truncated"],
+         p_hit * (1 - natural))  # fmt: skip
 
 
 def _add(
@@ -720,6 +899,11 @@ def _table(
         "user_feedback": pa.array(out.feedback, pa.int64(), mask=~out.rated),
         "eval_score": pa.array(out.eval_score, pa.float64()),
     }
+    if ctx.has_limits:
+        at_limit = chunk.nums["output_tokens"] >= chunk.nums["max_tokens"]
+        columns["finish_reason"] = pa.DictionaryArray.from_arrays(
+            pa.array(at_limit.astype(np.int32)), pa.array(["stop", "length"], pa.string())
+        )
     for spec in ctx.s.columns:
         if spec.type == "format":
             columns[spec.name] = _format_column(ctx, chunk, spec, rng)
@@ -736,8 +920,15 @@ def _table(
 
 
 def output_columns(s: Scenario) -> list[str]:
-    """Column order of requests.parquet: canonical columns first, then the scenario's extras."""
-    canonical = [c.name for c in CANONICAL_COLUMNS]
+    """Column order of requests.parquet: canonical columns first, then the scenario's extras.
+
+    Every canonical column is written but ``max_tokens`` and ``finish_reason``, written
+    when the scenario defines ``max_tokens``, and ``prompt_text``, never written.
+    """
+    defined = {c.name for c in s.columns}
+    optional = {"max_tokens": "max_tokens" in defined, "finish_reason": "max_tokens" in defined}
+    optional["prompt_text"] = False
+    canonical = [c.name for c in CANONICAL_COLUMNS if optional.get(c.name, True)]
     return canonical + [c.name for c in s.columns if c.name not in canonical]
 
 

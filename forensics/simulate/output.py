@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forensics.simulate.engine import BugTally, output_columns
-from forensics.simulate.spec import Event, Scenario, iso_time
+from forensics.simulate.spec import ANSWER_EFFECTS, Event, Scenario, iso_time
 
 __all__ = ["events_csv", "truth", "write_requests"]
 
@@ -150,7 +150,8 @@ def truth(scenario: Scenario, *, seed: int, rows: int, tallies: Mapping[str, Bug
         "bugs": _bug_json(scenario, tallies),
         "red_herrings": _red_herring_json(scenario),
         "baseline": {
-            "rates": dict(base.rates),
+            # effects on answers' form and language are listed where a scenario uses them
+            "rates": {e: r for e, r in base.rates.items() if r > 0 or e not in ANSWER_EFFECTS},
             "rules": [
                 {"where": r.where.to_json(), "set": dict(r.set), "scale": dict(r.scale)}
                 for r in base.rules

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from forensics.simulate.spec import EFFECTS
 from forensics.simulate.text import load_library
 
 __all__ = ["random_scenario"]
@@ -40,7 +39,8 @@ _EFFECT_RATES = {
     "argmax_violation": (0.6, 1.0),
     "low_quality": (0.3, 0.6),
 }
-"""Range of each effect's probability per hit request."""
+"""Range of each effect's probability per hit request; the family draws among these (the
+effects on answers' form and language need a max_tokens column and are left to the library)."""
 
 
 def _word(rng: np.random.Generator) -> str:
@@ -241,9 +241,10 @@ def _bugs(
         if reroute:
             effects = {"low_quality": round(float(rng.uniform(0.4, 0.6)), 3)}
         else:
-            chosen = rng.choice(len(EFFECTS), _between(rng, (1, 2)), replace=False)
+            kinds = tuple(_EFFECT_RATES)
+            chosen = rng.choice(len(kinds), _between(rng, (1, 2)), replace=False)
             effects = {
-                EFFECTS[j]: round(float(rng.uniform(*_EFFECT_RATES[EFFECTS[j]])), 3)
+                kinds[j]: round(float(rng.uniform(*_EFFECT_RATES[kinds[j]])), 3)
                 for j in sorted(chosen)
             }
         name = f"bug-{i + 1}-{_word(rng)}"

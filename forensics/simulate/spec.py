@@ -49,6 +49,12 @@ particular scenario. The format, key by key::
     code_syntax_error = 0.015                   # a code block that fails to parse
     argmax_violation = 0.0002                   # a greedy request whose rank exceeds 1
     low_quality = 0.05                          # a bad answer: low eval, negative feedback
+    repetition = 0.0                            # an answer looping one word to max_tokens
+    empty_response = 0.0                        # a blank answer (output_tokens 0)
+    truncated = 0.0                             # an answer run to max_tokens (beyond the
+                                                #   natural: output_tokens drawn >= max_tokens)
+                                                # (wrong_language: bugs only; the
+                                                #   baseline has no answer language)
     [[baseline.rule]]                           # per slice, in order
     where = { model = ["m"] }
     set = { low_quality = 0.08 }                # or scale = {...}
@@ -67,6 +73,8 @@ particular scenario. The format, key by key::
     reroute = { column = "new value" }          # hit requests change value
     effects = { script_mix = 0.7, low_quality = 0.5 }              # per hit request
     scripts = ["thai", "han"]                   # foreign scripts the bug writes
+    answer_language = "en"                      # the language a wrong_language effect answers in
+                                                #   (requests already in it are not hit)
 
     [[red_herring]]                             # not a bug: must not change rates in a slice
     kind = "mix_shift"                          # column, factors = {value = x}, schedule
@@ -93,9 +101,11 @@ from typing import Any, Literal
 from forensics.errors import ConfigError
 
 __all__ = [
+    "ANSWER_EFFECTS",
     "EFFECTS",
     "EFFECT_SIGNALS",
     "ENGINE_COLUMNS",
+    "LIMIT_EFFECTS",
     "NEEDED_COLUMNS",
     "Baseline",
     "BaselineRule",
@@ -117,14 +127,33 @@ __all__ = [
     "to_micros",
 ]
 
-EFFECTS = ("script_mix", "code_syntax_error", "argmax_violation", "low_quality")
+EFFECTS = (
+    "script_mix",
+    "code_syntax_error",
+    "argmax_violation",
+    "low_quality",
+    "repetition",
+    "empty_response",
+    "truncated",
+    "wrong_language",
+)
 """What a bug (or the baseline) can do to a request."""
+
+ANSWER_EFFECTS = ("repetition", "empty_response", "truncated", "wrong_language")
+"""Effects on an answer's form and language (issue 19's symptoms)."""
+
+LIMIT_EFFECTS = ("repetition", "truncated")
+"""Effects that run an answer to its max_tokens: the scenario needs a max_tokens column."""
 
 EFFECT_SIGNALS: dict[str, tuple[str, ...]] = {
     "script_mix": ("script_mix",),
     "code_syntax_error": ("code_syntax_error",),
     "argmax_violation": ("argmax_violation",),
     "low_quality": ("low_eval", "negative_feedback"),
+    "repetition": ("repetition", "truncated"),
+    "empty_response": ("empty_response",),
+    "truncated": ("truncated",),
+    "wrong_language": ("wrong_language",),
 }
 """The symptom signals (computed at ingest) each effect shows up in."""
 
@@ -137,8 +166,12 @@ ENGINE_COLUMNS = (
     "max_token_rank",
     "user_feedback",
     "eval_score",
+    "finish_reason",
+    "prompt_text",
 )
-"""Canonical columns the engine writes itself; a scenario must not define them."""
+"""Canonical columns the engine writes itself; a scenario must not define them
+(``finish_reason`` is written when the scenario defines ``max_tokens``; ``prompt_text``
+never)."""
 
 NEEDED_COLUMNS = (
     "model",
@@ -427,6 +460,8 @@ class Bug:
     """effect -> probability per hit request."""
     scripts: tuple[str, ...] = ("thai", "han")
     """Foreign scripts a script_mix effect writes."""
+    answer_language: str = "en"
+    """The language a wrong_language effect answers in."""
 
     @property
     def truth_predicate(self) -> Predicate:
@@ -785,8 +820,19 @@ def _rates(r: _Reader, data: Any, key: str, *, probability: bool = True) -> dict
     return {k: r.number(data, k, f"{key}.") for k in data}
 
 
+def _no_baseline_language(r: _Reader, data: Any, key: str) -> None:
+    """Refuse ``wrong_language`` in a baseline table: only a bug says which language."""
+    if isinstance(data, Mapping) and "wrong_language" in data:
+        raise r.fail(
+            f"{key}.wrong_language",
+            "the baseline has no answer language; give a bug the wrong_language effect "
+            "and its answer_language instead",
+        )
+
+
 def _baseline(r: _Reader, data: Mapping[str, Any]) -> Baseline:
     r.unknown(data, (*EFFECTS, "rule"), "baseline.")
+    _no_baseline_language(r, data, "baseline")
     rates = {e: 0.0 for e in EFFECTS} | _rates(
         r, {k: v for k, v in data.items() if k != "rule"}, "baseline"
     )
@@ -794,6 +840,8 @@ def _baseline(r: _Reader, data: Mapping[str, Any]) -> Baseline:
     for j, rule in enumerate(data.get("rule", [])):
         key = f"baseline.rule[{j}]"
         r.unknown(rule, ("where", "set", "scale"), f"{key}.")
+        for table in ("set", "scale"):
+            _no_baseline_language(r, rule.get(table), f"{key}.{table}")
         rules.append(
             BaselineRule(
                 r.predicate(r.get(rule, "where", f"{key}.", dict), f"{key}.where"),
@@ -817,6 +865,7 @@ def _event(r: _Reader, data: Mapping[str, Any], key: str) -> Event:
 _BUG_KEYS = (
     "name", "description", "group", "where", "start", "end", "intensity", "intensity_by",
     "multiplier", "curve", "sticky_by", "sticky_rate", "reroute", "effects", "scripts",
+    "answer_language",
 )  # fmt: skip
 
 
@@ -865,6 +914,14 @@ def _bug(r: _Reader, data: Mapping[str, Any], i: int) -> Bug:
     effects = _rates(r, data.get("effects", {}), f"{key}effects")
     if not any(effects.values()):
         raise r.fail(f"{key}effects", f"a bug needs at least one effect among {', '.join(EFFECTS)}")
+    answer_language = data.get("answer_language", "en")
+    if not isinstance(answer_language, str):
+        raise r.fail(f"{key}answer_language", 'expected a language tag, e.g. "en"')
+    if "answer_language" in data and not effects.get("wrong_language"):
+        raise r.fail(
+            f"{key}answer_language",
+            "is the language a wrong_language effect answers in; add that effect or remove it",
+        )
     sticky_rate = r.probability(data.get("sticky_rate", 1.0), f"{key}sticky_rate")
     if sticky_rate == 0:
         raise r.fail(f"{key}sticky_rate", "must be above 0")
@@ -885,6 +942,7 @@ def _bug(r: _Reader, data: Mapping[str, Any], i: int) -> Bug:
         reroute=reroute,
         effects=effects,
         scripts=tuple(data.get("scripts", ("thai", "han"))),
+        answer_language=answer_language,
     )
 
 
@@ -1034,6 +1092,15 @@ def _check_consistency(r: _Reader, s: Scenario) -> None:
     everything = set(names) | {"user_id", "session_id"}
     for j, rule in enumerate(s.baseline.rules):
         _check_predicate(r, s, rule.where, f"baseline.rule[{j}].where", types, available=everything)
+    uses_limits = any(s.baseline.rates.get(e, 0) > 0 for e in LIMIT_EFFECTS) or any(
+        b.effects.get(e, 0) > 0 for b in s.bugs for e in LIMIT_EFFECTS
+    )
+    if uses_limits and ("max_tokens" not in types or types["max_tokens"].type != "int"):
+        raise r.fail(
+            "column",
+            f"the effects {', '.join(LIMIT_EFFECTS)} run answers to their limit: define an int "
+            'column max_tokens (e.g. dist = "choice", values = [2048, 4096])',
+        )
     bug_names = [b.name for b in s.bugs]
     if len(set(bug_names)) != len(bug_names):
         raise r.fail("bug", "bug names must be unique")
