@@ -413,6 +413,17 @@ class Workbench:
 
     # -- showing --------------------------------------------------------------------
 
+    def alerts(self) -> pl.DataFrame:
+        """The alerts ``forensics watch`` raised on this database, newest first.
+
+        One row per alert: ``id, problem, seq, kind, at, signal, where, start,
+        end, excess_requests, delivered`` (``forensics.watch.alerts.alert_rows``);
+        empty when the database was never watched.
+        """
+        from forensics.watch.alerts import alert_rows
+
+        return alert_rows(self.db)
+
     def dashboard(
         self,
         investigation: Any = None,

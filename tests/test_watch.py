@@ -497,3 +497,35 @@ def test_watch_command_refuses_bad_input(tmp_path, args, message):
     result = CliRunner().invoke(main, ["watch", *args, "--db", str(tmp_path / "w.duckdb")])
     assert result.exit_code == 2
     assert message in result.output
+
+
+# -- where alerts are shown ---------------------------------------------------------------
+
+
+def test_the_workbench_report_and_dashboard_show_the_alerts(watched):
+    from forensics.dashboard.alerts import alerts_html
+    from forensics.report import Investigation
+
+    root, db, *_ = watched
+    lines = _lines(root / "alerts.jsonl")
+    with forensics.open(db, read_only=True) as wb:
+        table = wb.alerts()
+        assert sorted(table["id"].to_list()) == sorted(a["id"] for a in lines)
+        assert table["kind"][0] == "resolved"  # newest first
+        assert set(table["delivered"]) == {f"jsonl:{root / 'alerts.jsonl'}"}
+        assert "m-b" in table["where"][0]
+        inv = Investigation(wb, title="Watched")
+        page = inv.to_html()
+        assert "Watch alerts" in page
+        assert all(a["id"] in page for a in lines)
+        assert [a["id"] for a in inv.to_dict()["alerts"]] == table["id"].to_list()
+        shown = alerts_html(wb.db)
+        assert lines[0]["problem"] in shown
+        assert "resolved" in shown
+
+
+def test_an_unwatched_database_shows_no_alerts(history):
+    from forensics.dashboard.alerts import alerts_html
+
+    assert history.alerts().height == 0
+    assert alerts_html(history.db) == ""

@@ -46,6 +46,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import polars as pl
+
 from forensics import queries, stats
 from forensics.db import Database
 from forensics.queries import Where, where_sql
@@ -63,6 +65,7 @@ __all__ = [
     "Context",
     "Problem",
     "advance",
+    "alert_rows",
     "iso",
     "mark_delivered",
     "problem_key",
@@ -519,3 +522,62 @@ def mark_delivered(db: Database, results: Sequence[tuple[str, str, str | None]])
             "WHERE alert_id = $id AND sink = $sink",
             {"e": error, "id": aid, "sink": sink},
         )
+
+
+def alert_rows(db: Database) -> pl.DataFrame:
+    """Every alert the watch raised, newest first, one row each (empty when none).
+
+    Columns: ``id, problem, seq, kind, at`` (the newest data it had seen),
+    ``signal, where`` (the predicate as text), ``start, end`` (the signature's
+    window, ISO), ``excess_requests`` and ``delivered`` (the sinks it reached,
+    comma-separated).
+    """
+    from forensics.signature import describe_predicate
+
+    schema = pl.Schema(
+        {
+            "id": pl.String(),
+            "problem": pl.String(),
+            "seq": pl.Int64(),
+            "kind": pl.String(),
+            "at": pl.Datetime("us", "UTC"),
+            "signal": pl.String(),
+            "where": pl.String(),
+            "start": pl.String(),
+            "end": pl.String(),
+            "excess_requests": pl.Float64(),
+            "delivered": pl.String(),
+        }
+    )
+    if ALERTS not in db.tables():
+        return pl.DataFrame(schema=schema)
+    joined = DELIVERIES in db.tables()
+    delivered = (
+        f"(SELECT string_agg(d.sink, ', ' ORDER BY d.sink) FROM {DELIVERIES} d "
+        "WHERE d.alert_id = a.id AND d.delivered_at IS NOT NULL)"
+        if joined
+        else "NULL"
+    )
+    rows = db.execute(
+        f'SELECT a.id, a.problem, a.seq, a.kind, a."at", a.payload, {delivered} FROM {ALERTS} a '
+        'ORDER BY a."at" DESC, a.problem, a.seq DESC'
+    )
+    records = []
+    for aid, problem, seq, kind, at, payload, sinks in rows:
+        sig = json.loads(payload)["signature"]
+        records.append(
+            {
+                "id": aid,
+                "problem": problem,
+                "seq": int(seq),
+                "kind": kind,
+                "at": at.astimezone(UTC),
+                "signal": sig.get("signal"),
+                "where": describe_predicate(sig.get("predicate") or {}),
+                "start": sig.get("start"),
+                "end": sig.get("end"),
+                "excess_requests": float(sig.get("excess_requests") or 0.0),
+                "delivered": sinks,
+            }
+        )
+    return pl.DataFrame(records, schema=schema)
