@@ -15,12 +15,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from forensics import queries
 from forensics.db import Database
 from forensics.queries import Where
-from forensics.separation.evidence import Counts, measure
+from forensics.separation.evidence import Counts, measure, split_counts
 from forensics.separation.params import SeparationParams
 from forensics.signature import Signature
 from forensics.watch.params import WatchParams
@@ -46,25 +45,7 @@ def _counts(
     frame = queries.slice_counts(
         db, predicate, window, signals, settle=settle, use_cubes=False, since=since
     )
-    flags = [f"c{i}" for i in range(len(predicate))]
-    every = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
-
-    def count(rows: pl.Expr) -> Counts:
-        part = frame.filter(rows)
-        return {s: (int(part[f"n__{s}"].sum()), int(part[f"k__{s}"].sum())) for s in signals}
-
-    parents = {
-        name: count(
-            pl.all_horizontal([pl.col(f) for f in flags if f != flag] or [pl.lit(True)])
-            & (pl.col("period") == 1)
-        )
-        for name, flag in zip(predicate, flags, strict=True)
-    }
-    return (
-        count(every & (pl.col("period") == 1)),
-        count(every & pl.col("period").is_in([0, 2])),
-        parents,
-    )
+    return split_counts(frame, predicate, signals)
 
 
 def measure_problem(
