@@ -325,6 +325,27 @@ def test_a_restart_does_not_send_again(watched):
     assert (root / "alerts.jsonl").read_text() == before
 
 
+def test_a_problem_back_after_its_resolution_is_reopened_under_its_key(tmp_path):
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    db = tmp_path / "w.duckdb"
+    sink = parse_sink(f"jsonl:{tmp_path / 'a.jsonl'}")
+    write_history(feed)
+    _cycle(db, feed, sink)
+    for chunk in (range(96, 108), range(108, 128), range(128, 150), range(150, 172)):
+        for h in chunk:
+            write_hour(feed, h, returns_at=158)  # back 8 hours after the cycle that resolved it
+        _cycle(db, feed, sink)
+    lines = _lines(tmp_path / "a.jsonl")
+    kinds = [a["kind"] for a in lines]
+    assert kinds.count("new") == 1
+    assert {a["problem"] for a in lines} == {lines[0]["problem"]}
+    resolved = kinds.index("resolved")
+    assert "update" in kinds[resolved + 1 :]  # reopened, the same key
+    back = lines[kinds.index("update", resolved + 1)]["signature"]
+    assert back["end"] is None
+
+
 # -- sinks that fail, processes that die --------------------------------------------------
 
 

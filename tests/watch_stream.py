@@ -28,8 +28,10 @@ BUG_END = START + timedelta(hours=HISTORY_HOURS + 30)
 PER_HOUR = 240
 
 
-def hour_frame(h: int, *, seed: int = 5, bug: bool = True) -> pl.DataFrame:
-    """The requests of hour ``h`` of the stream."""
+def hour_frame(
+    h: int, *, seed: int = 5, bug: bool = True, returns_at: int | None = None
+) -> pl.DataFrame:
+    """The requests of hour ``h`` of the stream; the bug is back from hour ``returns_at`` on."""
     rng = np.random.default_rng([seed, h])
     n = PER_HOUR
     t0 = START + timedelta(hours=h)
@@ -38,7 +40,8 @@ def hour_frame(h: int, *, seed: int = 5, bug: bool = True) -> pl.DataFrame:
     region = rng.choice(["us", "eu"], n)
     greedy = rng.random(n) < 0.7
     p_bad = np.full(n, 0.01)
-    if bug and BUG_START <= t0 < BUG_END:
+    back = returns_at is not None and h >= returns_at
+    if bug and (BUG_START <= t0 < BUG_END or back):
         p_bad = np.where((model == "m-b") & (platform == "gpu"), 0.4, p_bad)
     rank = np.where(rng.random(n) < p_bad, 3, 1)
     seconds = np.sort(rng.integers(0, 3600, n))
@@ -64,11 +67,11 @@ def write_history(folder: Path, *, seed: int = 5) -> Path:
     return path
 
 
-def write_hour(folder: Path, h: int, *, seed: int = 5) -> Path:
+def write_hour(folder: Path, h: int, *, seed: int = 5, returns_at: int | None = None) -> Path:
     """Hour ``h`` in its own file, written then renamed (the completeness convention)."""
     path = folder / f"hour-{h:04d}.parquet"
     tmp = folder / f"hour-{h:04d}.parquet.tmp"
-    hour_frame(h, seed=seed).write_parquet(tmp)
+    hour_frame(h, seed=seed, returns_at=returns_at).write_parquet(tmp)
     tmp.rename(path)
     return path
 

@@ -24,8 +24,10 @@ excess requests replaces its predicate (the key stays).
 **Alerts.** ``new`` once per problem; ``update`` when its excess requests
 have grown by ``update_growth`` since the last alert (at most every
 ``update_every_hours``), when its predicate changes, or when a problem
-resolved less than ``reopen_hours`` ago is seen again in a window that starts
-after its end (reopened; a window reaching back before its end is its past); ``resolved``
+resolved less than ``reopen_hours`` ago is seen again and its rate since its
+end is shown (lower end of the 95% interval) to be ``min_ratio`` times its
+baseline or more (reopened; otherwise a window reaching back into it shows
+its past, not a return); ``resolved``
 when, over the last ``resolve_hours``, its rate is below ``min_ratio`` times
 its baseline and the upper end of its 95% Wilson interval is below the lower
 end of the interval of its rate in the last alert (a fix shown to work: the
@@ -314,14 +316,8 @@ def advance(db: Database, scan: Scan, context: Context, params: WatchParams) -> 
         opened = [p for p in recent if p.status == "open"]
         if _matching(db, opened, slice_predicate, firing.signal, now, params) is not None:
             continue
-        over = [
-            p
-            for p in recent
-            if p.status == "resolved"
-            and p.ended_hour is not None
-            and firing.start_hour < p.ended_hour
-        ]
-        if _matching(db, over, slice_predicate, firing.signal, now, params) is not None:
+        past = [p for p in recent if p.status == "resolved" and not _back(db, p, now, params)]
+        if _matching(db, past, slice_predicate, firing.signal, now, params) is not None:
             continue  # a window reaching back into a resolved problem: its past, not a return
         if refined >= params.max_firings:
             break
@@ -352,7 +348,7 @@ def advance(db: Database, scan: Scan, context: Context, params: WatchParams) -> 
             recent.append(p)
             emit(p, "new", replace(sig, id=key))
         elif home.status == "resolved":
-            if home.ended_hour is not None and firing.start_hour < home.ended_hour:
+            if not _back(db, home, now, params):
                 continue  # its past, still in the window
             home.status, home.resolved_hour = "open", None
             _adopt(home, predicate, sig)
@@ -469,24 +465,45 @@ def _resolution(db: Database, p: Problem, now: datetime, params: WatchParams) ->
     window = frame.filter(frame["period"] == 1)
     if int(window["requests"].sum()) == 0 and hour_start(p.onset_hour) < empty_since:
         return empty_since
-    recent = queries.slice_counts(
-        db, p.predicate, (quiet_since, None), [p.signal], use_cubes=False, since=quiet_since
-    )
-    flags = [c for c in recent.columns if c.startswith("c")]
-    inside = recent.filter(recent["period"] == 1)
-    for f in flags:
-        inside = inside.filter(inside[f])
-    n = int(inside[f"n__{p.signal}"].sum())
-    k = int(inside[f"k__{p.signal}"].sum())
+    n, k = _counts_since(db, p, quiet_since)
     if n == 0:
         return None
-    n0, k0 = p.baseline
-    rate0 = max(k0 / n0 if n0 else 0.0, 0.5 / (n0 + 1))
+    rate0 = _baseline_rate(p)
     _, high = stats.wilson_interval([k], [n], alpha=params.alpha)
     low_inside = _problem_rate_low(p)
     if k / n < params.min_ratio * rate0 and float(high[0]) < low_inside:
         return quiet_since
     return None
+
+
+def _counts_since(db: Database, p: Problem, since: datetime) -> tuple[int, int]:
+    """(n, k) of ``p``'s signal in its slice from ``since`` on (a time-pruned read)."""
+    frame = queries.slice_counts(
+        db, p.predicate, (since, None), [p.signal], use_cubes=False, since=since
+    )
+    inside = frame.filter(frame["period"] == 1)
+    for f in [c for c in frame.columns if c.startswith("c")]:
+        inside = inside.filter(inside[f])
+    return int(inside[f"n__{p.signal}"].sum()), int(inside[f"k__{p.signal}"].sum())
+
+
+def _baseline_rate(p: Problem) -> float:
+    n0, k0 = p.baseline
+    return max(k0 / n0 if n0 else 0.0, 0.5 / (n0 + 1))
+
+
+def _back(db: Database, p: Problem, now: datetime, params: WatchParams) -> bool:
+    """Whether resolved ``p`` is back: its rate since its end shown to be ``min_ratio`` x baseline.
+
+    Shown: the lower end of the 95% Wilson interval.
+    """
+    if p.ended_hour is None:
+        return True
+    n, k = _counts_since(db, p, min(hour_start(p.ended_hour), now))
+    if n == 0:
+        return False
+    low, _ = stats.wilson_interval([k], [n], alpha=params.alpha)
+    return float(low[0]) >= params.min_ratio * _baseline_rate(p)
 
 
 def _problem_rate_low(p: Problem) -> float:
