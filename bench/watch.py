@@ -13,6 +13,7 @@ alert's excess requests, and its share of the traffic of its model (or of its
 first condition's value) over the 24 hours before the alert.
 
     python bench/watch.py delay --scenario postmortem-2025 --rows 10000000 --seed 1
+    python bench/watch.py delay --scenario postmortem-2025 --rows 400000 --fast   # no files
 
 ``null``: bug-free data replayed hour by hour through the same detection and
 alerting (``engine.detect`` then ``alerts.advance``, as a cycle runs them), on
@@ -250,10 +251,20 @@ def run_delay(args: argparse.Namespace) -> None:
     truth = json.loads((folder / "truth.json").read_text())
     work = WATCH / f"delay-{args.scenario}-{args.rows}-{args.seed}"
     t = time.perf_counter()
-    done = replay_files(folder, work, threshold=args.threshold, limit=args.limit)
+    if args.fast:
+        # the same detection and alerting hour by hour, on the data ingested at once
+        from forensics.watch import calibration
+
+        threshold = args.threshold or calibration.threshold(args.false_alarms)
+        db = database(folder, f"{args.scenario}-{args.rows}-{args.seed}")
+        fast = replay_fast(db, threshold=threshold, alert=True)
+        done = {"db": db, "alerts": fast["alerts"], "cycles": []}
+        work.mkdir(parents=True, exist_ok=True)
+    else:
+        done = replay_files(folder, work, threshold=args.threshold, limit=args.limit)
     wall = time.perf_counter() - t
     delays = bug_delays(done["db"], truth, done["alerts"])
-    totals = [sum(c["seconds"].values()) for c in done["cycles"]]
+    totals = [sum(c["seconds"].values()) for c in done["cycles"]] or [float("nan")]
     report = {
         "scenario": args.scenario,
         "rows": args.rows,
@@ -530,6 +541,12 @@ def main() -> None:
     d.add_argument("--seed", type=int, default=1)
     d.add_argument("--threshold", type=float, default=None, help="Instead of the calibrated one.")
     d.add_argument("--limit", type=int, default=None, help="Only the first N hours.")
+    d.add_argument(
+        "--fast",
+        action="store_true",
+        help="Detection and alerting hour by hour on the data ingested at once (no files).",
+    )
+    d.add_argument("--false-alarms", type=float, default=1.0, help="Target per 30 days.")
     n = sub.add_parser("null", help="False alarms on bug-free data.")
     n.add_argument("--rows", type=int, default=1_000_000, help="Rows of each library dataset.")
     n.add_argument("--library-seeds", type=_seeds, default=_seeds("2001-2002"))
