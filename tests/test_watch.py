@@ -558,17 +558,18 @@ def test_the_threshold_is_the_smallest_whose_upper_bound_is_stricter_than_the_ta
     table = {
         "cycles": 1000,
         "thresholds": [
-            {"h": 10.0, "upper95": 3.0},
-            {"h": 12.0, "upper95": 0.9},
-            {"h": 14.0, "upper95": 0.4},
+            {"h": 10.0, "upper95": 3.0, "episodes": 4},
+            {"h": 12.0, "upper95": 0.9, "episodes": 1},
+            {"h": 14.0, "upper95": 0.4, "episodes": 0},
         ],
         "tail": {"h0": 8.0, "rate": 0.5, "values": [9.0, 10.0, 11.0, 12.0, 13.0]},
     }
     # half the target: 1 per 30 days needs an upper bound of 0.5 or less
     assert calibration.threshold(1.0, table=table) == 14.0
     assert calibration.threshold(2.0, table=table) == 12.0
-    # beyond the grid: along the tail, log(0.4 / 0.05) / 0.5 further
-    assert calibration.threshold(0.1, table=table) == pytest.approx(14.0 + 2 * 2.0794, rel=1e-3)
+    # beyond the grid: 5 of 1000 cycles reach h0 = 8, 3.6 per 30 days; the tail falls by
+    # e^-0.5 a unit, so 0.05 per 30 days is log(3.6 / 0.05) / 0.5 further
+    assert calibration.threshold(0.1, table=table) == pytest.approx(8.0 + 2 * 4.2767, rel=1e-3)
     assert calibration.cycle_p_value(9.0, table=table) == 5 / 1000
     assert calibration.cycle_p_value(20.0, table=table) < calibration.cycle_p_value(
         14.0, table=table

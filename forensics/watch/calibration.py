@@ -7,9 +7,12 @@ episodes (firings, whatever the slice or signal, that follow each other by
 less than a day count once) per 30 simulated days with its 95% upper bound.
 ``threshold(rate)`` is the smallest threshold of the grid whose upper bound is
 at most ``STRICTNESS`` times the rate asked for: stricter than the target, so
-that the bound measured on other bug-free data holds it too. Beyond the grid
-the rate is extrapolated along the exponential tail of the cycles' largest
-statistics.
+that the bound measured on other bug-free data holds it too. When none is
+(with no episode at all the bound is set by the days replayed: 3 episodes
+over them), the rate is read from the exponential tail of the cycles' largest
+statistics, every cycle above a threshold counted as one episode, and the
+threshold is the first one at which that rate is within the goal (never below
+the last grid threshold that had an episode).
 
 The table (``null_table.json``) is written by ``bench/calibrate_watch.py --write``;
 the field family is never part of it.
@@ -34,6 +37,10 @@ TABLE = Path(__file__).with_name("null_table.json")
 """The shipped table."""
 
 STRICTNESS = 0.5
+"""The threshold holds the calibration set's 95% upper bound to this share of the target."""
+
+CYCLES_PER_30_DAYS = 30 * 24
+"""Cycles (newest hours) in 30 days."""
 """The threshold holds the calibration set's 95% upper bound to this share of the target."""
 
 
@@ -66,12 +73,23 @@ def threshold(per_30_days: float, *, table: dict[str, Any] | None = None) -> flo
     for row in grid:
         if row["upper95"] <= goal:
             return float(row["h"])
-    # Beyond the grid: the upper bound shrinks as the cycles' tail does.
-    last = grid[-1]
-    rate = float(data["tail"]["rate"])
-    extra = math.log(last["upper95"] / goal) / rate
-    logger.info("watch threshold extrapolated %.1f beyond the calibration grid", extra)
-    return float(last["h"]) + extra
+    # No grid threshold's bound is low enough: with no episode above some threshold the
+    # bound is set by the days replayed, not by the threshold. Read the rate from the
+    # exponential tail of the cycles' largest statistics instead (each cycle counted as an
+    # episode: conservative), and never below the last threshold with an episode.
+    tail = data["tail"]
+    share = len(tail["values"]) / int(data["cycles"])
+    rate = float(tail["rate"])
+    per_30 = CYCLES_PER_30_DAYS * share
+    beyond = float(tail["h0"]) + max(math.log(per_30 / goal), 0.0) / rate
+    seen = [float(r["h"]) for r in grid if r.get("episodes", 1) > 0]
+    floor = (
+        min((float(r["h"]) for r in grid if float(r["h"]) > max(seen)), default=0.0)
+        if seen
+        else 0.0
+    )
+    logger.info("watch threshold %.1f read from the tail beyond the calibration grid", beyond)
+    return max(beyond, floor)
 
 
 def cycle_p_value(statistic: float, *, table: dict[str, Any] | None = None) -> float:
