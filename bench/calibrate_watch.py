@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def table(results: list[dict]) -> dict:
     excess = [t - h0 for t in kept if t > h0]
     rate = 1 / (sum(excess) / len(excess)) if excess and sum(excess) > 0 else 1.0
     return {
-        "command": "python bench/calibrate_watch.py --write",
+        "command": " ".join(["python bench/calibrate_watch.py", *sys.argv[1:]]),
         "days": round(days, 2),
         "cycles": cycles,
         "datasets": [
