@@ -503,6 +503,23 @@ def test_watch_command_once(tmp_path):
     assert "cycle: data to 2025-03-07 00:00 UTC" in result.output
 
 
+def test_watch_command_reads_the_calibrated_threshold(tmp_path):
+    from forensics.watch import calibration
+
+    feed = tmp_path / "feed"
+    feed.mkdir()
+    write_history(feed)
+    for h in range(96, 112):
+        write_hour(feed, h)
+    out = tmp_path / "a.jsonl"
+    args = ["watch", str(feed), "--db", str(tmp_path / "w.duckdb"), "--once", "--settle", "0"]
+    result = CliRunner().invoke(main, [*args, "--alert", f"jsonl:{out}"])
+    assert result.exit_code == 0, result.output
+    assert 10 < calibration.threshold(1.0) < 40
+    (new,) = [a for a in _lines(out) if a["kind"] == "new"]
+    assert new["signature"]["predicate"] == {"model": ["m-b"], "platform": ["gpu"]}
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
