@@ -557,6 +557,174 @@ def report(db: Path | None, out: Path, title: str | None, format_: str | None) -
     click.echo(f"report: {out} ({len(investigation.signatures)} signatures, {size / 1024:,.0f} KB)")
 
 
+def _duration(text: str) -> float:
+    """Seconds in ``30s``, ``5m``, ``2h``, ``7d`` (or a plain number of seconds).
+
+    Examples
+    --------
+    >>> _duration("5m"), _duration("90")
+    (300.0, 90.0)
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    try:
+        scale = units.get(text[-1:], 1)
+        value = float(text[:-1] if scale != 1 or text[-1:] == "s" else text) * scale
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: write a duration such as 30s, 5m, 2h or 7d") from None
+    if value <= 0:
+        raise click.BadParameter(f"{text!r}: the duration must be positive")
+    return value
+
+
+@main.command()
+@click.argument("source")
+@_db_option
+@click.option("--every", default="5m", show_default=True, help="Time between cycles (30s, 5m, 1h).")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (for cron and tests).")
+@click.option(
+    "--alert",
+    "alerts",
+    multiple=True,
+    help="Where alerts go (repeatable): jsonl:PATH, webhook:URL or command:CMD.",
+)
+@click.option(
+    "--mapping",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file renaming your columns (see README 'Mapping files').",
+)
+@click.option(
+    "--events",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A change-events file (CSV/JSON) read again each cycle; new events are added.",
+)
+@click.option(
+    "--false-alarms",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Target false alarms per 30 days; the threshold is calibrated for it.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="The detection threshold itself, instead of the one calibrated for --false-alarms.",
+)
+@click.option(
+    "--settle",
+    default="2s",
+    show_default=True,
+    help="A new file is read once its size and time are unchanged this long.",
+)
+@click.option(
+    "--duplicate-horizon",
+    default="7d",
+    show_default=True,
+    help="Compare request ids only with stored rows this close in time.",
+)
+@click.option(
+    "--webhook-timeout", default="10s", show_default=True, help="Time-out of one webhook call."
+)
+@click.option(
+    "--webhook-retries",
+    type=click.IntRange(0, 20),
+    default=3,
+    show_default=True,
+    help="Retries of a failed webhook call within a cycle (then the next cycle).",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Print only alerts and errors.")
+@_fail_cleanly
+def watch(
+    source: str,
+    db: Path | None,
+    every: str,
+    once: bool,
+    alerts: tuple[str, ...],
+    mapping: Path | None,
+    events: Path | None,
+    false_alarms: float,
+    threshold: float | None,
+    settle: str,
+    duplicate_horizon: str,
+    webhook_timeout: str,
+    webhook_retries: int,
+    quiet: bool,
+) -> None:
+    """Watch SOURCE (a folder or a quoted glob) and alert on new problems as they appear.
+
+    Each cycle ingests the complete new files (see README 'Watching production'),
+    updates the cubes for the hours they touch, tests every slice for a rise
+    that reaches the newest hour, and sends new / update / resolved alerts to
+    every --alert sink (none: they are kept in the alerts table). The database
+    is open only during a cycle. Stop with Ctrl-C (between cycles).
+    """
+    import signal
+    from datetime import timedelta
+
+    from forensics.watch import FolderSource, WatchParams, parse_sink
+    from forensics.watch import watch as run_watch
+
+    timeout = _duration(webhook_timeout)
+    sinks = {
+        s.name: s for s in (parse_sink(a, timeout=timeout, retries=webhook_retries) for a in alerts)
+    }
+    params = WatchParams(
+        false_alarms_per_30_days=false_alarms,
+        threshold=threshold,
+        duplicate_horizon=timedelta(seconds=_duration(duplicate_horizon)),
+    )
+    folder = FolderSource(
+        source, settle=_duration(settle) if settle.strip() not in ("0", "0s") else 0.0
+    )
+    loaded = Mapping.load(mapping) if mapping else None
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+
+    def show(report: Any) -> None:
+        for f in report.files:
+            if not quiet or f.status in ("refused", "failed"):
+                click.echo(
+                    f"{f.path}: {f.status}, read {f.rows_read:,}, accepted {f.accepted:,}, "
+                    f"rejected {f.rejected_total:,}, duplicates {f.duplicates:,}"
+                )
+        for a in report.alerts:
+            sig = a.signature
+            click.echo(
+                f"alert {a.kind} {a.problem} at {sig['start']}: "
+                f"{describe_predicate(sig['predicate'])}: {', '.join(sig['signals'])} "
+                f"({sig['requests']:,} requests, excess {sig['excess_requests']:.0f})"
+            )
+        if report.error:
+            click.echo(f"error: detection failed this cycle: {report.error}", err=True)
+        if not quiet:
+            newest = report.newest.strftime("%Y-%m-%d %H:%M") if report.newest else "-"
+            click.echo(
+                f"cycle: data to {newest} UTC, cubes {report.cubes or '-'}, firing "
+                f"{report.firings}, alerts {len(report.alerts)}, delivered {report.delivered}"
+                + (f", failed {report.failed}" if report.failed else "")
+                + f", {sum(report.seconds.values()):.1f} s"
+            )
+
+    from forensics.signature import describe_predicate
+
+    try:
+        run_watch(
+            _db_path(db),
+            folder,
+            sinks=sinks,
+            every=_duration(every),
+            params=params,
+            mapping=loaded,
+            events=events,
+            once=once,
+            on_cycle=show,
+            stop=lambda: bool(stopping),
+        )
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+
+
 @main.command()
 @click.option(
     "--sample",

@@ -15,6 +15,9 @@ Each file goes in atomically:
    rows go to ``rejected_rows`` with their reason and raw content;
 5. a request_id seen twice is settled: the same content is an exact duplicate
    (skipped, counted), different content is rejected as ``duplicate_conflict``.
+   With ``duplicate_horizon`` (``forensics watch`` sets 7 days), only stored rows
+   whose time is at most that long before the file's earliest row are compared,
+   so a file's cost does not grow with the history already stored.
 
 Counted rows (``[counts]`` in the mapping: a row stands for many requests) keep
 their count column under its own name (role ``count``) and each signal as the
@@ -1403,6 +1406,7 @@ def _ingest_one(
     mapping: Mapping,
     privacy: Privacy | None,
     params: SignalParams,
+    duplicate_horizon: timedelta | None = None,
 ) -> FileSummary:
     """Validate a staged file and write it: rows, rejects, its ``ingested_files`` row."""
     if source.rows_read == 0 and not source.columns:
@@ -1482,17 +1486,18 @@ def _ingest_one(
     # in one scan of the ids alone. A hash shared by different ids only costs those
     # rows a closer look in _settle_duplicates, which compares the ids themselves.
     request_id = plan.values.get("request_id", "NULL")
+    recent, horizon = _stored_within(db, checked, sql_params, duplicate_horizon)
     db.execute(
         "CREATE OR REPLACE TEMP TABLE _dup_hashes AS WITH new AS MATERIALIZED "
         f"(SELECT hash({request_id}) AS h FROM {source.relation} WHERE ({request_id}) IS NOT NULL) "
         "SELECT h FROM new GROUP BY h HAVING count(*) > 1 "
-        "UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests)",
-        sql_params,
+        f"UNION SELECT h FROM new WHERE h IN (SELECT hash(request_id) FROM requests {recent})",
+        {**sql_params, **horizon},
     )
     # Counted rows are not told apart by request id (see the module docstring).
     may_repeat = mapping.counts is None and bool(db.scalar("SELECT count(*) FROM _dup_hashes"))
     keep_rows, duplicates, conflicts = (
-        _settle_duplicates(db, checked, sql_params, plan, privacy is not None)
+        _settle_duplicates(db, checked, sql_params, plan, privacy is not None, recent, horizon)
         if may_repeat
         else ([], 0, [])
     )
@@ -1765,15 +1770,37 @@ def _reject_unparsed(
     )
 
 
+def _stored_within(
+    db: Database, checked: str, params: dict[str, Any], horizon: timedelta | None
+) -> tuple[str, dict[str, Any]]:
+    """The filter on stored rows a file's request_ids are compared with, and its parameters.
+
+    Without a horizon, every stored row (``""``). With one, the rows whose time is
+    at most ``horizon`` before the file's earliest good row: DuckDB skips the row
+    groups of older data by their time statistics, so the check reads the recent
+    rows only, however long the history. A request_id stored before that is not
+    looked at: its repeat is accepted as a new row.
+    """
+    if horizon is None:
+        return "", {}
+    first = db.scalar(f"SELECT min(ts) FROM ({checked}) WHERE _problem IS NULL", params)
+    if first is None:
+        return "WHERE false", {}
+    return "WHERE ts >= $_dup_from", {"_dup_from": first - horizon}
+
+
 def _settle_duplicates(
     db: Database,
     checked: str,
     params: dict[str, Any],
     plan: _Plan,
     privacy: bool,
+    recent: str = "",
+    horizon: dict[str, Any] | None = None,
 ) -> tuple[list[int], int, list[tuple[int, str]]]:
     """Decide which rows of request_ids whose hash is in ``_dup_hashes`` to keep.
 
+    ``recent`` and ``horizon`` limit the stored rows compared (``_stored_within``).
     In privacy mode identities are compared as the reader hashed them (as they
     are stored), without the dropped columns. Returns the rows to keep, the
     number of exact duplicates, and the conflicting rows as (row, request_id).
@@ -1791,9 +1818,11 @@ def _settle_duplicates(
         "WHERE _problem IS NULL AND hash(request_id) IN (SELECT h FROM _dup_hashes) ORDER BY _row",
         params,
     )
+    within = f"AND {recent.removeprefix('WHERE ')}" if recent else ""
     old_rows = db.execute(
         f"SELECT request_id, {content('')} FROM requests "
-        "WHERE hash(request_id) IN (SELECT h FROM _dup_hashes)"
+        f"WHERE hash(request_id) IN (SELECT h FROM _dup_hashes) {within}",
+        horizon or {},
     )
     first: dict[str, str] = {rid: h for rid, h in old_rows}
     keep: list[int] = []
@@ -1830,6 +1859,7 @@ def ingest_files(
     progress: bool = False,
     errors: Literal["raise", "collect"] = "raise",
     on_file: Callable[[FileSummary], None] | None = None,
+    duplicate_horizon: timedelta | None = None,
 ) -> IngestSummary:
     """Validate request-log files and load their good rows into ``requests``.
 
@@ -1857,6 +1887,11 @@ def ingest_files(
         ``"collect"``: return the summary with the refused files in it.
     on_file
         Called with each file's summary as soon as it is done.
+    duplicate_horizon
+        Compare a file's request_ids only with stored rows at most this long
+        before its earliest row (None: with every stored row). A repeat of an
+        older request_id is then accepted as a new row; the cost of a file no
+        longer grows with the history stored (``forensics watch``: 7 days).
 
     Raises
     ------
@@ -1900,7 +1935,14 @@ def ingest_files(
             else:
                 db.execute("BEGIN TRANSACTION")
                 summary = _ingest_one(
-                    db, path, fmt, *staged, mapping=mapping, privacy=key, params=params
+                    db,
+                    path,
+                    fmt,
+                    *staged,
+                    mapping=mapping,
+                    privacy=key,
+                    params=params,
+                    duplicate_horizon=duplicate_horizon,
                 )
                 db.execute("COMMIT")
         except DiskFullError as exc:

@@ -47,8 +47,11 @@ Dimensions and roles
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -62,6 +65,8 @@ from forensics.errors import QueryError, UnknownNameError
 from forensics.roles import COUNTS_META, columns_with_role
 from forensics.schema import CANONICAL_COLUMNS, quote_identifier
 
+logger = logging.getLogger("forensics")
+
 __all__ = [
     "CUBE_MAX_ROWS",
     "CUBE_MAX_VALUES",
@@ -72,6 +77,7 @@ __all__ = [
     "NUMERIC_DISTINCT_AS_VALUES",
     "NUMERIC_MAX_BUCKETS",
     "Cube",
+    "CubeUpdate",
     "Dimension",
     "Grain",
     "Subset",
@@ -101,6 +107,7 @@ __all__ = [
     "no_users_on_counted_rows",
     "overlap_counts",
     "power_of_two_edges",
+    "recorded_dimensions",
     "refresh_cubes",
     "rejected_by_reason",
     "rejected_rows",
@@ -110,6 +117,7 @@ __all__ = [
     "table_counts",
     "time_grid",
     "time_range",
+    "update_cubes",
     "user_sequences",
     "value_counts",
     "where_sql",
@@ -830,6 +838,26 @@ def _source_state(db: Database) -> tuple[str, dict[str, int]]:
     tuple[str, dict[str, int]]
         The state, and the estimated row count of every table (a cube's is exact).
     """
+    seen, sizes = _source_parts(db)
+    return _state_text(seen, _provenance_checksum(db)), sizes
+
+
+def _state_text(seen: tuple[Any, ...], check: int) -> str:
+    """The recorded form of a state of ``requests`` (see ``_source_state``)."""
+    rows, files, signals = seen
+    files_text = "/".join(map(str, files)) or "-"
+    return f"rows={rows};files={files_text};signals={signals};check={check}"
+
+
+_STATE = re.compile(r"rows=(\d+);files=([0-9/]+|-);signals=(.*);check=(-?\d+)")
+"""A recorded state, parsed back (``_state_text``)."""
+
+
+def _source_parts(db: Database) -> tuple[tuple[Any, ...], dict[str, int]]:
+    """Every part of the state of ``requests`` but its checksum, and each table's size.
+
+    See ``_source_state``; remembered per connection as it says.
+    """
 
     def look() -> tuple[tuple[Any, ...], dict[str, int]]:
         tables = db.tables()
@@ -852,16 +880,12 @@ def _source_state(db: Database) -> tuple[str, dict[str, int]]:
         return seen, {s["t"]: int(s["n"]) for s in sizes or ()}
 
     if db.read_only:
-        seen, sizes = db.memo(("requests_state",), look)
-    else:
-        seen, sizes = look()
-        if db.memo(("requests_state",), lambda: (seen, sizes))[0] != seen:
-            db.forget()  # another connection wrote: tables, columns, signals may differ too
-            db.memo(("requests_state",), lambda: (seen, sizes))
-    rows, files, signals = seen
-    files_text = "/".join(map(str, files)) or "-"
-    state = f"rows={rows};files={files_text};signals={signals};check={_provenance_checksum(db)}"
-    return state, sizes
+        return db.memo(("requests_state",), look)
+    seen, sizes = look()
+    if db.memo(("requests_state",), lambda: (seen, sizes))[0] != seen:
+        db.forget()  # another connection wrote: tables, columns, signals may differ too
+        db.memo(("requests_state",), lambda: (seen, sizes))
+    return seen, sizes
 
 
 def _recorded_cubes(db: Database) -> list[_Recorded]:
@@ -900,6 +924,16 @@ def _recorded_dimensions(db: Database) -> list[Dimension]:
         ]
 
     return list(db.memo(("dimensions",), lookup))
+
+
+def recorded_dimensions(db: Database) -> list[Dimension]:
+    """The dimensions as the last cube build or ``update_cubes`` recorded them.
+
+    Unlike ``dimensions`` this does not check the cubes against ``requests`` (a
+    check that reads every row's provenance): for a caller that has just
+    brought them up to date, such as a watch cycle.
+    """
+    return _recorded_dimensions(db)
 
 
 def _fresh(db: Database) -> tuple[list[Cube], bool, bool]:
@@ -1047,13 +1081,8 @@ def _build_cube(
             )
     db.execute(_CATALOG)
     db.execute(_CATALOG_STATE)
-    signals = signal_names(db)
     keys = [_key_sql(known[d]) for d in dims]
-    measures = [f"{_requests_sum(db)} AS requests"]
-    for s in signals:
-        n, k = _signal_sums(db, s)
-        measures.append(f"{n} AS {quote_identifier('n__' + s)}")
-        measures.append(f"{k} AS {quote_identifier('k__' + s)}")
+    measures = _cube_measures(db, signal_names(db))
     select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
     table = quote_identifier(name)
     db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM requests GROUP BY ALL")
@@ -1076,14 +1105,43 @@ def _build_cube(
     return Cube(name, tuple(dims), grain, rows, source_rows, auto)
 
 
+def _cube_measures(db: Database, signals: Sequence[str]) -> list[str]:
+    """A cube's counts: ``requests``, and per signal ``n__`` (defined) and ``k__`` (true).
+
+    On counted rows each sums the rows' counts (``_requests_sum``, ``_signal_sums``).
+    """
+    measures = [f"{_requests_sum(db)} AS requests"]
+    for s in signals:
+        n, k = _signal_sums(db, s)
+        measures.append(f"{n} AS {quote_identifier('n__' + s)}")
+        measures.append(f"{k} AS {quote_identifier('k__' + s)}")
+    return measures
+
+
 def _record_dimensions(db: Database, dims: Sequence[Dimension]) -> None:
+    """Write ``cube_dimensions``: each dimension, and the values of the cubable text ones.
+
+    The values let ``update_cubes`` tell, from the new rows alone, whether a
+    dimension crossed its cardinality limit. The columns that were candidates
+    (``forensics_meta`` key ``cube_columns``) let it tell a new column from one
+    dropped before (no values, or too many).
+    """
     db.execute(
         "CREATE OR REPLACE TABLE cube_dimensions (position INTEGER, name VARCHAR, kind VARCHAR, "
-        "cardinality BIGINT, cubable BOOLEAN, edges DOUBLE[])"
+        'cardinality BIGINT, cubable BOOLEAN, edges DOUBLE[], "values" VARCHAR[])'
     )
+    listed = [d.name for d in dims if d.kind == "categorical" and d.cubable]
+    values: dict[str, list[str]] = {}
+    if listed:
+        items = ", ".join(
+            f"list(DISTINCT {quote_identifier(n)}) FILTER (WHERE {quote_identifier(n)} IS NOT NULL)"
+            for n in listed
+        )
+        row = db.execute(f"SELECT {items} FROM requests")[0]
+        values = {n: sorted(v or ()) for n, v in zip(listed, row, strict=True)}
     for i, d in enumerate(dims):
         db.execute(
-            "INSERT INTO cube_dimensions VALUES ($i, $n, $k, $c, $b, $e)",
+            "INSERT INTO cube_dimensions VALUES ($i, $n, $k, $c, $b, $e, $v)",
             {
                 "i": i,
                 "n": d.name,
@@ -1091,8 +1149,10 @@ def _record_dimensions(db: Database, dims: Sequence[Dimension]) -> None:
                 "c": d.cardinality,
                 "b": d.cubable,
                 "e": list(d.edges),
+                "v": values.get(d.name),
             },
         )
+    db.set_meta("cube_columns", json.dumps(sorted(_candidate_columns(db))))
 
 
 def refresh_cubes(db: Database) -> list[Cube]:
@@ -1121,6 +1181,242 @@ def refresh_cubes(db: Database) -> list[Cube]:
             db.execute("DELETE FROM cube_catalog WHERE name = $n", {"n": cube.name})
             db.execute(f"DROP TABLE IF EXISTS {quote_identifier(cube.name)}")
     return rebuilt
+
+
+@dataclass(frozen=True)
+class CubeUpdate:
+    """What ``update_cubes`` did."""
+
+    action: Literal["updated", "rebuilt", "unchanged"]
+    """Buckets recomputed in place, every cube rebuilt, or nothing to do."""
+    reason: str
+    """Why the cubes were rebuilt ("" otherwise)."""
+    hours: int
+    """Hours the new rows touch (recomputed in every hourly cube)."""
+
+
+def update_cubes(db: Database) -> CubeUpdate:
+    """Bring the cubes up to date with the files ingested since they were built.
+
+    Incremental while their layout holds: the hours (days, for a daily cube) the
+    new files' rows fall in are deleted from each cube and counted again from
+    ``requests``, reading those hours only, and the catalog records the new
+    state (its provenance checksum is the old one plus the new rows', so no
+    statement reads the whole history). Every cube is rebuilt from scratch
+    instead (``refresh_cubes``), and the reason logged, when the layout must
+    change or the cubes cannot be trusted to hold everything but the new files:
+
+    - no cubes yet, or cubes recorded from different states of ``requests``;
+    - ``requests`` changed other than by files appended since (rows deleted or
+      inserted by hand, a file's rows missing);
+    - the signal registry changed, or a column became a candidate dimension;
+    - a numeric dimension needs new bucket edges (a value beyond its last
+      power-of-two bucket, or a new value of one bucketed value by value);
+    - a text dimension's values cross ``CUBE_MAX_VALUES`` (it no longer fits a cube);
+    - the default cube holds more than twice ``CUBE_MAX_ROWS`` rows.
+
+    A text dimension no cube can hold (more values than ``CUBE_MAX_VALUES``) is
+    not counted again: its recorded cardinality stays as the last rebuild found it.
+    One transaction: a crash leaves the old state recorded, and the next read
+    rebuilds.
+    """
+    if "requests" not in db.tables():
+        return CubeUpdate("unchanged", "", 0)
+    plan = _incremental_plan(db)
+    if isinstance(plan, str):
+        logger.info("cubes rebuilt: %s", plan)
+        refresh_cubes(db)
+        return CubeUpdate("rebuilt", plan, 0)
+    if plan is None:
+        return CubeUpdate("unchanged", "", 0)
+    db.execute("BEGIN TRANSACTION")
+    try:
+        hours = _update_buckets(db, plan)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return CubeUpdate("updated", "", hours)
+
+
+@dataclass(frozen=True)
+class _Increment:
+    """What an incremental cube update needs: the new files and the state to record."""
+
+    after_file: int
+    """Files with a larger id are new."""
+    state: str
+    """The state of ``requests`` once the new rows are counted."""
+    rows: int
+    """Rows of ``requests``."""
+    values: dict[str, list[str]]
+    """Cubable text dimensions whose values the new rows extend: all their values."""
+
+
+def _incremental_plan(db: Database) -> _Increment | str | None:
+    """The increment to apply, the reason to rebuild instead, or None when up to date."""
+    recorded = _recorded_cubes(db)
+    if not recorded or "cube_dimensions" not in db.tables():
+        return "no cubes yet"
+    states = {r.state for r in recorded}
+    parsed = _STATE.fullmatch(next(iter(states)) or "") if len(states) == 1 else None
+    if parsed is None:
+        return "the cubes were built from different states of requests"
+    rows_old, files_old, signals_old, check_old = parsed.groups()
+    (rows, files, signals), _ = _source_parts(db)
+    if str(signals) != signals_old:
+        return "the signal registry changed"
+    old = [int(f) for f in files_old.split("/")] if files_old != "-" else [0, 0, 0]
+    now = list(files) or [0, 0, 0]
+    if (rows, now) == (int(rows_old), old):
+        return None
+    added = db.execute(
+        "SELECT count(*), coalesce(sum(accepted), 0) FROM ingested_files WHERE file_id > $f",
+        {"f": old[1]},
+    )[0]
+    if (
+        {"_source_file_id", "_source_row"} - set(db.columns("requests"))
+        or now[0] - old[0] != added[0]
+        or now[2] - old[2] != added[1]
+        or rows - int(rows_old) != added[1]
+    ):
+        return "requests changed other than by files appended since the cubes were built"
+    why = _layout_change(db, old[1])
+    if isinstance(why, str):
+        return why
+    check = int(check_old) + int(
+        db.scalar(
+            "SELECT coalesce(sum(hash(_source_file_id, _source_row)), 0) FROM requests "
+            "WHERE _source_file_id > $f",
+            {"f": old[1]},
+        )
+    )
+    return _Increment(old[1], _state_text((rows, files, signals), check), rows, why)
+
+
+def _layout_change(db: Database, after_file: int) -> str | dict[str, list[str]]:
+    """Why the new rows need another cube layout, else the text values they extend.
+
+    Reads the new files' rows only (``_source_file_id`` greater than ``after_file``).
+    """
+    known = db.meta("cube_columns")
+    if known is None or "values" not in db.columns("cube_dimensions"):
+        return "the cubes were recorded by an older version"
+    candidates = set(_candidate_columns(db))
+    if candidates != set(json.loads(known)):
+        changed = sorted(candidates ^ set(json.loads(known)))
+        return f"the columns to slice by changed: {', '.join(changed)}"
+    for r in _recorded_cubes(db):
+        if r.cube.auto and r.cube.rows > 2 * CUBE_MAX_ROWS:
+            return f"the default cube outgrew its row budget ({r.cube.rows:,} rows)"
+    recorded = db.execute(
+        'SELECT name, kind, cardinality, cubable, edges, "values" FROM cube_dimensions '
+        "ORDER BY position"
+    )
+    dims = [r for r in recorded if r[0] in candidates]
+    items = []
+    for name, kind, cardinality, cubable, _, _ in dims:
+        q = quote_identifier(name)
+        if kind == "numeric":
+            items.append(f"max(CAST({q} AS DOUBLE))")
+            items.append(
+                f"list(DISTINCT CAST({q} AS DOUBLE)) FILTER (WHERE {q} IS NOT NULL)"
+                if cardinality <= NUMERIC_DISTINCT_AS_VALUES
+                else "NULL"
+            )
+        elif cubable:
+            items.append(f"list(DISTINCT {q}) FILTER (WHERE {q} IS NOT NULL)")
+    if not items:
+        return {}
+    found = iter(
+        db.execute(
+            f"SELECT {', '.join(items)} FROM requests WHERE _source_file_id > $f",
+            {"f": after_file},
+        )[0]
+    )
+    extended: dict[str, list[str]] = {}
+    for name, kind, _, cubable, edge_list, values in dims:
+        edges = tuple(float(e) for e in edge_list or ())
+        if kind == "numeric":
+            top, distinct = next(found), next(found)
+            unseen = sorted(set(distinct or ()) - set(edges))
+            if unseen:
+                return f"{name} has a value it was not bucketed by ({unseen[0]:g})"
+            ranged = distinct is None and top is not None and edges
+            if ranged and power_of_two_edges(0.0, max(float(top), edges[-1])) != edges:
+                return f"{name} needs new bucket edges (a value of {top:g})"
+        elif cubable:
+            new = set(next(found) or ()) - set(values or ())
+            if not new:
+                continue
+            every = sorted(set(values or ()) | new)
+            if len(every) > CUBE_MAX_VALUES:
+                return (
+                    f"{name} now has {len(every)} values, more than a cube holds "
+                    f"({CUBE_MAX_VALUES})"
+                )
+            extended[name] = every
+    return extended
+
+
+def _update_buckets(db: Database, plan: _Increment) -> int:
+    """Recount the buckets the new files touch in every cube; record the new state."""
+    hours = [
+        int(h[0])
+        for h in db.execute(
+            f"SELECT DISTINCT epoch_us(ts) // {_BUCKET_US['hour']} FROM requests "
+            "WHERE _source_file_id > $f ORDER BY 1",
+            {"f": plan.after_file},
+        )
+    ]
+    known = {d.name: d for d in _recorded_dimensions(db)}
+    signals = signal_names(db)
+    for entry in _recorded_cubes(db):
+        cube = entry.cube
+        unit = _BUCKET_US[cube.grain]
+        per = unit // _BUCKET_US["hour"]
+        buckets = sorted({h // per for h in hours})
+        if buckets:
+            table = quote_identifier(cube.name)
+            # The range lets DuckDB skip the row groups of other times (both tables
+            # grow in time order); the list picks the buckets within it.
+            bounds = {
+                "b": buckets,
+                "first": buckets[0],
+                "last": buckets[-1],
+                "lo": datetime.fromtimestamp(buckets[0] * unit / 1e6, UTC),
+                "hi": datetime.fromtimestamp((buckets[-1] + 1) * unit / 1e6, UTC),
+            }
+            db.execute(
+                f"DELETE FROM {table} WHERE bucket BETWEEN $first AND $last "
+                "AND list_contains($b, bucket)",
+                bounds,
+            )
+            select = ", ".join(
+                [
+                    f"epoch_us(ts) // {unit} AS bucket",
+                    *(_key_sql(known[d]) for d in cube.dims),
+                    *_cube_measures(db, signals),
+                ]
+            )
+            db.execute(
+                f"INSERT INTO {table} BY NAME SELECT {select} FROM requests "
+                f"WHERE ts >= $lo AND ts < $hi AND list_contains($b, epoch_us(ts) // {unit}) "
+                "GROUP BY ALL",
+                bounds,
+            )
+        db.execute(
+            "UPDATE cube_catalog SET rows = (SELECT count(*) FROM "
+            f"{quote_identifier(cube.name)}), source_rows = $s, built_at = now(), "
+            "source_state = $state WHERE name = $n",
+            {"s": plan.rows, "state": plan.state, "n": cube.name},
+        )
+    for name, values in plan.values.items():
+        db.execute(
+            'UPDATE cube_dimensions SET cardinality = $c, "values" = $v WHERE name = $n',
+            {"c": len(values), "v": values, "n": name},
+        )
+    return len(hours)
 
 
 # -- counting -------------------------------------------------------------------------
@@ -2006,6 +2302,7 @@ def slice_counts(
     *,
     settle: tuple[datetime | None, datetime | None] = (None, None),
     use_cubes: bool = True,
+    since: datetime | None = None,
 ) -> pl.DataFrame:
     """A slice and its parents before, inside and after a window, in one scan.
 
@@ -2019,6 +2316,8 @@ def slice_counts(
     its parent without a condition where the others do. Reads an hourly cube
     when one holds every condition's column and every signal and the window
     falls on its hours; ``use_cubes=False`` forces ``requests`` (same answer).
+    ``since`` leaves out every request before it (the scan then reads only the
+    row groups from that time on).
 
     Returns ``c0.., period, requests, n__<signal>, k__<signal>...``.
 
@@ -2046,7 +2345,7 @@ def slice_counts(
             "hour",
             signals[0],
             Where.parse(dict(predicate)),
-            times=window,
+            times=(*window, since),
             catalog=catalog,
         )
         if all(f"n__{s}" in found.columns for s in signals):
@@ -2081,10 +2380,15 @@ def slice_counts(
     period = _period_sql(time, unit, window, settle, params)
     keys = [f"{f} AS c{i}" for i, f in enumerate(flags)]
     held = " + ".join(f"CAST({f} AS INTEGER)" for f in flags) if flags else "0"
+    after = ""
+    if since is not None:
+        after = (
+            f" AND {time} >= {_bind(params, since if unit is None else _epoch_us(since) // unit)}"
+        )
     sql = (
         f"SELECT {', '.join([*keys, f'{period} AS period', *measures])} "
         f"FROM {quote_identifier(source.table)} "
-        f"WHERE {held} >= {max(len(flags) - 1, 0)} GROUP BY ALL ORDER BY ALL"
+        f"WHERE {held} >= {max(len(flags) - 1, 0)}{after} GROUP BY ALL ORDER BY ALL"
     )
     return db.frame(sql, params)
 

@@ -74,6 +74,7 @@ class Workbench:
         params: SignalParams | None = None,
         progress: bool | None = None,
         errors: Literal["raise", "collect"] = "raise",
+        duplicate_horizon: timedelta | None = None,
     ) -> IngestSummary:
         """Load request-log files (see ``forensics.ingest.ingest_files``)."""
         if mapping is not None and not isinstance(mapping, Mapping):
@@ -89,6 +90,7 @@ class Workbench:
                 params=params,
                 progress=self.db.config.show_progress() if progress is None else progress,
                 errors=errors,
+                duplicate_horizon=duplicate_horizon,
             )
         finally:
             # Rebuilt now rather than on the first read: every committed file, including
@@ -410,6 +412,17 @@ class Workbench:
         return queries.cubes(self.db)
 
     # -- showing --------------------------------------------------------------------
+
+    def alerts(self) -> pl.DataFrame:
+        """The alerts ``forensics watch`` raised on this database, newest first.
+
+        One row per alert: ``id, problem, seq, kind, at, signal, where, start,
+        end, excess_requests, delivered`` (``forensics.watch.alerts.alert_rows``);
+        empty when the database was never watched.
+        """
+        from forensics.watch.alerts import alert_rows
+
+        return alert_rows(self.db)
 
     def dashboard(
         self,

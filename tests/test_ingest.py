@@ -1,5 +1,6 @@
 import gzip
 import json
+from datetime import timedelta
 
 import duckdb
 import polars as pl
@@ -904,3 +905,49 @@ def test_a_second_open_with_other_settings_says_what_to_do(tmp_path):
             forensics.open(path, read_only=True)
         with forensics.open(path) as again:  # same settings: DuckDB shares the file
             assert again.counts() == bench.counts()
+
+
+# -- duplicates within a horizon ------------------------------------------------------
+
+
+def _at(i: int, day: int, **overrides):
+    return request_row(i, ts=f"2025-08-{day:02d}T12:00:00Z", **overrides)
+
+
+def test_a_duplicate_horizon_compares_only_recent_stored_rows(wb, write_jsonl):
+    """Stored rows older than the horizon before a file's first row are not compared."""
+    wb.ingest(write_jsonl([_at(1, 1), _at(2, 20)], name="old.jsonl"))
+    again = [_at(1, 21, model="m-c"), _at(2, 20, model="m-c"), _at(3, 22)]
+    (f,) = wb.ingest(
+        write_jsonl(again, name="new.jsonl"), duplicate_horizon=timedelta(days=7), errors="collect"
+    ).files
+    # r00002 (stored on the 20th) is within 7 days of the file's first row (the 20th):
+    # a conflict; r00001 was stored on the 1st, outside the horizon: accepted anew.
+    assert (f.accepted, f.rejected, f.duplicates) == (2, {"duplicate_conflict": 1}, 0)
+    assert f.rows_read == f.accepted + f.rejected_total + f.duplicates
+    ids = wb.sql("SELECT request_id FROM requests ORDER BY ALL")["request_id"].to_list()
+    assert ids == ["r00001", "r00001", "r00002", "r00003"]
+
+
+def test_without_a_horizon_every_stored_row_is_compared(wb, write_jsonl):
+    wb.ingest(write_jsonl([_at(1, 1), _at(2, 20)], name="old.jsonl"))
+    (f,) = wb.ingest(write_jsonl([_at(1, 1), _at(2, 20), _at(3, 22)], name="new.jsonl")).files
+    assert (f.accepted, f.duplicates) == (1, 2)
+    (g,) = wb.ingest(
+        write_jsonl([_at(1, 1), _at(2, 20), _at(4, 22)], name="newer.jsonl"),
+        duplicate_horizon=timedelta(days=7),
+    ).files
+    # Exact duplicates within the horizon are still found, and so are repeats
+    # inside the file itself, whatever their age.
+    assert (g.accepted, g.duplicates) == (1, 2)
+
+
+def test_a_duplicate_horizon_reads_no_stored_row_older_than_it(wb, write_jsonl):
+    """The duplicate check filters stored rows on time, so old row groups are skipped."""
+    wb.ingest(write_jsonl([_at(1, 1)], name="old.jsonl"))
+    seen: list[str] = []
+    wb.db.trace = lambda sql, params: seen.append(sql)
+    wb.ingest(write_jsonl([_at(2, 20)], name="new.jsonl"), duplicate_horizon=timedelta(days=7))
+    checks = [s for s in seen if "hash(request_id) FROM requests" in s]
+    assert checks
+    assert all("WHERE ts >= $_dup_from" in s for s in checks)

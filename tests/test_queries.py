@@ -623,6 +623,127 @@ def test_a_read_only_connection_checks_its_cubes_once(tmp_path, write_jsonl):
         assert _reads(wb, by=["model"]) == "cube_default"
 
 
+# -- incremental cube updates ------------------------------------------------------------
+
+
+def _later(i, hour="2025-08-03T05", **overrides):
+    """A row in the tiny table's layout (its values, buckets and columns), at another time."""
+    row = request_row(
+        i, model="a", platform="tpu", batch_size=8, temperature=0.0, prompt_tokens=1000
+    )
+    return {**row, "ts": f"{hour}:{i % 60:02d}:00Z", "user_id": "u1", **overrides}
+
+
+def _by_hand(wb):
+    return [(m, int(n), int(k)) for m, n, k in wb.db.execute(_BY_HAND)]
+
+
+def _cube_tables(wb):
+    return {
+        c.name: wb.db.frame(f"SELECT * FROM {queries.quote_identifier(c.name)} ORDER BY ALL")
+        for c in wb.cubes()
+    }
+
+
+def _append(wb, write_jsonl, rows, name):
+    from forensics import ingest
+
+    ingest.ingest_files(wb.db, [write_jsonl(rows, name=name)])
+    statements = []
+    wb.db.trace = lambda sql, params: statements.append(sql)
+    try:
+        done = queries.update_cubes(wb.db)
+    finally:
+        wb.db.trace = None
+    return done, statements
+
+
+def test_new_files_update_the_cubes_in_place_as_a_rebuild_would(tiny, write_jsonl):
+    tiny.cube(["model"], grain="day")
+    rows = [_later(100 + i) for i in range(5)] + [_later(200, hour="2025-08-01T03", model="b")]
+    done, statements = _append(tiny, write_jsonl, rows, "more.jsonl")
+    assert (done.action, done.hours) == ("updated", 2)
+    # only the new files' rows, and the hours they touch, are read
+    # (a row count is metadata: it reads no rows)
+    reads = [s.replace("(SELECT count(*) FROM requests)", "") for s in statements]
+    reads = [s for s in reads if "FROM requests" in s]
+    assert reads
+    assert all("_source_file_id > $f" in s or "ts >= $lo AND ts < $hi" in s for s in reads), reads
+    # the cubes are fresh: a read uses them without rebuilding them
+    seen = []
+    tiny.db.trace = lambda sql, params: seen.append(sql)
+    assert _reads(tiny, by=["model"]) == "cube_day_1"
+    assert _reads(tiny, by=["platform"]) == "cube_default"
+    tiny.db.trace = None
+    assert not [s for s in seen if s.lstrip().upper().startswith(("CREATE", "INSERT"))]
+    updated = _cube_tables(tiny)
+    assert updated["cube_default"]["requests"].sum() == 18
+    queries.refresh_cubes(tiny.db)
+    rebuilt = _cube_tables(tiny)
+    assert updated.keys() == rebuilt.keys() == {"cube_default", "cube_day_1"}
+    for name in updated:
+        assert updated[name].equals(rebuilt[name]), name
+    assert _answer(tiny) == _by_hand(tiny)
+
+
+def test_a_new_value_within_the_limit_extends_the_cube(tiny, write_jsonl):
+    done, _ = _append(tiny, write_jsonl, [_later(100, model="c")], "c.jsonl")
+    assert done.action == "updated"
+    assert set(queries.dimension_values(tiny.db, "model")["value"]) == {"a", "b", "c"}
+    assert queries.dimension(tiny.db, "model").cardinality == 3
+
+
+def _rows_deleted_by_hand(wb, write_jsonl):
+    wb.sql("DELETE FROM requests WHERE model = 'a' AND _source_row = 1")
+    return [_later(100)]
+
+
+@pytest.mark.parametrize(
+    ("rows", "reason"),
+    [
+        ([_later(100, batch_size=7)], "batch_size has a value it was not bucketed by (7)"),
+        ([_later(100, kernel="k1")], "the columns to slice by changed: kernel"),
+        (
+            [_later(100 + i, model=f"m{i}") for i in range(70)],
+            "model now has 72 values, more than a cube holds (64)",
+        ),
+        (_rows_deleted_by_hand, "requests changed other than by files appended"),
+    ],
+)
+def test_a_layout_change_rebuilds_the_cubes_and_says_why(tiny, write_jsonl, caplog, rows, reason):
+    if callable(rows):
+        rows = rows(tiny, write_jsonl)
+    with caplog.at_level("INFO", logger="forensics"):
+        done, _ = _append(tiny, write_jsonl, rows, "more.jsonl")
+    assert done.action == "rebuilt"
+    assert reason in done.reason
+    assert f"cubes rebuilt: {done.reason}" in caplog.text
+    assert _reads(tiny, by=["platform"]) == "cube_default"
+    assert _answer(tiny) == _by_hand(tiny)
+
+
+def test_nothing_new_changes_nothing(tiny):
+    statements = []
+    tiny.db.trace = lambda sql, params: statements.append(sql)
+    assert queries.update_cubes(tiny.db).action == "unchanged"
+    tiny.db.trace = None
+    assert not [s for s in statements if not s.lstrip().upper().startswith(("SELECT", "WITH"))]
+
+
+def test_a_value_beyond_the_last_power_of_two_bucket_rebuilds(tmp_path, write_jsonl):
+    with forensics.open(tmp_path / "ranged.duckdb") as wb:
+        wb.ingest(write_jsonl([_later(i, prompt_tokens=100 * (i + 1)) for i in range(20)]))
+        edges = queries.dimension(wb.db, "prompt_tokens").edges
+        assert len(edges) > 1
+        assert queries.dimension(wb.db, "prompt_tokens").cardinality > 12
+        inside, _ = _append(wb, write_jsonl, [_later(50, prompt_tokens=2001)], "in.jsonl")
+        assert inside.action == "updated"
+        beyond, _ = _append(wb, write_jsonl, [_later(51, prompt_tokens=10**7)], "out.jsonl")
+        assert beyond.action == "rebuilt"
+        assert "prompt_tokens needs new bucket edges (a value of 1e+07)" in beyond.reason
+        assert queries.dimension(wb.db, "prompt_tokens").edges != edges
+
+
 # -- sets of requests and cross-filtered value counts --------------------------------
 
 

@@ -28,6 +28,7 @@ from forensics.separation import find_signatures
 from forensics.signature import Signature, describe_predicate
 from forensics.stats import format_p_value
 
+from .alerts import alerts_html
 from .data import signature_text
 from .panel import Actions, Panel
 from .state import error, pct
@@ -102,7 +103,11 @@ class Signatures(Panel):
         """The root causes of the signatures found (strongest first)."""
         self.find_button.on_click(lambda _b: self.start_search())
         self.picker.observe(self._on_pick, names="value")
-        self.widget = widgets.VBox([self.find_button, self.table, self.picker, self.symptoms])
+        self.alerts = widgets.HTML(alerts_html(data.db))
+        """The watch's problems (``forensics watch``), when the database is watched."""
+        self.widget = widgets.VBox(
+            [self.alerts, self.find_button, self.table, self.picker, self.symptoms]
+        )
 
     # -- the search -----------------------------------------------------------------------
 

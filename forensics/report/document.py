@@ -16,6 +16,7 @@ import polars as pl
 from forensics.findings import View
 from forensics.report.evidence import (
     Evidence,
+    _parse,
     numbered_events,
 )
 from forensics.report.figure import Figure
@@ -141,6 +142,7 @@ def _document(inv: Investigation) -> list[_Block]:
     )
     doc += _summary(inv)
     doc += _root_causes(inv)
+    doc += _watch_alerts(inv)
     if inv.notes:
         doc.append(_Heading(2, "Notes", "notes"))
         for note in inv.notes:
@@ -335,6 +337,35 @@ def _root_causes(inv: Investigation) -> list[_Block]:
         doc.append(_Para(("Why:",), "muted"))
         doc.append(_Bullets(tuple((w,) for w in c.why)))
     return doc
+
+
+def _watch_alerts(inv: Investigation) -> list[_Block]:
+    """The watch's alerts (``forensics watch``), newest first, when the database was watched."""
+    alerts = inv.alerts
+    if alerts.height == 0:
+        return []
+    rows = tuple(
+        (
+            str(a["id"]),
+            str(a["kind"]),
+            _time(a["at"]),
+            str(a["signal"]),
+            str(a["where"]),
+            _time(_parse(a["start"])) if a["start"] else "",
+            _time(_parse(a["end"])) if a["end"] else "open",
+            f"{a['excess_requests']:,.0f}",
+        )
+        for a in alerts.iter_rows(named=True)
+    )
+    return [
+        _Heading(2, "Watch alerts", "alerts"),
+        _Table(
+            ("alert", "kind", "data to (UTC)", "signal", "where", "onset", "end", "excess"),
+            rows,
+            "lnnllnnr",
+            caption="Calls: wb.alerts() (raised by forensics watch)",
+        ),
+    ]
 
 
 def _events_table(inv: Investigation) -> list[_Block]:

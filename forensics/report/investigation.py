@@ -33,6 +33,7 @@ from forensics.report.render_html import _CSP, _CSS, _HTML_PAGE, _PAGE_CSS, _ren
 from forensics.report.render_markdown import _render_markdown
 from forensics.report.svg import _chart_html, _png
 from forensics.rootcause import RootCause, group_root_causes
+from forensics.watch.alerts import alert_rows
 
 if TYPE_CHECKING:
     from forensics.report.source import Source
@@ -97,6 +98,8 @@ class Investigation:
         """The signatures grouped by the change that explains them (``forensics.rootcause``)."""
         self.events = queries.event_rows(self.db)
         """The change events, in time order (``wb.events()``)."""
+        self.alerts = alert_rows(self.db)
+        """The alerts ``forensics watch`` raised on this database, newest first (``wb.alerts()``)."""
         self.overview: Figure | None = None
         """Every signature's window and every change event on one time axis."""
         self.views: list[View] = []
@@ -222,6 +225,7 @@ class Investigation:
                 "root_causes": [c.to_dict() for c in self.root_causes],
                 "signatures": [s.to_dict() for s in self.signatures],
                 "events": numbered_events(self.events).to_dicts(),
+                "alerts": self.alerts.to_dicts(),
                 "evidence": {k: e.to_dict() for k, e in self.evidence.items()},
                 "overview": self.overview.to_dict() if self.overview else None,
                 "views": [v.to_dict() for v in self.views],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +37,7 @@ __all__ = [
     "measure",
     "quasi_binomial_fit",
     "search_log_p",
+    "split_counts",
 ]
 
 logger = logging.getLogger("forensics")
@@ -163,6 +164,13 @@ def _counts(
     problem has nothing else before its window.
     """
     frame = queries.slice_counts(search.db, predicate, window, signals, settle=settle)
+    return split_counts(frame, predicate, signals)
+
+
+def split_counts(
+    frame: pl.DataFrame, predicate: Mapping[str, Any], signals: Sequence[str]
+) -> tuple[Counts, Counts, dict[str, Counts]]:
+    """``queries.slice_counts``'s frame as counts inside, outside and of each parent inside."""
     flags = [f"c{i}" for i in range(len(predicate))]
     every = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
 
