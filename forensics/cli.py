@@ -223,12 +223,21 @@ def ingest_events_command(path: Path, db: Path | None, mapping: Path | None) -> 
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
 @click.option("--list", "list_", is_flag=True, help="List the scenarios and exit.")
+@click.option(
+    "--counted",
+    is_flag=True,
+    help="Instead of a scenario: one counted incident (per-minute counts by 4-6 "
+    "attributes) as counts.parquet, mapping.toml and truth.json.",
+)
 @_fail_cleanly
-def simulate(scenario: str, rows: int | None, seed: int, out: Path | None, list_: bool) -> None:
+def simulate(
+    scenario: str, rows: int | None, seed: int, out: Path | None, list_: bool, counted: bool
+) -> None:
     """Write a synthetic incident: requests.parquet, events.csv and truth.json.
 
     The postmortem-2025 scenario reproduces the three overlapping bugs of the
-    Aug-Sep 2025 postmortem; the others each test one kind of bug.
+    Aug-Sep 2025 postmortem; the others each test one kind of bug. With
+    --counted, a counted incident of the explain benchmark's generator.
     """
     from forensics.simulate import SCENARIOS
     from forensics.simulate import simulate as run_simulation
@@ -239,6 +248,16 @@ def simulate(scenario: str, rows: int | None, seed: int, out: Path | None, list_
         return
     if out is None:
         raise click.UsageError("--out DIR is required (or --list)")
+    if counted:
+        from forensics.simulate.counted import generate_case, write_case
+
+        case = generate_case(seed)
+        write_case(case, out)
+        click.echo(
+            f"wrote {case.counts.height:,} counted rows ({case.truth['requests']:,} requests) "
+            f"to {out} (counted incident, seed {seed})"
+        )
+        return
     result = run_simulation(scenario, rows=rows, seed=seed, out=out)
     click.echo(f"wrote {result.rows:,} requests to {out} (scenario {scenario}, seed {seed})")
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import datetime
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
+from forensics.cli import main
 from forensics.simulate.counted import (
     CaseParams,
     generate_case,
@@ -133,3 +137,39 @@ def test_summarize_is_micro_averaged():
     assert s.hit == {1: 0.5, 2: 1.0}
     assert s.onset_within == 0.0
     assert np.isclose(summarize([]).f1, 0.0)
+
+
+# -- the shipped counted sample ------------------------------------------------------------
+
+COUNTED_SAMPLE = Path(__file__).resolve().parent.parent / "data_samples" / "counted-minutes"
+
+
+def test_shipped_counted_sample_is_what_the_documented_command_makes(tmp_path):
+    readme = (COUNTED_SAMPLE.parent / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if x.startswith("forensics simulate --counted"))
+    result = CliRunner().invoke(main, [*shlex.split(line)[1:-1], str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    for name in ("counts.parquet", "mapping.toml", "truth.json"):
+        assert (tmp_path / name).read_bytes() == (COUNTED_SAMPLE / name).read_bytes(), (
+            f"{name} drifted from the code: rerun the command in data_samples/README.md"
+        )
+
+
+def test_the_readme_counted_example_names_the_injected_cause(tmp_path):
+    # The README's worked example, as a user types it: ingest with the shipped
+    # mapping, then explain with no time given.
+    db = str(tmp_path / "counted.duckdb")
+    sample = COUNTED_SAMPLE
+    ingest = CliRunner().invoke(
+        main,
+        ["ingest", str(sample / "counts.parquet"), "--mapping", str(sample / "mapping.toml"),
+         "--db", db],
+    )  # fmt: skip
+    assert ingest.exit_code == 0, ingest.output
+    result = CliRunner().invoke(main, ["explain", "--db", db, "--signal", "failed", "--json"])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    truth = json.loads((sample / "truth.json").read_text())
+    first = answer["candidates"][0]
+    assert [e for e in first["elements"]] == truth["elements"]
+    assert answer["at"].replace("+00:00", "Z").startswith(truth["onset"][:16])

@@ -90,5 +90,5 @@ def generate_case(seed: int, params: CaseParams | None = None) -> CountedCase:
 def write_case(
     case: CountedCase, out: str | Path, *, format: Literal["parquet", "csv"] = "parquet"
 ) -> Path:
-    """Write ``counts.parquet`` (or ``counts.csv``) and ``truth.json`` into ``out``."""
+    """Write ``counts.parquet`` (or ``counts.csv``), ``mapping.toml`` and ``truth.json``."""
     return write_counts(case.counts, case.truth, out, format=format)

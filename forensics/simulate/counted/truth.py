@@ -5,7 +5,8 @@ elements, each a mapping attribute -> value) and ``onset`` (ISO-8601 UTC, also
 as ``onset_minute`` from the first minute), plus how each cause was injected
 and the distraction, for reading failures. The counts go to ``counts.parquet``
 (or ``counts.csv``): ``minute``, one column per attribute, ``requests``,
-``bad``. Same case, same bytes.
+``bad``, with ``mapping.toml``, the mapping that ingests them as counted rows
+(``bad`` as the signal ``failed``). Same case, same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import polars as pl
 from forensics.simulate.counted.anomalies import Plan
 from forensics.simulate.counted.cube import Cube
 
-__all__ = ["FORMAT", "iso", "truth_document", "write_counts"]
+__all__ = ["FORMAT", "iso", "mapping_text", "truth_document", "write_counts"]
 
 FORMAT = "forensics-counted-incident/1"
 """The ``format`` of a truth document."""
@@ -70,6 +71,23 @@ def truth_document(
     }
 
 
+def mapping_text(attributes: list[str]) -> str:
+    """The mapping of a case's counts: counted rows keyed by minute and attributes."""
+    key = ", ".join(f'"{a}"' for a in ["minute", *attributes])
+    return (
+        "# Per-minute counts: a row stands for `requests` requests, `bad` of which\n"
+        "# failed (forensics simulate --counted).\n"
+        "[columns]\n"
+        'ts = "minute"\n\n'
+        "[counts]\n"
+        'requests = "requests"\n'
+        f"key = [{key}]\n\n"
+        "[signals.failed]\n"
+        'count = "bad"\n'
+        'description = "Requests that failed."\n'
+    )
+
+
 def write_counts(
     counts: pl.DataFrame,
     truth: dict[str, Any],
@@ -77,7 +95,10 @@ def write_counts(
     *,
     format: Literal["parquet", "csv"] = "parquet",
 ) -> Path:
-    """Write ``counts.<format>`` and ``truth.json`` into ``out``; returns the counts file."""
+    """Write ``counts.<format>``, ``mapping.toml`` and ``truth.json`` into ``out``.
+
+    Returns the counts file.
+    """
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"counts.{format}"
@@ -86,4 +107,6 @@ def write_counts(
     else:
         counts.write_parquet(path, statistics=False)
     (folder / "truth.json").write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
+    attributes = [c for c in counts.columns if c not in ("minute", "requests", "bad")]
+    (folder / "mapping.toml").write_text(mapping_text(attributes), encoding="utf-8")
     return path
