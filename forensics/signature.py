@@ -64,8 +64,8 @@ class SymptomRate:
     p_value: float
     """One-sided score test that the rate is higher inside."""
     elevated: bool
-    """Significantly higher inside (Bonferroni over the signals), by at least the
-    separation's ``min_ratio``."""
+    """Significantly higher inside (Bonferroni over the signals), with odds at least the
+    separation's ``min_ratio`` times the baseline's."""
     baseline: str = ""
     """What this signal is compared with (see ``Signature.baseline``): the same slice
     outside the window, or, when that has too few requests where the signal is

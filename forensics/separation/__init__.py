@@ -38,8 +38,9 @@ every dimension the data has, on a temporary workspace
    nearest change events are counted. A signature needs a p-value below
    ``false_alarm``: Bonferroni over the windows, the signals and the
    predicates of its shape, calibrated on the search's maximum over bug-free
-   data (``calibration``), so that it holds after the search; and a rate
-   ``min_ratio`` times the baseline and ``min_excess`` requests above it.
+   data (``calibration``), so that it holds after the search; and odds
+   ``min_ratio`` times the baseline's (the rate, for a rare symptom) and
+   ``min_excess`` requests above it.
 5. **Explain away.** A signature's rows are set aside for every signal it
    raises and the search repeats until nothing significant remains, so a
    problem is never reported twice under a wider or narrower name.

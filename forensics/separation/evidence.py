@@ -251,6 +251,22 @@ def evidence(
     )
 
 
+def odds_ratio(inside: float, baseline: float) -> float:
+    """The odds of ``inside`` over those of ``baseline`` (inf when either makes it so).
+
+    The size a rise must have: for rare symptoms it is the rate ratio, and unlike
+    it, it still tells a large rise on a symptom that is already frequent (60% ->
+    85% is an odds ratio of 3.8 and a rate ratio of only 1.4; no rate of 60% can
+    be multiplied by 1.7).
+
+    >>> round(odds_ratio(0.85, 0.6), 2), round(odds_ratio(0.015, 0.01), 2)
+    (3.78, 1.51)
+    """
+    if baseline <= 0 or inside >= 1:
+        return math.inf
+    return (inside / (1 - inside)) / (baseline / (1 - baseline))
+
+
 def _symptom(
     signal: str,
     n1: int,
@@ -266,7 +282,7 @@ def _symptom(
     p = float(stats.two_proportion_pvalue([k1], [n1], [k0], [n0], alternative="larger")[0])
     r1 = k1 / n1 if n1 else float("nan")
     r0 = k0 / n0 if n0 else float("nan")
-    rises = n1 > 0 and n0 > 0 and r1 > 0 and (r0 == 0 or r1 / r0 >= params.min_ratio)
+    rises = n1 > 0 and n0 > 0 and r1 > 0 and odds_ratio(r1, r0) >= params.min_ratio
     return SymptomRate(
         signal=signal,
         n_inside=n1,

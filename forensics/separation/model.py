@@ -115,17 +115,24 @@ def _fit(
         params=params,
     )
     chosen = list(dims) if dims is not None else _choose(search, margins, candidates)
-    blocks = margins["block"].n_unique() if margins.height else 0
-    transient = {
-        name: set(
-            margins.filter((pl.col("dimension") == name) & (pl.col("n") > 0))
-            .group_by("value")
-            .agg(pl.len().alias("blocks"))
-            .filter(pl.col("blocks") < MODEL_MIN_PRESENCE * blocks)["value"]
-            .to_list()
-        )
-        for name in chosen
-    }
+    if dims is not None and signal in search.model_transient:
+        # Which values are present only part of the time is, like the dimensions, a
+        # question for all the data: with windows set aside, a value of every day
+        # can look transient, and pinning it to its siblings' level breaks the fit.
+        transient = search.model_transient[signal]
+    else:
+        blocks = margins["block"].n_unique() if margins.height else 0
+        transient = {
+            name: set(
+                margins.filter((pl.col("dimension") == name) & (pl.col("n") > 0))
+                .group_by("value")
+                .agg(pl.len().alias("blocks"))
+                .filter(pl.col("blocks") < MODEL_MIN_PRESENCE * blocks)["value"]
+                .to_list()
+            )
+            for name in chosen
+        }
+        search.model_transient[signal] = transient
     cells = workspace.cells(
         search.db,
         signal=signal,

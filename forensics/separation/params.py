@@ -20,7 +20,8 @@ class SeparationParams:
     extrapolated from 24 runs per size, and after a bug is explained away its
     residue (edges, users it touched) is not quite bug-free data."""
     min_ratio: float = 1.5
-    """A signature must at least multiply its baseline rate by this much."""
+    """A signature must at least multiply its baseline odds by this much (its rate, for
+    a rare symptom; ``evidence.odds_ratio``)."""
     min_excess: float = 10.0
     """...and add at least this many requests with the signal."""
     min_outside: int = 30

@@ -52,6 +52,8 @@ class Search:
     store: SeriesStore
     model_dims: dict[str, list[str]] = field(default_factory=dict)
     """Per signal, the dimensions of its baseline model."""
+    model_transient: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    """Per signal and model dimension, the values present only part of the time."""
     rows: int = 0
     """Requests in the workspace (a sample when fewer than total_rows)."""
     total_rows: int = 0
