@@ -773,3 +773,19 @@ def test_counts_in_subsets_with_a_source_that_finds_nothing(tiny):
     )
     assert mixed.columns[:3] == ["dimension", "model", "max_token_rank"]
     assert mixed.rows() == [("model", "a", None, 1, 0)]
+
+
+def test_the_database_provides_everything_the_engine_boundary_asks():
+    from forensics.db import Database
+    from forensics.queries.engine import Engine
+
+    db = Database(":memory:")
+    assert isinstance(db, Engine)
+    asked = {n for n in dir(Engine) if not n.startswith("_")} | set(Engine.__annotations__)
+    assert asked <= set(dir(db)), sorted(asked - set(dir(db)))
+
+
+def test_the_package_names_its_functions_not_its_modules():
+    # forensics.queries is a package: a module named like a function would shadow it.
+    for name in queries.__all__:
+        assert not isinstance(getattr(queries, name), type(queries)), name
