@@ -26,7 +26,7 @@ FIELD = ("simulate/field",)
 """What a run of the field family depends on (bench/field.py); left out of SIMULATOR's
 digest, so changing the field family does not invalidate the tuning library's caches."""
 
-INGEST = ("ingest.py", "readers.py", "schema.py", "db.py", "queries.py", "signals")
+INGEST = ("ingest.py", "readers.py", "schema.py", "db.py", "queries", "signals")
 """What a database depends on besides its simulation."""
 
 

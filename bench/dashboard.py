@@ -103,18 +103,20 @@ def _table(title: str, rows: dict[str, list[float]], *, judge: bool) -> None:
 @contextmanager
 def _raw_table_only() -> Iterator[None]:
     """Every count query reads ``requests`` (the same questions, without cubes)."""
-    from forensics import queries
+    from forensics.queries import counts, evidence
 
-    original = queries._source
+    original = counts._source
 
     def raw(db: Any, needed: Any, grain: Any, signal: Any, where: Any, **_: Any) -> Any:
-        return queries._Source("requests", None, db.columns("requests"))
+        return counts._Source("requests", None, db.columns("requests"))
 
-    queries._source = raw
+    counts._source = raw
+    evidence._source = raw
     try:
         yield
     finally:
-        queries._source = original
+        counts._source = original
+        evidence._source = original
 
 
 def _actions(dash: Any, rng: random.Random) -> list[tuple[str, Callable[[], None]]]:

@@ -84,7 +84,7 @@ def run(scenario: str, seed: int, rows: int | None) -> dict:
 
 def speed(rows: int, repeat: int) -> None:
     import forensics
-    from forensics import queries
+    from forensics.schema import quote_identifier
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from queries import _database  # bench/queries.py: the same cached database
@@ -92,8 +92,8 @@ def speed(rows: int, repeat: int) -> None:
     db = _database(rows, 1)
     truth = json.loads((simulation_dir("postmortem-2025", 1, rows) / "truth.json").read_text())
     with forensics.open(db, read_only=True) as wb:
-        dims = [queries.quote_identifier(d.name) for d in wb.dimensions() if d.kind != "numeric"]
-        signals = [queries.quote_identifier(s) for s in wb.signals()]
+        dims = [quote_identifier(d.name) for d in wb.dimensions() if d.kind != "numeric"]
+        signals = [quote_identifier(s) for s in wb.signals()]
         floor_sql = (
             f"SELECT epoch_us(ts) // 86400000000 AS day, {', '.join(dims)}, count(*), "
             + ", ".join(f"count(*) FILTER (WHERE {s})" for s in signals)

@@ -11,6 +11,7 @@ import forensics
 from forensics import queries
 from forensics.errors import QueryError, UnknownNameError
 from forensics.queries import Where, bucket_label, counts_by, power_of_two_edges
+from forensics.schema import quote_identifier
 from tests.conftest import request_row
 
 # 12 requests: model a/b, platform tpu/gpu, batch sizes, two days, three users.
@@ -640,7 +641,7 @@ def _by_hand(wb):
 
 def _cube_tables(wb):
     return {
-        c.name: wb.db.frame(f"SELECT * FROM {queries.quote_identifier(c.name)} ORDER BY ALL")
+        c.name: wb.db.frame(f"SELECT * FROM {quote_identifier(c.name)} ORDER BY ALL")
         for c in wb.cubes()
     }
 
@@ -894,3 +895,19 @@ def test_counts_in_subsets_with_a_source_that_finds_nothing(tiny):
     )
     assert mixed.columns[:3] == ["dimension", "model", "max_token_rank"]
     assert mixed.rows() == [("model", "a", None, 1, 0)]
+
+
+def test_the_database_provides_everything_the_engine_boundary_asks():
+    from forensics.db import Database
+    from forensics.queries.engine import Engine
+
+    db = Database(":memory:")
+    assert isinstance(db, Engine)
+    asked = {n for n in dir(Engine) if not n.startswith("_")} | set(Engine.__annotations__)
+    assert asked <= set(dir(db)), sorted(asked - set(dir(db)))
+
+
+def test_the_package_names_its_functions_not_its_modules():
+    # forensics.queries is a package: a module named like a function would shadow it.
+    for name in queries.__all__:
+        assert not isinstance(getattr(queries, name), type(queries)), name

@@ -71,6 +71,7 @@ from threadpoolctl import threadpool_limits
 from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.schema import quote_identifier
 from forensics.separation import workspace
 from forensics.separation.evidence import evidence, hour_of, joint_effects
 from forensics.separation.merge import duplicates
@@ -220,7 +221,7 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
 
 
 def _q(name: str) -> str:
-    return queries.quote_identifier(name)
+    return quote_identifier(name)
 
 
 def _search(
