@@ -172,6 +172,24 @@ def test_main_effects_are_not_taught_a_short_bug():
     assert p[("a", "chat")] == pytest.approx(0.02, rel=0.15)
 
 
+def test_main_effects_fit_on_top_of_a_known_offset():
+    # Blocks 5 and 6 (a weekend) run three times as high everywhere. Given that as a known
+    # offset, the factors and base are the weekdays'; the offset is not part of the model.
+    days = [5, 6]
+    weekdays = _cells(RATES).filter(~pl.col("block").is_in(days))
+    weekend = _cells({**RATES, "base": 0.06}, seed=1).filter(pl.col("block").is_in(days))
+    cells = pl.concat([weekdays, weekend])
+    offset = np.where(cells["block"].is_in(days).to_numpy(), 3.0, 1.0)
+    fitted = bl.main_effects(cells, ["model", "task"], offset=offset)
+    combos = pl.DataFrame({"model": ["a", "b"], "task": ["chat", "code"]})
+    p = dict(zip(combos["model"], fitted.probabilities(combos), strict=True))
+    assert p["a"] == pytest.approx(0.02, rel=0.1)
+    assert p["b"] == pytest.approx(0.02 * 2 * 3, rel=0.1)
+    # without it, the weekend is spread over every day
+    plain = bl.main_effects(cells, ["model", "task"])
+    assert plain.probabilities(combos)[0] > 1.25 * 0.02
+
+
 def test_a_value_the_fit_cannot_measure_takes_its_siblings_level():
     # Model "d" is present in two blocks of eight (pinned) at ten times the rate, and
     # "e" is absent from the fit: both are expected at the other models' mean level.

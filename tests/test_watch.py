@@ -168,11 +168,11 @@ def test_expected_counts_are_the_models_probabilities_summed(history):
 # -- detection ----------------------------------------------------------------------------
 
 
-def _replay(db, hours, threshold=THRESHOLD):
+def _replay(db, hours, threshold=THRESHOLD, params=PARAMS):
     scans = []
     for h in hours:
         db.execute("BEGIN TRANSACTION")
-        scans.append(detect(db, hours=[h], newest_hour=h, params=PARAMS, threshold=threshold))
+        scans.append(detect(db, hours=[h], newest_hour=h, params=params, threshold=threshold))
         db.execute("COMMIT")
     return scans
 
@@ -205,6 +205,147 @@ def test_a_rise_fires_where_it_is_and_quiet_data_does_not(tmp_path, bug):
     assert {f.signal for f in fired} == {"argmax_violation"}
     first_fire = min(f.start_hour for s in scans for f in s.firings if f.slice.value == "m-b")
     assert abs(first_fire - _hour(BUG_START)) <= 2
+
+
+# -- the weekly cycle ---------------------------------------------------------------------
+
+WEEKEND = 0.05
+"""Weekend symptom rate of the weekly streams (5x the weekdays', from other users)."""
+
+SATURDAY_W2 = range(12 * 24, 13 * 24)
+"""The hours of the stream's second Saturday (day 12)."""
+
+WEEK5_BUG = range(33 * 24 + 6, 35 * 24)
+"""From the fifth Saturday (day 33) 06:00 on."""
+
+
+@pytest.fixture(scope="module")
+def weekly_streams(tmp_path_factory):
+    """Five weeks with a weekend five times as bad as the weekdays, and variants of them."""
+    folder = tmp_path_factory.mktemp("weekly")
+    clean = [watch_stream.hour_frame(h, weekend=WEEKEND, bug_hours=range(0)) for h in range(840)]
+    flat = [watch_stream.hour_frame(h, bug_hours=range(0)) for h in range(28 * 24)]
+
+    def stream(name, base, bug_hours, weekend=WEEKEND):
+        path = folder / f"{name}.parquet"
+        frames = [
+            watch_stream.hour_frame(h, weekend=weekend, bug_hours=bug_hours)
+            if h in bug_hours
+            else frame
+            for h, frame in enumerate(base)
+        ]
+        pl.concat(frames).write_parquet(path)
+        return path
+
+    return {
+        "weekly": stream("weekly", clean, range(0)),
+        "weekend_bug": stream("weekend_bug", clean, WEEK5_BUG),
+        "bad_saturday": stream("bad_saturday", clean[: 28 * 24], SATURDAY_W2),
+        "flat_bad_saturday": stream("flat_bad_saturday", flat, SATURDAY_W2, weekend=None),
+    }
+
+
+def _fit(tmp_path, stream, days, params=PARAMS):
+    """The argmax_violation model fitted on the days before day ``days`` of ``stream``."""
+    with forensics.open(tmp_path / f"{stream.stem}.duckdb") as wb:
+        if "requests" not in wb.db.tables():
+            wb.ingest(stream, progress=False)
+        dims = store.watched_dimensions(wb.db, max_values=256)
+        until = _hour(watch_stream.START) + days * 24
+        models = fit_models(
+            wb.db, dims=dims, signals=["argmax_violation"], until_hour=until, params=params
+        )
+    return models["argmax_violation"]
+
+
+def test_the_weekly_cycle_enters_a_model_only_with_three_of_each_weekday(tmp_path, weekly_streams):
+    stream = weekly_streams["weekly"]
+    # 21 days: three of each weekday; the weekend is measured five times as bad
+    model = _fit(tmp_path, stream, 21)
+    assert "_day_of_week" in model["dims"]
+    week = model["factors"][model["dims"].index("_day_of_week")]
+    assert min(week["6"], week["7"]) > 3 * max(week[str(d)] for d in range(1, 6))
+    # 20 days: two Sundays. The model is the daily one, as without a weekly term at all.
+    short = _fit(tmp_path, stream, 20)
+    assert "_day_of_week" not in short["dims"]
+    assert short == _fit(tmp_path, stream, 20, WatchParams(threshold=THRESHOLD, weekly_weeks=0))
+    # the expectation of an hour applies the factor of its own weekday (1 Monday .. 7 Sunday)
+    with forensics.open(tmp_path / "weekly.duckdb") as wb:
+        db = wb.db
+        dims = store.watched_dimensions(db, max_values=256)
+        models = {"argmax_violation": model}
+        for day in (26, 27, 28):  # a Saturday, a Sunday, a Monday
+            hour = _hour(watch_stream.START) + day * 24 + 10
+            store.update_series(
+                db, hours=[hour], dims=dims, signals=["argmax_violation"], models=models
+            )
+            rows = db.frame(
+                "SELECT ts FROM requests WHERE argmax_violation IS NOT NULL "
+                "AND epoch_us(ts) // 3600000000 = $h",
+                {"h": hour},
+            )
+            expected = 0.0
+            for (ts,) in rows.iter_rows():
+                p = model["base"]
+                for d, factors, sibling in zip(
+                    model["dims"], model["factors"], model["siblings"], strict=True
+                ):
+                    value = {"_hour_of_day": str(ts.hour), "_day_of_week": str(ts.isoweekday())}
+                    p *= factors.get(value[d], sibling)
+                expected += max(min(p, 0.999), model["floor"])
+            stored = db.scalar(
+                "SELECT e__argmax_violation FROM watch_series WHERE dim = '' AND hour = $h",
+                {"h": hour},
+            )
+            assert stored == pytest.approx(expected, rel=1e-9)
+
+
+def test_one_bad_day_does_not_teach_the_weekly_cycle(tmp_path, weekly_streams):
+    """A bug on one Saturday is not expected on the next ones, with or without a weekly cycle."""
+    clean = _fit(tmp_path, weekly_streams["weekly"], 28)["factors"][-1]
+    bad = _fit(tmp_path, weekly_streams["bad_saturday"], 28)
+    assert bad["dims"][-1] == "_day_of_week"
+    # that Saturday's rate was 1.8 times the others': trimmed away across the weeks
+    assert bad["factors"][-1]["6"] == pytest.approx(clean["6"], rel=0.05)
+    # without a weekly cycle, one bad Saturday does not make one
+    flat = _fit(tmp_path, weekly_streams["flat_bad_saturday"], 28)
+    assert "_day_of_week" not in flat["dims"]
+    assert flat["weekly"]["p"] >= 1e-3
+
+
+def _weekend_replay(tmp_path, stream, params=PARAMS):
+    """Detection replayed hour by hour over the fifth Friday, Saturday and Sunday."""
+    with forensics.open(tmp_path / f"{stream.stem}-replay.duckdb") as wb:
+        wb.ingest(stream, progress=False)
+        friday = _hour(watch_stream.START) + 32 * 24
+        return _replay(wb.db, range(friday, friday + 72), params=params)
+
+
+@pytest.mark.parametrize("daily_only", [False, True])
+def test_a_normal_weekend_is_not_alerted_once_the_weeks_are_learned(
+    tmp_path, weekly_streams, daily_only
+):
+    params = WatchParams(threshold=THRESHOLD, weekly_weeks=0) if daily_only else PARAMS
+    scans = _weekend_replay(tmp_path, weekly_streams["weekly"], params)
+    fired = [f for s in scans for f in s.firings]
+    if daily_only:  # the daily cycle alone: every weekend is a problem
+        assert {(f.slice.dim, f.slice.value) for f in fired} >= {("", None), ("model", "m-a")}
+        return
+    assert fired == []
+    assert max(s.top for s in scans) < THRESHOLD
+
+
+def test_a_bug_on_a_weekend_is_still_alerted_where_it_is(tmp_path, weekly_streams):
+    scans = _weekend_replay(tmp_path, weekly_streams["weekend_bug"])
+    fired = [f for s in scans for f in s.firings]
+    assert fired
+    disjoint = {("model", "m-a"), ("model", "m-c"), ("platform", "tpu")}
+    assert not {(f.slice.dim, f.slice.value) for f in fired} & disjoint
+    strongest = max(fired, key=lambda f: f.statistic)
+    assert (strongest.slice.dim, strongest.slice.value) in {("model", "m-b"), ("platform", "gpu")}
+    onset = _hour(watch_stream.START) + WEEK5_BUG.start
+    first_fire = min(f.start_hour for f in fired if f.slice.value == "m-b")
+    assert abs(first_fire - onset) <= 2
 
 
 # -- problems, keys, the matching rule ----------------------------------------------------

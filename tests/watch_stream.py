@@ -3,8 +3,10 @@
 Three models on two platforms in two regions, 240 requests an hour. The bug:
 from ``BUG_START`` to ``BUG_END``, greedy requests of model ``m-b`` on platform
 ``gpu`` use a non-argmax token (argmax_violation) 40% of the time, against
-about 1% elsewhere. Everything comes from one seed: the same call writes the
-same bytes.
+about 1% elsewhere. With ``weekend`` set, Saturday and Sunday (UTC) traffic
+comes from other users whose symptom rate is ``weekend``, in every model and
+platform alike: a weekly cycle the other dimensions do not explain.
+Everything comes from one seed: the same call writes the same bytes.
 
 Run as a script it writes files into a folder: ``python tests/watch_stream.py
 OUT FIRST LAST`` writes the history file and hourly files FIRST..LAST.
@@ -29,19 +31,30 @@ PER_HOUR = 240
 
 
 def hour_frame(
-    h: int, *, seed: int = 5, bug: bool = True, returns_at: int | None = None
+    h: int,
+    *,
+    seed: int = 5,
+    bug: bool = True,
+    returns_at: int | None = None,
+    weekend: float | None = None,
+    bug_hours: range | None = None,
 ) -> pl.DataFrame:
-    """The requests of hour ``h`` of the stream; the bug is back from hour ``returns_at`` on."""
+    """The requests of hour ``h`` of the stream; the bug is back from hour ``returns_at`` on.
+
+    ``bug_hours`` replaces the bug's hours (``BUG_START`` to ``BUG_END``) by these.
+    """
     rng = np.random.default_rng([seed, h])
     n = PER_HOUR
     t0 = START + timedelta(hours=h)
+    weekend_day = weekend is not None and t0.weekday() >= 5
     model = rng.choice(["m-a", "m-b", "m-c"], n, p=[0.5, 0.3, 0.2])
     platform = rng.choice(["tpu", "gpu"], n, p=[0.6, 0.4])
     region = rng.choice(["us", "eu"], n)
     greedy = rng.random(n) < 0.7
-    p_bad = np.full(n, 0.01)
+    p_bad = np.full(n, weekend if weekend_day and weekend is not None else 0.01)
     back = returns_at is not None and h >= returns_at
-    if bug and (BUG_START <= t0 < BUG_END or back):
+    during = h in bug_hours if bug_hours is not None else BUG_START <= t0 < BUG_END
+    if bug and (during or back):
         p_bad = np.where((model == "m-b") & (platform == "gpu"), 0.4, p_bad)
     rank = np.where(rng.random(n) < p_bad, 3, 1)
     seconds = np.sort(rng.integers(0, 3600, n))
@@ -53,7 +66,7 @@ def hour_frame(
             "platform": platform,
             "routing_pool": "standard",
             "region": region,
-            "user_id": [f"u{u}" for u in rng.integers(0, 400, n)],
+            "user_id": [f"{'w' if weekend_day else 'u'}{u}" for u in rng.integers(0, 400, n)],
             "temperature": np.where(greedy, 0.0, 0.7),
             "max_token_rank": rank.astype(np.int64),
         }

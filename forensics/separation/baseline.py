@@ -27,6 +27,7 @@ __all__ = [
     "main_effects",
     "stability",
     "swings",
+    "trimmed_ratio",
 ]
 
 MODEL_P = 1e-3
@@ -182,14 +183,19 @@ class MainEffects:
     floor: float
     """No request is expected below this probability."""
 
-    def predict(self, combos: pl.DataFrame) -> pl.DataFrame:
-        """Expected probability of each row of ``combos`` (holding ``dims``): ``*dims, p``."""
+    def probabilities(self, combos: pl.DataFrame) -> np.ndarray:
+        """Expected probability of each row of ``combos`` (holding ``dims``; any height)."""
         p = np.full(combos.height, self.base)
         for d, factors, default in zip(self.dims, self.factors, self.siblings, strict=True):
             column = combos[d].cast(pl.Utf8).fill_null(NULL_KEY).to_list()
             p = p * np.fromiter((factors.get(v, default) for v in column), float, len(column))
-        p = np.maximum(np.minimum(p, 0.999), self.floor)
-        return combos.select(list(self.dims)).with_columns(pl.Series("p", p))
+        return np.maximum(np.minimum(p, 0.999), self.floor)
+
+    def predict(self, combos: pl.DataFrame) -> pl.DataFrame:
+        """Expected probability of each row of ``combos`` (holding ``dims``): ``*dims, p``."""
+        return combos.select(list(self.dims)).with_columns(
+            pl.Series("p", self.probabilities(combos))
+        )
 
 
 def main_effects(
@@ -197,6 +203,7 @@ def main_effects(
     dims: Sequence[str],
     *,
     fixed: Mapping[str, set[str]] | None = None,
+    offset: np.ndarray | None = None,
     iterations: int = 50,
 ) -> MainEffects:
     """A multiplicative model of a signal's rate over ``dims``, fitted robustly.
@@ -211,7 +218,10 @@ def main_effects(
     rate is their own: their rows are left out of the fit and they take their
     siblings' level (the mean factor of the dimension's other values, weighted
     by requests), as does any value the cells do not hold (a new release whose
-    rows were left out of the fit). No
+    rows were left out of the fit). ``offset`` (one per row of ``cells``), when
+    given, is a known factor of each cell's rate that the fit does not estimate
+    (the watch's day of week, measured across weeks): the factors are fitted on
+    top of it, and it is not part of the model returned. No
     combination is expected below ``MODEL_FLOOR`` times the overall rate, or a
     slice that has never shown a rare symptom would make its first events look
     impossible.
@@ -249,8 +259,10 @@ def main_effects(
         w = weights[j] * free[j]
         return float((factors[j] * w).sum() / w.sum()) if w.sum() > 0 else 1.0
 
+    known = np.ones(len(n)) if offset is None else np.asarray(offset, dtype=float)
+
     def predicted() -> np.ndarray:
-        p = np.full(len(n), base)
+        p = base * known
         for c, f in zip(codes, factors, strict=True):
             p = p * f[c]
         return np.minimum(p, 0.999)
@@ -263,7 +275,7 @@ def main_effects(
             flat = c * blocks + block
             o = np.bincount(flat, weights=k, minlength=size * blocks).reshape(size, blocks)
             e = np.bincount(flat, weights=expected, minlength=size * blocks).reshape(size, blocks)
-            step = np.where(free[j], _trimmed_ratio(o, e), 1.0)
+            step = np.where(free[j], trimmed_ratio(o, e), 1.0)
             factors[j] = factors[j] * step
             factors[j][~free[j]] = sibling_level(j)
             change = max(change, float(np.abs(np.log(step)).max()) if step.size else 0.0)
@@ -283,20 +295,21 @@ def main_effects(
     )
 
 
-def _trimmed_ratio(o: np.ndarray, e: np.ndarray) -> np.ndarray:
+def trimmed_ratio(o: np.ndarray, e: np.ndarray, *, trim: int = MODEL_TRIM) -> np.ndarray:
     """Per row, pooled observed / expected over the blocks left after trimming.
 
-    Blocks without expected events are ignored; with ``2 * MODEL_TRIM`` blocks or
-    fewer left, nothing is trimmed.
+    The ``trim`` blocks where the ratio is highest and the ``trim`` where it is
+    lowest are set aside. Blocks without expected events are ignored; with
+    ``2 * trim`` blocks or fewer left, nothing is trimmed.
     """
     out = np.ones(o.shape[0])
     for r in range(o.shape[0]):
         live = np.flatnonzero(e[r] > 0)
         if live.size == 0:
             continue
-        if live.size > 2 * MODEL_TRIM:
+        if live.size > 2 * trim:
             ratio = (o[r, live] + PRIOR_EVENTS) / (e[r, live] + PRIOR_EVENTS)
             order = live[np.argsort(ratio, kind="stable")]
-            live = order[MODEL_TRIM : live.size - MODEL_TRIM]
+            live = order[trim : live.size - trim]
         out[r] = (o[r, live].sum() + PRIOR_EVENTS) / (e[r, live].sum() + PRIOR_EVENTS)
     return out

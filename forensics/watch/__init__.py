@@ -13,7 +13,8 @@ all the data at once. The watch runs the same statistic online, in cycles
    buckets), each signal's observed count and its expectation under a
    baseline model (``model``: the separation's robust main effects, the hour
    of day among the candidate dimensions, refitted every UTC day on the last
-   ``fit_days``; a new value takes its siblings' level).
+   ``fit_days``; a new value takes its siblings' level; once the history holds
+   enough weeks, a day-of-week factor measured across them, ``weekly``).
 3. **Detection** (``detector``). Per slice and signal, the separation's scan
    statistic (``separation.statistic.window_llr``) over every window ending at
    the newest hour, against the slice's own level over the ``horizon_hours``

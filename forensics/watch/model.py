@@ -7,9 +7,13 @@ of the last ``fit_days`` (the hour of day among them: the daily cycle) enter a
 multiplicative main-effects model, fitted with the days where a value stands
 out most trimmed away (a bug of a day or two does not teach the baseline to
 expect itself). A value present on too few days (a new release) takes its
-siblings' level, so a new slice is compared with its siblings. The models are
-stored in ``watch_models`` and every hour's expectation is computed with the
-model in force when the hour was counted (``store.update_series``).
+siblings' level, so a new slice is compared with its siblings; time-derived
+values never do. Once the last ``weekly_weeks`` hold ``weekly_min_days`` of
+every weekday, the weekly cycle is measured across those weeks and, where it
+is significant against their wobble, enters as a day-of-week factor
+(``weekly``). The models are stored in ``watch_models`` and every hour's
+expectation is computed with the model in force when the hour was counted
+(``store.update_series``).
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ from forensics.db import Database
 from forensics.schema import quote_identifier
 from forensics.separation import baseline
 from forensics.separation.baseline import MODEL_MIN_PRESENCE, MODEL_P
+from forensics.watch import weekly
 from forensics.watch.params import WatchParams
-from forensics.watch.store import DERIVED, HOUR_US, Watched, hour_start, value_sql
+from forensics.watch.store import (
+    DAY_OF_WEEK,
+    DERIVED,
+    HOUR_OF_DAY,
+    HOUR_US,
+    Watched,
+    hour_start,
+    value_sql,
+)
 
 __all__ = ["fit_models", "load_models"]
 
@@ -36,13 +49,13 @@ MODELS = "watch_models"
 
 
 def _candidates(dims: Sequence[Watched], params: WatchParams) -> list[tuple[str, str]]:
-    """(name, kind) of the dimensions a model may use: few values, or numeric buckets."""
+    """(name, kind) of the daily model's candidates: few values, numeric buckets, the hour."""
     out = [
         (d.name, d.kind)
         for d in dims
         if d.kind == "numeric" or 1 < d.cardinality <= params.model_max_levels
     ]
-    return out + [(name, "derived") for name in DERIVED]
+    return [*out, (HOUR_OF_DAY, "derived")]  # the day of week is measured across weeks
 
 
 def _sample(db: Database, first: int, last: int, target: int) -> tuple[str, dict[str, Any]]:
@@ -73,11 +86,21 @@ def fit_models(
     One statement counts each candidate dimension's values per day and signal
     (to choose the dimensions), then one per signal counts the cells of its
     chosen dimensions per day; both on a hash-chosen sample of about
-    ``fit_rows`` requests when the days hold more.
+    ``fit_rows`` requests when the days hold more. When the ``weekly_weeks``
+    before ``until_hour`` hold enough days of each weekday (``weekly.eligible``),
+    each signal's weekly cycle is measured on a sample of those weeks and,
+    where it is significant across them, fitted robustly and made a known
+    offset of the daily fit (``weekly``); with less history the models are the
+    daily ones alone.
     """
     first = until_hour - params.fit_days * 24
     condition, bound = _sample(db, first, until_hour - 1, params.fit_rows)
     candidates = _candidates(dims, params)
+    last_day = until_hour // 24
+    weeks = params.weekly_weeks
+    week_sample = None
+    if weekly.eligible(db, last_day=last_day, weeks=weeks, min_days=params.weekly_min_days):
+        week_sample = _sample(db, (last_day - 7 * weeks) * 24, last_day * 24 - 1, params.fit_rows)
     margins = _margins(db, candidates, signals, condition, bound)
     models = {}
     for s in signals:
@@ -100,16 +123,34 @@ def fit_models(
         if cells.height == 0:
             cells = pl.DataFrame({"block": [0], "n": [0], "k": [0]})
         fitted = baseline.main_effects(cells, chosen, fixed=transient)
+        week: dict[str, float] = {}
+        summary: dict[str, Any] | None = None
+        if week_sample is not None:
+            spread = _cells(db, s, [(c, kinds[c]) for c in chosen], *week_sample)
+            o, e = weekly.residuals(
+                spread, fitted, last_day=last_day, weeks=weeks, pinned=transient
+            )
+            p = weekly.p_value(o, e)
+            summary = {"weeks": weeks, "p": p, "used": p < MODEL_P}
+            if p < MODEL_P:
+                week = weekly.factors(o, e)
+                fitted = baseline.main_effects(
+                    cells,
+                    chosen[: params.model_dims - 1],
+                    fixed=transient,
+                    offset=weekly.offset(cells, week),
+                )
         models[s] = {
             "signal": s,
-            "dims": list(fitted.dims),
-            "kinds": [kinds[c] for c in fitted.dims],
+            "dims": [*fitted.dims, *([DAY_OF_WEEK] if week else [])],
+            "kinds": [*(kinds[c] for c in fitted.dims), *(["derived"] if week else [])],
             "base": fitted.base,
-            "factors": [dict(f) for f in fitted.factors],
-            "siblings": list(fitted.siblings),
+            "factors": [*(dict(f) for f in fitted.factors), *([week] if week else [])],
+            "siblings": [*fitted.siblings, *([1.0] if week else [])],
             "floor": fitted.floor,
             "until_hour": until_hour,
             "fit_hours": [first, until_hour],
+            "weekly": summary,
         }
     _store(db, models)
     return models

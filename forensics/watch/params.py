@@ -30,7 +30,15 @@ class WatchParams:
     fit_days: int = 7
     """Days of requests the baseline model is fitted on, once per UTC day."""
     fit_rows: int = 1_000_000
-    """The fit reads a uniform sample of at most about this many of those requests."""
+    """The fit reads a uniform sample of at most about this many of those requests (and as
+    many of the ``weekly_weeks``)."""
+    weekly_weeks: int = 4
+    """Weeks of requests the weekly cycle (a day-of-week factor) is measured on; 0 never
+    models it."""
+    weekly_min_days: int = 3
+    """Days of each weekday (each with requests in at least half of its hours) those weeks
+    must hold before the weekly cycle may enter a model: with three, each weekday's factor
+    is the middle of at least three measurements, so one bad day never enters it."""
     model_dims: int = 4
     """Most dimensions in a signal's baseline model (hour of day and day of week included)."""
     model_max_levels: int = 64

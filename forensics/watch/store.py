@@ -34,7 +34,9 @@ from forensics.separation.baseline import NULL_KEY
 
 __all__ = [
     "ALL",
+    "DAY_OF_WEEK",
     "DERIVED",
+    "HOUR_OF_DAY",
     "HOUR_US",
     "Watched",
     "bucket_range",
@@ -55,8 +57,20 @@ HOUR_US = 3_600_000_000
 ALL = ""
 """The dimension (and value) of the slice holding every request."""
 
-DERIVED = {"_hour_of_day": f"CAST((epoch_us(ts) // {HOUR_US}) % 24 AS VARCHAR)"}
-"""Time-derived dimensions the baseline model may use (never slices): the daily cycle."""
+HOUR_OF_DAY = "_hour_of_day"
+"""The daily cycle's derived dimension: the UTC hour, ``0`` to ``23``."""
+
+DAY_OF_WEEK = "_day_of_week"
+"""The weekly cycle's derived dimension: the UTC day of the week, ``1`` (Monday) to ``7``."""
+
+DERIVED = {
+    HOUR_OF_DAY: f"CAST((epoch_us(ts) // {HOUR_US}) % 24 AS VARCHAR)",
+    # epoch day 0 (1970-01-01) was a Thursday, ISO day 4
+    DAY_OF_WEEK: f"CAST((epoch_us(ts) // {24 * HOUR_US} + 3) % 7 + 1 AS VARCHAR)",
+}
+"""Time-derived dimensions the baseline model may use (never slices, never new values):
+the daily and the weekly cycle. Computed from the epoch, so in UTC whatever the session's
+time zone."""
 
 SERIES = "watch_series"
 STATE = "watch_state"
