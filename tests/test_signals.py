@@ -425,6 +425,36 @@ def test_python_sees_only_the_rows_the_sql_could_not_settle(module, monkeypatch)
     assert sum(seen) == 0
 
 
+@pytest.mark.parametrize(
+    ("module", "rule", "text"),
+    [
+        (repetition, "is_degenerate", "Sure: " + "the cat " * 60),
+        (wrong_language, "judge", "Das Wetter ist heute schön, also gehen wir lange spazieren. "),
+    ],
+)
+def test_python_judges_each_distinct_input_once(module, rule, text, monkeypatch):
+    calls: list[str] = []
+    original = getattr(module, rule)
+
+    def counting(answer, *args, **kwargs):
+        calls.append(answer)
+        return original(answer, *args, **kwargs)
+
+    monkeypatch.setattr(module, rule, counting)
+    if hasattr(module, "MEMO"):
+        module.MEMO.clear()
+    texts = [text, "Und: " + text] * 3_000  # several of DuckDB's vectors
+    langs = ["en", "en", "fr"] * 2_000
+    out = detect(_frame(texts, langs))[module.DETECTOR.name].to_list()
+    distinct = {(t, lang) for t, lang in zip(texts, langs, strict=True)}
+    assert out.count(True) > 1_000
+    # once per distinct (answer, prompt language) for wrong_language, per answer for repetition
+    assert len(calls) == (len(distinct) if module is wrong_language else 2)
+    again = detect(_frame(texts[:10], langs[:10]))[module.DETECTOR.name].to_list()
+    assert again == out[:10]
+    assert len(calls) == (len(distinct) if module is wrong_language else 2)  # remembered
+
+
 # -- the labelled corpus -----------------------------------------------------------------
 
 

@@ -57,9 +57,10 @@ from forensics.signals._detector import (
     Detector,
     SignalParams,
     Stages,
+    VerdictMemo,
     column_or_null,
+    once_per_distinct,
     register_arrow_function,
-    row_by_row,
     sql_literal,
 )
 from forensics.signals.script_mix import CODE, SCRIPT_BLOCKS
@@ -577,6 +578,18 @@ def judge(
     return got not in allowed
 
 
+MEMO = VerdictMemo(max_chars=16_000_000, max_entry_chars=20_000)
+"""Verdicts by (answer, prompt language, prompt, thresholds), remembered between vectors:
+at most 16 million characters of inputs, none longer than 20,000 (an answer that long is
+rarely repeated, and judging it costs little next to reading it)."""
+
+
+def _judge(
+    text: str, lang: str | None, prompt: str | None, letters: int, confidence: float
+) -> bool | None:
+    return judge(text, lang, prompt, min_letters=letters, min_confidence=confidence)
+
+
 def _udf(
     texts: pa.Array,
     langs: pa.Array,
@@ -584,14 +597,12 @@ def _udf(
     min_letters: pa.Array,
     min_confidence: pa.Array,
 ) -> pa.Array:
-    """Vectorised check over the rows the SQL could not confirm."""
+    """Vectorised check over the rows the SQL could not confirm, once per distinct row.
 
-    def one(
-        text: str, lang: str | None, prompt: str | None, letters: int, confidence: float
-    ) -> bool | None:
-        return judge(text, lang, prompt, min_letters=letters, min_confidence=confidence)
-
-    return row_by_row(one, texts, langs, prompts, min_letters, min_confidence)
+    ``judge`` depends on its arguments alone, so a repeated answer (to a prompt in the
+    same language) takes the verdict it had (``MEMO``): no result changes.
+    """
+    return once_per_distinct(_judge, MEMO, texts, langs, prompts, min_letters, min_confidence)
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
