@@ -426,23 +426,6 @@ def test_python_sees_only_the_rows_the_sql_could_not_settle(module, monkeypatch)
     assert sum(seen) == 0
 
 
-def test_answers_with_too_few_letters_for_a_language_never_reach_python(monkeypatch):
-    seen: list[str] = []
-    original = wrong_language._udf
-
-    def counting(texts, second, third, fourth, fifth):
-        seen.extend(texts.to_pylist())
-        return original(texts, second, third, fourth, fifth)
-
-    monkeypatch.setattr(wrong_language, "_udf", counting)
-    wrong_language.MEMO.clear()
-    scores = [f"{i}. e4 e5 2. Nf3 Nc6 3. Bb5 a6 — 1-0 (12:{i:02d}) 東京" for i in range(50)]
-    prose = ["Die Antwort steht in der zweiten Tabelle, Spalte drei, ganz unten."]
-    out = detect(_frame(scores + prose, ["en"] * 51))
-    assert out["wrong_language"].to_list() == [False] * 50 + [True]
-    assert seen == prose  # the scores have under 40 letters, which the SQL can tell
-
-
 @pytest.mark.parametrize(
     ("module", "rule", "text"),
     [

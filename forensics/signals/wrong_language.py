@@ -18,9 +18,8 @@ two; a shorter or code-only answer is false):
    (``MARKERS``: ``the``/``and``/``you`` for English, ``und``/``nicht``/``ist`` for
    German...) or, for a language with a script of its own (``SCRIPT_MARKERS``),
    letters of that script (hiragana for Japanese, Hangul for Korean, Han without
-   kana for Chinese). Most answers stop here, false, without Python, and so do
-   those the SQL can tell are short (``_letters_bound_sql``).
-2. **Identified.** The rest reach a Python function, once per distinct input: the answer's letters by
+   kana for Chinese). Most answers stop here, false, without Python.
+2. **Identified.** The rest reach a Python function: the answer's letters by
    script first (an answer written in a script the prompt's language does not
    use, or in a script only one language uses, is that language), else the
    language identifier (``py3langid``, a fork of langid.py whose naive Bayes
@@ -651,37 +650,13 @@ def _stages(params: SignalParams, present: Set[str]) -> Stages:
     return (((_LANG, lang), (_HEAD, no_code)),)
 
 
-_NOT_LETTERS_ASCII = r"[\x00-@\[-`{-\x7f]+"
-"""RE2: ASCII characters other than letters."""
-
-
-def _letters_bound_sql(text: str) -> str:
-    """SQL: at least ``_letters`` of ``text``, so that a smaller value proves it short.
-
-    The bytes of the text without its ASCII non-letters: an ASCII letter is one byte and
-    counts one, any other character is two to four bytes and counts at most two. The
-    prose ``judge`` counts is the text with spans blanked, so it has no more letters:
-    an answer under the bound is short, false, whatever Python would say of the rest.
-
-    Examples
-    --------
-    >>> import duckdb
-    >>> t = "1. e4 e5 2. Nf3 Nc6 — 東京 ½"
-    >>> duckdb.connect().execute(f"SELECT {_letters_bound_sql('$t')}", {"t": t}).fetchall()
-    [(17,)]
-    >>> _letters(t)  # e, e, N, f, N, c, and two wide letters
-    10
-    """
-    return f"strlen(regexp_replace({text}, {sql_literal(_NOT_LETTERS_ASCII)}, '', 'g'))"
-
-
 def _sql(params: SignalParams, present: Set[str]) -> str:
     prompt = column_or_null("prompt_text", present)
     return (
         "CASE WHEN response_text IS NULL THEN NULL "
         f"WHEN {_LANG} IS NULL AND {prompt} IS NULL THEN NULL "
         f"WHEN {_LANG} IS NOT NULL AND {_confirm_sql(_HEAD, _LANG)} THEN false "
-        f"WHEN {_letters_bound_sql('response_text')} < $wrong_language_min_letters THEN false "
+        "WHEN strlen(response_text) < $wrong_language_min_letters THEN false "
         f"ELSE {FUNCTION_NAME}(response_text, {_LANG}, {prompt}, "
         "$wrong_language_min_letters, $wrong_language_min_confidence) END"
     )
