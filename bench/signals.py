@@ -29,8 +29,8 @@ both alike. The floor runs on one core; ``--threads 1`` compares per core. Usage
 
     python bench/signals.py [--rows 1000000] [--repeat 3] [--seed 1] [--threads N] [--distinct]
 
-``--distinct`` makes every response distinct (real logs repeat few answers; the
-Python steps judge each distinct input once).
+``--distinct`` makes every response but the blank ones distinct (real logs repeat few
+answers; the Python steps judge each distinct input once).
 """
 
 from __future__ import annotations
@@ -149,9 +149,9 @@ def _load_pools() -> tuple[dict[str, list[str]], list[str], list[str], list[str]
 def generate(rows: int, seed: int, *, distinct: bool = False) -> pl.DataFrame:
     """Responses and prompt languages following ``MIX``; same seed, same frame.
 
-    ``distinct`` opens each response with its row number (``#12 ``), so that no two
-    are equal, as in real logs (the mix alone repeats some: about half of 200,000 are
-    distinct).
+    ``distinct`` opens each response but the blank ones with its row number (``#12 ``),
+    so that no two are equal, as in real logs (the mix alone repeats some: about half
+    of 200,000 are distinct).
     """
     rng = random.Random(seed)
     pools, lookalikes, blocks, foreign = _load_pools()
@@ -181,7 +181,7 @@ def generate(rows: int, seed: int, *, distinct: bool = False) -> pl.DataFrame:
             text = text + " " + (rng.choice(words) + " ") * 300
         if rng.random() < MIX["blank"]:
             text = rng.choice(["", " ", "\n\n"])
-        texts.append(f"#{len(texts)} {text}" if distinct else text)
+        texts.append(f"#{len(texts)} {text}" if distinct and text.strip() else text)
         tags.append(None if rng.random() < MIX["missing_language"] else lang)
     return pl.DataFrame(
         {"response_text": texts, "prompt_language": tags},
