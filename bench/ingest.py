@@ -10,9 +10,10 @@ over the forking process's peak across ``exec``) is its own:
   (b) forensics: forensics.open(db).ingest(file)   (validation, signals, quarantine)
                  and the cube refresh that follows it
 
-and prints seconds and peak RSS, the ratio b/a, and whether the peak RSS of
-(b) is within the memory target: DuckDB's memory limit (FORENSICS_MEMORY_LIMIT,
-default 1500MB) + 500 MB. Usage:
+and prints seconds, the CPU time of (b)'s process (ingest and cube, user + system, every
+thread: steadier than seconds on a shared machine), peak RSS, the ratio b/a, and whether
+the peak RSS of (b) is within the memory target: DuckDB's memory limit
+(FORENSICS_MEMORY_LIMIT, default 1500MB) + 500 MB. Usage:
 
     python bench/ingest.py [--rows 1000000] [--formats parquet,jsonl,csv] [--repeat 1]
                            [--code CHECKOUT]
@@ -62,6 +63,8 @@ try:
         peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 except (OSError, StopIteration):
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+usage = resource.getrusage(resource.RUSAGE_SELF)
+seconds["cpu"] = usage.ru_utime + usage.ru_stime
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "forensics": sys.modules.get("forensics").__file__ if "forensics" in sys.modules else None}))
 """
 
@@ -141,7 +144,7 @@ def main() -> None:
     lines = []
     for fmt in args.formats.split(","):
         data = _input(sim, fmt)
-        raw, ours, cube, rss_raw, rss_ours = [], [], [], [], []
+        raw, ours, cube, cpu, rss_raw, rss_ours = [], [], [], [], [], []
         for i in range(args.repeat):
             if not args.no_raw:
                 a = _run("raw", fmt, data, OUT / "raw.duckdb", args.code)
@@ -150,17 +153,19 @@ def main() -> None:
             b = _run("forensics", fmt, data, OUT / "forensics.duckdb", args.code)
             ours.append(b["seconds"]["load"])
             cube.append(b["seconds"]["cube"])
+            cpu.append(b["seconds"]["cpu"])
             rss_ours.append(b["peak_rss_mb"])
             print(
                 f"{fmt} run {i + 1}: "
                 + (f"raw {raw[-1]:.2f} s ({rss_raw[-1]:.0f} MB), " if raw else "")
                 + f"forensics ingest {ours[-1]:.2f} s + cube {cube[-1]:.2f} s "
-                f"({rss_ours[-1]:.0f} MB)"
+                f"({rss_ours[-1]:.0f} MB, CPU {cpu[-1]:.1f} s); load average {os.getloadavg()[0]:.2f}"
             )
         m_ours, peak = statistics.median(ours), max(rss_ours)
         size_mb = data.stat().st_size / 1e6
         line = (
             f"{fmt:8} {size_mb:6.0f} MB  ingest {m_ours:7.2f} s  cube {statistics.median(cube):5.2f} s"
+            f"  CPU {statistics.median(cpu):6.1f} s"
             f"  peak RSS {peak:6.0f} MB ({'within' if peak <= target else 'OVER'} {target:.0f})"
         )
         if raw:

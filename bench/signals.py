@@ -19,11 +19,18 @@ table, and times, as the median of --repeat runs:
              repetition and wrong_language with their Python step stubbed (their
              SQL alone, and how many rows it hands to Python)
 
-and prints rows per second and the ratio to the floor (target: signals <= 2x floor).
+and prints rows per second, the ratio to the floor (target: signals <= 2x floor) and
+the CPU time of the process (every thread: steadier than seconds on a shared machine).
+Every run starts with the Python steps' remembered verdicts forgotten
+(``forensics.signals.forget_verdicts``), as ingest of new data does; before 2026-12-05
+14:00 code_syntax_error's parses stayed remembered from one run to the next.
 Runs are interleaved (floor, signals, floor, ...) so that load from elsewhere hits
 both alike. The floor runs on one core; ``--threads 1`` compares per core. Usage:
 
-    python bench/signals.py [--rows 1000000] [--repeat 3] [--seed 1] [--threads N]
+    python bench/signals.py [--rows 1000000] [--repeat 3] [--seed 1] [--threads N] [--distinct]
+
+``--distinct`` makes every response but the blank ones distinct (real logs repeat few
+answers; the Python steps judge each distinct input once).
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import duckdb
 import polars as pl
 import pyarrow.compute as pc
 
+import forensics.signals
 from forensics.signals import (
     SignalParams,
     register_functions,
@@ -138,8 +146,13 @@ def _load_pools() -> tuple[dict[str, list[str]], list[str], list[str], list[str]
     return pools, lookalikes, blocks, foreign
 
 
-def generate(rows: int, seed: int) -> pl.DataFrame:
-    """Responses and prompt languages following ``MIX``; same seed, same frame."""
+def generate(rows: int, seed: int, *, distinct: bool = False) -> pl.DataFrame:
+    """Responses and prompt languages following ``MIX``; same seed, same frame.
+
+    ``distinct`` opens each response but the blank ones with its row number (``#12 ``),
+    so that no two are equal, as in real logs (the mix alone repeats some: about half
+    of 200,000 are distinct).
+    """
     rng = random.Random(seed)
     pools, lookalikes, blocks, foreign = _load_pools()
     langs = list(MIX["languages"])
@@ -168,7 +181,7 @@ def generate(rows: int, seed: int) -> pl.DataFrame:
             text = text + " " + (rng.choice(words) + " ") * 300
         if rng.random() < MIX["blank"]:
             text = rng.choice(["", " ", "\n\n"])
-        texts.append(text)
+        texts.append(f"#{len(texts)} {text}" if distinct and text.strip() else text)
         tags.append(None if rng.random() < MIX["missing_language"] else lang)
     return pl.DataFrame(
         {"response_text": texts, "prompt_language": tags},
@@ -195,13 +208,17 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="DuckDB threads (default: DuckDB's, one per core)"
     )
+    parser.add_argument(
+        "--distinct", action="store_true", help="open each response with its row number"
+    )
     args = parser.parse_args()
 
     t = time.perf_counter()
-    frame = generate(args.rows, args.seed)
+    frame = generate(args.rows, args.seed, distinct=args.distinct)
     mb = frame["response_text"].str.len_bytes().sum() / 1e6
     print(
-        f"generated {args.rows:,} responses ({mb:.0f} MB of text) in {time.perf_counter() - t:.1f} s"
+        f"generated {args.rows:,} responses ({frame['response_text'].n_unique():,} distinct, "
+        f"{mb:.0f} MB of text) in {time.perf_counter() - t:.1f} s"
     )
 
     con = duckdb.connect()
@@ -289,20 +306,28 @@ def main() -> None:
     }
     # Interleaved, so that a change of load on the machine hits floor and signals alike.
     seconds: dict[str, list[float]] = {label: [] for label in runs}
+    cpu: dict[str, list[float]] = {label: [] for label in runs}
     results: dict[str, object] = {}
+    wrong_language.identify("The identifier's model is loaded before the first run.")
     for _ in range(args.repeat):
         for label, fn in runs.items():
-            t = time.perf_counter()
+            _forget()
+            t, c = time.perf_counter(), time.process_time()
             results[label] = fn()
             seconds[label].append(time.perf_counter() - t)
+            cpu[label].append(time.process_time() - c)
     floor_s = statistics.median(seconds["floor (Polars str.contains)"])
     every_core_s = statistics.median(seconds["floor on every core (Polars)"])
-    print(f"{'':34s} {'seconds':>7s} {'rows/s':>12s}   {'x floor':>7s} {'x every-core floor':>18s}")
+    print(
+        f"{'':34s} {'seconds':>7s} {'rows/s':>12s}   {'x floor':>7s} {'x every-core floor':>18s}"
+        f" {'CPU s':>6s}"
+    )
     for label in runs:
         median = statistics.median(seconds[label])
         print(
             f"{label:34s} {median:7.2f} {args.rows / median:12,.0f}   "
-            f"{median / floor_s:7.2f} {median / every_core_s:18.2f}   true: {results[label]}"
+            f"{median / floor_s:7.2f} {median / every_core_s:18.2f} "
+            f"{statistics.median(cpu[label]):6.2f}   true: {results[label]}"
         )
     for name, seconds_sql, reached in _sql_only(con, relation, params, args.repeat):
         print(
@@ -311,6 +336,21 @@ def main() -> None:
             f"rows reaching Python: {reached // args.repeat:,}"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+def _forget() -> None:
+    """Forget the Python steps' remembered verdicts: every run starts cold, as on new data.
+
+    Code before ``forget_verdicts`` remembered only code_syntax_error's parses.
+    """
+    forget = getattr(forensics.signals, "forget_verdicts", None)
+    if forget is not None:
+        forget()
+        return
+    from forensics.signals import code_syntax_error
+
+    code_syntax_error._remembered_block.cache_clear()
+    code_syntax_error._remembered.cache_clear()
 
 
 _PYTHON_STEPS = {

@@ -1,6 +1,6 @@
 """Text-signal verdicts of one checkout, to prove a speed change changes no result.
 
-Computes ``script_mix`` and ``code_syntax_error`` with whichever ``forensics`` the
+Computes the text signals (``SIGNALS``) with whichever ``forensics`` the
 interpreter imports (point ``PYTHONPATH`` at a worktree for another version) over
 the rows ``bench/signals.py`` times (same generator, same seed) and over the
 labelled corpus of ``tests/signal_corpus/``, and writes them to a Parquet file;
@@ -28,7 +28,7 @@ from signals import CORPUS, generate
 import forensics
 from forensics.signals import SignalParams, register_functions, signals_relation
 
-SIGNALS = ("script_mix", "code_syntax_error")
+SIGNALS = ("script_mix", "code_syntax_error", "repetition", "empty_response", "wrong_language")
 """The text signals compared."""
 
 
@@ -85,6 +85,7 @@ def main() -> None:
     parser.add_argument("out", nargs="?", type=Path, help="Parquet file to write")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--distinct", action="store_true", help="as bench/signals.py --distinct")
     parser.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"))
     args = parser.parse_args()
     if args.compare:
@@ -93,7 +94,9 @@ def main() -> None:
         parser.error("give the Parquet file to write, or --compare A B")
     print(f"forensics from {Path(forensics.__file__).parent}")
     parts = [
-        verdicts(generate(args.rows, args.seed)).with_columns(source=pl.lit("bench")),
+        verdicts(generate(args.rows, args.seed, distinct=args.distinct)).with_columns(
+            source=pl.lit("bench")
+        ),
         verdicts(corpus()).with_columns(source=pl.lit("corpus")),
     ]
     pl.concat(parts).select("source", "i", *SIGNALS).write_parquet(args.out)

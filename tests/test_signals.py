@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import unicodedata
 from pathlib import Path
 
 import duckdb
@@ -423,6 +424,60 @@ def test_python_sees_only_the_rows_the_sql_could_not_settle(module, monkeypatch)
     out = detect(_frame(english, ["en"] * len(english)))
     assert out[module.DETECTOR.name].to_list() == [False] * len(english)
     assert sum(seen) == 0
+
+
+@pytest.mark.parametrize(
+    ("module", "rule", "text"),
+    [
+        (repetition, "is_degenerate", "Sure: " + "the cat " * 60),
+        (wrong_language, "judge", "Das Wetter ist heute schön, also gehen wir lange spazieren. "),
+    ],
+)
+def test_python_judges_each_distinct_input_once(module, rule, text, monkeypatch):
+    calls: list[str] = []
+    original = getattr(module, rule)
+
+    def counting(answer, *args, **kwargs):
+        calls.append(answer)
+        return original(answer, *args, **kwargs)
+
+    monkeypatch.setattr(module, rule, counting)
+    if hasattr(module, "MEMO"):
+        module.MEMO.clear()
+    texts = [text, "Und: " + text] * 3_000  # several of DuckDB's vectors
+    langs = ["en", "en", "fr"] * 2_000
+    out = detect(_frame(texts, langs))[module.DETECTOR.name].to_list()
+    distinct = {(t, lang) for t, lang in zip(texts, langs, strict=True)}
+    assert out.count(True) > 1_000
+    # once per distinct (answer, prompt language) for wrong_language, per answer for repetition
+    assert len(calls) == (len(distinct) if module is wrong_language else 2)
+    again = detect(_frame(texts[:10], langs[:10]))[module.DETECTOR.name].to_list()
+    assert again == out[:10]
+    assert len(calls) == (len(distinct) if module is wrong_language else 2)  # remembered
+
+
+def test_letters_and_script_groups_counted_per_distinct_character_are_a_walk_over_the_text():
+    from collections import Counter
+
+    texts = [
+        "Tokyo 東京は日本の首都です。カタカナ ひらがな",
+        "Привет, мир! Hello — ช่วง 한국어 ½ ² Ⅻ ǅ ʰ",
+        "",
+        "1234 !? ```x = 1```",
+        "".join(chr(cp) for cp in range(0x20, 0x3000, 7)),
+    ]
+    for text in texts:
+        walk: dict[str, int] = {}
+        weight = 0
+        for ch in text:
+            if ch.isalpha():
+                script = wrong_language._script_of().get(ord(ch), "Latin")
+                group = wrong_language._GROUPS.get(script, script)
+                walk[group] = walk.get(group, 0) + 1
+                weight += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+        groups = wrong_language._groups(Counter(text))
+        assert list(groups.items()) == list(walk.items())  # same counts, same order
+        assert wrong_language._letters(text) == weight
 
 
 # -- the labelled corpus -----------------------------------------------------------------

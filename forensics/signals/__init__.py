@@ -45,6 +45,7 @@ __all__ = [
     "SignalParams",
     "degraded_expression",
     "detect",
+    "forget_verdicts",
     "readable_columns",
     "register_functions",
     "signal_expressions",
@@ -75,6 +76,17 @@ def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     for detector in DETECTORS:
         if detector.register is not None:
             detector.register(con)
+
+
+def forget_verdicts() -> None:
+    """Forget the verdicts the Python steps remember (a benchmark's cold start).
+
+    They change no result: ``code_syntax_error``'s parsed blocks and texts,
+    ``repetition``'s and ``wrong_language``'s judged inputs.
+    """
+    code_syntax_error.forget()
+    repetition.MEMO.clear()
+    wrong_language.MEMO.clear()
 
 
 def readable_columns(

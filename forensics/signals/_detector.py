@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Sequence, Set
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence, Set
 from dataclasses import asdict, dataclass
 
 import duckdb
@@ -17,9 +19,10 @@ __all__ = [
     "Detector",
     "SignalParams",
     "Stages",
+    "VerdictMemo",
     "column_or_null",
+    "once_per_distinct",
     "register_arrow_function",
-    "row_by_row",
     "sql_literal",
 ]
 
@@ -152,18 +155,102 @@ def register_arrow_function(
     )
 
 
-def row_by_row(judge: Callable[..., bool | None], *columns: pa.Array) -> pa.Array:
-    """``judge`` applied to each row of Arrow columns; null where the first column is null.
+class VerdictMemo:
+    """Verdicts of a Python step by input, the least recently used forgotten first.
 
-    For the few rows a detector's SQL hands to Python: a vector holds those rows only.
+    Bounded by the characters of the inputs it holds (``max_chars``), not by their
+    number: an input longer than ``max_entry_chars`` is never kept. Safe to share
+    between DuckDB's threads.
 
     Examples
     --------
-    >>> row_by_row(lambda t, n: len(t) > n, pa.array(["ab", None]), pa.array([1, 1])).to_pylist()
-    [True, None]
+    >>> memo = VerdictMemo(max_chars=10, max_entry_chars=8)
+    >>> memo.put(("abcd", None), True); memo.put(("efgh", "x"), False)
+    >>> memo.get(("abcd", None)), memo.get(("efgh", "x")), len(memo)
+    (True, False, 2)
+    >>> memo.put(("ijkl",), None)  # over 10 characters: the least recent goes
+    >>> memo.get(("abcd", None), "gone"), len(memo), memo.chars
+    ('gone', 2, 9)
     """
-    out: list[bool | None] = [
-        None if row[0] is None else judge(*row)
-        for row in zip(*(c.to_pylist() for c in columns), strict=True)
-    ]
+
+    def __init__(self, max_chars: int, max_entry_chars: int) -> None:
+        self.max_chars = max_chars
+        self.max_entry_chars = max_entry_chars
+        self.chars = 0
+        self._entries: OrderedDict[tuple[Hashable, ...], tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: tuple[Hashable, ...], default: object = None) -> object:
+        """The verdict remembered for ``key``, else ``default``."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return default
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[Hashable, ...], verdict: object) -> None:
+        """Remember ``verdict`` for ``key`` (unless its strings are too long to keep)."""
+        size = sum(len(part) for part in key if isinstance(part, str))
+        if size > self.max_entry_chars:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = (verdict, size)
+            self.chars += size
+            while self.chars > self.max_chars:
+                _, (_, gone) = self._entries.popitem(last=False)
+                self.chars -= gone
+
+    def clear(self) -> None:
+        """Forget every verdict."""
+        with self._lock:
+            self._entries.clear()
+            self.chars = 0
+
+
+_UNSEEN = object()
+
+
+def once_per_distinct(
+    judge: Callable[..., bool | None], memo: VerdictMemo, *columns: pa.Array
+) -> pa.Array:
+    """``judge`` applied to each row of Arrow columns, once per distinct row; null where the first column is null.
+
+    For the rows a detector's SQL hands to Python, a vector at a time.
+
+    Within the vector a row seen before takes its verdict; across vectors ``memo``
+    remembers them. ``judge`` must depend on its arguments alone (a pure function):
+    then this changes no result, and logs that repeat an answer (retries, templates,
+    cached answers) pay for it once.
+
+    Examples
+    --------
+    >>> calls = []
+    >>> judge = lambda t, n: calls.append(t) or len(t) > n
+    >>> memo = VerdictMemo(max_chars=100, max_entry_chars=100)
+    >>> once_per_distinct(judge, memo, pa.array(["ab", "ab", None, "a"]), pa.array([1] * 4)).to_pylist()
+    [True, True, None, False]
+    >>> once_per_distinct(judge, memo, pa.array(["a", "ab"]), pa.array([1, 1])).to_pylist(), calls
+    ([False, True], ['ab', 'a'])
+    """
+    seen: dict[tuple[Hashable, ...], bool | None] = {}
+    out: list[bool | None] = []
+    append, recall = out.append, seen.get
+    for row in zip(*(c.to_pylist() for c in columns), strict=True):
+        if row[0] is None:
+            append(None)
+            continue
+        verdict = recall(row, _UNSEEN)
+        if verdict is _UNSEEN:
+            verdict = memo.get(row, _UNSEEN)
+            if verdict is _UNSEEN:
+                verdict = judge(*row)
+                memo.put(row, verdict)
+            seen[row] = verdict  # type: ignore[assignment]
+        append(verdict)  # type: ignore[arg-type]
     return pa.array(out, pa.bool_())

@@ -62,6 +62,7 @@ __all__ = [
     "check_response",
     "fenced_blocks",
     "fenced_region_sql",
+    "forget",
     "located_blocks",
     "looks_like_python",
 ]
@@ -317,6 +318,12 @@ def _block_verdict(block: CodeBlock) -> bool | None:
     if len(block.body) > BLOCK_MEMO_MAX_CHARS:
         return _block_fails(block)
     return _remembered_block(block)
+
+
+def forget() -> None:
+    """Forget every remembered verdict (blocks and texts)."""
+    _remembered_block.cache_clear()
+    _remembered.cache_clear()
 
 
 def check_response(text: str, *, max_chars: int = SignalParams.code_max_chars) -> bool | None:

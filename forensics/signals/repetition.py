@@ -44,9 +44,10 @@ from forensics.signals._detector import (
     Detector,
     SignalParams,
     Stages,
+    VerdictMemo,
     column_or_null,
+    once_per_distinct,
     register_arrow_function,
-    row_by_row,
 )
 
 __all__ = [
@@ -161,6 +162,15 @@ def is_degenerate(
     return True
 
 
+MEMO = VerdictMemo(max_chars=16_000_000, max_entry_chars=50_000)
+"""Verdicts by (answer, prompt, thresholds), remembered between vectors: at most 16
+million characters of inputs, none longer than 50,000 (a loop run to a long limit)."""
+
+
+def _judge(text: str, prompt: str | None, repeats: float, chars: int, factor: float) -> bool:
+    return is_degenerate(text, prompt, min_repeats=repeats, min_chars=chars, symbol_factor=factor)
+
+
 def _udf(
     texts: pa.Array,
     prompts: pa.Array,
@@ -168,14 +178,12 @@ def _udf(
     min_chars: pa.Array,
     symbol_factor: pa.Array,
 ) -> pa.Array:
-    """Vectorised check over the rows the SQL kept (a few per vector)."""
+    """Vectorised check over the rows the SQL kept, once per distinct row (``MEMO``).
 
-    def judge(text: str, prompt: str | None, repeats: float, chars: int, factor: float) -> bool:
-        return is_degenerate(
-            text, prompt, min_repeats=repeats, min_chars=chars, symbol_factor=factor
-        )
-
-    return row_by_row(judge, texts, prompts, min_repeats, min_chars, symbol_factor)
+    ``is_degenerate`` depends on its arguments alone: a repeated answer takes the
+    verdict it had, and no result changes.
+    """
+    return once_per_distinct(_judge, MEMO, texts, prompts, min_repeats, min_chars, symbol_factor)
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Set
 from typing import Literal
 
@@ -57,9 +58,10 @@ from forensics.signals._detector import (
     Detector,
     SignalParams,
     Stages,
+    VerdictMemo,
     column_or_null,
+    once_per_distinct,
     register_arrow_function,
-    row_by_row,
     sql_literal,
 )
 from forensics.signals.script_mix import CODE, SCRIPT_BLOCKS
@@ -376,11 +378,23 @@ def _letters(text: str) -> int:
     """Letters of ``text``, a wide one (Han, kana, Hangul) counting as two.
 
     A Chinese or Japanese character is a syllable or a word: a sentence takes about
-    half as many of them as Latin letters.
+    half as many of them as Latin letters. Counted per distinct character (``Counter``
+    walks the text in C), which gives the sum over characters.
+
+    Examples
+    --------
+    >>> _letters("ab 1 東京!")
+    6
     """
-    return sum(
-        (2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1) for ch in text if ch.isalpha()
-    )
+    return sum(n * _weight(ch) for ch, n in Counter(text).items())
+
+
+@functools.lru_cache(maxsize=65_536)
+def _weight(ch: str) -> int:
+    """What a character adds to ``_letters``: 0 unless a letter, 2 for a wide one."""
+    if not ch.isalpha():
+        return 0
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
 
 
 @functools.cache
@@ -394,15 +408,30 @@ def _script_of() -> dict[int, str]:
     return out
 
 
-def _scripts(text: str) -> dict[str, int]:
-    """Letters per script (Latin for every letter of no tracked script)."""
-    table = _script_of()
-    counts: dict[str, int] = {}
-    for ch in text:
-        if ch.isalpha():
-            script = table.get(ord(ch), "Latin")
-            counts[script] = counts.get(script, 0) + 1
-    return counts
+@functools.lru_cache(maxsize=65_536)
+def _letter_group(ch: str) -> str | None:
+    """The script group of a letter (``_GROUPS``), None for any other character.
+
+    A letter of no tracked script is Latin.
+    """
+    if not ch.isalpha():
+        return None
+    script = _script_of().get(ord(ch), "Latin")
+    return _GROUPS.get(script, script)
+
+
+def _groups(chars: Counter[str]) -> dict[str, int]:
+    """Letters per script group, in the order of each group's first letter in the text.
+
+    ``chars`` counts a text's characters in the order they first occur (``Counter``
+    keeps it), so this is what a walk over the text's characters would give.
+    """
+    groups: dict[str, int] = {}
+    for ch, n in chars.items():
+        group = _letter_group(ch)
+        if group is not None:
+            groups[group] = groups.get(group, 0) + n
+    return groups
 
 
 _ONLY_LANGUAGE = {
@@ -489,13 +518,11 @@ def answer_language(text: str, *, min_confidence: float) -> str | None:
     ...                 min_confidence=0.9)
     'en'
     """
-    counts = _scripts(text)
-    total = sum(counts.values())
+    chars = Counter(text)
+    groups = _groups(chars)
+    total = sum(groups.values())
     if not total:
         return None
-    groups: dict[str, int] = {}
-    for script, n in counts.items():
-        groups[_GROUPS.get(script, script)] = groups.get(_GROUPS.get(script, script), 0) + n
     group, top = max(groups.items(), key=lambda kv: kv[1])
     if top < WHOLE_SHARE * total:
         return None
@@ -503,13 +530,8 @@ def answer_language(text: str, *, min_confidence: float) -> str | None:
         return _han_language(text, top)
     if group in _ONLY_LANGUAGE:
         return _ONLY_LANGUAGE[group]
-    table = _script_of()
-    kept = "".join(
-        ch
-        for ch in text
-        if not ch.isalpha()
-        or _GROUPS.get(table.get(ord(ch), "Latin"), table.get(ord(ch), "Latin")) == group
-    )
+    dropped = {ord(ch): None for ch in chars if _letter_group(ch) not in (None, group)}
+    kept = text.translate(dropped) if dropped else text  # the letters of other scripts out
     code, probability = identify(kept)
     return code if probability >= min_confidence else None
 
@@ -577,6 +599,18 @@ def judge(
     return got not in allowed
 
 
+MEMO = VerdictMemo(max_chars=16_000_000, max_entry_chars=20_000)
+"""Verdicts by (answer, prompt language, prompt, thresholds), remembered between vectors:
+at most 16 million characters of inputs, none longer than 20,000 (an answer that long is
+rarely repeated, and judging it costs little next to reading it)."""
+
+
+def _judge(
+    text: str, lang: str | None, prompt: str | None, letters: int, confidence: float
+) -> bool | None:
+    return judge(text, lang, prompt, min_letters=letters, min_confidence=confidence)
+
+
 def _udf(
     texts: pa.Array,
     langs: pa.Array,
@@ -584,14 +618,12 @@ def _udf(
     min_letters: pa.Array,
     min_confidence: pa.Array,
 ) -> pa.Array:
-    """Vectorised check over the rows the SQL could not confirm."""
+    """Vectorised check over the rows the SQL could not confirm, once per distinct row.
 
-    def one(
-        text: str, lang: str | None, prompt: str | None, letters: int, confidence: float
-    ) -> bool | None:
-        return judge(text, lang, prompt, min_letters=letters, min_confidence=confidence)
-
-    return row_by_row(one, texts, langs, prompts, min_letters, min_confidence)
+    ``judge`` depends on its arguments alone, so a repeated answer (to a prompt in the
+    same language) takes the verdict it had (``MEMO``): no result changes.
+    """
+    return once_per_distinct(_judge, MEMO, texts, langs, prompts, min_letters, min_confidence)
 
 
 def register(con: duckdb.DuckDBPyConnection) -> None:
