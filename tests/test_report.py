@@ -778,3 +778,15 @@ def test_payloads_in_the_data_and_notes_do_not_run(payload_investigation, chromi
     assert fragment.evaluate("window.__pwned") is None
     assert fragment.locator("script, img[src='x'], [onerror]").count() == 0
     assert not events, events
+
+
+def test_a_report_on_counted_rows_says_why_it_shows_no_example_requests(tmp_path):
+    # Counted rows name no single request: the examples are left out with the reason,
+    # where the report used to fail on a count column taken for a signal.
+    sample = Path(__file__).resolve().parent.parent / "data_samples" / "counted-minutes"
+    with forensics.open(tmp_path / "counted.duckdb") as wb:
+        wb.ingest(sample / "counts.parquet", mapping=sample / "mapping.toml", progress=False)
+        inv = Investigation.default(wb, title="Counted")
+        assert inv.signatures, "the sample's cause is a signature"
+        html = inv.save(tmp_path / "r.html").read_text()
+    assert "counted rows (a row stands for many requests)" in html

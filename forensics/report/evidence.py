@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from forensics import analysis
+from forensics import analysis, queries
 from forensics.analysis import Exposure
 from forensics.db import Database
 from forensics.errors import QueryError
@@ -188,6 +188,8 @@ def _evidence(db: Database, sig: Signature, prov: Provenance) -> Evidence:
     examples, examples_call = None, ""
     if prov.privacy:
         missing.append("example requests: privacy mode (no response text is stored)")
+    elif queries.count_column(db) is not None:
+        missing.append("example requests: counted rows (a row stands for many requests)")
     else:
         examples, examples_call = _examples(db, sig, where)
     return Evidence(
