@@ -22,7 +22,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["Candidate", "Explanation", "describe_elements"]
+__all__ = ["Candidate", "Explanation", "describe_elements", "describe_where"]
 
 
 def _describe_value(column: str, value: Any) -> str:
@@ -120,6 +120,10 @@ class Explanation:
     """When found: the evidence of the most anomalous moment (nats)."""
     factor: float
     """The rest of the traffic's rise at the moment, in every baseline (>= 1)."""
+    within: tuple[datetime, datetime] | None = None
+    """When found: the window it was looked for in (None: the whole data)."""
+    where: dict[str, Any] | None = None
+    """The filter the counts were read under (``Where.parse`` form; None: every request)."""
 
     @property
     def candidates(self) -> pl.DataFrame:
@@ -169,6 +173,13 @@ class Explanation:
     def describe(self) -> str:
         """A few lines: the moment, then one line per candidate."""
         how = "most anomalous moment found" if self.found else "moment asked"
+        if self.found and self.within is not None:
+            how = (
+                f"most anomalous moment in {self.within[0]:%Y-%m-%d %H:%M} – "
+                f"{self.within[1]:%Y-%m-%d %H:%M}"
+            )
+        if self.where:
+            how += f"; requests with {describe_where(self.where)}"
         head = (
             f"{self.signal or 'signal'} at {self.at:%Y-%m-%d %H:%M} UTC ({how}; baseline: "
             f"the {self.baseline_buckets} buckets of {_grain(self.grain)} before"
@@ -190,6 +201,24 @@ class Explanation:
 
     def __repr__(self) -> str:
         return f"<Explanation {self.at:%Y-%m-%d %H:%M} UTC: {len(self.items)} candidates>"
+
+
+def describe_where(where: dict[str, Any]) -> str:
+    """A filter in words, as an element: ``model = a & batch >= 32``; a list as ``in {..}``.
+
+    Examples
+    --------
+    >>> describe_where({"region": ["eu", "us"], "batch": {"gte": 32}})
+    'region in {eu, us} & batch >= 32'
+    """
+    parts = []
+    for column, spec in where.items():
+        if isinstance(spec, list | tuple) and len(spec) != 1:
+            parts.append(f"{column} in {{{', '.join(str(v) for v in spec)}}}")
+        else:
+            one = spec[0] if isinstance(spec, list | tuple) else spec
+            parts.append(_describe_value(column, one))
+    return " & ".join(parts)
 
 
 def _grain(grain: timedelta) -> str:
