@@ -790,3 +790,25 @@ def test_an_explanation_goes_to_the_report(wb, truth):
     dash.explain_moment(None)
     assert dash.explain_panel.explanation is None
     assert dash.explain_panel.report_button.layout.display == "none"
+
+
+def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
+    """The shipped counted sample: the hour clicked holds the onset; the minute and cause are found."""
+    from tests.conftest import REPO
+
+    sample = REPO / "data_samples" / "counted-minutes"
+    truth = json.loads((sample / "truth.json").read_text())
+    db = tmp_path / "counted.duckdb"
+    with forensics.open(db) as wb:
+        wb.ingest(sample / "counts.parquet", mapping=sample / "mapping.toml", progress=False)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    hour = onset.replace(minute=0)
+    with forensics.open(db, read_only=True) as wb:
+        dash = wb.dashboard(signal="failed", grain="hour")
+        _click(dash.timeline_view, widgets.charts.MOMENT, {"ts": hour.isoformat()})
+        shown = dash.explain_panel.explanation
+    assert shown is not None
+    assert shown.grain == timedelta(minutes=1)
+    assert abs((shown.at - onset) / timedelta(minutes=1)) <= 1
+    assert list(shown.items[0].elements) == truth["elements"]
+    assert "buckets of 1 minute" in dash.explain_panel.view.value
