@@ -55,6 +55,7 @@ __all__ = [
     "HEIGHT",
     "MAX_SERIES",
     "MIN_CELL_REQUESTS",
+    "MOMENT",
     "PALETTE",
     "PICK",
     "REGION",
@@ -130,6 +131,9 @@ SELECTION = "window"
 REGION = "region"
 """Name of the heatmap's two-dimensional interval selection (values x time)."""
 
+MOMENT = "moment"
+"""Name of the timeline's click selection of a moment (a time bucket; the dashboard explains it)."""
+
 PICK = "pick"
 """Name of the click selection of a bar or legend value (the dashboard adds it to the filters)."""
 
@@ -151,6 +155,9 @@ BASELINE_COLOR = "#9e9e9e"
 
 _LINE_VIEW = "timeline_rates"
 """View name of the timeline's rate lines (where the selection lives)."""
+
+_MOMENT_VIEW = "timeline_moments"
+"""View name of the timeline's invisible points, one per bucket (where ``MOMENT`` lives)."""
 
 _CELLS_VIEW = "heatmap_cells"
 """View name of the heatmap's cells (where the region selection lives)."""
@@ -540,7 +547,8 @@ def timeline_chart(
     where
         The filter, for the subtitle.
     selection
-        Add the interval selection ``SELECTION`` (drag on the chart to pick a window).
+        Add the interval selection ``SELECTION`` (drag on the chart to pick a window)
+        and the click selection ``MOMENT`` (the bucket nearest the pointer).
 
     Returns
     -------
@@ -618,6 +626,22 @@ def timeline_chart(
             )
         )
     layers: list[Any] = []
+    if selection:
+        layers.append(_moment_layer(frame, x, height))
+        params.append(
+            alt.TopLevelSelectionParameter(
+                name=MOMENT,
+                select=alt.PointSelectionConfig(
+                    type="point",
+                    encodings=["x"],
+                    nearest=True,
+                    on="click",
+                    toggle=False,
+                    clear=False,
+                ),
+                views=[_MOMENT_VIEW],
+            )
+        )
     if highlight is not None:
         window = _window_frame(highlight, end)
         layers.append(
@@ -638,7 +662,7 @@ def timeline_chart(
         f"{describe_where(where)} · {describe_window(start, end)}",
         f"{bands} (axis fits buckets of at least {MIN_CELL_REQUESTS} requests) · dashed: "
         "change events · ▲▼: detected changes"
-        + (" · drag to select a window" if selection else "")
+        + (" · drag to select a window, click a moment to explain it" if selection else "")
         + (" · click a legend value to filter" if selection and by else ""),
     ]
     if len(groups) > len(shown):
@@ -649,6 +673,22 @@ def timeline_chart(
         width=width,
         height=height,
         title=_title(what, subtitle),
+    )
+
+
+def _moment_layer(frame: pl.DataFrame, x: Any, height: int) -> Any:
+    """One invisible point per bucket across the middle of the chart, under every mark.
+
+    ``MOMENT`` picks the nearest one (Vega-Lite's Voronoi cells, vertical strips
+    here): a click anywhere on the chart but on a line or a rule picks its bucket,
+    and the lines and rules drawn above keep their tooltips.
+    """
+    moments = frame.select(pl.col("ts").unique().sort()).select(_iso("ts"))
+    return (
+        alt.Chart(_inline(moments, dates=["ts"]))
+        .mark_point(opacity=0, size=1)
+        .encode(x=x, y=alt.value(height / 2))
+        .properties(name=_MOMENT_VIEW)
     )
 
 

@@ -316,14 +316,18 @@ class Workbench:
         grain: str | timedelta | None = None,
         weight: str | None = None,
         params: ExplainParams | None = None,
+        where: MappingABC[str, Any] | None = None,
+        within: tuple[str | datetime, str | datetime] | None = None,
     ) -> Explanation:
         """Which slices explain the anomaly at a moment, ranked, coarse first.
 
         Each slice is compared with its own recent past (``baseline`` buckets,
         60 by default) and with the rest of the traffic at that moment; with no
-        ``at``, the most anomalous moment is found first. The grain follows the
-        data (minutes when the times are minutes); ``weight`` names a column
-        saying how many requests a row stands for. See ``forensics.explain``.
+        ``at``, the most anomalous moment is found first (only inside the window
+        ``within=(start, end)`` when given). The grain follows the data (minutes
+        when the times are minutes); ``weight`` names a column saying how many
+        requests a row stands for; ``where`` explains within those requests only.
+        See ``forensics.explain``.
 
         Examples
         --------
@@ -340,6 +344,8 @@ class Workbench:
             grain=grain,
             weight=weight,
             params=params,
+            where=where,
+            within=within,
         )
 
     def root_causes(

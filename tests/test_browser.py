@@ -385,3 +385,85 @@ def test_the_dashboard_renders_offline_in_jupyterlab(tmp_path, sample_db):
         assert not server.survivors, server.survivors
     except ServerFailed as exc:
         pytest.fail(f"jupyterlab: {exc}")
+
+
+def test_clicking_a_moment_on_the_timeline_fills_the_explanation(tmp_path, sample_db):
+    """Voilà, one day of the shipped sample per hour: click an hour, read its explanations."""
+    _require_chromium()
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import sync_playwright
+
+    with forensics.open(sample_db, read_only=True) as wb:
+        found = wb.explain(signal="degraded")  # the sample's most anomalous hour
+        hour = found.at.replace(minute=0, second=0, microsecond=0)
+        expected = wb.explain(signal="degraded", within=(hour, hour + timedelta(hours=1)))
+    day = hour.replace(hour=0)
+    page_nb = notebook(
+        tmp_path / "explain.ipynb",
+        [
+            "from datetime import datetime\n"
+            "import forensics\n"
+            f"wb = forensics.open({str(sample_db)!r}, read_only=True)\n"
+            "dash = wb.dashboard(signal='degraded', grain='hour', by=None)\n"
+            f"day = dash.data.day_index(datetime.fromisoformat({day.isoformat()!r}))\n"
+            "dash.date_range.index = (day, day)\n"
+            "dash",
+        ],
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        with (
+            serve("voila", page_nb, env={}, log=tmp_path / "voila.log", cwd=REPO) as server,
+            sync_playwright() as p,
+        ):
+            browser = launch(p)
+            try:
+                page, console = offline_page(
+                    browser, server.port, viewport={"width": 1400, "height": 2000}
+                )
+                page.goto(server.url, timeout=120_000)
+                dashboard = page.locator(".forensics-dashboard")
+                try:
+                    dashboard.locator(".forensics-explain-hint").wait_for(
+                        timeout=NOTEBOOK_SECONDS * 1000
+                    )
+                except Exception:
+                    pytest.fail(f"no dashboard; voila log:\n{server.log.read_text()[-3000:]}")
+                _settle(page)
+                cells = dashboard.locator("g.timeline_moments_voronoi").first
+                box = cells.bounding_box()
+                x = (hour - day) / timedelta(days=1) + 0.15 / 24  # just after the hour's point
+                explained = dashboard.locator(".forensics-explained")
+                for y in (0.35, 0.65, 0.9):  # a click on the line itself picks no moment
+                    page.mouse.click(box["x"] + box["width"] * x, box["y"] + box["height"] * y)
+                    try:
+                        explained.wait_for(timeout=REDRAW_MS)
+                        break
+                    except Exception:
+                        continue
+                assert explained.count() == 1, "the click was not explained"
+                at = datetime.fromisoformat(explained.get_attribute("data-at"))
+                assert at.astimezone(UTC) == expected.at
+                first = dashboard.locator(".forensics-candidate").first
+                elements = json.loads(first.get_attribute("data-elements"))
+                assert elements == [dict(e) for e in expected.items[0].elements]
+                assert dashboard.locator(".forensics-candidate").count() == len(expected.items)
+                assert expected.items[0].description.split(" & ")[0] in first.inner_text()
+                assert dashboard.locator(".forensics-explain-apply").count() >= 1
+                dashboard.screenshot(path=str(ARTIFACTS / "browser-explain.png"))
+                # dragging across the moments still selects a window (and explains nothing new)
+                _settle(page)
+                drag(page, cells.bounding_box(), (0.1, 0.5), (0.3, 0.5))
+                page.wait_for_function(
+                    "() => document.querySelector('.forensics-selection').innerText"
+                    ".includes('brushed window')",
+                    timeout=REDRAW_MS,
+                )
+                assert explained.get_attribute("data-at") == expected.at.isoformat()
+                _clean(console)
+            finally:
+                browser.close()
+        assert not server.survivors, server.survivors
+    except ServerFailed as exc:
+        pytest.fail(f"voila: {exc}")

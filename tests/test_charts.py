@@ -128,20 +128,31 @@ def test_timeline_is_valid_vega_lite_with_bands_events_changes_and_selection():
         where={"platform": ["tpu"]},
     )
     spec = _render(chart)
-    # the brush, and a click on a legend value (the dashboard filters on it)
-    assert [p["name"] for p in spec["params"]] == [charts.SELECTION, charts.PICK]
+    # the brush, a click on a legend value (the dashboard filters on it), a click on a moment
+    assert [p["name"] for p in spec["params"]] == [charts.SELECTION, charts.PICK, charts.MOMENT]
     assert spec["params"][1]["bind"] == "legend"
+    moment = spec["params"][2]
+    assert moment["select"] == {
+        "type": "point", "encodings": ["x"], "nearest": True, "on": "click", "toggle": False,
+        "clear": False,
+    }  # fmt: skip
+    # the moments: one invisible point per bucket, under every other mark (their tooltips stay)
     marks = [layer["mark"]["type"] for layer in spec["layer"]]
-    assert marks == ["rect", "area", "line", "rule", "text", "point"]
-    line = spec["layer"][2]
+    assert marks == ["point", "rect", "area", "line", "rule", "text", "point"]
+    moments = spec["layer"][0]
+    assert moment["views"] == [moments["name"]]
+    assert moments["mark"]["opacity"] == 0
+    (only,) = [t for t in spec["datasets"].values() if t.split("\n", 1)[0] == "ts"]
+    assert only.split() == ["ts", *(f"2025-08-0{d}T00:00:00Z" for d in range(1, 5))]
+    line = spec["layer"][3]
     scale = line["encoding"]["color"]["scale"]
     # the caller's colours, in the caller's order: the same value is the same colour everywhere
     assert scale == {"domain": ["b", "a"], "range": ["#123456", "#abcdef"]}
-    assert spec["layer"][1]["encoding"]["fill"]["scale"] == scale
+    assert spec["layer"][2]["encoding"]["fill"]["scale"] == scale
     rows = _rows(spec, "rate_ci")
     assert len(rows) == 8
     assert rows[0]["ts"] == "2025-08-01T00:00:00Z"
-    assert spec["layer"][3]["encoding"]["tooltip"][2]["field"] == "description"
+    assert spec["layer"][4]["encoding"]["tooltip"][2]["field"] == "description"
     title = " ".join([spec["title"]["text"], *spec["title"]["subtitle"]])
     assert "script_mix rate by model, per day" in title
     assert "platform = tpu" in title

@@ -107,9 +107,46 @@ def test_explain_options(request_db):
     assert coarse.at == T0 + timedelta(minutes=70)
 
 
+def test_within_finds_the_moment_inside_a_window(request_db):
+    """A clicked hour: the most anomalous minute in it, never one outside it."""
+    hour = (T0 + timedelta(hours=1), T0 + timedelta(hours=2))
+    before = (T0 + timedelta(minutes=30), T0 + timedelta(minutes=60))
+    with forensics.open(request_db, read_only=True) as wb:
+        inside = wb.explain(signal="low_eval", within=hour)
+        earlier = wb.explain(signal="low_eval", within=before)
+    assert inside.found
+    assert inside.within == hour
+    assert abs((inside.at - T0) / timedelta(minutes=1) - ONSET) <= 1
+    assert inside.items[0].elements == ({"platform": "gpu", "routing_pool": "p2"},)
+    assert before[0] <= earlier.at < before[1]  # the rise starts later: not looked for
+    assert "most anomalous moment in 2025-08-29 13:30 – 2025-08-29 14:00" in earlier.describe()
+
+
+def test_where_explains_within_the_filtered_requests(request_db):
+    with forensics.open(request_db, read_only=True) as wb:
+        pool = wb.explain(AT, signal="low_eval", where={"routing_pool": ["p2"]})
+        others = wb.explain(AT, signal="low_eval", where={"platform": ["tpu", "trainium"]})
+        whole = wb.explain(AT, signal="low_eval")
+    assert pool.where == {"routing_pool": ["p2"]}
+    # the pool is fixed by the filter: the explanation names the platform alone
+    assert pool.items[0].elements == ({"platform": "gpu"},)
+    assert all("routing_pool" not in e for c in pool.items for e in c.elements)
+    first = whole.items[0]
+    assert (pool.items[0].requests, pool.items[0].signal_count) == (
+        first.requests,
+        first.signal_count,
+    )
+    assert "requests with routing_pool = p2" in pool.describe()
+    # without the failing platform nothing in it is the gpu & p2 rise
+    assert all(e.get("platform") != "gpu" for c in others.items for e in c.elements)
+
+
 @pytest.mark.parametrize(
     ("options", "error", "message"),
     [
+        ({"at": AT, "within": (T0, AT)}, QueryError, "either at="),
+        ({"within": (AT, T0)}, QueryError, "the end must be later"),
+        ({"where": {"nope": ["x"]}}, ForensicsError, "nope"),
         ({"at": "2024-01-01T00:00Z"}, QueryError, "outside the data"),
         ({"at": "soon"}, QueryError, "not an ISO-8601 time"),
         ({"signal": "nope"}, UnknownNameError, "unknown signal 'nope'"),

@@ -790,3 +790,74 @@ def test_a_report_on_counted_rows_says_why_it_shows_no_example_requests(tmp_path
         assert inv.signatures, "the sample's cause is a signature"
         html = inv.save(tmp_path / "r.html").read_text()
     assert "counted rows (a row stands for many requests)" in html
+
+
+# -- explanations of a moment ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def explained(bug_db):
+    wb = forensics.open(bug_db, read_only=True)
+    yield wb, wb.explain(signal="low_eval")
+    wb.close()
+
+
+def _plain_markdown(text: str) -> str:
+    """Markdown as read: its escapes undone."""
+    return html.unescape(re.sub(r"\\(.)", r"\1", text))
+
+
+def test_an_explanation_is_a_section_like_a_signature_in_every_format(explained, tmp_path):
+    wb, e = explained
+    assert len(e.items) >= 5
+    inv = Investigation(wb, title="Explained")
+    assert inv.add_explanation(e) is e
+    with pytest.raises(TypeError, match=r"wb\.explain"):
+        inv.add_explanation(e.to_dict())
+    page = inv.to_html()
+    markdown = inv.to_markdown(tmp_path / "assets")
+    assert "<script" not in page.lower()
+    assert not re.search(r"""(src|href)=["']?https?:""", page)  # offline
+    for text in (html.unescape(page), _plain_markdown(markdown)):
+        assert f"X1 · low_eval at {e.at:%Y-%m-%d %H:%M}Z" in text
+        assert "the most anomalous moment of the data" in text
+        assert f"Baseline: each slice's own rate over the {e.baseline_buckets} buckets of" in text
+        for rank, c in enumerate(e.items, 1):
+            assert c.description.split("; ")[0] in text
+            low, high = (f"{100 * x:.2f}" for x in c.ci)
+            assert f"{100 * c.rate:.2f}% [{low}, {high}]" in text, (rank, c)
+            assert f"{c.signal_count:,} of {c.requests:,}" in text
+        assert f"Call: {e.call()}" in text
+    # the summary lists it, linked to its section
+    assert '<a href="#explain-1">X1</a>' in page
+    assert "[X1](#explain-1)" in markdown
+    data = json.loads(inv.to_json())
+    (entry,) = data["explanations"]
+    assert entry["at"] == e.to_dict()["at"]
+    assert [c["elements"] for c in entry["candidates"]] == [
+        c["elements"] for c in e.to_dict()["candidates"]
+    ]
+    assert [c["role"] for c in entry["candidates"]] == [c.role for c in e.items]
+    assert entry["baseline_buckets"] == e.baseline_buckets
+    assert eval(entry["call"], {"wb": wb}).to_json() == e.to_json()  # the call explains it again
+
+
+def test_an_explanation_escapes_what_comes_from_the_data(sim, tmp_path):
+    requests, bad, events = _payload_inputs(sim, tmp_path / "in")
+    db = _load(tmp_path / "payload.duckdb", requests, bad, events=events)
+    with forensics.open(db, read_only=True) as wb:
+        e = wb.explain(signal="low_eval", where={"model": [IMG]})
+        inv = Investigation(wb, title="payloads")
+        inv.add_explanation(e)
+        page = inv.to_html()
+        markdown = _outside_code(inv.to_markdown(tmp_path / "assets"))
+    assert e.where == {"model": [IMG]}
+    shown = {str(v) for c in e.items for element in c.elements for v in element.values()}
+    assert shown & set(PAYLOADS), "a payload must be among the candidates"
+    for text in (page, markdown):
+        assert "<script" not in text.lower()
+        assert "<img" not in text.lower()
+        assert "<svg onload" not in text.lower()
+    handlers = [(t, a) for t, attrs in _tags(page) for a in attrs if a.startswith("on")]
+    assert not handlers, handlers
+    assert "&lt;img src=x onerror=" in page

@@ -1,5 +1,6 @@
 """The dashboard, driven from Python: set controls, check what it shows and asks."""
 
+import html
 import json
 import threading
 from dataclasses import dataclass
@@ -686,3 +687,128 @@ def test_the_dashboard_reads_the_database_not_the_workbench():
             n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
         } | {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert "forensics.workbench" not in imported, module.name
+
+
+# -- a moment clicked on the timeline is explained -----------------------------------------
+
+
+def _explained(dash) -> list[str]:
+    """The candidates the panel lists, as the table writes them (data-elements)."""
+    table = dash.explain_panel.view.value
+    return [
+        json.loads(html.unescape(part.split("'")[0])) for part in table.split("data-elements='")[1:]
+    ]
+
+
+def test_clicking_a_moment_explains_it_under_the_filters(wb, dash, truth):
+    dash.grain_picker.value = "hour"
+    dash.signal_picker.value = "script_mix"
+    spec = dash.timeline_view.spec
+    moment = next(p for p in spec["params"] if p["name"] == widgets.charts.MOMENT)
+    assert moment["select"]["encodings"] == ["x"]
+    assert moment["select"]["nearest"] is True
+    assert "click a moment to explain it" in " ".join(spec["title"]["subtitle"])
+    assert dash.explain_panel.explanation is None
+    assert "Click a moment on the timeline" in dash.explain_panel.view.value
+    onset = min(start for start, _ in _bugs_raising(truth, "script_mix"))
+    hour = onset.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    _click(dash.timeline_view, widgets.charts.MOMENT, {"ts": int(hour.timestamp() * 1000)})
+    shown = dash.explain_panel.explanation
+    assert shown is not None
+    assert "explain" in dash.last_update.panels
+    expected = wb.explain(signal="script_mix", within=(hour, hour + timedelta(hours=1)))
+    assert shown.to_json() == expected.to_json()
+    assert shown.within == (hour, hour + timedelta(hours=1))
+    assert len(shown.items) >= 5
+    assert _explained(dash) == [[dict(e) for e in c.elements] for c in shown.items]
+    table = dash.explain_panel.view.value
+    for c in shown.items:  # rate with its interval, baseline rate, share, score, role
+        assert f"{100 * c.rate:.2f}% [{100 * c.ci[0]:.2f}% – {100 * c.ci[1]:.2f}%]" in table
+        assert f"<td class='num'>{100 * c.baseline_rate:.2f}%</td>" in table
+        assert f"<td class='num'>{c.score:.1f}</td><td>{c.role}</td>" in table
+    assert f"script_mix at {shown.at:%Y-%m-%d %H:%M} UTC" in table
+    # the same click again is not explained again; another signal is
+    before = dash.explain_panel.explanation
+    _click(dash.timeline_view, widgets.charts.MOMENT, {"ts": int(hour.timestamp() * 1000)})
+    assert dash.explain_panel.explanation is before
+    # under a filter: the explanation of the filtered requests
+    dim = "platform"
+    value = dash.filter_panel.controls[dim].order[0]
+    dash.filters[dim].value = (value,)
+    filtered = dash.explain_panel.explanation
+    assert filtered is not None
+    assert filtered.where == {dim: [value]}
+    assert (
+        filtered.to_json()
+        == wb.explain(
+            signal="script_mix", within=(hour, hour + timedelta(hours=1)), where={dim: [value]}
+        ).to_json()
+    )
+    assert all(dim not in e for c in filtered.items for e in c.elements)
+
+
+def test_a_candidate_applied_becomes_the_filter(wb, dash, truth):
+    dash.grain_picker.value = "hour"
+    dash.signal_picker.value = "script_mix"
+    onset = min(start for start, _ in _bugs_raising(truth, "script_mix"))
+    hour = onset.replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+    shown = dash.explain_moment((hour, hour + timedelta(hours=1)))
+    assert shown is not None
+    buttons = dash.explain_panel.apply.children
+    from forensics.dashboard.explain import candidate_filters
+
+    wanted = [f for c in shown.items for f in candidate_filters(c)]
+    assert len(buttons) == len(wanted)
+    assert buttons[0].description == "filter #1" or buttons[0].description == "filter #1a"
+    buttons[0].click()
+    where = dash.where()
+    where.pop("ts")
+    assert where == wanted[0]
+    # the headline now counts that slice: the same as wb.rates under it
+    rates = wb.rates(signal="script_mix", where=dash.where()).row(0, named=True)
+    assert _headline_rate(dash) == _pct(rates["rate"])
+
+
+def test_an_explanation_goes_to_the_report(wb, truth):
+    class Notebook(_Notebook):
+        explanations: list
+
+        def add_explanation(self, explanation) -> None:
+            self.explanations.append(explanation)
+
+    notebook = Notebook([])
+    notebook.explanations = []
+    dash = wb.dashboard(investigation=notebook, signal="script_mix", grain="hour")
+    assert dash.explain_panel.add_to_report() is None  # nothing explained yet
+    onset = min(start for start, _ in _bugs_raising(truth, "script_mix"))
+    hour = onset.replace(minute=0, second=0, microsecond=0)
+    shown = dash.explain_moment((hour, hour + timedelta(hours=1)))
+    assert dash.explain_panel.report_button.layout.display is None  # shown
+    dash.explain_panel.report_button.click()
+    assert notebook.explanations == [shown]
+    assert dash.explanations == [shown]
+    dash.explain_moment(None)
+    assert dash.explain_panel.explanation is None
+    assert dash.explain_panel.report_button.layout.display == "none"
+
+
+def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
+    """The shipped counted sample: the hour clicked holds the onset; the minute and cause are found."""
+    from tests.conftest import REPO
+
+    sample = REPO / "data_samples" / "counted-minutes"
+    truth = json.loads((sample / "truth.json").read_text())
+    db = tmp_path / "counted.duckdb"
+    with forensics.open(db) as wb:
+        wb.ingest(sample / "counts.parquet", mapping=sample / "mapping.toml", progress=False)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    hour = onset.replace(minute=0)
+    with forensics.open(db, read_only=True) as wb:
+        dash = wb.dashboard(signal="failed", grain="hour")
+        _click(dash.timeline_view, widgets.charts.MOMENT, {"ts": hour.isoformat()})
+        shown = dash.explain_panel.explanation
+    assert shown is not None
+    assert shown.grain == timedelta(minutes=1)
+    assert abs((shown.at - onset) / timedelta(minutes=1)) <= 1
+    assert list(shown.items[0].elements) == truth["elements"]
+    assert "buckets of 1 minute" in dash.explain_panel.view.value

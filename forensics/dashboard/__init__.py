@@ -8,7 +8,10 @@ module each, that own their controls and their redraw (``panel.Panel``):
   searchable lists, collapsed by default;
 - ``headline``: the rate under the filters with its interval;
 - ``timeline``: the rate per group (drag to select a window, click a legend
-  value to filter) and the request volume per group under it;
+  value to filter, click a moment to explain it) and the request volume per
+  group under it;
+- ``explain``: the ranked explanations of the clicked moment at the data's
+  grain, under the filters; a candidate applied as the filter;
 - ``heatmap``: values x time (drag a rectangle to select a region);
 - ``comparison``: every dimension, the selection against a baseline
   (BubbleUp; click a bar to filter, shift-click to exclude);

@@ -28,12 +28,14 @@ import polars as pl
 from forensics import charts
 from forensics.db import Database
 from forensics.errors import ForensicsError
+from forensics.explain import Explanation
 from forensics.findings import View
 from forensics.signature import Signature
 
 from .comparison import Comparison
 from .controls import Controls
 from .data import Data
+from .explain import Explain
 from .exposure import Exposure
 from .filters import Filters
 from .headline import Headline
@@ -91,6 +93,8 @@ class Dashboard:
         self.investigation = investigation
         self.pinned: list[View] = []
         """Views pinned with "add to report", oldest first."""
+        self.explanations: list[Explanation] = []
+        """Explanations added to the report from the explanation panel, oldest first."""
         self.last_update = UpdateTimings(0.0)
         """Timings of the most recent update."""
         self._hold = 0
@@ -102,6 +106,7 @@ class Dashboard:
         self.filter_panel = Filters(self.data, self)
         self.headline_panel = Headline(self.data, self)
         self.timeline = Timeline(self.data, self)
+        self.explain_panel = Explain(self.data, self, on_report=self.pin_explanation)
         self.heatmap = Heatmap(self.data, self)
         self.comparison = Comparison(self.data, self)
         self.requests = Requests(self.data, self)
@@ -111,6 +116,7 @@ class Dashboard:
         self.panels: list[Panel] = [
             self.headline_panel,
             self.timeline,
+            self.explain_panel,
             self.heatmap,
             self.comparison,
             self.requests,
@@ -141,6 +147,7 @@ class Dashboard:
                 self.pin_panel.widget,
                 self.status,
                 self.timeline.widget,
+                self.explain_panel.widget,
                 self.heatmap.widget,
                 self.tabs,
             ],
@@ -299,6 +306,25 @@ class Dashboard:
             self.changed()
             return
         self.select_window(window, grain=grain)
+
+    def explain_moment(self, bucket: tuple[Any, Any] | None) -> Explanation | None:
+        """Explain the most anomalous moment of a timeline bucket (a click on the timeline).
+
+        The explanation panel ranks the slices that explain it, for the signal
+        shown and within the filters, at the data's grain (``forensics.explain``);
+        None clears it. Returns the explanation shown.
+        """
+        self.explain_panel.choose(None if bucket is None else (utc(bucket[0]), utc(bucket[1])))
+        self.changed()
+        return self.explain_panel.explanation
+
+    def pin_explanation(self, explanation: Explanation) -> Explanation:
+        """Add an explanation to the report (``investigation.add_explanation``) and keep it."""
+        self.explanations.append(explanation)
+        add = getattr(self.investigation, "add_explanation", None)
+        if add is not None:
+            add(explanation)
+        return explanation
 
     def select_region(
         self, dimension: str, values: tuple[Any, ...], window: tuple[Any, Any]

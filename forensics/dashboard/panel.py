@@ -43,6 +43,12 @@ class Actions(Protocol):
     def choose_signature(self, signature_id: str | None) -> None:
         """Set the filters, window and signal to a signature's."""
 
+    def explain_moment(self, bucket: tuple[Any, Any] | None) -> object:
+        """Explain the most anomalous moment of a timeline bucket (None: explain nothing)."""
+
+    def set_filters(self, predicate: Mapping[str, Any]) -> None:
+        """Set the filters to a predicate (column -> values, or {"gte", "lt"}); others cleared."""
+
     def changed(self, _change: Any = None) -> None:
         """A control changed: update, unless several controls are being set at once."""
 

@@ -22,7 +22,11 @@ class Investigation(Protocol):
     """What the dashboard pins views to (``report.Investigation`` has it)."""
 
     def add_view(self, view: View) -> Any:
-        """Keep a pinned view as a finding."""
+        """Keep a pinned view as a finding.
+
+        An investigation with ``add_explanation(explanation)`` also takes the
+        explanations added from the explanation panel.
+        """
 
 
 class Pin(Panel):

@@ -36,6 +36,9 @@ BASELINES: dict[str, str] = {
 
 WEEK = timedelta(days=7)
 
+STEPS: dict[str, timedelta] = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
+"""The length of a bucket of each timeline grain."""
+
 
 @dataclass(frozen=True)
 class DashboardState:

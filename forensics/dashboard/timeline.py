@@ -3,8 +3,9 @@
 The rate chart has its bands, change events and detected change points.
 
 Drag across the rate chart to select a window (or, when the comparison asks
-for one, a baseline window); click a legend value to filter to it; click a
-volume bar to filter to its group, shift-click to leave it out.
+for one, a baseline window); click a moment on it to explain that bucket (the
+explanation panel, ``explain.py``); click a legend value to filter to it; click
+a volume bar to filter to its group, shift-click to leave it out.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from forensics import charts
 from .data import key
 from .offline import chart_widget, draw, stub, unvalidated
 from .panel import Actions, Frame, Panel, interval_value, point_values, window_bounds
+from .state import STEPS, utc
 
 __all__ = ["BRUSH_DEBOUNCE_MS", "Timeline"]
 
@@ -33,7 +35,7 @@ class Timeline(Panel):
     def __init__(self, data: Any, actions: Actions) -> None:
         super().__init__(data, actions)
         self.view = chart_widget(
-            stub(intervals=[(charts.SELECTION, ["x"])], points=[charts.PICK]),
+            stub(intervals=[(charts.SELECTION, ["x"])], points=[charts.PICK, charts.MOMENT]),
             debounce_wait=BRUSH_DEBOUNCE_MS,
             max_wait=False,
         )
@@ -44,6 +46,8 @@ class Timeline(Panel):
         self.volume.observe(self._on_volume, names="_vl_selections")
         self.widget = widgets.VBox([self.view, self.volume])
         self._by: str | None = None
+        self._grain = "day"
+        self._clicked: Any = None
 
     def key(self, frame: Frame) -> Any:
         """What the drawing depends on."""
@@ -74,6 +78,8 @@ class Timeline(Panel):
         """Recompute and redraw."""
         state = frame.state
         self._by = state.by
+        self._grain = state.grain
+        self._clicked = None  # a redraw clears the chart's selections
         series = self.data.timeline(state)
         with unvalidated():
             draw(self.view, self.chart(frame))
@@ -97,6 +103,13 @@ class Timeline(Panel):
             return
         for point in point_values(change, charts.PICK)[:1]:
             self._filter(point.get("group"), exclude=False)
+        moments = point_values(change, charts.MOMENT)[:1]
+        clicked = moments[0].get("ts") if moments else None
+        if clicked is not None and clicked != self._clicked:
+            # every change carries every selection: a moment is explained once per click
+            self._clicked = clicked
+            start = utc(clicked)
+            self.actions.explain_moment((start, start + STEPS[self._grain]))
 
     def _on_volume(self, change: Any) -> None:
         for name, exclude in ((charts.PICK, False), (charts.DROP, True)):

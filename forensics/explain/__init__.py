@@ -53,13 +53,14 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from forensics.errors import QueryError
 from forensics.explain.candidates import rank_candidates
 from forensics.explain.granularity import choose
 from forensics.explain.leaves import moment_leaves
 from forensics.explain.moment import find_moment
 from forensics.explain.params import ExplainParams
 from forensics.explain.result import Candidate, Explanation
-from forensics.explain.table import encode_counts
+from forensics.explain.table import CountsTable, encode_counts
 from forensics.queries import as_utc
 
 __all__ = ["Candidate", "ExplainParams", "Explanation", "explain_counts"]
@@ -74,6 +75,7 @@ def explain_counts(
     params: ExplainParams | None = None,
     ranges: Mapping[str, Sequence[float]] | None = None,
     grain: timedelta | None = None,
+    within: tuple[str | datetime, str | datetime] | None = None,
 ) -> Explanation:
     """Explain the anomaly at ``at`` (or at the most anomalous moment) in a counts frame.
 
@@ -97,6 +99,9 @@ def explain_counts(
         so that elements read as ``{"gte": x, "lt": y}``.
     grain
         The bucket length, when known (default: the smallest gap between times).
+    within
+        With no ``at``: look for the most anomalous moment only in this window
+        (start, end; e.g. a bucket of a coarser timeline the investigator clicked).
 
     Examples
     --------
@@ -114,8 +119,11 @@ def explain_counts(
     params = params or ExplainParams()
     table = encode_counts(frame, dims, grain=grain)
     evidence = None
+    if at is not None and within is not None:
+        raise QueryError("give either at= (a moment) or within= (a window to search), not both")
     if at is None:
-        moment = find_moment(table, params)
+        window = None if within is None else _bucket_range(table, within)
+        moment = find_moment(table, params, within=window)
         index, evidence = moment.onset, moment.evidence
     else:
         asked = as_utc(at, "at")
@@ -134,4 +142,28 @@ def explain_counts(
         found=at is None,
         evidence=evidence,
         factor=leaves.factor,
+        within=None if within is None else (_as_utc(within[0]), _as_utc(within[1])),
     )
+
+
+def _as_utc(t: str | datetime) -> datetime:
+    out = as_utc(t, "within")
+    assert out is not None
+    return out
+
+
+def _bucket_range(
+    table: CountsTable, within: tuple[str | datetime, str | datetime]
+) -> tuple[int, int]:
+    """The buckets overlapping a window: (first, one past the last); a ``QueryError`` if none."""
+    start, end = _as_utc(within[0]), _as_utc(within[1])
+    if end <= start:
+        raise QueryError(f"within=({start.isoformat()}, {end.isoformat()}): the end must be later")
+    lo = max(0, (start - table.start) // table.grain)
+    hi = min(table.buckets, (end - timedelta(microseconds=1) - table.start) // table.grain + 1)
+    if hi <= lo:
+        raise QueryError(
+            f"within=({start.isoformat()}, {end.isoformat()}) holds no time of the data "
+            f"({table.start.isoformat()} to {table.time(table.buckets).isoformat()})"
+        )
+    return int(lo), int(hi)

@@ -14,13 +14,23 @@ requests on average and number at most ``MAX_BUCKETS``. ``grain=`` overrides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from forensics.db import Database
 from forensics.errors import QueryError
 from forensics.explain import ExplainParams, Explanation, explain_counts
-from forensics.queries import as_utc, check_signal, dimension, dimensions, moment_counts, time_grid
+from forensics.queries import (
+    Where,
+    as_utc,
+    check_signal,
+    dimension,
+    dimensions,
+    moment_counts,
+    time_grid,
+)
 from forensics.roles import COUNTS_META
 
 __all__ = ["GRAIN_LADDER", "GRAIN_NAMES", "choose_grain", "explain_moment"]
@@ -99,6 +109,8 @@ def explain_moment(
     grain: str | timedelta | None = None,
     weight: str | None = None,
     params: ExplainParams | None = None,
+    where: Mapping[str, Any] | Where | None = None,
+    within: tuple[str | datetime, str | datetime] | None = None,
 ) -> Explanation:
     """Which slices explain the anomaly of ``signal`` at ``at`` (or at the most anomalous moment).
 
@@ -115,7 +127,7 @@ def explain_moment(
         Buckets of recent past compared with (default ``params.baseline``, 60).
     dims
         Dimensions to explain by (default: every dimension a cube can hold but the
-        count column).
+        count column and those ``where`` holds to one value).
     grain
         ``"minute"``, ``"5min"``, ``"15min"``, ``"hour"``, ``"day"`` or a timedelta;
         default: from the data (see the module docstring).
@@ -124,6 +136,12 @@ def explain_moment(
         default: the count column a ``[counts]`` mapping declared, if any.
     params
         The method's thresholds (``ExplainParams``).
+    where
+        Explain within these requests only (``Where.parse`` form, e.g.
+        ``{"model": ["a"]}``); the grain still follows the whole data.
+    within
+        With no ``at``: the most anomalous moment inside this window (start, end),
+        e.g. the bucket of a coarser timeline the investigator clicked.
 
     Raises
     ------
@@ -146,8 +164,12 @@ def explain_moment(
         if grain is not None
         else choose_grain(grid.first, grid.last, grid.requests, aligned)
     )
+    scope = Where.parse(where)
     if dims is None:
-        chosen = [d for d in dimensions(db) if d.cubable and d.name != weight]
+        fixed = {c for c, values in scope.values if len(values) == 1}  # one value: no choice
+        chosen = [
+            d for d in dimensions(db) if d.cubable and d.name != weight and d.name not in fixed
+        ]
     else:
         chosen = [dimension(db, name) for name in dims]
     if not chosen:
@@ -155,8 +177,20 @@ def explain_moment(
             "the requests have no dimension to explain by; name some with dims=[...] "
             "(`forensics info` lists the columns and their roles)"
         )
+    if at is not None and within is not None:
+        raise QueryError("give either at= (a moment) or within= (a window to search), not both")
     start = end = None
     asked = as_utc(at, "at") if at is not None else None
+    window = None
+    if within is not None:
+        lo, hi = as_utc(within[0], "within"), as_utc(within[1], "within")
+        assert lo is not None
+        assert hi is not None
+        if hi <= lo:
+            raise QueryError(f"within=({lo.isoformat()}, {hi.isoformat()}): the end must be later")
+        window = (lo, hi)
+        ahead = max(params.span, params.scan_span)
+        start, end = _floor(lo, step) - params.baseline * step, _floor(hi, step) + ahead * step
     if asked is not None:
         bucket = _floor(asked, step)
         if not _floor(grid.first, step) <= bucket <= _floor(grid.last, step):
@@ -167,12 +201,20 @@ def explain_moment(
             )
         start, end = bucket - params.baseline * step, bucket + params.span * step
     frame = moment_counts(
-        db, signal=signal, dims=chosen, grain_us=_us(step), start=start, end=end, weight=weight
+        db,
+        signal=signal,
+        dims=chosen,
+        grain_us=_us(step),
+        start=start,
+        end=end,
+        weight=weight,
+        where=scope if scope != Where() else None,
     )
     if frame.height == 0:
-        raise QueryError(f"no request has {signal} defined around {asked or 'any time'}")
+        around = asked or (window and window[0]) or "any time"
+        raise QueryError(f"no request has {signal} defined around {around}")
     ranges = {d.name: d.edges for d in chosen if d.kind == "numeric"}
-    return explain_counts(
+    result = explain_counts(
         frame,
         at=asked,
         dims=[d.name for d in chosen],
@@ -180,4 +222,18 @@ def explain_moment(
         params=params,
         ranges=ranges,
         grain=step,
+        within=window,
     )
+    if scope == Where():
+        return result
+    return dataclasses.replace(result, where=_where_mapping(scope))
+
+
+def _where_mapping(where: Where) -> dict[str, Any]:
+    """A ``Where`` in the mapping form ``Where.parse`` reads (JSON-friendly)."""
+    out: dict[str, Any] = {c: list(v) for c, v in where.values}
+    for c, gte, lt in where.ranges:
+        out[c] = {k: v for k, v in (("gte", gte), ("lt", lt)) if v is not None}
+    if where.start is not None or where.end is not None:
+        out["ts"] = [t.isoformat() if t else None for t in (where.start, where.end)]
+    return out

@@ -131,6 +131,31 @@ class Lattice:
             out[child] = self.stats.setdefault(child, st)
         return out
 
+    def children_along(self, element: Element, dims: list[int]) -> dict[Element, Stats]:
+        """The element's children along each of ``dims`` that hold requests, counted at once.
+
+        The same children, sums and order as ``children`` one dimension after the
+        other, in one ``bincount`` per sum (a dimension's codes offset past the
+        previous dimensions').
+        """
+        if not dims:
+            return {}
+        inside = self.mask(element)
+        sizes = np.array([self.leaves.cardinalities[d] for d in dims], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        ids = (self.leaves.codes[inside][:, dims] + offsets).ravel()
+        weights = np.repeat(self.weights[inside], len(dims), axis=0)
+        total = int(sizes.sum())
+        sums = [np.bincount(ids, weights=weights[:, j], minlength=total) for j in range(4)]
+        present = np.nonzero(sums[0])[0]
+        which = np.searchsorted(offsets, present, side="right") - 1
+        made = self._batch(*(s[present] for s in sums))
+        out = {}
+        for position, code, st in zip(which, present - offsets[which], made, strict=True):
+            child = tuple(sorted((*element, (dims[position], int(code)))))
+            out[child] = self.stats.setdefault(child, st)
+        return out
+
     def _cuboid(self, dims: tuple[int, ...]) -> None:
         """Count every element over ``dims`` at once."""
         lv = self.leaves
@@ -171,9 +196,7 @@ class Lattice:
                 if self.anomalous(element) and is_whole(element):
                     continue
                 used = {d for d, _ in element}
-                for d in dims:
-                    if d not in used:
-                        nxt.update(self.children(element, d))
+                nxt.update(self.children_along(element, [d for d in dims if d not in used]))
             self._set_threshold()
             frontier = sorted(nxt)
 

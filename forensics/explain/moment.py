@@ -61,8 +61,15 @@ def _windows(cumulative: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     return cumulative[:, hi] - cumulative[:, lo]
 
 
-def find_moment(table: CountsTable, params: ExplainParams) -> Moment:
+def find_moment(
+    table: CountsTable, params: ExplainParams, *, within: tuple[int, int] | None = None
+) -> Moment:
     """Find the most anomalous bucket and the onset of its rise (see the module docstring).
+
+    ``within`` (first bucket, bucket after the last) keeps the peak and the onset
+    among those buckets: the most anomalous moment of a window the investigator
+    chose (a bucket of a coarser timeline); the buckets around it still give the
+    past and the window ahead.
 
     Raises
     ------
@@ -102,6 +109,9 @@ def find_moment(table: CountsTable, params: ExplainParams) -> Moment:
                 count, past_lo, ahead, b,
             )  # fmt: skip
             evidence[:, :first] = -1.0
+            if within is not None:
+                evidence[:, : within[0]] = -1.0
+                evidence[:, within[1] :] = -1.0
             top = evidence.argmax(axis=0)
             value = evidence[top, b]
             better = value > best
@@ -109,9 +119,17 @@ def find_moment(table: CountsTable, params: ExplainParams) -> Moment:
             for i in np.nonzero(better)[0]:
                 row = first_row[lo + top[i]]
                 best_slice[i] = tuple((d, int(table.codes[row, d])) for d in cuboid)
-    peak = int(best.argmax())
+    if within is not None:
+        lo, hi = max(within[0], 0), min(within[1], count)
+        if hi <= lo:
+            raise QueryError("the window asked holds no time bucket of the data")
+        peak = lo + int(best[lo:hi].argmax())
+    else:
+        peak = int(best.argmax())
     where = best_slice[peak]
     onset = _onset(table, where, peak, params)
+    if within is not None:
+        onset = min(max(onset, lo), hi - 1)
     return Moment(onset=onset, peak=peak, evidence=float(best[peak]), slice=where)
 
 

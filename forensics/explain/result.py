@@ -22,7 +22,9 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["Candidate", "Explanation", "describe_elements"]
+from forensics.explain.params import ExplainParams
+
+__all__ = ["Candidate", "Explanation", "describe_elements", "describe_grain", "describe_where"]
 
 
 def _describe_value(column: str, value: Any) -> str:
@@ -120,6 +122,10 @@ class Explanation:
     """When found: the evidence of the most anomalous moment (nats)."""
     factor: float
     """The rest of the traffic's rise at the moment, in every baseline (>= 1)."""
+    within: tuple[datetime, datetime] | None = None
+    """When found: the window it was looked for in (None: the whole data)."""
+    where: dict[str, Any] | None = None
+    """The filter the counts were read under (``Where.parse`` form; None: every request)."""
 
     @property
     def candidates(self) -> pl.DataFrame:
@@ -166,12 +172,40 @@ class Explanation:
         """``to_dict()`` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
 
+    def call(self) -> str:
+        """The ``wb.explain`` call that explains this moment again (its bucket, grain, filter).
+
+        Examples
+        --------
+        >>> from datetime import UTC
+        >>> e = Explanation(datetime(2025, 8, 29, 14, 32, tzinfo=UTC), "failed", (),
+        ...                 timedelta(minutes=1), 60, True, 9.0, 1.0, where={"region": ["eu"]})
+        >>> e.call()
+        "wb.explain('2025-08-29T14:32Z', signal='failed', grain='minute', where={'region': ['eu']})"
+        """
+        seconds = int(self.grain.total_seconds())
+        grain = _GRAIN_BY_SECONDS.get(seconds)
+        args = [repr(f"{self.at:%Y-%m-%dT%H:%MZ}"), f"signal={self.signal or 'degraded'!r}"]
+        args.append(f"grain={grain!r}" if grain else f"grain=timedelta(seconds={seconds})")
+        if self.baseline_buckets != ExplainParams().baseline:
+            args.append(f"baseline={self.baseline_buckets}")
+        if self.where:
+            args.append(f"where={self.where!r}")
+        return f"wb.explain({', '.join(args)})"
+
     def describe(self) -> str:
         """A few lines: the moment, then one line per candidate."""
         how = "most anomalous moment found" if self.found else "moment asked"
+        if self.found and self.within is not None:
+            how = (
+                f"most anomalous moment in {self.within[0]:%Y-%m-%d %H:%M} – "
+                f"{self.within[1]:%Y-%m-%d %H:%M}"
+            )
+        if self.where:
+            how += f"; requests with {describe_where(self.where)}"
         head = (
             f"{self.signal or 'signal'} at {self.at:%Y-%m-%d %H:%M} UTC ({how}; baseline: "
-            f"the {self.baseline_buckets} buckets of {_grain(self.grain)} before"
+            f"the {self.baseline_buckets} buckets of {describe_grain(self.grain)} before"
             + (
                 f", times the rest of the traffic's rise x{self.factor:.2f})"
                 if self.factor > 1
@@ -192,7 +226,36 @@ class Explanation:
         return f"<Explanation {self.at:%Y-%m-%d %H:%M} UTC: {len(self.items)} candidates>"
 
 
-def _grain(grain: timedelta) -> str:
+def describe_where(where: dict[str, Any]) -> str:
+    """A filter in words, as an element: ``model = a & batch >= 32``; a list as ``in {..}``.
+
+    Examples
+    --------
+    >>> describe_where({"region": ["eu", "us"], "batch": {"gte": 32}})
+    'region in {eu, us} & batch >= 32'
+    """
+    parts = []
+    for column, spec in where.items():
+        if isinstance(spec, list | tuple) and len(spec) != 1:
+            parts.append(f"{column} in {{{', '.join(str(v) for v in spec)}}}")
+        else:
+            one = spec[0] if isinstance(spec, list | tuple) else spec
+            parts.append(_describe_value(column, one))
+    return " & ".join(parts)
+
+
+_GRAIN_BY_SECONDS = {60: "minute", 300: "5min", 900: "15min", 3600: "hour", 86400: "day"}
+"""Grains by the name ``wb.explain(grain=...)`` takes (``explain.database.GRAIN_NAMES``)."""
+
+
+def describe_grain(grain: timedelta) -> str:
+    """A bucket length in words.
+
+    Examples
+    --------
+    >>> describe_grain(timedelta(minutes=5)), describe_grain(timedelta(hours=1))
+    ('5 minutes', '1 hour')
+    """
     seconds = int(grain.total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds % size == 0:

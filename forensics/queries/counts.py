@@ -688,6 +688,7 @@ def moment_counts(
     start: datetime | None = None,
     end: datetime | None = None,
     weight: str | None = None,
+    where: Where | None = None,
 ) -> pl.DataFrame:
     """Requests (``n``) and those showing ``signal`` (``k``) per time bucket and slice.
 
@@ -695,7 +696,8 @@ def moment_counts(
     own grain). A boolean signal counts the rows where it is defined and true; with
     ``weight``, each row counts as that many requests. A signal held as a number is
     already a count of requests showing it (then ``n`` is the sum of ``weight``).
-    Numeric dimensions enter as buckets (their lower edge).
+    Numeric dimensions enter as buckets (their lower edge). ``where`` keeps only the
+    requests it selects (its time range intersects ``start``/``end``).
 
     Returns
     -------
@@ -720,6 +722,8 @@ def moment_counts(
     if end is not None:
         conditions.append("ts < $end")
         params["end"] = end
+    if where is not None:
+        conditions.append(where_sql(where, columns=columns, params=params))
     keys = [_key_sql(d) for d in dims]
     sql = (
         f"SELECT make_timestamptz(epoch_us(ts) // $grain * $grain) AS t, "

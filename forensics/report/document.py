@@ -39,6 +39,7 @@ from forensics.rootcause import RootCause, headline
 from forensics.stats import format_p_value
 
 if TYPE_CHECKING:
+    from forensics.explain import Explanation
     from forensics.report.investigation import Investigation
     from forensics.report.provenance import Provenance
     from forensics.signature import Signature
@@ -141,6 +142,7 @@ def _document(inv: Investigation) -> list[_Block]:
         )
     )
     doc += _summary(inv)
+    doc += _explained(inv)
     doc += _root_causes(inv)
     doc += _watch_alerts(inv)
     if inv.notes:
@@ -153,6 +155,8 @@ def _document(inv: Investigation) -> list[_Block]:
         doc += _events_table(inv)
     for sig in inv.signatures:
         doc += _signature_section(sig, inv.evidence.get(sig.id), counter)
+    for i, explanation in enumerate(inv.explanations, 1):
+        doc += _explanation_section(explanation, i)
     if inv.views:
         doc.append(_Section(True))
         doc.append(_Heading(2, "Pinned views", "views"))
@@ -251,6 +255,30 @@ def _summary(inv: Investigation) -> list[_Block]:
         )
     )
     return doc
+
+
+def _explained(inv: Investigation) -> list[_Block]:
+    """The moments explained, one line each with its first candidate (under the summary)."""
+    if not inv.explanations:
+        return []
+    items = []
+    for i, e in enumerate(inv.explanations, 1):
+        first = e.items[0] if e.items else None
+        items.append(
+            (
+                _Span(f"X{i}", "link", f"explain-{i}"),
+                f" {_explanation_title(e)}: "
+                + (
+                    f"{first.description} ({_pct(first.share, 0)} of the excess)"
+                    if first is not None
+                    else "no slice raised"
+                ),
+            )
+        )
+    return [
+        _Para(("Moments explained (wb.explain), each with its first candidate:",)),
+        _Bullets(tuple(items)),
+    ]
 
 
 def _root_cause_table(causes: Sequence[RootCause]) -> _Table:
@@ -557,6 +585,92 @@ def _signature_section(sig: Signature, ev: Evidence | None, counter: Iterable[in
         )
     for reason in ev.missing:
         doc.append(_Para((f"Not shown: {reason}",), "muted"))
+    doc.append(_Section(False))
+    return doc
+
+
+def _explanation_title(e: Explanation) -> str:
+    return f"{e.signal or 'signal'} at {_time(e.at)}"
+
+
+def _explanation_section(e: Explanation, i: int) -> list[_Block]:
+    """A moment explained: when, against what, and the ranked candidates with intervals."""
+    from forensics.explain.result import describe_grain, describe_where
+
+    anchor = f"explain-{i}"
+    doc: list[_Block] = [_Section(True), _Heading(2, f"X{i} · {_explanation_title(e)}", anchor)]
+    if e.found and e.within is not None:
+        how = f"the most anomalous moment in {_window_text(*e.within)}"
+    elif e.found:
+        how = "the most anomalous moment of the data"
+    else:
+        how = "the moment asked"
+    first = e.items[0] if e.items else None
+    lead: tuple[_Inline, ...] = (
+        f"Which slices explain {e.signal or 'the signal'} at {_time(e.at)} ({how}): ",
+        *(
+            (
+                _Span(first.description),
+                f" holds {_pct(first.share, 0)} of the excess, its rate "
+                f"{_rate(first.rate, *first.ci)} against a baseline of {_pct(first.baseline_rate)}.",
+            )
+            if first is not None
+            else ("no slice is raised above its baseline.",)
+        ),
+    )
+    doc.append(_Para(lead, "lead"))
+    rise = f", times the rest of the traffic's rise ×{e.factor:.2f}" if e.factor > 1 else ""
+    facts = [
+        ("moment", _time(e.at), f"{how}; buckets of {describe_grain(e.grain)}"),
+        (
+            "baseline",
+            f"{e.baseline_buckets} buckets",
+            f"each slice's own recent past{rise}",
+        ),
+        ("requests", describe_where(e.where) if e.where else "all", "what was explained"),
+        ("candidates", f"{len(e.items)}", "ranked: the explanation, then coarser and finer ones"),
+    ]
+    doc.append(_Facts(tuple(facts)))
+    doc.append(
+        _Para(
+            (
+                f"Baseline: each slice's own rate over the {e.baseline_buckets} buckets of "
+                f"{describe_grain(e.grain)} before the moment{rise}. Share: the candidate's "
+                "excess over the moment's whole excess; score: the evidence it is raised "
+                "(log-likelihood ratio over the dispersion, nats).",
+            ),
+            "muted",
+        )
+    )
+    doc.append(
+        _Table(
+            (
+                "#",
+                "candidate",
+                "role",
+                "share of the excess",
+                "rate [95% CI]",
+                "baseline rate",
+                "signal / requests",
+                "score",
+            ),
+            tuple(
+                (
+                    str(rank),
+                    c.description.replace("; ", "\n"),  # one element a line
+                    c.role,
+                    _pct(c.share, 0),
+                    _rate(c.rate, *c.ci),
+                    _pct(c.baseline_rate),
+                    f"{c.signal_count:,} of {c.requests:,}",
+                    f"{c.score:.1f}",
+                )
+                for rank, c in enumerate(e.items, 1)
+            ),
+            "rllrrrrr",
+            caption=f"Call: {e.call()}",
+        )
+    )
     doc.append(_Section(False))
     return doc
 

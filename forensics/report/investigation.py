@@ -36,6 +36,7 @@ from forensics.rootcause import RootCause, group_root_causes
 from forensics.watch.alerts import alert_rows
 
 if TYPE_CHECKING:
+    from forensics.explain import Explanation
     from forensics.report.source import Source
     from forensics.separation import SeparationParams
     from forensics.signature import Signature
@@ -104,6 +105,8 @@ class Investigation:
         """Every signature's window and every change event on one time axis."""
         self.views: list[View] = []
         """Views pinned from the dashboard (``wb.dashboard(investigation)``)."""
+        self.explanations: list[Explanation] = []
+        """Moments explained (``wb.explain``, or the dashboard's explanation panel)."""
         self.notes: list[Note] = []
         """The investigator's notes."""
         self.charts: list[Figure] = []
@@ -195,6 +198,23 @@ class Investigation:
         self.views.append(view)
         return view
 
+    def add_explanation(self, explanation: Explanation) -> Explanation:
+        """Add the explanation of a moment (``wb.explain(...)``): a section like a signature's.
+
+        The section holds the moment, the baseline it was compared with and the
+        ranked candidates with their rates and 95% intervals, and the call that
+        explains it again. The dashboard's explanation panel adds here too.
+        """
+        from forensics.explain import Explanation
+
+        if not isinstance(explanation, Explanation):
+            raise TypeError(
+                "add_explanation takes what wb.explain(...) returns (forensics.explain."
+                f"Explanation), not {type(explanation).__name__}"
+            )
+        self.explanations.append(explanation)
+        return explanation
+
     def add_note(self, text: str | Note, *, title: str = "") -> Note:
         """Add a note (text, shown escaped, paragraphs split on blank lines)."""
         note = text if isinstance(text, Note) else Note(text=str(text), title=title)
@@ -229,6 +249,7 @@ class Investigation:
                 "evidence": {k: e.to_dict() for k, e in self.evidence.items()},
                 "overview": self.overview.to_dict() if self.overview else None,
                 "views": [v.to_dict() for v in self.views],
+                "explanations": [_explanation_dict(e) for e in self.explanations],
                 "notes": [n.to_dict() for n in self.notes],
                 "charts": [c.to_dict() for c in self.charts],
                 "provenance": {**self.provenance.to_dict(), "signature_search": self.search},
@@ -343,6 +364,23 @@ class Investigation:
         if key not in self._rendered:
             self._rendered[key] = (figure, _png(figure.chart))
         return bytes(self._rendered[key][1])
+
+
+def _explanation_dict(e: Explanation) -> dict[str, Any]:
+    """``Explanation.to_dict()`` (the ``forensics explain --json`` contract) and how it was made."""
+    out = e.to_dict()
+    for entry, c in zip(out["candidates"], e.items, strict=True):
+        entry.update(role=c.role, requests=c.requests, signal_count=c.signal_count)
+    return {
+        **out,
+        "grain_seconds": e.grain.total_seconds(),
+        "baseline_buckets": e.baseline_buckets,
+        "factor": e.factor,
+        "found": e.found,
+        "within": [_iso(t) for t in e.within] if e.within else None,
+        "where": e.where,
+        "call": e.call(),
+    }
 
 
 def _file_path(target: Any) -> Path | None:
