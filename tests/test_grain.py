@@ -29,10 +29,10 @@ END = ONSET + timedelta(minutes=12)
 MAPPING = '[counts]\nrequests = "cnt"\n[signals.errors]\ncount = "bad"\n'
 
 
-def _minutes(seed: int = 5) -> pl.DataFrame:
+def _minutes(seed: int = 5, days: int = DAYS) -> pl.DataFrame:
     """Counted rows per minute, region and pool; errors at 25% in ap & p3 for 12 minutes."""
     rng = np.random.default_rng(seed)
-    minutes = np.arange(DAYS * 24 * 60)
+    minutes = np.arange(days * 24 * 60)
     hour = (minutes // 60) % 24
     cycle = 0.6 + 0.4 * np.sin((hour - 6) / 24 * 2 * np.pi)
     t = np.array([T0 + timedelta(minutes=int(m)) for m in minutes])
@@ -102,6 +102,23 @@ def test_a_twelve_minute_incident_is_found_to_the_minute(minute_db):
     assert abs(sig.end - END) <= timedelta(minutes=2), sig.end
     assert sig.onset_range[0] <= ONSET + timedelta(minutes=2)
     assert sig.onset_range[1] >= ONSET - timedelta(minutes=2)
+
+
+def test_over_more_than_a_week_the_edges_go_down_from_days_to_the_minute(tmp_path):
+    # Longer than a week, the search scans days; the edges are placed in three stages.
+    # Eight days of minutes are more buckets than a grain may have (MAX_BUCKETS): the
+    # database is 5-minute-grained, and the minute can still be asked for.
+    db = _ingest(tmp_path, _minutes(seed=8, days=8), "week")
+    with forensics.open(db, read_only=True) as wb:
+        assert wb.grain == "5min"
+        found = {grain: wb.signatures(grain=grain) for grain in ("minute", None)}
+    for grain, slack in (("minute", timedelta(minutes=2)), (None, timedelta(minutes=5))):
+        assert found[grain], grain
+        sig = found[grain][0]
+        assert sig.predicate == {"region": ["ap"], "pool": ["p3"]}
+        assert sig.end is not None
+        assert abs(sig.start - ONSET) <= slack, (grain, sig.start)
+        assert abs(sig.end - END) <= slack, (grain, sig.end)
 
 
 def test_at_the_hour_the_same_incident_collapses_into_its_hour(minute_db):
