@@ -225,3 +225,39 @@ def test_the_report_shows_a_short_incident_at_the_data_grain(minute_db):
     assert shown["ts"].max() >= sig.end + timedelta(hours=5)
     peak = shown.sort("rate", descending=True)["ts"][0]
     assert sig.start <= peak < sig.end
+
+
+def test_request_rows_dense_enough_are_minute_grained_and_placed_to_the_minute(tmp_path):
+    # One row per request at any second: about 210 a minute over a day.
+    rng = np.random.default_rng(23)
+    rows, day = 300_000, T0 + timedelta(days=1)
+    seconds = rng.integers(0, 86_400, rows)
+    region = np.array(REGIONS)[rng.integers(0, len(REGIONS), rows)]
+    pool = np.array(POOLS)[rng.integers(0, len(POOLS), rows)]
+    ts = [day + timedelta(seconds=int(x)) for x in seconds]
+    onset, end = day + timedelta(hours=9, minutes=41), day + timedelta(hours=9, minutes=53)
+    hit = (region == "eu") & (pool == "p1") & np.array([onset <= t < end for t in ts])
+    frame = pl.DataFrame(
+        {
+            "request_id": [f"r{i}" for i in range(rows)],
+            "ts": [t.strftime("%Y-%m-%dT%H:%M:%SZ") for t in ts],
+            "model": "m",
+            "platform": "gpu",
+            "region": region,
+            "routing_pool": pool,
+            "errors_flag": rng.random(rows) < np.where(hit, 0.25, 0.01),
+        }
+    )
+    data, mapping, db = tmp_path / "r.parquet", tmp_path / "r.toml", tmp_path / "r.duckdb"
+    frame.write_parquet(data)
+    mapping.write_text('[signals.errors]\ncolumn = "errors_flag"\n')
+    with forensics.open(db) as wb:
+        wb.ingest(data, mapping=Mapping.load(mapping), progress=False)
+        assert wb.grain == "minute"
+        found = wb.signatures(signals=["errors"])
+    assert found
+    sig = found[0]
+    assert sig.predicate == {"region": ["eu"], "routing_pool": ["p1"]}
+    assert sig.end is not None
+    assert abs(sig.start - onset) <= timedelta(minutes=2), sig.start
+    assert abs(sig.end - end) <= timedelta(minutes=2), sig.end
