@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,14 +22,17 @@ import polars as pl
 from forensics import stats
 from forensics.db import Database
 from forensics.errors import QueryError
+from forensics.grain import GRAIN_NAMES
 from forensics.queries import (
-    GRAINS,
+    Grain,
     Where,
     as_utc,
     bucket_label,
     check_signal,
+    checked_grain,
     counts_by,
     counts_per_dimension,
+    data_grain,
     dimensions,
     event_rows,
     groupable_columns,
@@ -58,11 +61,20 @@ HEAVY_USER_QUANTILE = 0.9
 SEGMENTATIONS_KEPT = 64
 """Change-point segmentations remembered (by the series' content) for repeated questions."""
 
-_STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
-_PERIOD = {"hour": 24, "day": 7}
-"""Seasonal cycle per grain: the hours of a day, the days of a week."""
+_STEP = GRAIN_NAMES
+_PERIOD = {"minute": 1440, "5min": 288, "15min": 96, "hour": 24, "day": 7}
+"""Seasonal cycle per grain: the buckets of a day (hours, minutes...), the days of a week."""
 
 WhereLike = Mapping[str, Any] | Where | None
+
+
+def _grain(db: Database, grain: str | None) -> Grain:
+    """A grain asked by name or spelling (``"5m"``), checked; None: the database's."""
+    if grain is None:
+        return data_grain(db)
+    if grain in ("hour", "day"):
+        return "hour" if grain == "hour" else "day"  # never finer than any data's grid
+    return checked_grain(db, grain)
 
 
 def _with_rates(frame: pl.DataFrame) -> pl.DataFrame:
@@ -74,7 +86,7 @@ def rates(
     *,
     by: str | Sequence[str] = (),
     signal: str = "degraded",
-    grain: Literal["hour", "day"] | None = None,
+    grain: Grain | None = None,
     where: WhereLike = None,
 ) -> pl.DataFrame:
     """Rate of a signal per group, with a Wilson 95% interval.
@@ -89,7 +101,8 @@ def rates(
     signal
         A signal name (``forensics.open(db).signals()`` lists them).
     grain
-        ``"hour"``, ``"day"``, or None for no time grouping.
+        ``"hour"``, ``"day"``, a finer one (``"minute"``, ``"5min"``, ``"15min"``; see
+        ``forensics.grain``), or None for no time grouping.
     where
         Filter, e.g. ``{"platform": ["tpu"], "ts": ("2024-03-10", "2024-03-14")}``.
 
@@ -119,9 +132,8 @@ def _fill_time(
     if frame.height == 0:
         return frame
     step = _STEP[grain]
-    first = start.replace(minute=0, second=0, microsecond=0)
-    if grain == "day":
-        first = first.replace(hour=0)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    first = epoch + ((start - epoch) // step) * step  # the bucket holding start
     buckets = []
     t = first
     while t < end:
@@ -150,7 +162,7 @@ class Timeline:
     signal: str
     """The signal plotted."""
     grain: str
-    """hour or day."""
+    """The bucket: hour, day, or a finer grain (``forensics.grain``)."""
     by: tuple[str, ...]
     """Grouping dimensions."""
 
@@ -160,15 +172,17 @@ def timeline(
     signal: str = "degraded",
     *,
     by: str | Sequence[str] = (),
-    grain: Literal["hour", "day"] = "day",
+    grain: Grain | None = "day",
     where: WhereLike = None,
 ) -> Timeline:
     """The rate series of a signal per group, with change events and change points.
 
     The change points are those of the overall series (``change_points``),
-    whose counts are the sums of the groups' in each bucket.
+    whose counts are the sums of the groups' in each bucket. ``grain`` None
+    is the database's own (``queries.data_grain``: the minute for minute-dense data).
     """
     by = [by] if isinstance(by, str) else list(by)
+    grain = _grain(db, grain)
     parsed = Where.parse(where)
     frame = counts_by(db, by=by, signal=signal, grain=grain, where=parsed)
     overall = frame.group_by("ts").agg(pl.col("n").sum(), pl.col("k").sum()) if by else frame
@@ -469,9 +483,12 @@ def change_points(
     signal: str = "degraded",
     *,
     where: WhereLike = None,
-    grain: Literal["hour", "day"] = "hour",
+    grain: Grain | None = None,
 ) -> pl.DataFrame:
     """Times where the rate of a signal changes, from a binomial segmentation.
+
+    At ``grain``, default the database's own (``queries.data_grain``: the hour, or
+    finer for minute-dense data).
 
     Returns
     -------
@@ -480,8 +497,7 @@ def change_points(
         ``rate_after``, ``ci_low``, ``ci_high`` (a 95% range for the time of
         the change), ``p_value``. Empty when the rate never changes.
     """
-    if grain not in GRAINS:
-        raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)}")
+    grain = _grain(db, grain)
     parsed = Where.parse(where)
     frame = counts_by(db, by=[], signal=signal, grain=grain, where=parsed)
     start, end = _span(db, parsed)

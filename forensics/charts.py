@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import altair as alt
 import polars as pl
 
+from forensics.grain import GRAIN_NAMES
 from forensics.queries import bucket_label
 from forensics.stats import format_p_value
 
@@ -334,7 +335,7 @@ def _iso(column: str) -> pl.Expr:
 
 def _when(grain: str) -> pl.Expr:
     """The bucket's time as a tooltip shows it."""
-    unit = "%Y-%m-%d %H:%M UTC" if grain == "hour" else "%Y-%m-%d (%a)"
+    unit = "%Y-%m-%d (%a)" if grain == "day" else "%Y-%m-%d %H:%M UTC"
     return pl.col("ts").dt.convert_time_zone("UTC").dt.strftime(unit).alias("when")
 
 
@@ -492,10 +493,15 @@ def _side_by_side(charts: Sequence[Any], **properties: Any) -> alt.HConcatChart:
     return chart
 
 
+def _step(grain: str) -> timedelta:
+    """A bucket's length: a day, an hour, or a finer grain (``forensics.grain``)."""
+    return GRAIN_NAMES.get(grain, timedelta(days=1))
+
+
 def _time_bounds(frame: pl.DataFrame, grain: str) -> tuple[datetime | None, datetime | None]:
     if frame.height == 0 or "ts" not in frame.columns:
         return None, None
-    step = timedelta(hours=1) if grain == "hour" else timedelta(days=1)
+    step = _step(grain)
     first: datetime = frame["ts"].min()  # type: ignore[assignment]
     last: datetime = frame["ts"].max()  # type: ignore[assignment]
     return first, last + step
@@ -562,7 +568,7 @@ def timeline_chart(
     frame = frame.filter(pl.col("group").is_in(shown))
     max_rate = _y_top(frame)
     # hourly: a band only where the hour holds enough requests (else null: no band there)
-    least = BAND_MIN_REQUESTS if grain == "hour" else 0
+    least = 0 if grain == "day" else BAND_MIN_REQUESTS
     enough = pl.col("n") >= least
     data = frame.select(
         _iso("ts"),
@@ -600,7 +606,7 @@ def timeline_chart(
     y_scale = alt.Scale(domain=[0, max_rate], nice=True)
     # the band has a fill and no colour: both would make Vega-Lite warn and drop one
     band = plain.mark_area(
-        opacity=0.16, clip=True, interpolate="step-after" if grain == "hour" else "linear"
+        opacity=0.16, clip=True, interpolate="linear" if grain == "day" else "step-after"
     )
     band = band.encode(
         y=alt.Y("band_low:Q", axis=y_axis, scale=y_scale),
@@ -881,7 +887,7 @@ def heatmap_chart(
     'rect'
     """
     start, end = _time_bounds(rates, grain)
-    step = timedelta(hours=1) if grain == "hour" else timedelta(days=1)
+    step = _step(grain)
     frame = rates.with_columns(group_labels(rates, by, edges=edges))
     if order is None:
         totals = frame.group_by("group").agg(pl.col("n").sum())
@@ -1226,7 +1232,7 @@ def volume_chart(
     ('rect', ['pick', 'drop'])
     """
     start, end = _time_bounds(rates, grain)
-    step = timedelta(hours=1) if grain == "hour" else timedelta(days=1)
+    step = _step(grain)
     frame = rates.with_columns(group_labels(rates, by, edges=edges))
     groups = _groups_by_size(frame)
     shown = groups[:MAX_SERIES]

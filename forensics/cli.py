@@ -136,6 +136,11 @@ def main() -> None:
     envvar="FORENSICS_SALT",
     help="Salt for --privacy, 16 characters or more [env: FORENSICS_SALT].",
 )
+@click.option(
+    "--grain",
+    default=None,
+    help="Finest time grain: minute (1m), 5m, 15m, hour (1h), day [default: from the timestamps].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @_fail_cleanly
 def ingest(
@@ -144,6 +149,7 @@ def ingest(
     mapping: Path | None,
     privacy: bool,
     salt: str | None,
+    grain: str | None,
     quiet: bool,
 ) -> None:
     """Load request logs (Parquet, JSON lines, CSV; .gz ok) into the database.
@@ -151,7 +157,9 @@ def ingest(
     PATHS are files, directories (searched recursively) or glob patterns.
     Bad rows are quarantined in the rejected_rows table with their reason; a
     file missing a required column is refused (exit 2) and nothing from it is
-    written. Re-ingesting a file adds nothing.
+    written. Re-ingesting a file adds nothing. The finest time grain (windows,
+    timeline, change points, cubes) is chosen from the timestamps unless
+    --grain sets it; a grain finer than the timestamps is refused (exit 2).
     """
     from forensics.workbench import open as open_workbench
 
@@ -160,12 +168,15 @@ def ingest(
     with _kept_only_if_written(path):
         with open_workbench(path) as wb:
             summary = wb.ingest(
-                *paths, mapping=loaded, privacy=privacy, salt=salt, errors="collect"
+                *paths, mapping=loaded, privacy=privacy, salt=salt, errors="collect", grain=grain
             )
+            chosen = wb.grain if wb.counts().get("requests") else None
         if not quiet:
             click.echo(summary.table(problems=False))
             if any(f.status in ("ingested", "already ingested") for f in summary.files):
                 click.echo(f"database: {summary.db}")
+            if chosen is not None:
+                click.echo(f"time grain: {chosen}")
             if summary.rejected:
                 click.echo(
                     f"rejected rows are kept, with their reason, in the table rejected_rows; "
@@ -327,8 +338,11 @@ def info(db: Path | None) -> None:
     from forensics.workbench import open as open_workbench
 
     with open_workbench(_db_path(db), read_only=True) as wb:
-        for table, n in wb.counts().items():
+        counts = wb.counts()
+        for table, n in counts.items():
             click.echo(f"{table:16} {n:>12,}")
+        if counts.get("requests"):
+            click.echo(f"\ntime grain: {wb.grain} (windows, timeline, change points, cubes)")
         roles = _role_lines(wb)
         if roles:
             click.echo(
@@ -365,10 +379,20 @@ def info(db: Path | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the signatures here as JSON.",
 )
+@click.option(
+    "--grain",
+    default=None,
+    help="Place windows to this grain for this run: minute (1m), 5m, 15m, hour (1h) "
+    "[default: the database's].",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not print the search's progress.")
 @_fail_cleanly
 def signatures(
-    db: Path | None, signals: tuple[str, ...], json_out: Path | None, quiet: bool
+    db: Path | None,
+    signals: tuple[str, ...],
+    json_out: Path | None,
+    grain: str | None,
+    quiet: bool,
 ) -> None:
     """Find the distinct problems: slice, window, symptoms, size and confidence.
 
@@ -389,6 +413,7 @@ def signatures(
         found = wb.signatures(
             signals=list(signals) or None,
             progress=None if quiet else (lambda m: click.echo(m, err=True)),
+            grain=grain,
         )
         causes = wb.root_causes(found)
     if not found:
@@ -420,9 +445,9 @@ def signatures(
 )
 @click.option(
     "--grain",
-    type=click.Choice(["minute", "5min", "15min", "hour", "day"]),
     default=None,
-    help="Bucket length (default: from the data's timestamps).",
+    help="Bucket length: minute (1m), 5m, 15m, hour (1h), day "
+    "[default: from the data's timestamps].",
 )
 @click.option(
     "--dim", "dims", multiple=True, help="Explain by this dimension (repeat; default: all)."

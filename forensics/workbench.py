@@ -75,8 +75,13 @@ class Workbench:
         progress: bool | None = None,
         errors: Literal["raise", "collect"] = "raise",
         duplicate_horizon: timedelta | None = None,
+        grain: str | timedelta | None = None,
     ) -> IngestSummary:
-        """Load request-log files (see ``forensics.ingest.ingest_files``)."""
+        """Load request-log files (see ``forensics.ingest.ingest_files``).
+
+        ``grain`` (``"minute"``, ``"5m"``, ``"hour"``...) sets the database's finest time
+        grain instead of choosing it from the timestamps (see ``set_grain``).
+        """
         if mapping is not None and not isinstance(mapping, Mapping):
             mapping = Mapping.load(mapping)
         roles = column_roles(self.db)
@@ -100,7 +105,27 @@ class Workbench:
                 queries.refresh_cubes(self.db)
             else:
                 queries.cubes(self.db)
+        if grain is not None:
+            self.set_grain(grain)
         return summary
+
+    @property
+    def grain(self) -> str:
+        """The finest time grain of the data: cubes, windows, timeline and change points use it.
+
+        Chosen from the timestamps (``forensics.grain``: the minute for minute-dense
+        data, the hour for most logs) unless ``set_grain`` set it.
+        """
+        return queries.data_grain(self.db)
+
+    def set_grain(self, grain: str | timedelta | None) -> str:
+        """Set the database's time grain (``"minute"``, ``"5m"``, ``"15m"``, ``"hour"``, ``"day"``).
+
+        Stored in the database, so every reader agrees; the cubes are rebuilt at
+        it. None goes back to the grain chosen from the timestamps. A grain finer
+        than the timestamps' own grid (minutes on hourly rows) is refused.
+        """
+        return queries.set_grain(self.db, grain)
 
     def ingest_events(
         self, path: str | Path, *, mapping: EventMapping | str | Path | None = None
@@ -189,10 +214,12 @@ class Workbench:
         signal: str = "degraded",
         *,
         by: str | Sequence[str] = (),
-        grain: Grain = "day",
+        grain: Grain | None = "day",
         where: WhereLike = None,
     ) -> Timeline:
         """Rate series per group with intervals, change events and change points.
+
+        ``grain=None`` is the data's own (``wb.grain``).
 
         Examples
         --------
@@ -278,9 +305,11 @@ class Workbench:
         return analysis.exposure(self.db, signal, where=where)
 
     def change_points(
-        self, signal: str = "degraded", *, where: WhereLike = None, grain: Grain = "hour"
+        self, signal: str = "degraded", *, where: WhereLike = None, grain: Grain | None = None
     ) -> pl.DataFrame:
         """Times where the rate changes: ``ts, direction, rate_before, rate_after, ci_low, ci_high``.
+
+        At ``grain``, default the data's own (``wb.grain``).
 
         Examples
         --------
@@ -294,17 +323,21 @@ class Workbench:
         *,
         params: SeparationParams | None = None,
         progress: Callable[[str], None] | None = None,
+        grain: str | None = None,
     ) -> list[Signature]:
         """Separate the distinct problems: slice, window, symptoms, size, confidence.
 
         Searches every signal but ``degraded`` (or those given) over every
-        dimension the data has; see ``forensics.separation``.
+        dimension the data has; see ``forensics.separation``. Windows are placed
+        to ``grain`` (default the data's, ``wb.grain``; ``"5m"`` for this run only).
 
         Examples
         --------
         ``for sig in wb.signatures(): print(sig.describe())``
         """
-        return find_signatures(self.db, signals=signals, params=params, progress=progress)
+        return find_signatures(
+            self.db, signals=signals, params=params, progress=progress, grain=grain
+        )
 
     def explain(
         self,

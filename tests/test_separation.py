@@ -682,7 +682,7 @@ def test_a_masked_refit_keeps_a_steady_value_its_own_level(tmp_path):
             dims = search.model_dims["low_eval"]
             assert "batch_size" in dims
             _, found = search.store.condition({}, Window(4, 13))
-            masked = "NOT (_v__batch_size = 256 AND _hour >= $h0 AND _hour < $h1)"
+            masked = "NOT (_v__batch_size = 256 AND _tick >= $h0 AND _tick < $h1)"
             _fit(search, "low_eval", masked, found, dims=dims)
             (expected,) = wb.db.execute(
                 "SELECT avg(_p__low_eval) FROM _separation WHERE _v__batch_size = 256"

@@ -6,10 +6,12 @@ for ``n`` and ``k`` (``queries.moment_counts``), weighted by a count column
 when rows stand for many requests. With ``at`` given only the ``baseline``
 buckets before it and the ``span`` from it are read.
 
-The grain follows the data: times that all sit on a grid (counted rows per
-minute, per hour) give its step as the finest grain; then the finest step of
-``GRAIN_LADDER`` at or above it whose buckets hold ``MIN_BUCKET_REQUESTS``
-requests on average and number at most ``MAX_BUCKETS``. ``grain=`` overrides.
+The grain follows the data (``forensics.grain.choose_grain``, the one
+definition the cubes and the search use too): times that all sit on a grid
+(counted rows per minute, per hour) give its step as the finest grain; then
+the finest step of ``GRAIN_LADDER`` at or above it whose buckets hold
+``MIN_BUCKET_REQUESTS`` requests on average and number at most
+``MAX_BUCKETS``. ``grain=`` overrides.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from forensics.db import Database
 from forensics.errors import QueryError
 from forensics.explain import ExplainParams, Explanation, explain_counts
+from forensics.grain import GRAIN_LADDER, GRAIN_NAMES, choose_grain, parse_grain
 from forensics.queries import (
     Where,
     as_utc,
@@ -35,52 +38,9 @@ from forensics.roles import COUNTS_META
 
 __all__ = ["GRAIN_LADDER", "GRAIN_NAMES", "choose_grain", "explain_moment"]
 
-MINUTE = timedelta(minutes=1)
-
-GRAIN_LADDER: tuple[timedelta, ...] = (
-    MINUTE, 5 * MINUTE, 15 * MINUTE, 60 * MINUTE, 24 * 60 * MINUTE,
-)  # fmt: skip
-"""The grains an explanation may work at, finest first."""
-
-GRAIN_NAMES = {"minute": MINUTE, "5min": 5 * MINUTE, "15min": 15 * MINUTE, "hour": 60 * MINUTE,
-               "day": 24 * 60 * MINUTE}  # fmt: skip
-"""Names a grain can be given by."""
-
-MIN_BUCKET_REQUESTS = 200
-"""A grain is fine enough when its buckets hold this many requests on average..."""
-
-MAX_BUCKETS = 5000
-"""...and the data span at most this many of them."""
-
 
 def _us(value: timedelta) -> int:
     return value // timedelta(microseconds=1)
-
-
-def choose_grain(
-    first: datetime, last: datetime, requests: int, aligned: timedelta | None
-) -> timedelta:
-    """The finest grain of ``GRAIN_LADDER`` the data allow (see the module docstring).
-
-    Examples
-    --------
-    >>> from datetime import UTC
-    >>> t = datetime(2025, 1, 1, tzinfo=UTC)
-    >>> choose_grain(t, t + timedelta(hours=3), 1_000_000, MINUTE)
-    datetime.timedelta(seconds=60)
-    >>> choose_grain(t, t + timedelta(days=14), 200_000, None)
-    datetime.timedelta(seconds=3600)
-    >>> choose_grain(t, t + timedelta(days=3), 10**9, timedelta(hours=1))
-    datetime.timedelta(seconds=3600)
-    """
-    floor = aligned or GRAIN_LADDER[0]
-    for grain in GRAIN_LADDER:
-        if grain < floor:
-            continue
-        buckets = (last - first) // grain + 1
-        if requests / buckets >= MIN_BUCKET_REQUESTS and buckets <= MAX_BUCKETS:
-            return grain
-    return max(GRAIN_LADDER[-1], floor)
 
 
 def _floor(t: datetime, step: timedelta) -> datetime:
@@ -94,9 +54,7 @@ def _grain_asked(grain: str | timedelta) -> timedelta:
         if grain <= timedelta(0):
             raise QueryError(f"grain {grain} must be positive")
         return grain
-    if grain not in GRAIN_NAMES:
-        raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAIN_NAMES)}")
-    return GRAIN_NAMES[grain]
+    return GRAIN_NAMES[parse_grain(grain)]
 
 
 def explain_moment(

@@ -19,7 +19,9 @@ True counts use ``count(*) FILTER (WHERE s)``: ``count_if`` of a group where
 the signal is always null is null, not 0.
 
 Cubes
-    A cube is a table of counts per hour (or day) and per combination of some
+    A cube is a table of counts per time bucket (the default cube's is the
+    database's grain, ``data_grain``: the hour on hour-grained data; others an
+    hour, a day or a grain asked for) and per combination of some
     dimensions' values: ``requests`` and, for each signal ``s``, ``n__s``
     (requests where ``s`` is defined) and ``k__s`` (where it is true). Numeric
     dimensions enter as buckets (the bucket's lower edge). ``cube_catalog``
@@ -74,13 +76,16 @@ from forensics.queries.cube import (
     Cube,
     Grain,
     build_cube,
+    checked_grain,
     cubes,
+    data_grain,
     dimension,
     dimension_values,
     dimensions,
     groupable_columns,
     recorded_dimensions,
     refresh_cubes,
+    set_grain,
 )
 from forensics.queries.dims import (
     CUBE_MAX_VALUES,
@@ -146,12 +151,14 @@ __all__ = [
     "bucket_sql",
     "build_cube",
     "check_signal",
+    "checked_grain",
     "count_column",
     "counts_by",
     "counts_in_subsets",
     "counts_per_dimension",
     "cover_counts",
     "cubes",
+    "data_grain",
     "describe_column",
     "dimension",
     "dimension_values",
@@ -170,6 +177,7 @@ __all__ = [
     "rejected_by_reason",
     "rejected_rows",
     "requests_and_users",
+    "set_grain",
     "signal_names",
     "slice_counts",
     "stored_path",

@@ -102,8 +102,8 @@ def _source(
     dims = {d.name: d for d in catalog.dimensions}
     bounds = (where.start, where.end, *times)
     for cube in catalog.cubes if needed <= set(dims) else ():
-        if grain == "hour" and cube.grain != "hour":
-            continue
+        if grain is not None and _BUCKET_US[grain] % _BUCKET_US[cube.grain]:
+            continue  # a cube answers grains its buckets add up to
         if not (needed <= set(cube.dims)):
             continue
         if not all(_aligned(t, cube.grain) for t in bounds):

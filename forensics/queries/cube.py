@@ -14,12 +14,14 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal
 
 import polars as pl
 
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.grain import check_grain, database_grain, grain_us, parse_grain
 from forensics.queries.dims import (
     CUBE_MAX_VALUES,
     DIMENSION_MAX_VALUES,
@@ -31,7 +33,7 @@ from forensics.queries.dims import (
     describe_column,
     discover_dimensions,
 )
-from forensics.queries.measures import _requests_sum, _signal_sums, signal_names
+from forensics.queries.measures import _requests_sum, _signal_sums, count_column, signal_names
 from forensics.roles import columns_with_role
 from forensics.schema import quote_identifier
 
@@ -42,24 +44,31 @@ __all__ = [
     "CUBE_MIN_ROWS",
     "CUBE_REDUCTION",
     "GRAINS",
+    "GRAIN_META",
     "Cube",
     "Grain",
     "build_cube",
+    "checked_grain",
     "cubes",
+    "data_grain",
     "dimension",
     "dimension_values",
     "dimensions",
     "groupable_columns",
     "recorded_dimensions",
     "refresh_cubes",
+    "set_grain",
 ]
 
-Grain = Literal["hour", "day"]
+Grain = Literal["minute", "5min", "15min", "hour", "day"]
 
-GRAINS: tuple[Grain, ...] = ("hour", "day")
-"""Time buckets: UTC hours and UTC days."""
+GRAINS: tuple[Grain, ...] = ("minute", "5min", "15min", "hour", "day")
+"""Time buckets (``forensics.grain``), counted from the Unix epoch: UTC hours and days."""
 
-_BUCKET_US = {"hour": 3_600_000_000, "day": 86_400_000_000}
+_BUCKET_US = {g: grain_us(g) for g in GRAINS}
+
+GRAIN_META = "grain"
+"""``forensics_meta`` key of a grain set by option (``set_grain``); absent: from the data."""
 
 CUBE_MIN_ROWS = 50_000
 """The default cube may always hold this many rows."""
@@ -369,14 +378,16 @@ def cubes(db: Database) -> list[Cube]:
     return list(_catalog(db).cubes)
 
 
-def _default_cube_dims(db: Database, dims: Sequence[Dimension], source_rows: int) -> list[str]:
+def _default_cube_dims(
+    db: Database, dims: Sequence[Dimension], source_rows: int, grain: Grain = "hour"
+) -> list[str]:
     """Dimensions of the default cube: in schema order, each kept if the cube stays in budget.
 
     The budget is ``max(CUBE_MIN_ROWS, min(CUBE_MAX_ROWS, rows / CUBE_REDUCTION))``; cube
     sizes are estimated with approximate distinct counts, one scan per step.
     """
     budget = max(CUBE_MIN_ROWS, min(CUBE_MAX_ROWS, source_rows // CUBE_REDUCTION))
-    hour = f"epoch_us(ts) // {_BUCKET_US['hour']}"
+    hour = f"epoch_us(ts) // {_BUCKET_US[grain]}"
     chosen: list[Dimension] = []
     remaining = [d for d in dims if d.cubable]
     while remaining:
@@ -410,7 +421,7 @@ def build_cube(
         Dimensions to keep; None chooses the default cube's (see
         ``_default_cube_dims``).
     grain
-        ``"hour"`` or ``"day"``.
+        One of ``GRAINS`` (``"hour"``, ``"day"``, ``"minute"``...).
     name
         Table name; ``cube_<grain>_<n>`` when omitted (the default cube is ``cube_default``).
     """
@@ -418,6 +429,8 @@ def build_cube(
         raise QueryError(f"grain {grain!r}: use one of {', '.join(GRAINS)}")
     if "requests" not in db.tables():
         raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    if _BUCKET_US[grain] < _BUCKET_US["hour"]:
+        grain = checked_grain(db, grain)  # no finer than the timestamps' own grid
     known = {d.name: d for d in dimensions(db)}
     if name is None:
         existing = {r.cube.name: r.cube for r in _recorded_cubes(db)}
@@ -453,7 +466,7 @@ def _build_cube(
     source_rows = int(db.scalar("SELECT count(*) FROM requests"))
     auto = dims is None
     if dims is None:
-        dims = _default_cube_dims(db, list(known.values()), source_rows)
+        dims = _default_cube_dims(db, list(known.values()), source_rows, grain)
     for d in dims:
         if d not in known:
             raise _not_a_dimension(db, d, known)
@@ -552,7 +565,8 @@ def refresh_cubes(db: Database) -> list[Cube]:
     found = discover_dimensions(db)
     _record_dimensions(db, found)
     known = {d.name: d for d in found}
-    rebuilt = [_build_cube(db, known, dims=None, grain="hour", name="cube_default")]
+    grain = _chosen_grain(db)
+    rebuilt = [_build_cube(db, known, dims=None, grain=grain, name="cube_default")]
     for entry in previous:
         cube = entry.cube
         if cube.auto:
@@ -564,3 +578,56 @@ def refresh_cubes(db: Database) -> list[Cube]:
             db.execute("DELETE FROM cube_catalog WHERE name = $n", {"n": cube.name})
             db.execute(f"DROP TABLE IF EXISTS {quote_identifier(cube.name)}")
     return rebuilt
+
+
+def _chosen_grain(db: Database) -> Grain:
+    """The grain set by option (``set_grain``), else the data's (``grain.database_grain``)."""
+    asked = db.meta(GRAIN_META)
+    if asked is not None:
+        return parse_grain(asked)  # type: ignore[return-value]
+    if "requests" not in db.tables() or not db.scalar("SELECT EXISTS (SELECT 1 FROM requests)"):
+        return "hour"  # no times to choose from
+    from forensics.queries.counts import time_grid  # counts reads cubes: imported here
+
+    grid = time_grid(db, units_us=[grain_us(g) for g in GRAINS], weight=count_column(db))
+    aligned = timedelta(microseconds=grid.aligned_us) if grid.aligned_us else None
+    return database_grain(grid.first, grid.last, grid.requests, aligned)  # type: ignore[return-value]
+
+
+def data_grain(db: Database) -> Grain:
+    """The finest time grain of this database: what its default cube was built at.
+
+    Chosen from the timestamps when the cubes are built (``grain.database_grain``)
+    unless an option set it (``set_grain``), and stored with the default cube in
+    ``cube_catalog``, so every reader agrees. A read-only connection whose cubes
+    are stale chooses it the same way without storing it.
+    """
+    for cube in _catalog(db).cubes:
+        if cube.auto:
+            return cube.grain
+    return _chosen_grain(db)
+
+
+def set_grain(db: Database, grain: str | timedelta | None) -> Grain:
+    """Set (or, with None, unset) the database's grain and rebuild the cubes at it.
+
+    Raises ``QueryError`` when ``grain`` is finer than the timestamps' own grid
+    (``grain.check_grain``).
+    """
+    if "requests" not in db.tables():
+        raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
+    if grain is None:
+        db.execute("DELETE FROM forensics_meta WHERE key = $k", {"k": GRAIN_META})
+    else:
+        db.set_meta(GRAIN_META, checked_grain(db, grain))
+    refresh_cubes(db)
+    return data_grain(db)
+
+
+def checked_grain(db: Database, grain: str | timedelta) -> Grain:
+    """The name of ``grain``, refused when finer than the timestamps' grid (``grain.check_grain``)."""
+    from forensics.queries.counts import time_grid  # counts reads cubes: imported here
+
+    grid = time_grid(db, units_us=[grain_us(g) for g in GRAINS], weight=count_column(db))
+    aligned = timedelta(microseconds=grid.aligned_us) if grid.aligned_us else None
+    return check_grain(parse_grain(grain), aligned)  # type: ignore[return-value]

@@ -216,21 +216,25 @@ def _layout_change(db: Database, after_file: int) -> str | dict[str, list[str]]:
 
 def _update_buckets(db: Database, plan: _Increment) -> int:
     """Recount the buckets the new files touch in every cube; record the new state."""
-    hours = [
-        int(h[0])
-        for h in db.execute(
-            f"SELECT DISTINCT epoch_us(ts) // {_BUCKET_US['hour']} FROM requests "
+    recorded = _recorded_cubes(db)
+    # Ticks of the finest cube grain (every grain's buckets are whole ticks of it).
+    tick = min([_BUCKET_US[e.cube.grain] for e in recorded] + [_BUCKET_US["hour"]])
+    ticks = [
+        int(t[0])
+        for t in db.execute(
+            f"SELECT DISTINCT epoch_us(ts) // {tick} FROM requests "
             "WHERE _source_file_id > $f ORDER BY 1",
             {"f": plan.after_file},
         )
     ]
+    hours = {t * tick // _BUCKET_US["hour"] for t in ticks}
     known = {d.name: d for d in _recorded_dimensions(db)}
     signals = signal_names(db)
-    for entry in _recorded_cubes(db):
+    for entry in recorded:
         cube = entry.cube
         unit = _BUCKET_US[cube.grain]
-        per = unit // _BUCKET_US["hour"]
-        buckets = sorted({h // per for h in hours})
+        per = unit // tick
+        buckets = sorted({t // per for t in ticks})
         if buckets:
             table = quote_identifier(cube.name)
             # The range lets DuckDB skip the row groups of other times (both tables

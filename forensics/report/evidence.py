@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -117,6 +117,25 @@ def _call(db: Database, method: str, *args: Any, **kwargs: Any) -> tuple[Any, st
     return result, f"wb.{method}({', '.join(shown)})"
 
 
+FINE_CONTEXT = timedelta(hours=6)
+"""On data finer than the hour, a signature shorter than a day is shown this long either side."""
+
+
+def _timeline_view(db: Database, sig: Signature) -> tuple[str, dict[str, Any], str]:
+    """Grain, filter and words of a signature's timeline figure.
+
+    Day by day over all the data, as on hour-grained data; on data finer than
+    the hour (``wb.grain``), a signature shorter than a day at the data's grain
+    over its window and ``FINE_CONTEXT`` either side, where a day would hide it.
+    """
+    predicate: dict[str, Any] = dict(sig.predicate)
+    grain = queries.data_grain(db)
+    if grain in ("hour", "day") or sig.end is None or sig.end - sig.start >= timedelta(days=1):
+        return "day", predicate, "day by day"
+    around = (_iso(sig.start - FINE_CONTEXT), _iso(sig.end + FINE_CONTEXT))
+    return grain, {**predicate, "ts": around}, f"per {grain} around its window"
+
+
 def _evidence(db: Database, sig: Signature, prov: Provenance) -> Evidence:
     from forensics import charts
 
@@ -124,19 +143,20 @@ def _evidence(db: Database, sig: Signature, prov: Provenance) -> Evidence:
     start, end = _iso(sig.start), _iso(sig.end)
     missing: list[str] = []
 
-    timeline, call = _call(db, "timeline", sig.signal, grain="day", where=predicate)
+    grain, shown, words = _timeline_view(db, sig)
+    timeline, call = _call(db, "timeline", sig.signal, grain=grain, where=shown)
     timeline_figure = Figure.of(
         charts.timeline_chart(
             timeline.rates,
             signal=sig.signal,
-            grain="day",
+            grain=grain,
             events=timeline.events,
             change_points=timeline.change_points,
             highlight=(sig.start, sig.end),
             where=predicate,
             selection=False,
         ),
-        title=f"{sig.id}: {sig.signal} in its slice, day by day",
+        title=f"{sig.id}: {sig.signal} in its slice, {words}",
         calls=[call],
         caption=(
             f"The shaded band is {sig.id}'s window; dashed rules are change events, "

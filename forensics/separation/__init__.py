@@ -15,7 +15,8 @@ every dimension the data has, on a temporary workspace
    problem.
 2. **Scan** (``statistic``). For every value of every dimension, and for all
    requests, the series of observed and expected counts is scanned over every
-   window (days; hours for data shorter than a week). The statistic compares
+   window (days; hours for data shorter than a week; finer steps for data of a
+   few hours at a finer grain, ``grain.search_step``). The statistic compares
    the count inside a window with the expectation times the slice's own level
    outside it, a level held to the model when the slice has little history
    (so traffic that only exists in the window, misrouted requests say, is
@@ -30,7 +31,8 @@ every dimension the data has, on a temporary workspace
    separate problem and are set apart, and values that are clearly not hit,
    when they weigh, are left out; a restriction may never leave out values
    that are hit themselves.
-4. **Evidence** (``evidence``). The window is placed to the hour with profile
+4. **Evidence** (``evidence``). The window is placed to the database's grain
+   (the hour, or the minute for minute-dense data: ``forensics.grain``) with profile
    ranges for onset and end; every signal's rate inside is compared with a
    baseline (the same slice outside the window, or, for traffic that only
    exists in it, the rest of a wider slice), with Wilson intervals and score
@@ -71,9 +73,10 @@ from threadpoolctl import threadpool_limits
 from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.grain import grain_us, search_step
 from forensics.schema import quote_identifier
 from forensics.separation import workspace
-from forensics.separation.evidence import evidence, hour_of, joint_effects
+from forensics.separation.evidence import evidence, joint_effects, tick_of
 from forensics.separation.merge import duplicates
 from forensics.separation.model import fit_model
 from forensics.separation.moves.seed import seeds as seeds_of
@@ -94,6 +97,7 @@ def find_signatures(
     signals: Sequence[str] | None = None,
     params: SeparationParams | None = None,
     progress: Callable[[str], None] | None = None,
+    grain: str | None = None,
 ) -> list[Signature]:
     """Find the distinct problems in the requests: slice, window, symptoms, confidence.
 
@@ -106,6 +110,10 @@ def find_signatures(
         Thresholds of the search.
     progress
         Called with a short message at each step (the CLI prints them).
+    grain
+        The finest time grain windows are placed to (``"minute"``, ``"5m"``, ``"hour"``...);
+        default: the database's (``queries.data_grain``, chosen from the timestamps).
+        A grain finer than the timestamps' own grid is refused.
 
     Returns
     -------
@@ -124,8 +132,9 @@ def find_signatures(
         raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
     # Every array the search handles is small: BLAS threads only contend with DuckDB's
     # (and each other's spinning) for the cores, tens of times slower under load.
+    tick = queries.checked_grain(db, grain) if grain is not None else queries.data_grain(db)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _find(db, params, chosen, available, say)
+        return _find(db, params, chosen, available, say, tick)
 
 
 def _find(
@@ -134,9 +143,10 @@ def _find(
     chosen: Sequence[str],
     available: Sequence[str],
     say: Callable[[str], None],
+    grain: str = "hour",
 ) -> list[Signature]:
     clock = time.perf_counter()
-    search = _prepare(db, params, available)
+    search = _prepare(db, params, available, grain)
     unit = "counted rows" if queries.count_column(db) is not None else "requests"
     sampled = (
         f"a sample of {search.rows:,} of {search.total_rows:,} {unit}"
@@ -145,6 +155,7 @@ def _find(
     )
     say(
         f"workspace ready: {sampled}, {len(search.space.dims)} dimensions, "
+        f"windows to the {grain}, "
         f"baseline models fitted in {time.perf_counter() - clock:.1f} s"
     )
     try:
@@ -162,7 +173,9 @@ def _find(
         workspace.drop(db)
 
 
-def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> Search:
+def _prepare(
+    db: Database, params: SeparationParams, signals: Sequence[str], grain: str = "hour"
+) -> Search:
     dims = {d.name: d for d in queries.dimensions(db)}
     edges: dict[str, tuple[float, ...]] = {}
     ranged = [d.name for d in dims.values() if d.kind == "numeric" and not d.by_value]
@@ -183,17 +196,18 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
                 float(lo), float(hi), max_buckets=params.search_buckets
             )
     fraction = min(1.0, params.search_rows / total) if total else 1.0
+    tick_us = grain_us(grain)
     rows = workspace.create(
-        db, dims=list(dims.values()), edges=edges, signals=signals, fraction=fraction
-    )
+        db, dims=list(dims.values()), edges=edges, signals=signals, fraction=fraction,
+        tick_us=tick_us,
+    )  # fmt: skip
     first_ts, end_ts = queries.time_range(db)
     if first_ts is None or end_ts is None or rows == 0:
         raise QueryError("the database holds no requests yet; run `forensics ingest FILE` first")
-    first_hour, last_hour = hour_of(first_ts), hour_of(end_ts) - 1
-    span_hours = last_hour - first_hour + 1
-    hours = 24 if span_hours >= 7 * 24 else 1
-    first = first_hour // hours
-    buckets = last_hour // hours - first + 1
+    first_tick, last_tick = tick_of(first_ts, tick_us), tick_of(end_ts, tick_us) - 1
+    hours = search_step(grain, first_tick, last_tick)  # ticks per searched bucket
+    first = first_tick // hours
+    buckets = last_tick // hours - first + 1
     space = Space(dims=dims, edges=edges)
     search = Search(
         db=db,
@@ -214,6 +228,7 @@ def _prepare(db: Database, params: SeparationParams, signals: Sequence[str]) -> 
         ),
         rows=rows,
         total_rows=total,
+        tick_us=tick_us,
     )
     for s in signals:
         fit_model(search, s)
@@ -257,8 +272,8 @@ def _search(
         say(f"{sig.id}: {sig.describe()}")
         found.append(sig)
         explained = sorted({cand.signal, *sig.signals} & set(signals))
-        start_h = hour_of(sig.start)
-        end_h = None if sig.end is None else hour_of(sig.end)
+        start_h = tick_of(sig.start, search.tick_us)
+        end_h = None if sig.end is None else tick_of(sig.end, search.tick_us)
         search.explain(explained, cand.predicate, start_h, end_h)
         for s in explained:
             seeds.pop(s, None)

@@ -31,6 +31,7 @@ __all__ = [
     "Counts",
     "Measured",
     "at_hour",
+    "at_tick",
     "evidence",
     "hour_of",
     "joint_effects",
@@ -38,6 +39,7 @@ __all__ = [
     "quasi_binomial_fit",
     "search_log_p",
     "split_counts",
+    "tick_of",
 ]
 
 logger = logging.getLogger("forensics")
@@ -59,8 +61,18 @@ def hour_of(t: datetime) -> int:
 
 
 def at_hour(h: int) -> datetime:
-    """The UTC time of a workspace hour."""
+    """The UTC time of an hour since the epoch."""
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(hours=h)
+
+
+def tick_of(t: datetime, tick_us: int) -> int:
+    """Ticks of ``tick_us`` since the epoch (workspace time) of a UTC time."""
+    return int((t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=tick_us))
+
+
+def at_tick(x: int, tick_us: int) -> datetime:
+    """The UTC time of a workspace tick."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=x * tick_us)
 
 
 # -- evidence -------------------------------------------------------------------------
@@ -216,10 +228,11 @@ def evidence(
     if llr <= 0 or p_value >= params.false_alarm:
         return None
     h_start, h_end, _, onset, end_range = hourly(search, cand.signal, cand.predicate, cand.window)
-    start = at_hour(h_start)
-    end = None if h_end is None else at_hour(h_end)
+    tick = search.tick_us
+    start = at_tick(h_start, tick)
+    end = None if h_end is None else at_tick(h_end, tick)
     predicate = search.space.public(cand.predicate)
-    settle = (at_hour(onset[0]), None if end_range is None else at_hour(end_range[1]))
+    settle = (at_tick(onset[0], tick), None if end_range is None else at_tick(end_range[1], tick))
     inside, outside, parents = _counts(search, predicate, (start, end), settle, signals)
     found = measure(params, cand.signal, predicate, signals, inside, outside, parents)
     primary = found.primary
@@ -244,8 +257,12 @@ def evidence(
         users=users,
         p_value=p_value,
         log_likelihood_ratio=llr,
-        onset_range=(at_hour(onset[0]), at_hour(onset[1])),
-        end_range=None if end_range is None else (at_hour(end_range[0]), at_hour(end_range[1])),
+        onset_range=(at_tick(onset[0], tick), at_tick(onset[1], tick)),
+        end_range=(
+            None
+            if end_range is None
+            else (at_tick(end_range[0], tick), at_tick(end_range[1], tick))
+        ),
         events=_nearest_events(search.db, start, end, predicate),
         edge_ranges=search.space.edge_ranges(cand.predicate),
     )
@@ -378,9 +395,9 @@ def joint_effects(search: Search, found: list[Signature]) -> list[Signature]:
         for i in members:
             sig = found[i]
             sql = workspace.where_sql(Where.parse(sig.predicate), columns, params)
-            sql += f" AND _hour >= {hour_of(sig.start)}"
+            sql += f" AND _tick >= {tick_of(sig.start, search.tick_us)}"
             if sig.end is not None:
-                sql += f" AND _hour < {hour_of(sig.end)}"
+                sql += f" AND _tick < {tick_of(sig.end, search.tick_us)}"
             conditions.append(sql)
         dims = _glm_dims(search, search.model_dims.get(signal, []))
         frame = workspace.flags(

@@ -105,7 +105,7 @@ def _fit(
         if dims is not None
         else [n for n, v in levels.items() if 1 < v <= search.params.model_max_levels]
     )
-    block_hours = max(search.buckets * search.hours // MODEL_BLOCKS, 1)
+    block_hours = max(search.buckets * search.hours // MODEL_BLOCKS, 1)  # in ticks
     margins = workspace.margins(
         search.db,
         signal=signal,

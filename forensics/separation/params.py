@@ -50,4 +50,6 @@ class SeparationParams:
     a signal whose strongest seeds are drift the model does not hold (latency over a
     threshold, say) must not keep the others' problems from being looked at."""
     hourly_margin_hours: int = 36
-    """How far the hourly refinement may move a day boundary."""
+    """How far the hourly refinement may move a day boundary; on data finer than the hour,
+    each finer stage moves an edge by the same share of its coarser bucket (90 minutes
+    around an hour's edge)."""

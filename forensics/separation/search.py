@@ -43,7 +43,8 @@ class Search:
     space: Space
     signals: list[str]
     hours: int
-    """Hours per time bucket (24, or 1 for data shorter than a week)."""
+    """Ticks per time bucket (``grain.search_step``; on hour-grained data 24, or 1 for data
+    shorter than a week)."""
     first: int
     """First time bucket, in buckets since the epoch."""
     buckets: int
@@ -60,6 +61,8 @@ class Search:
     """Requests in the database."""
     tried: set[tuple[str, str]] = field(default_factory=set)
     """(signal, predicate) pairs already refined."""
+    tick_us: int = workspace.HOUR_US
+    """Microseconds per tick, the workspace's time unit (the grain; an hour by default)."""
 
     @property
     def columns(self) -> dict[str, str]:
@@ -143,7 +146,7 @@ class Search:
     def explain(
         self, signals: Sequence[str], predicate: Predicate, start: int, end: int | None
     ) -> None:
-        """Set the signature's rows aside for ``signals``.
+        """Set the signature's rows aside for ``signals`` (``start``, ``end`` in ticks).
 
         The signals' expected-rate models are not refitted: a refit cost about a
         third of the search and did not change what the scenario library finds
@@ -152,10 +155,10 @@ class Search:
         rows set aside: reading those is cheaper than reading all live rows.
         """
         condition, params = self.store.condition(predicate)
-        condition += " AND _hour >= $x0"
+        condition += " AND _tick >= $x0"
         params["x0"] = start
         if end is not None:
-            condition += " AND _hour < $x1"
+            condition += " AND _tick < $x1"
             params["x1"] = end
         everything = list(self.space.dims)
         kept = {

@@ -42,7 +42,7 @@ class SeriesStore:
     buckets: int
     """Time buckets in the data."""
     hours: int
-    """Hours per bucket (1 or 24)."""
+    """Ticks per bucket (1 or 24 on hour-grained data)."""
     dispersion: dict[str, float] = field(default_factory=dict)
     """Per signal, the factor counts are divided by (see ``baseline.dispersion``)."""
     _series: dict[tuple[Any, ...], Read] = field(default_factory=dict)
@@ -57,7 +57,7 @@ class SeriesStore:
         params: dict[str, Any] = {}
         sql = workspace.where_sql(self.space.where(predicate), self.columns, params)
         if window is not None:
-            sql += " AND _hour >= $h0 AND _hour < $h1"
+            sql += " AND _tick >= $h0 AND _tick < $h1"
             params["h0"] = (self.first + window.start) * self.hours
             params["h1"] = (self.first + window.stop) * self.hours
         return sql, params

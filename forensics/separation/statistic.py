@@ -153,8 +153,9 @@ class Scanner:
         self._best: dict[int, tuple[Series, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._best_bytes = 0
 
+    @staticmethod
     def stats(
-        self, s: Series, starts: np.ndarray, stops: np.ndarray, c: np.ndarray | None = None
+        s: Series, starts: np.ndarray, stops: np.ndarray, c: np.ndarray | None = None
     ) -> np.ndarray:
         """Statistic of every row on each window [starts[j], stops[j]) (see ``window_llr``)."""
 

@@ -1,7 +1,8 @@
 """The separation's workspace: a temporary table of what the signature search reads.
 
-The search works on a temporary copy of what it needs: the hour of each request
-(epoch hours, UTC), every dimension (text ones as enums, numeric ones as fine
+The search works on a temporary copy of what it needs: the tick of each request
+(``_tick``: buckets of the database's grain since the epoch, UTC; hours on
+hour-grained data, see ``forensics.grain``), every dimension (text ones as enums, numeric ones as fine
 buckets, both as the bucket's lower edge and as its index ``_i__<d>``), every
 signal, and per signal two working columns: ``_x__<s>`` (the row is explained
 by a signature found already) and ``_p__<s>`` (the row's expected probability
@@ -54,7 +55,7 @@ WORKSPACE = "_separation"
 """Name of the temporary table the signature search works on."""
 
 HOUR_US = 3_600_000_000
-"""Microseconds per hour: workspace time is ``epoch_us(ts) // HOUR_US``."""
+"""Microseconds per hour: the workspace's tick unless another grain is asked."""
 
 
 def explained_column(signal: str) -> str:
@@ -105,8 +106,11 @@ def create(
     edges: Mapping[str, Sequence[float]],
     signals: Sequence[str],
     fraction: float = 1.0,
+    tick_us: int = HOUR_US,
 ) -> int:
     """Create the workspace from ``requests``; numeric dimensions bucketed at ``edges``.
+
+    Workspace time is ``_tick = epoch_us(ts) // tick_us`` (the grain; hours by default).
 
     With ``fraction`` < 1, a uniform sample of the requests: each row is kept
     when a hash of its source (file, row) falls below the fraction, so the
@@ -116,7 +120,7 @@ def create(
 
     Returns the number of requests (rows, or the sum of the counts).
     """
-    items = [f"CAST(epoch_us(ts) // {HOUR_US} AS INTEGER) AS _hour"]
+    items = [f"CAST(epoch_us(ts) // {int(tick_us)} AS INTEGER) AS _tick"]
     weight = queries.count_column(db)
     if weight is not None:
         items.append(f"CAST({quote_identifier(weight)} AS BIGINT) AS {WEIGHT}")
@@ -285,7 +289,7 @@ def margins(
     condition: str = "true",
     params: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
-    """Live rows matching ``condition`` per dimension, value and time block of ``block_hours``.
+    """Live rows matching ``condition`` per dimension, value and time block of ``block_hours`` ticks.
 
     Returns ``dimension, value, block, n, k`` (value as text).
     """
@@ -310,7 +314,7 @@ def margins(
     sql = (
         f"SELECT CASE {dimension} END AS dimension, CASE {value} END AS value, block, "
         f"{_n_sum(db)} AS n, {_k_sum(db, signal)} AS k FROM "
-        f"(SELECT {texts}, _hour // {int(block_hours)} AS block, {s}{weighed} FROM {WORKSPACE} "
+        f"(SELECT {texts}, _tick // {int(block_hours)} AS block, {s}{weighed} FROM {WORKSPACE} "
         f"WHERE {_live(signal)} AND ({condition})) GROUP BY GROUPING SETS ({sets})"
     )
     return db.frame(sql, {**(params or {}), **{f"d{i}": d for i, d in enumerate(dims)}})
@@ -331,7 +335,7 @@ def cells(
     """
     keys = [quote_identifier(d) for d in dims]
     if block_hours is not None:
-        keys.insert(0, f"_hour // {int(block_hours)} AS block")
+        keys.insert(0, f"_tick // {int(block_hours)} AS block")
     select = f"{', '.join(keys)}, " if keys else ""
     group = " GROUP BY ALL" if keys else ""
     return _as_text(
@@ -372,7 +376,7 @@ def series(
     """Observed, expected and defined counts per time bucket and per value of each of ``by``.
 
     One grouping set for the total and one per dimension, over live rows matching
-    ``condition``. ``hours`` is the bucket length (1 or 24).
+    ``condition``. ``hours`` is the bucket length in ticks (1 or 24 on hour-grained data).
 
     Returns
     -------
@@ -393,7 +397,7 @@ def series(
     sql = (
         f"SELECT {select}, {which} AS grouped, {_k_sum(db, signal)} AS o, "
         f"{_e_sum(db, signal)} AS e, {_n_sum(db)} AS n FROM "
-        f"(SELECT *, _hour // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
+        f"(SELECT *, _tick // {int(hours)} AS t FROM {WORKSPACE} WHERE {_live(signal)} AND ({condition})) "
         f"GROUP BY GROUPING SETS ({sets})"
     )
     return _as_text(db.frame(sql, {**params, **{f"g{i}": d for i, d in enumerate(by)}}))
