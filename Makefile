@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit browser bench sample clean
+.PHONY: demo test field lint typecheck unit browser bench sample clean
 
 demo: $(STAMP)
 	$(BIN)/forensics demo
@@ -36,7 +36,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not browser"
+	$(BIN)/pytest -m "not browser and not field"
+
+# The long tier CI runs after `make test`: the separation on the field family (logs
+# written apart from the tuning library), about 20 minutes on 2 cores.
+field: $(STAMP)
+	$(BIN)/pytest -m field
 
 browser: $(STAMP) chromium
 	$(BIN)/pytest -m browser
