@@ -312,3 +312,16 @@ def test_a_truncated_gzip_is_refused_saying_to_copy_it_again(tmp_path):
     path.write_bytes(path.read_bytes()[:-40])
     with forensics.open(tmp_path / "x.duckdb") as wb, pytest.raises(IngestError, match="again"):
         wb.ingest(path)
+
+
+def test_the_reports_data_quality_counts_the_skipped_spans(tmp_path):
+    path = tmp_path / "t.jsonl"
+    write_otlp(REQUESTS, path, http_every=4)
+    with forensics.open(tmp_path / "x.duckdb") as wb:
+        wb.ingest(path)
+        wb.report("spans", signatures=[]).save(tmp_path / "r.md")
+    text = " ".join((tmp_path / "r.md").read_text().split())
+    assert (
+        "15 rows read = 12 accepted + 0 rejected + 0 exact duplicates skipped + 3 OTLP spans"
+        in (text)
+    )
