@@ -45,9 +45,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/signals.py
 
-# Rebuild the shipped sample (the exact command is in data_samples/README.md).
+# Rebuild the shipped samples (the exact commands are in data_samples/README.md).
 sample: $(STAMP)
 	$(BIN)/forensics simulate --scenario postmortem-2025 --seed 7 --out data_samples/postmortem-2025
+	$(BIN)/python data_samples/otel-genai/make.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

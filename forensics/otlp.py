@@ -267,6 +267,8 @@ _VALUE_KINDS = (
     "kvlistValue",
     "bytesValue",
 )
+_KIND_OF = {**{k: k for k in _VALUE_KINDS}, **{_snake(k): k for k in _VALUE_KINDS}}
+"""An ``AnyValue`` field's JSON or proto name -> its JSON name."""
 
 
 def _any_value(value: Any, where: _Where, place: str) -> Any:
@@ -278,12 +280,10 @@ def _any_value(value: Any, where: _Where, place: str) -> Any:
     value = _object(value, where, place)
     if not value:
         return None
-    for kind in _VALUE_KINDS:
-        if kind in value or _snake(kind) in value:
-            inner = _get(value, kind)
-            break
-    else:
+    found = [(_KIND_OF[k], v) for k, v in value.items() if k in _KIND_OF]
+    if not found:
         raise where.fail(place, f"a value of no known type (keys {', '.join(sorted(value))})")
+    kind, inner = found[0]
     if kind == "intValue" and isinstance(inner, str):
         try:
             return int(inner)
@@ -377,6 +377,7 @@ def _iso(nanos: int) -> str:
 _SEPARATORS = re.compile(r"[^0-9A-Za-z]+")
 
 
+@cache
 def readable_name(key: str) -> str:
     """An attribute's column name: dots and other separators as ``_``.
 
@@ -476,13 +477,22 @@ def _is_inference(attributes: dict[str, Any]) -> bool:
     return any(attributes.get(k) is not None for k in GENAI_MARKERS)
 
 
+_LEGACY_PREFIXES = tuple(p for p, _ in LEGACY_TEXT)
+
+
 def _kept(attributes: dict[str, Any]) -> dict[str, Any]:
     """The attributes kept as columns of their own (no message text)."""
     return {
         k: v
         for k, v in attributes.items()
-        if k not in MESSAGE_ATTRIBUTES and not k.startswith(tuple(p for p, _ in LEGACY_TEXT))
+        if k not in MESSAGE_ATTRIBUTES and not k.startswith(_LEGACY_PREFIXES)
     }
+
+
+@cache
+def _taken() -> frozenset[str]:
+    """Column names the reader gives: an attribute of the same readable name makes way."""
+    return frozenset({*_preset()[0].values(), *SPAN_COLUMNS, "ts"})
 
 
 def span_row(
@@ -494,7 +504,7 @@ def span_row(
     """One GenAI span as a flat row (see the module docstring for its columns)."""
     canonical, _ = _preset()
     row: dict[str, Any] = {}
-    taken = set(canonical.values()) | set(SPAN_COLUMNS) | {"ts"}
+    taken = _taken()
     for key, value in {**_kept(resource), **_kept(attributes)}.items():
         if key in canonical:
             row[canonical[key]] = _text(value)
