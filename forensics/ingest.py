@@ -624,8 +624,14 @@ def _plan_columns(
     for col, src_name in [*typed_columns, *counted]:
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
-        if col.dtype == "VARCHAR" and dtype.upper() == "VARCHAR[]":
-            # A list of texts (a span's finish reasons, one per choice), joined.
+        if (
+            col.dtype == "VARCHAR"
+            and dtype.upper() == "VARCHAR[]"
+            and treatment(src_name, mapping) is None
+        ):
+            # A list of texts (a span's finish reasons, one per choice), joined. Not
+            # an identity or a text privacy mode hashes or drops: the reader has made
+            # those text already, in either mode they stay one value or wrong_type.
             src, dtype = f"array_to_string({src}, ',')", "VARCHAR"
         bad = _bad_value(src_name, mapping, privacy)
         # The typed value is computed once, in a projection under this name (see

@@ -866,6 +866,11 @@ def test_lowercase_rfc3339_reads_as_its_uppercase(wb, write_jsonl):
         ),
         ("routing_pool", [{"a": 1}, {"a": 2}, None], ["wrong_type", "wrong_type"]),
         ("model", [True, False, None], ["wrong_type", "wrong_type"]),
+        # a list of texts is joined (finish reasons), but not where privacy mode
+        # hashes or drops the value: there it stays wrong_type in either mode
+        ("finish_reason", [["stop"], ["length", "stop"], None], []),
+        ("response_text", [["a"], ["b"], None], ["wrong_type", "wrong_type"]),
+        ("session_id", [["a"], ["b"], None], ["wrong_type", "wrong_type"]),
         ("region", [True, None, None], ["wrong_type"]),
     ],
 )
