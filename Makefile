@@ -54,6 +54,7 @@ bench: $(STAMP)
 sample: $(STAMP)
 	$(BIN)/forensics simulate --scenario postmortem-2025 --seed 7 --out data_samples/postmortem-2025
 	$(BIN)/forensics simulate --counted --seed 7 --out data_samples/counted-minutes
+	$(BIN)/python data_samples/otel-genai/make.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

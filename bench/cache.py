@@ -43,9 +43,13 @@ def _digest(parts: tuple[str, ...], *, skip: tuple[str, ...] = ()) -> str:
     return h.hexdigest()[:10]
 
 
+OTLP_WRITER = ("simulate/otlp.py",)
+"""Writes requests as OTLP spans (bench/ingest.py's otlp input): no part of a simulation."""
+
+
 def simulation_key() -> str:
-    """Digest of the simulator's source (the field family left out)."""
-    return _digest(SIMULATOR, skip=FIELD)
+    """Digest of the simulator's source (the field family and the OTLP writer left out)."""
+    return _digest(SIMULATOR, skip=FIELD + OTLP_WRITER)
 
 
 def data_key() -> str:

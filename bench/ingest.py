@@ -13,9 +13,15 @@ over the forking process's peak across ``exec``) is its own:
 and prints seconds, the CPU time of (b)'s process (ingest and cube, user + system, every
 thread: steadier than seconds on a shared machine), peak RSS, the ratio b/a, and whether
 the peak RSS of (b) is within the memory target: DuckDB's memory limit
-(FORENSICS_MEMORY_LIMIT, default 1500MB) + 500 MB. Usage:
+(FORENSICS_MEMORY_LIMIT, default 1500MB) + 500 MB.
 
-    python bench/ingest.py [--rows 1000000] [--formats parquet,jsonl,csv] [--repeat 1]
+Format ``otlp`` is the same rows as OTLP JSON traces (one GenAI span per request,
+made by the OpenTelemetry SDK, ``forensics.simulate.otlp``; written once, slowly:
+about a millisecond per span); it has no raw baseline (DuckDB has no OTLP reader),
+so it is compared with forensics' own Parquet ingest of the same rows (run
+``--formats parquet,otlp``). Usage:
+
+    python bench/ingest.py [--rows 1000000] [--formats parquet,jsonl,csv,otlp] [--repeat 1]
                            [--code CHECKOUT]
 
 ``--code`` imports forensics from another checkout (e.g. a worktree of the
@@ -68,7 +74,7 @@ seconds["cpu"] = usage.ru_utime + usage.ru_stime
 print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, "forensics": sys.modules.get("forensics").__file__ if "forensics" in sys.modules else None}))
 """
 
-SUFFIX = {"parquet": "parquet", "jsonl": "jsonl", "csv": "csv"}
+SUFFIX = {"parquet": "parquet", "jsonl": "jsonl", "csv": "csv", "otlp": "otlp.jsonl"}
 COPY = {"jsonl": "(FORMAT json)", "csv": "(FORMAT csv, HEADER)"}
 
 
@@ -90,6 +96,18 @@ def _fresh(path: Path) -> None:
 def _input(sim: Path, fmt: str) -> Path:
     """The simulation's requests in ``fmt``, written from its Parquet file once."""
     path = sim / f"requests.{SUFFIX[fmt]}"
+    if not path.exists() and fmt == "otlp":
+        import pyarrow.parquet as pq
+
+        from forensics.simulate.otlp import write_otlp
+
+        t = time.perf_counter()
+        parquet = pq.ParquetFile(sim / "requests.parquet")
+        rows = (row for batch in parquet.iter_batches(65_536) for row in batch.to_pylist())
+        partial = path.with_name(path.name + ".partial")
+        spans = write_otlp(rows, partial)
+        partial.replace(path)
+        print(f"wrote {spans:,} spans to {path} in {time.perf_counter() - t:.1f} s")
     if not path.exists():
         import duckdb
 
@@ -142,11 +160,12 @@ def main() -> None:
     target = _limit_mb() + 500
     print(f"forensics from {args.code.resolve()}; memory limit {_limit_mb():.0f} MB")
     lines = []
+    medians: dict[str, tuple[float, float]] = {}
     for fmt in args.formats.split(","):
         data = _input(sim, fmt)
         raw, ours, cube, cpu, rss_raw, rss_ours = [], [], [], [], [], []
         for i in range(args.repeat):
-            if not args.no_raw:
+            if not args.no_raw and fmt != "otlp":
                 a = _run("raw", fmt, data, OUT / "raw.duckdb", args.code)
                 raw.append(a["seconds"]["load"])
                 rss_raw.append(a["peak_rss_mb"])
@@ -172,6 +191,13 @@ def main() -> None:
             m_raw = statistics.median(raw)
             line += f"  raw {m_raw:6.2f} s {max(rss_raw):5.0f} MB  ratio {m_ours / m_raw:5.2f}"
         lines.append(line)
+        medians[fmt] = (m_ours, peak)
+    if "otlp" in medians and "parquet" in medians:
+        (t_otlp, m_otlp), (t_pq, m_pq) = medians["otlp"], medians["parquet"]
+        lines.append(
+            f"otlp vs parquet, same rows: ingest {t_otlp / t_pq:.2f}x the time, "
+            f"peak RSS {m_otlp:.0f} vs {m_pq:.0f} MB"
+        )
     print(f"\n{args.rows:,} rows (medians of {args.repeat}):")
     print("\n".join(lines))
 

@@ -18,6 +18,7 @@ import click
 
 from forensics.config import Config
 from forensics.errors import DiskFullError, ForensicsError, InternalError
+from forensics.presets import PRESETS, load_preset, preset_text
 from forensics.schema import Mapping, schema_markdown
 
 if TYPE_CHECKING:
@@ -130,6 +131,12 @@ def main() -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="TOML file renaming your columns to canonical names (see README 'Mapping files').",
 )
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    help="A mapping shipped with forensics, e.g. otel-genai for flattened GenAI span tables "
+    "(`forensics schema --preset NAME` prints it to copy and adapt).",
+)
 @click.option("--privacy", is_flag=True, help="Hash user/session ids and keep no response text.")
 @click.option(
     "--salt",
@@ -147,14 +154,17 @@ def ingest(
     paths: tuple[str, ...],
     db: Path | None,
     mapping: Path | None,
+    preset: str | None,
     privacy: bool,
     salt: str | None,
     grain: str | None,
     quiet: bool,
 ) -> None:
-    """Load request logs (Parquet, JSON lines, CSV; .gz ok) into the database.
+    """Load request logs (Parquet, JSON lines, CSV, OTLP JSON traces; .gz ok) into the database.
 
-    PATHS are files, directories (searched recursively) or glob patterns.
+    PATHS are files, directories (searched recursively) or glob patterns. An
+    OTLP JSON file (resourceSpans...) is read one GenAI span per request; its
+    other spans are skipped and counted.
     Bad rows are quarantined in the rejected_rows table with their reason; a
     file missing a required column is refused (exit 2) and nothing from it is
     written. Re-ingesting a file adds nothing. The finest time grain (windows,
@@ -163,7 +173,12 @@ def ingest(
     """
     from forensics.workbench import open as open_workbench
 
-    loaded = Mapping.load(mapping) if mapping else None
+    if mapping and preset:
+        raise click.UsageError(
+            f"give --mapping or --preset, not both; to adapt the preset, write it to a file "
+            f"(forensics schema --preset {preset} > mapping.toml), edit it and pass --mapping"
+        )
+    loaded = Mapping.load(mapping) if mapping else load_preset(preset) if preset else None
     path = _db_path(db)
     with _kept_only_if_written(path):
         with open_workbench(path) as wb:
@@ -275,10 +290,18 @@ def simulate(
 
 @main.command()
 @click.option("--markdown", is_flag=True, help="Print as a Markdown table (as in the README).")
-def schema(markdown: bool) -> None:
-    """Show the canonical request-log schema."""
+@click.option(
+    "--preset",
+    type=click.Choice(PRESETS),
+    help="Print this shipped mapping file instead (copy it, adapt it, pass it with --mapping).",
+)
+def schema(markdown: bool, preset: str | None) -> None:
+    """Show the canonical request-log schema, or a shipped mapping preset."""
     from forensics.schema import CANONICAL_COLUMNS
 
+    if preset:
+        click.echo(preset_text(preset), nl=False)
+        return
     if markdown:
         click.echo(schema_markdown())
         return
@@ -307,7 +330,8 @@ def _first_rejected(wb: Workbench, counted: dict[str, Any], formats: dict[int, s
     shown = "" if value is None else " ".join(str(value).split())
     if len(shown) > EXAMPLE_CHARS:
         shown = shown[: EXAMPLE_CHARS - 1] + "…"
-    unit = "line" if formats.get(row["file_id"]) in LINE_FORMATS else "row"
+    fmt = formats.get(row["file_id"])
+    unit = "line" if fmt in LINE_FORMATS else "span" if fmt == "otlp" else "row"
     where = f"{unit} {row['row_number']}" if row["row_number"] is not None else "file"
     if row["column"] is not None:
         return f"{where}, {row['column']} = {shown!r}"

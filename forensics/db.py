@@ -116,6 +116,7 @@ _FIXED_TABLES = {
 _ADDED_COLUMNS = (
     ("signal_definitions", "expr VARCHAR"),
     ("signal_definitions", "inputs VARCHAR[]"),
+    ("ingested_files", "skipped BIGINT DEFAULT 0"),
 )
 """Columns of the fixed tables added after they were first made: (table, column and type)."""
 

@@ -61,6 +61,7 @@ from forensics.errors import (
     MissingColumnError,
     SchemaError,
 )
+from forensics.otlp import otlp_roles
 from forensics.privacy import DROPPED_COLUMNS, Privacy, privacy_settings, treatment
 from forensics.readers import (
     FORMATS,
@@ -154,19 +155,23 @@ class FileSummary:
     path: str
     """The file as given (resolved)."""
     format: str
-    """parquet, jsonl, json or csv."""
+    """parquet, jsonl, json, csv or otlp (OTLP JSON traces)."""
     status: Literal["ingested", "already ingested", "refused", "empty", "failed"]
     """ingested; already ingested (same content hash; nothing added); refused (a
     file-level problem, nothing written); empty (no rows); failed (a bug in
     forensics, nothing written; the run ends with ``InternalError``)."""
     rows_read: int = 0
-    """Data rows (or non-blank lines) read from the file."""
+    """Data rows (or non-blank lines; OTLP: spans) read from the file: accepted + rejected
+    + duplicates + skipped."""
     accepted: int = 0
     """Rows written to ``requests``."""
     rejected: dict[str, int] = field(default_factory=dict)
     """Rows written to ``rejected_rows``, by reason code."""
     duplicates: int = 0
     """Exact duplicates skipped (same request_id, same content)."""
+    skipped: int = 0
+    """Records that are not requests: OTLP spans that are not GenAI inferences (HTTP,
+    database, tool calls...)."""
     sha256: str = ""
     """Content hash of the file."""
     message: str | None = None
@@ -212,6 +217,11 @@ class IngestSummary:
         return sum(f.duplicates for f in self.files)
 
     @property
+    def skipped(self) -> int:
+        """Spans that are not GenAI inferences, over all files (OTLP input)."""
+        return sum(f.skipped for f in self.files)
+
+    @property
     def refused(self) -> tuple[FileSummary, ...]:
         """Files refused as a whole."""
         return tuple(f for f in self.files if f.status == "refused")
@@ -223,30 +233,18 @@ class IngestSummary:
         ``problems=False`` leaves out why files were refused or failed (the CLI
         prints those as ``error:`` lines, once).
         """
-        header = ("file", "status", "read", "accepted", "rejected", "duplicates")
+        spans = any(f.format == "otlp" for f in self.files)
+        header: tuple[str, ...] = ("file", "status", "read", "accepted", "rejected", "duplicates")
+        header += ("skipped",) if spans else ()
         rows = [header]
         for f in self.files:
-            rows.append(
-                (
-                    f.path,
-                    f.status,
-                    str(f.rows_read),
-                    str(f.accepted),
-                    str(f.rejected_total),
-                    str(f.duplicates),
-                )
-            )
+            counts = [f.rows_read, f.accepted, f.rejected_total, f.duplicates]
+            counts += [f.skipped] if spans else []
+            rows.append((f.path, f.status, *map(str, counts)))
         if len(self.files) > 1:
-            rows.append(
-                (
-                    "total",
-                    "",
-                    str(self.rows_read),
-                    str(self.accepted),
-                    str(self.rejected),
-                    str(self.duplicates),
-                )
-            )
+            counts = [self.rows_read, self.accepted, self.rejected, self.duplicates]
+            counts += [self.skipped] if spans else []
+            rows.append(("total", "", *map(str, counts)))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         lines = []
         for i, r in enumerate(rows):
@@ -265,6 +263,11 @@ class IngestSummary:
                 lines.append(f.message if named else f"{f.path}: {f.message}")
             for note in f.notes:
                 lines.append(f"{f.path}: note: {note}")
+        if spans:
+            lines.append(
+                "read = accepted + rejected + duplicates + skipped; skipped: OTLP spans that "
+                "are not GenAI inferences (HTTP, database, tool calls...), counted, not loaded"
+            )
         lines.extend(f"note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -624,6 +627,15 @@ def _plan_columns(
     for col, src_name in [*typed_columns, *counted]:
         src = quote_identifier(src_name)
         dtype = source.columns[src_name]
+        if (
+            col.dtype == "VARCHAR"
+            and dtype.upper() == "VARCHAR[]"
+            and treatment(src_name, mapping) is None
+        ):
+            # A list of texts (a span's finish reasons, one per choice), joined. Not
+            # an identity or a text privacy mode hashes or drops: the reader has made
+            # those text already, in either mode they stay one value or wrong_type.
+            src, dtype = f"array_to_string({src}, ',')", "VARCHAR"
         bad = _bad_value(src_name, mapping, privacy)
         # The typed value is computed once, in a projection under this name (see
         # _typed_relation); the checks read it there rather than computing it again.
@@ -1409,7 +1421,21 @@ def _ingest_one(
     duplicate_horizon: timedelta | None = None,
 ) -> FileSummary:
     """Validate a staged file and write it: rows, rejects, its ``ingested_files`` row."""
+    if source.otlp:
+        fmt = "otlp"
     if source.rows_read == 0 and not source.columns:
+        if source.skipped:
+            return FileSummary(
+                path=str(path),
+                format=fmt,
+                status="empty",
+                rows_read=source.skipped,
+                skipped=source.skipped,
+                sha256=sha,
+                message=f"none of its {source.skipped} spans is a GenAI inference (a span "
+                "with gen_ai.operation.name chat, text_completion or generate_content); "
+                "nothing loaded",
+            )
         return FileSummary(
             path=str(path), format=fmt, status="empty", sha256=sha, message="the file holds no rows"
         )
@@ -1636,19 +1662,21 @@ def _ingest_one(
         path,
         sha,
         fmt,
-        (source.rows_read, accepted, sum(rejected.values()), duplicates),
+        (source.rows_read + source.skipped, accepted, sum(rejected.values()), duplicates),
         now,
         mapping.source,
         privacy is not None,
+        skipped=source.skipped,
     )
     return FileSummary(
         path=str(path),
         format=fmt,
         status="ingested",
-        rows_read=source.rows_read,
+        rows_read=source.rows_read + source.skipped,
         accepted=accepted,
         rejected=dict(rejected),
         duplicates=duplicates,
+        skipped=source.skipped,
         sha256=sha,
         notes=tuple(plan.notes),
     )
@@ -1717,11 +1745,14 @@ def _record_file(
     now: datetime,
     mapping: str | None,
     privacy: bool,
+    *,
+    skipped: int = 0,
 ) -> None:
     read, accepted, rejected, duplicates = counts
     db.execute(
-        "INSERT INTO ingested_files VALUES ($fid, $path, $sha, $fmt, $bytes, $read, $acc, $rej, "
-        "$dup, $now, $mapping, $privacy)",
+        "INSERT INTO ingested_files (file_id, path, sha256, format, bytes, rows_read, accepted, "
+        "rejected, duplicates, ingested_at, mapping, privacy, skipped) VALUES ($fid, $path, "
+        "$sha, $fmt, $bytes, $read, $acc, $rej, $dup, $now, $mapping, $privacy, $skipped)",
         {
             "fid": file_id,
             "path": str(path),
@@ -1735,6 +1766,7 @@ def _record_file(
             "now": now,
             "mapping": mapping,
             "privacy": privacy,
+            "skipped": skipped,
         },
     )
 
@@ -1974,9 +2006,15 @@ def ingest_files(
         summaries.append(summary)
         if on_file is not None:
             on_file(summary)
+    explicit = mapping.explicit_roles
+    if any(s.format == "otlp" and s.status == "ingested" for s in summaries):
+        # OTLP columns take the otel-genai preset's roles; a mapping's own win.
+        present = {c.lower() for c in db.columns("requests")}
+        preset = {k: v for k, v in otlp_roles().items() if k.lower() in present}
+        explicit = {**preset, **explicit}
     db.execute("BEGIN TRANSACTION")
     try:
-        notes = record_roles(db, mapping.explicit_roles)
+        notes = record_roles(db, explicit)
     except BaseException:
         db.execute("ROLLBACK")
         raise

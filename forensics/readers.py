@@ -1,7 +1,8 @@
 """Readers: turn an input file into a relation DuckDB can validate.
 
 Parquet is read by DuckDB directly. JSON lines, JSON arrays and CSV are split
-into rows in Python, which gives exact line numbers and catches bad UTF-8 and
+into rows in Python (OTLP JSON traces: one flat object per GenAI span, by
+``forensics.otlp``), which gives exact line numbers and catches bad UTF-8 and
 malformed lines one row at a time, and are staged as text in a temporary
 table; DuckDB then parses the JSON. A file that cannot be read at all
 (truncated gzip, corrupt Parquet, unbalanced CSV quoting) raises ``IngestError``.
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 from forensics.config import Config
 from forensics.db import Database
 from forensics.errors import ForensicsError, IngestError, InternalError, SchemaError
+from forensics.otlp import SpanTally, is_otlp, span_rows
 from forensics.schema import quote_identifier
 
 __all__ = [
@@ -55,7 +57,9 @@ __all__ = [
     "resolve_paths",
 ]
 
-Format = Literal["parquet", "jsonl", "json", "csv"]
+Format = Literal["parquet", "jsonl", "json", "csv", "otlp"]
+"""``otlp``: a JSON (lines) file of OTLP traces, told by its content (``otlp.is_otlp``)
+in the process that reads the file; every other format by its name."""
 
 FORMATS: dict[str, Format] = {
     ".parquet": "parquet",
@@ -492,6 +496,11 @@ class Source:
     column holds hashes, a dropped one ``''`` where it had a value, no raw text is kept."""
     derived: dict[str, str] = field(default_factory=dict)
     """Name -> SQL column of the values a ``Redaction`` derived before dropping others."""
+    skipped: int = 0
+    """Records of the file read but not staged as rows: the spans of an OTLP file that
+    are not GenAI inferences. Rows read = staged rows + skipped."""
+    otlp: bool = False
+    """The JSON file held OTLP traces (``forensics.otlp``): one row per GenAI span."""
 
 
 @dataclass(frozen=True)
@@ -756,6 +765,10 @@ class _Batch:
     """Its rows, under the staged table's column names."""
     types: dict[str, str] = field(default_factory=dict)
     """Column -> DuckDB type as the file declares it (Parquet)."""
+    skipped: int = 0
+    """Records read since the batch before and not staged (OTLP spans that are not GenAI)."""
+    otlp: bool = False
+    """The rows are OTLP spans."""
 
 
 def _staged_select(
@@ -813,6 +826,7 @@ _OWN: dict[Format, tuple[str, ...]] = {
     "csv": _INTERNAL[:3],
     "jsonl": _INTERNAL,
     "json": _INTERNAL,
+    "otlp": _INTERNAL,
 }
 """The staged table's own columns, per format."""
 
@@ -837,11 +851,14 @@ def _staged(
     db: Database, path: Path, fmt: Format, stage: _Stage, batches: Iterable[_Batch]
 ) -> Source:
     """Fill ``stage`` with ``batches``; the Source over it."""
-    rows_read = 0
+    rows_read = skipped = 0
+    otlp = False
     types: dict[str, str] = {}
     for batch in batches:
         stage.append(batch)
         rows_read += batch.rows.num_rows
+        skipped += batch.skipped
+        otlp = otlp or batch.otlp
         types = types or batch.types
     source = Source(
         relation=stage.name,
@@ -856,8 +873,10 @@ def _staged(
             for base, name in stage.own.items()
             if base not in _INTERNAL
         },
+        skipped=skipped,
+        otlp=otlp,
     )
-    if fmt in ("json", "jsonl"):
+    if fmt in ("json", "jsonl", "otlp"):
         kinds = stage.col("_types")
         source.not_text = {
             k: f"coalesce(list_contains({_NOT_TEXT}, {kinds}[{i + 1}]), false)"
@@ -1056,13 +1075,26 @@ def open_json(db: Database, path: Path, fmt: Format, stage: str) -> Source:
 def _json_batches(
     path: Path, fmt: Format, stage: _Stage, reader: _Reader, redaction: Redaction | None
 ) -> Iterator[_Batch]:
-    lines = _json_array(path) if fmt == "json" and _starts_with_array(path) else _json_lines(path)
+    """A JSON-lines, JSON-array or OTLP file's batches (OTLP: one flat object per GenAI span).
+
+    Whether a file is OTLP is read here, in the process that reads the file (in
+    privacy mode a child: the database's process reads none of its bytes).
+    """
+    tally = SpanTally()
+    otlp = fmt == "otlp" or is_otlp(path)
+    if otlp:
+        lines = span_rows(path, tally)
+    elif fmt == "json" and _starts_with_array(path):
+        lines = _json_array(path)
+    else:
+        lines = _json_lines(path)
+    told = 0
     schema = _text_schema(3)
     internal = {"_row": "c0", "_error": "c1", "_raw": "c2", "_types": "c3"}
     sized = ((len(text or ""), (n, err, text)) for n, text, err in lines)
     first = True
     for batch in itertools.chain(_batched(sized, reader.chars), [[]]):
-        if not batch and not first:
+        if not batch and not first and tally.skipped == told:
             break
         first = False
         table = _arrow_batch(batch, schema)
@@ -1085,7 +1117,8 @@ def _json_batches(
             new = _new_keys(path, stage, reader, table)
             if not new:
                 break
-        yield _Batch(keys, derived, rows)
+        yield _Batch(keys, derived, rows, skipped=tally.skipped - told, otlp=otlp)
+        told = tally.skipped
 
 
 def _new_keys(path: Path, stage: _Stage, reader: _Reader, table: pa.Table) -> list[str]:
@@ -1222,9 +1255,9 @@ class PrivateFile:
                 message = self._receive()
                 if message[0] == "done":
                     return
-                _, columns, derived, types = message
+                _, columns, derived, types, skipped, otlp = message
                 rows = pa.ipc.open_stream(self._conn.recv_bytes()).read_all()
-                yield _Batch(columns, derived, rows, types)
+                yield _Batch(columns, derived, rows, types, skipped, otlp)
 
         source = _staged(db, self._path, self._fmt, staged, batches())
         source.redacted = True
@@ -1253,7 +1286,9 @@ def _read_privately(
         redaction = redact()
         stage = _Stage(None, "_", _OWN[fmt])
         for batch in _batches(Path(path), fmt, stage, config, redaction):
-            conn.send(("batch", batch.columns, batch.derived, batch.types))
+            conn.send(
+                ("batch", batch.columns, batch.derived, batch.types, batch.skipped, batch.otlp)
+            )
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, batch.rows.schema) as writer:
                 writer.write_table(batch.rows)

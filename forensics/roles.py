@@ -329,11 +329,13 @@ def record_roles(db: Database, explicit: Mapping[str, str] | None = None) -> lis
         for r in resolved
         if r.column in stored and stored[r.column][0] != r.role
     ]
-    notes += [
-        f"role of {r.column} ({r.role}) kept for later: no file has that column yet"
-        for r in waiting
-        if r.column in (explicit or {})
-    ]
+    later = [f"{r.column} ({r.role})" for r in waiting if r.column in (explicit or {})]
+    if later:
+        # One line for all of them: a preset names many columns a file may not have.
+        notes.append(
+            f"role{'s' if len(later) > 1 else ''} of {', '.join(later)} kept for later: "
+            f"no file has {'these columns' if len(later) > 1 else 'that column'} yet"
+        )
     rows = [*resolved, *waiting]
     db.execute("DELETE FROM column_roles")
     if rows:

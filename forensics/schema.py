@@ -1,7 +1,9 @@
 """The canonical request-log schema, in one place.
 
-One row per request. The required columns identify a request and where it ran;
-the optional ones are used when present; any other column is kept as it comes.
+One row per request. The required columns identify a request and say when it
+came (``request_id``, ``ts``); the optional ones are used when present, and the
+dimensions are whichever the data has (a span export has no ``platform`` or
+``routing_pool``); any other column is kept as it comes.
 The README's schema table is generated from ``CANONICAL_COLUMNS`` (``forensics
 schema --markdown``) and a test keeps the two in sync.
 
@@ -130,9 +132,11 @@ CANONICAL_COLUMNS: tuple[Column, ...] = (
         "Request time: ISO-8601 with Z or offset (naive means UTC), or epoch "
         "milliseconds (other units via the mapping). Stored as UTC.",
     ),
-    Column("model", "VARCHAR", True, "dimension", "Model that served the request."),
-    Column("platform", "VARCHAR", True, "dimension", "Hardware platform, e.g. tpu, gpu, trainium."),
-    Column("routing_pool", "VARCHAR", True, "dimension", "Server pool the router chose."),
+    Column("model", "VARCHAR", False, "dimension", "Model that served the request."),
+    Column(
+        "platform", "VARCHAR", False, "dimension", "Hardware platform, e.g. tpu, gpu, trainium."
+    ),
+    Column("routing_pool", "VARCHAR", False, "dimension", "Server pool the router chose."),
     Column(
         "surface", "VARCHAR", False, "dimension", "API surface, e.g. first-party, bedrock, vertex."
     ),

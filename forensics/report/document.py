@@ -740,12 +740,19 @@ def _data_quality(prov: Provenance) -> list[_Block]:
     accepted = sum(int(f["accepted"]) for f in files)
     rejected = sum(int(f["rejected"]) for f in files)
     duplicates = sum(int(f["duplicates"]) for f in files)
+    skipped = sum(int(f.get("skipped") or 0) for f in files)
+    spans = (
+        f" + {skipped:,} OTLP spans that are not GenAI inferences (HTTP, database, tool "
+        "calls...), counted, not loaded"
+        if skipped
+        else ""
+    )
     doc.append(
         _Para(
             (
                 f"{len(files)} input file{'s' if len(files) != 1 else ''}: {read:,} rows read = "
                 f"{accepted:,} accepted + {rejected:,} rejected + {duplicates:,} exact "
-                "duplicates skipped. Rejected rows are kept in the rejected_rows table "
+                f"duplicates skipped{spans}. Rejected rows are kept in the rejected_rows table "
                 "with their reason; nothing is dropped silently.",
             ),
         )
