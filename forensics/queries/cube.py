@@ -27,6 +27,7 @@ from forensics.queries.dims import (
     describe_column,
     discover_dimensions,
 )
+from forensics.queries.engine import Engine
 from forensics.queries.measures import _requests_sum, _signal_sums, signal_names
 from forensics.roles import columns_with_role
 from forensics.schema import quote_identifier
@@ -39,6 +40,7 @@ __all__ = [
     "Cube",
     "Grain",
     "build_cube",
+    "cube_sql",
     "cubes",
     "dimension",
     "dimension_values",
@@ -336,7 +338,7 @@ def cubes(db: Database) -> list[Cube]:
     return list(_catalog(db).cubes)
 
 
-def _default_cube_dims(db: Database, dims: Sequence[Dimension], source_rows: int) -> list[str]:
+def _default_cube_dims(db: Engine, dims: Sequence[Dimension], source_rows: int) -> list[str]:
     """Dimensions of the default cube: in schema order, each kept if the cube stays in budget.
 
     The budget is ``max(CUBE_MIN_ROWS, min(CUBE_MAX_ROWS, rows / CUBE_REDUCTION))``; cube
@@ -405,6 +407,27 @@ def build_cube(
     return _build_cube(db, known, dims=dims, grain=grain, name=name)
 
 
+def cube_sql(db: Engine, dims: Sequence[Dimension], grain: Grain) -> str:
+    """The query a cube is made of: counts per time bucket and ``dims``' values (or buckets).
+
+    One definition for every engine that holds ``requests``: DuckDB builds the
+    table from it, Spark answers it for the cache (``forensics.spark.cache``).
+
+    Examples
+    --------
+    >>> cube_sql(Database(":memory:"), [Dimension("model", "categorical", 2, True)], "day")
+    'SELECT epoch_us(ts) // 86400000000 AS bucket, "model", count(*) AS requests FROM requests GROUP BY ALL'
+    """
+    keys = [_key_sql(d) for d in dims]
+    measures = [f"{_requests_sum(db)} AS requests"]
+    for s in signal_names(db):
+        n, k = _signal_sums(db, s)
+        measures.append(f"{n} AS {quote_identifier('n__' + s)}")
+        measures.append(f"{k} AS {quote_identifier('k__' + s)}")
+    select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
+    return f"SELECT {select} FROM requests GROUP BY ALL"
+
+
 def _build_cube(
     db: Database,
     known: Mapping[str, Dimension],
@@ -431,16 +454,10 @@ def _build_cube(
             )
     db.execute(_CATALOG)
     db.execute(_CATALOG_STATE)
-    signals = signal_names(db)
-    keys = [_key_sql(known[d]) for d in dims]
-    measures = [f"{_requests_sum(db)} AS requests"]
-    for s in signals:
-        n, k = _signal_sums(db, s)
-        measures.append(f"{n} AS {quote_identifier('n__' + s)}")
-        measures.append(f"{k} AS {quote_identifier('k__' + s)}")
-    select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
     table = quote_identifier(name)
-    db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM requests GROUP BY ALL")
+    db.execute(
+        f"CREATE OR REPLACE TABLE {table} AS {cube_sql(db, [known[d] for d in dims], grain)}"
+    )
     rows = int(db.scalar(f"SELECT count(*) FROM {table}"))
     # Written after the table: a crash in between leaves the old state recorded (stale).
     db.execute(

@@ -70,6 +70,7 @@ from threadpoolctl import threadpool_limits
 from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.queries.engine import Engine
 from forensics.schema import quote_identifier
 from forensics.separation import workspace
 from forensics.separation.evidence import evidence, hour_of, joint_effects
@@ -93,6 +94,7 @@ def find_signatures(
     signals: Sequence[str] | None = None,
     params: SeparationParams | None = None,
     progress: Callable[[str], None] | None = None,
+    everything: Engine | None = None,
 ) -> list[Signature]:
     """Find the distinct problems in the requests: slice, window, symptoms, confidence.
 
@@ -105,6 +107,11 @@ def find_signatures(
         Thresholds of the search.
     progress
         Called with a short message at each step (the CLI prints them).
+    everything
+        Where every request is, when ``db`` holds a sample of them (the cache
+        of a Spark table, ``forensics.spark``): each signature's final counts
+        (its slice inside and outside its window, its requests and users) are
+        read there; the search itself runs on ``db``.
 
     Returns
     -------
@@ -124,7 +131,7 @@ def find_signatures(
     # Every array the search handles is small: BLAS threads only contend with DuckDB's
     # (and each other's spinning) for the cores, tens of times slower under load.
     with threadpool_limits(limits=1, user_api="blas"):
-        return _find(db, params, chosen, available, say)
+        return _find(db, params, chosen, available, say, everything)
 
 
 def _find(
@@ -133,9 +140,11 @@ def _find(
     chosen: Sequence[str],
     available: Sequence[str],
     say: Callable[[str], None],
+    everything: Engine | None = None,
 ) -> list[Signature]:
     clock = time.perf_counter()
     search = _prepare(db, params, available)
+    search.everything = everything
     unit = "counted rows" if queries.count_column(db) is not None else "requests"
     sampled = (
         f"a sample of {search.rows:,} of {search.total_rows:,} {unit}"

@@ -162,7 +162,7 @@ def _counts(
     they are not clearly unaffected, and a value whose traffic begins with the
     problem has nothing else before its window.
     """
-    frame = queries.slice_counts(search.db, predicate, window, signals, settle=settle)
+    frame = queries.slice_counts(search.counts_db, predicate, window, signals, settle=settle)
     flags = [f"c{i}" for i in range(len(predicate))]
     every = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
 
@@ -218,7 +218,7 @@ def evidence(
     if not primary.elevated or found.excess < params.min_excess:
         return None
     requests, users = queries.requests_and_users(
-        search.db, Where.parse({**predicate, "ts": (start, end)})
+        search.counts_db, Where.parse({**predicate, "ts": (start, end)})
     )
     return Signature(
         id=f"S{number}",

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from forensics.db import Database
+from forensics.queries.engine import Engine
 from forensics.separation import workspace
 from forensics.separation.moves import FORCED, SCORED, Step
 from forensics.separation.moves.edges import refine_edges
@@ -58,6 +59,13 @@ class Search:
     """Requests in the database."""
     tried: set[tuple[str, str]] = field(default_factory=set)
     """(signal, predicate) pairs already refined."""
+    everything: Engine | None = None
+    """Where a signature's final counts are read when not ``db`` (all requests in Spark)."""
+
+    @property
+    def counts_db(self) -> Engine:
+        """The engine a signature's final counts (slice, requests, users) are read from."""
+        return self.everything if self.everything is not None else self.db
 
     @property
     def columns(self) -> dict[str, str]:
