@@ -216,3 +216,20 @@ def test_a_missing_table_is_a_clear_error(spark: Any, tmp_path: Path) -> None:
     shutil.rmtree(table.location)
     with pytest.raises(ConfigError, match="Spark table 'gone' is missing"):
         forensics.open(cache, spark=spark)
+
+
+def test_counted_rows_are_refused_before_spark_starts(tmp_path: Path) -> None:
+    import tomllib
+
+    from forensics.schema import Mapping
+
+    text = '[counts]\nrequests = "cnt"\n[signals.stalled]\ncount = "value"\n'
+    mapping = Mapping.from_dict(tomllib.loads(text))
+    with pytest.raises(ConfigError, match="counted rows"):
+        ingest_with_spark(
+            [BAD / "duplicates.jsonl"],
+            table="t",
+            cache=tmp_path / "c.duckdb",
+            master="spark://127.0.0.1:9",
+            mapping=mapping,
+        )

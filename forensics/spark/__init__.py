@@ -64,6 +64,11 @@ def ingest_with_spark(
         Per file as ``ingest_files`` reports it; and what the cache holds
         (``requests`` in Spark, ``sampled``, ``cube_rows``).
     """
+    if mapping is not None and mapping.counts is not None:
+        raise ConfigError(
+            "counted rows ([counts] in the mapping) are not supported by the Spark engine "
+            "yet; ingest them into a DuckDB database (without --engine spark)"
+        )
     if spark is None:
         spark = spark_session(SparkSettings.resolve(master=master, conf_file=conf_file))
     target = SparkTable.under(spark, table, location)

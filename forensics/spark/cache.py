@@ -22,15 +22,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from forensics.db import Database
 from forensics.queries import cube as cube_module
 from forensics.queries.dims import discover_dimensions
-from forensics.schema import quote_identifier
 from forensics.separation.params import SeparationParams
 from forensics.spark.engine import SparkEngine
-from forensics.spark.ingest import REGISTRY, SparkTable
+from forensics.spark.ingest import REGISTRY, SparkTable, copy_rows
 
 __all__ = [
     "SAMPLE_RESOLUTION",
@@ -72,20 +69,6 @@ def sample_condition(fraction: float) -> str:
     return f"CAST(conv(substr({key}, 1, 8), 16, 10) AS BIGINT) < {threshold}"
 
 
-def _copy(cache: Database, name: str, table: pa.Table | None) -> None:
-    if table is None or table.num_rows == 0:
-        return
-    cache.con.register("_copied", table)
-    try:
-        if name == "forensics_meta":
-            cache.execute("INSERT OR REPLACE INTO forensics_meta SELECT key, value FROM _copied")
-        else:
-            cache.execute(f"INSERT INTO {quote_identifier(name)} BY NAME SELECT * FROM _copied")
-    finally:
-        cache.con.unregister("_copied")
-    cache.forget()
-
-
 def fill_cache(
     spark: Any,
     table: SparkTable,
@@ -110,13 +93,13 @@ def fill_cache(
         if final.exists():
             old = Database(final, read_only=True)
             try:
-                _copy(cache, "events", old.con.sql("SELECT * FROM events").to_arrow_table())
+                copy_rows(cache, "events", old.con.sql("SELECT * FROM events").to_arrow_table())
             finally:
                 old.close()
         for name in REGISTRY:
-            _copy(cache, name, table.registry(spark, name))
+            copy_rows(cache, name, table.registry(spark, name))
         if "rejected_rows" in views:
-            _copy(cache, "rejected_rows", spark.table(views["rejected_rows"]).toArrow())
+            copy_rows(cache, "rejected_rows", spark.table(views["rejected_rows"]).toArrow())
         total = int(spark.table(views["requests"]).count())
         fraction = min(1.0, search_rows / total) if total else 1.0
         sample = spark.sql(

@@ -46,7 +46,7 @@ from forensics.readers import resolve_paths
 from forensics.schema import Mapping, quote_identifier
 from forensics.signals import DETECTORS, SignalParams
 
-__all__ = ["REGISTRY", "SparkTable", "ingest_to_spark"]
+__all__ = ["REGISTRY", "SparkTable", "copy_rows", "ingest_to_spark"]
 
 REGISTRY = ("forensics_meta", "signal_definitions", "column_roles", "ingested_files")
 """Small tables kept beside the Spark table (and copied into the cache)."""
@@ -167,21 +167,25 @@ def _from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(io.BytesIO(data)).read_all()
 
 
+def copy_rows(db: Database, name: str, table: pa.Table | None) -> None:
+    """Insert an Arrow table's rows into the table ``name`` (by column name; meta by key)."""
+    if table is None or table.num_rows == 0:
+        return
+    db.con.register("_copied", table)
+    try:
+        if name == "forensics_meta":
+            db.execute("INSERT OR REPLACE INTO forensics_meta SELECT key, value FROM _copied")
+        else:
+            db.execute(f"INSERT INTO {quote_identifier(name)} BY NAME SELECT * FROM _copied")
+    finally:
+        db.con.unregister("_copied")
+    db.forget()
+
+
 def _carry_in(db: Database, carried: dict[str, bytes]) -> None:
     """Fill the task's registry tables (created empty by ``Database``) with the table's."""
     for name, data in carried.items():
-        table = _from_ipc(data)
-        if table.num_rows == 0:
-            continue
-        db.con.register("_carried", table)
-        try:
-            if name == "forensics_meta":
-                db.execute("INSERT OR REPLACE INTO forensics_meta SELECT * FROM _carried")
-            else:
-                db.execute(f"INSERT INTO {quote_identifier(name)} BY NAME SELECT * FROM _carried")
-        finally:
-            db.con.unregister("_carried")
-    db.forget()
+        copy_rows(db, name, _from_ipc(data))
 
 
 def _content_sql(db: Database) -> str:
