@@ -1,18 +1,18 @@
 # The two commands of the README: `make demo` and `make test`. Both set up
 # everything they need on a fresh machine (a virtualenv in .venv; for tests,
-# Debian's chromium for the browser tests).
+# Debian's chromium for the browser tests, Debian's Java 17 for the Spark tests).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test field lint typecheck unit browser bench sample clean
+.PHONY: demo test field spark java chromium lint typecheck unit browser bench sample clean
 
 demo: $(STAMP)
 	$(BIN)/forensics demo
 
-test: $(STAMP) chromium lint typecheck unit browser
+test: $(STAMP) chromium java lint typecheck unit browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "forensics needs Python >= 3.11; set PYTHON=python3.11")'
@@ -28,6 +28,15 @@ chromium:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# PySpark's local mode (the spark-marked tests) starts a JVM: Debian's Java 17 runtime.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "installing Debian's openjdk-17-jre-headless for the Spark tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && { \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null 2>&1 || \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; }; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check forensics tests bench
 	$(BIN)/ruff format --check forensics tests bench
@@ -36,7 +45,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest -m "not browser and not field"
+	$(BIN)/pytest -m "not browser and not field and not spark"
+
+# The Spark engine's tests (PySpark local[2], a JVM; about 5 minutes): CI runs them after
+# `make test`, which installs the Java runtime they need.
+spark: $(STAMP) java
+	$(BIN)/pytest -m spark
 
 # The long tier CI runs after `make test`: the separation on the field family (logs
 # written apart from the tuning library), about 20 minutes on 2 cores.

@@ -149,6 +149,31 @@ def main() -> None:
     help="Finest time grain: minute (1m), 5m, 15m, hour (1h), day [default: from the timestamps].",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    default="duckdb",
+    show_default=True,
+    help="Where the requests go: the DuckDB file, or a Spark table (--db is then its cache).",
+)
+@click.option("--table", help="--engine spark: the Spark table's name (a folder of Parquet).")
+@click.option(
+    "--spark-master",
+    envvar="FORENSICS_SPARK_MASTER",
+    help="--engine spark: master URL, e.g. local[2] [env: FORENSICS_SPARK_MASTER].",
+)
+@click.option(
+    "--spark-conf",
+    envvar="FORENSICS_SPARK_CONF",
+    type=click.Path(path_type=Path),
+    help="--engine spark: a spark-defaults.conf-style file [env: FORENSICS_SPARK_CONF].",
+)
+@click.option(
+    "--spark-location",
+    envvar="FORENSICS_SPARK_WAREHOUSE",
+    help="--engine spark: folder the table lives under [default: spark.sql.warehouse.dir; "
+    "env: FORENSICS_SPARK_WAREHOUSE].",
+)
 @_fail_cleanly
 def ingest(
     paths: tuple[str, ...],
@@ -159,6 +184,11 @@ def ingest(
     salt: str | None,
     grain: str | None,
     quiet: bool,
+    engine: str,
+    table: str | None,
+    spark_master: str | None,
+    spark_conf: Path | None,
+    spark_location: str | None,
 ) -> None:
     """Load request logs (Parquet, JSON lines, CSV, OTLP JSON traces; .gz ok) into the database.
 
@@ -169,7 +199,9 @@ def ingest(
     file missing a required column is refused (exit 2) and nothing from it is
     written. Re-ingesting a file adds nothing. The finest time grain (windows,
     timeline, change points, cubes) is chosen from the timestamps unless
-    --grain sets it; a grain finer than the timestamps is refused (exit 2).
+    --grain sets it; a grain finer than the timestamps is refused (exit 2). With --engine spark the rows go
+    to the Spark table --table (partitioned by day) and --db becomes the
+    investigation's local cache (cubes, a sample of the requests, registry).
     """
     from forensics.workbench import open as open_workbench
 
@@ -180,6 +212,22 @@ def ingest(
         )
     loaded = Mapping.load(mapping) if mapping else load_preset(preset) if preset else None
     path = _db_path(db)
+    if engine == "spark":
+        _ingest_spark(
+            paths,
+            path,
+            loaded,
+            privacy,
+            salt,
+            quiet,
+            table,
+            spark_master,
+            spark_conf,
+            spark_location,
+        )
+        return
+    if table is not None:
+        raise click.UsageError("--table names a Spark table: add --engine spark")
     with _kept_only_if_written(path):
         with open_workbench(path) as wb:
             summary = wb.ingest(
@@ -199,6 +247,45 @@ def ingest(
                 )
         if _echo_problems(summary):
             sys.exit(2)
+
+
+def _ingest_spark(
+    paths: tuple[str, ...],
+    path: str | Path,
+    mapping: Mapping | None,
+    privacy: bool,
+    salt: str | None,
+    quiet: bool,
+    table: str | None,
+    master: str | None,
+    conf: Path | None,
+    location: str | None,
+) -> None:
+    """``forensics ingest --engine spark``: the Spark table, then the cache."""
+    from forensics.spark import ingest_with_spark
+
+    if not table:
+        raise click.UsageError("--engine spark needs --table NAME (the Spark table to write)")
+    summary, filled = ingest_with_spark(
+        paths,
+        table=table,
+        cache=path,
+        master=master,
+        conf_file=conf,
+        location=location,
+        mapping=mapping,
+        privacy=privacy,
+        salt=salt,
+    )
+    if not quiet:
+        click.echo(summary.table(problems=False))
+        click.echo(
+            f"Spark table {table}: {filled['requests']:,} requests at {summary.db}; "
+            f"cache: {path} ({filled['sampled']:,} sampled requests, "
+            f"{filled['cube_rows']:,} cube rows)"
+        )
+    if _echo_problems(summary):
+        sys.exit(2)
 
 
 @main.command("ingest-events")

@@ -51,13 +51,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import polars as pl
 
 from forensics.db import Database
 from forensics.errors import ConfigError
 from forensics.schema import INTERNAL_PREFIX, SETTABLE_ROLES, column
+
+if TYPE_CHECKING:  # the query layer imports this module
+    from forensics.queries.engine import Engine
 
 __all__ = [
     "COUNTS_META",
@@ -249,7 +252,7 @@ def resolve_roles(
 # -- the column_roles table ----------------------------------------------------------
 
 
-def _signals(db: Database) -> tuple[set[str], set[str]]:
+def _signals(db: Engine) -> tuple[set[str], set[str]]:
     """Signal column names, and every column the user's signals read (``inputs``).
 
     An expression reads several columns, all recorded in ``inputs``; a database
@@ -268,7 +271,7 @@ def _signals(db: Database) -> tuple[set[str], set[str]]:
     return {r[0] for r in rows}, read
 
 
-def _stored(db: Database) -> dict[str, tuple[str, str]]:
+def _stored(db: Engine) -> dict[str, tuple[str, str]]:
     if "column_roles" not in db.tables():
         return {}
     rows = db.execute('SELECT "column", role, why FROM column_roles')
@@ -350,7 +353,7 @@ def record_roles(db: Database, explicit: Mapping[str, str] | None = None) -> lis
     return notes
 
 
-def column_roles(db: Database) -> pl.DataFrame:
+def column_roles(db: Engine) -> pl.DataFrame:
     """The role of every column of ``requests``, in table order, as recorded by ingest.
 
     A column with no recorded role (a database written before roles were
@@ -391,7 +394,7 @@ def column_roles(db: Database) -> pl.DataFrame:
     return db.memo(("column_roles",), lookup).clone()
 
 
-def columns_with_role(db: Database, role: RoleName) -> list[str]:
+def columns_with_role(db: Engine, role: RoleName) -> list[str]:
     """Columns of ``requests`` with this role, in table order."""
     roles = column_roles(db)
     return roles.filter(pl.col("role") == role)["column"].to_list()

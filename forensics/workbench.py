@@ -21,11 +21,12 @@ from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
 from forensics.contrast import contrast
 from forensics.db import Database, Tracer
+from forensics.errors import ConfigError
 from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.explain import ExplainParams, Explanation
 from forensics.explain.database import explain_moment
 from forensics.ingest import FileSummary, IngestSummary, ingest_events, ingest_files
-from forensics.queries import Cube, Dimension, Grain, Where
+from forensics.queries import Cube, Dimension, Engine, Grain, Where
 from forensics.roles import column_roles
 from forensics.rootcause import RootCause, RootCauseParams, group_root_causes
 from forensics.samples import SAMPLE_SIZE, sample_requests
@@ -33,6 +34,7 @@ from forensics.schema import EventMapping, Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
 from forensics.signature import Signature
+from forensics.spark.cache import SPARK_ROWS, SPARK_TABLE
 
 WhereLike = MappingABC[str, Any] | Where | None
 
@@ -55,8 +57,10 @@ class Workbench:
     >>> wb.close()
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, everything: Engine | None = None) -> None:
         self.db = db
+        self.everything = everything
+        """Where every request is when ``db`` is the cache of a Spark table (else None)."""
 
     @property
     def path(self) -> str:
@@ -336,8 +340,26 @@ class Workbench:
         ``for sig in wb.signatures(): print(sig.describe())``
         """
         return find_signatures(
-            self.db, signals=signals, params=params, progress=progress, grain=grain
+            self.db,
+            signals=signals,
+            params=params,
+            progress=progress,
+            grain=grain,
+            everything=self._everything(),
         )
+
+    def _everything(self) -> Engine | None:
+        """The engine holding every request, if ``db`` holds a sample of them (a cache)."""
+        if self.everything is not None or self.db.meta(SPARK_TABLE) is None:
+            return self.everything
+        stored = int(self.db.meta(SPARK_ROWS) or 0)
+        if stored > queries.table_counts(self.db)["requests"]:
+            raise ConfigError(
+                f"{self.db.path} holds a sample of the requests of Spark table "
+                f"{self.db.meta(SPARK_TABLE)!r}: a signature's numbers must be counted on all "
+                "of them; open it with forensics.open(path, spark=session)"
+            )
+        return None
 
     def explain(
         self,
@@ -537,6 +559,7 @@ def open(
     *,
     read_only: bool = False,
     trace: Tracer | None = None,
+    spark: Any = None,
 ) -> Workbench:
     """Open (or create) a forensics database and return its Workbench.
 
@@ -549,6 +572,20 @@ def open(
         Open without write access, so that several processes can read one file.
     trace
         Called with every SQL statement and its parameters, e.g. ``trace=print``.
+    spark
+        A SparkSession, for the cache of a Spark table (``forensics ingest --engine
+        spark``): what must read every request (a signature's final counts) is
+        counted there.
     """
     config = Config.from_env()
-    return Workbench(Database(path or config.db, read_only=read_only, trace=trace, config=config))
+    db = Database(path or config.db, read_only=read_only, trace=trace, config=config)
+    if spark is None:
+        return Workbench(db)
+    from forensics.spark import engine_for_cache
+
+    try:
+        everything = engine_for_cache(db, spark)
+    except BaseException:
+        db.close()
+        raise
+    return Workbench(db, everything=everything)

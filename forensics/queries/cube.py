@@ -33,6 +33,7 @@ from forensics.queries.dims import (
     describe_column,
     discover_dimensions,
 )
+from forensics.queries.engine import Engine
 from forensics.queries.measures import _requests_sum, _signal_sums, count_column, signal_names
 from forensics.roles import columns_with_role
 from forensics.schema import quote_identifier
@@ -49,6 +50,7 @@ __all__ = [
     "Grain",
     "build_cube",
     "checked_grain",
+    "cube_sql",
     "cubes",
     "data_grain",
     "dimension",
@@ -379,7 +381,7 @@ def cubes(db: Database) -> list[Cube]:
 
 
 def _default_cube_dims(
-    db: Database, dims: Sequence[Dimension], source_rows: int, grain: Grain = "hour"
+    db: Engine, dims: Sequence[Dimension], source_rows: int, grain: Grain = "hour"
 ) -> list[str]:
     """Dimensions of the default cube: in schema order, each kept if the cube stays in budget.
 
@@ -451,6 +453,23 @@ def build_cube(
     return _build_cube(db, known, dims=dims, grain=grain, name=name)
 
 
+def cube_sql(db: Engine, dims: Sequence[Dimension], grain: Grain) -> str:
+    """The query a cube is made of: counts per time bucket and ``dims``' values (or buckets).
+
+    One definition for every engine that holds ``requests``: DuckDB builds the
+    table from it, Spark answers it for the cache (``forensics.spark.cache``).
+
+    Examples
+    --------
+    >>> cube_sql(Database(":memory:"), [Dimension("model", "categorical", 2, True)], "day")
+    'SELECT epoch_us(ts) // 86400000000 AS bucket, "model", count(*) AS requests FROM requests GROUP BY ALL'
+    """
+    keys = [_key_sql(d) for d in dims]
+    measures = _cube_measures(db, signal_names(db))
+    select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
+    return f"SELECT {select} FROM requests GROUP BY ALL"
+
+
 def _build_cube(
     db: Database,
     known: Mapping[str, Dimension],
@@ -477,11 +496,10 @@ def _build_cube(
             )
     db.execute(_CATALOG)
     db.execute(_CATALOG_STATE)
-    keys = [_key_sql(known[d]) for d in dims]
-    measures = _cube_measures(db, signal_names(db))
-    select = ", ".join([f"epoch_us(ts) // {_BUCKET_US[grain]} AS bucket", *keys, *measures])
     table = quote_identifier(name)
-    db.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT {select} FROM requests GROUP BY ALL")
+    db.execute(
+        f"CREATE OR REPLACE TABLE {table} AS {cube_sql(db, [known[d] for d in dims], grain)}"
+    )
     rows = int(db.scalar(f"SELECT count(*) FROM {table}"))
     # Written after the table: a crash in between leaves the old state recorded (stale).
     db.execute(
@@ -501,7 +519,7 @@ def _build_cube(
     return Cube(name, tuple(dims), grain, rows, source_rows, auto)
 
 
-def _cube_measures(db: Database, signals: Sequence[str]) -> list[str]:
+def _cube_measures(db: Engine, signals: Sequence[str]) -> list[str]:
     """A cube's counts: ``requests``, and per signal ``n__`` (defined) and ``k__`` (true).
 
     On counted rows each sums the rows' counts (``_requests_sum``, ``_signal_sums``).

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.queries.engine import Engine
 from forensics.queries.where import _is_numeric_type
 from forensics.roles import columns_with_role
 from forensics.schema import CANONICAL_COLUMNS, quote_identifier
@@ -82,7 +82,7 @@ def _sliceable_type(dtype: str) -> bool:
     )
 
 
-def _candidate_columns(db: Database) -> dict[str, str]:
+def _candidate_columns(db: Engine) -> dict[str, str]:
     """Dimension-role columns of a type that can be sliced, name -> type."""
     types = db.columns("requests")
     return {n: types[n] for n in columns_with_role(db, "dimension") if _sliceable_type(types[n])}
@@ -156,7 +156,7 @@ def bucket_index_sql(column: str, edges: Sequence[float]) -> str:
     )
 
 
-def _numeric_edges(db: Database, column: str, distinct: int) -> tuple[float, ...]:
+def _numeric_edges(db: Engine, column: str, distinct: int) -> tuple[float, ...]:
     """Bucket lower edges: every value when there are few, else powers of two."""
     q = quote_identifier(column)
     if distinct <= NUMERIC_DISTINCT_AS_VALUES:
@@ -170,7 +170,7 @@ def _numeric_edges(db: Database, column: str, distinct: int) -> tuple[float, ...
     return power_of_two_edges(float(lo), float(hi))
 
 
-def discover_dimensions(db: Database) -> list[Dimension]:
+def discover_dimensions(db: Engine) -> list[Dimension]:
     """Scan ``requests`` for the columns it can be sliced by (one pass, approximate counts).
 
     Canonical dimensions come first in schema order, then the user's own
@@ -187,9 +187,7 @@ def discover_dimensions(db: Database) -> list[Dimension]:
     return [d for d in found if d is not None]
 
 
-def _describe(
-    db: Database, names: Sequence[str], types: Mapping[str, str]
-) -> list[Dimension | None]:
+def _describe(db: Engine, names: Sequence[str], types: Mapping[str, str]) -> list[Dimension | None]:
     """Describe columns as dimensions (one scan); None for one without values or with too many."""
     items = ", ".join(f"approx_count_distinct({quote_identifier(n)})" for n in names)
     counts = db.execute(f"SELECT {items} FROM requests")[0]
@@ -211,7 +209,7 @@ def _describe(
     return dims
 
 
-def describe_column(db: Database, name: str) -> Dimension:
+def describe_column(db: Engine, name: str) -> Dimension:
     """Describe an outcome column as a dimension would be, to group by it by hand.
 
     Numeric outcomes are bucketed as numeric dimensions are (every value when there
@@ -238,7 +236,7 @@ def describe_column(db: Database, name: str) -> Dimension:
     return db.memo(("describe_column", name), lookup)
 
 
-def _not_a_dimension(db: Database, name: str, dims: Iterable[str]) -> UnknownNameError:
+def _not_a_dimension(db: Engine, name: str, dims: Iterable[str]) -> UnknownNameError:
     """The error for a name that is no dimension; an outcome's says what it is instead."""
     if name not in columns_with_role(db, "outcome"):
         return UnknownNameError.for_name("dimension", name, dims)

@@ -20,6 +20,7 @@ from forensics.db import Database
 from forensics.errors import UnknownNameError
 from forensics.queries.counts import _Source, _source
 from forensics.queries.cube import _BUCKET_US, _catalog
+from forensics.queries.engine import Engine
 from forensics.queries.measures import (
     _requests_sum,
     _requests_where,
@@ -34,7 +35,7 @@ __all__ = ["cover_counts", "overlap_counts", "requests_and_users", "slice_counts
 
 
 def overlap_counts(
-    db: Database, reference: Where, candidates: Sequence[Where], *, defined: Sequence[str]
+    db: Engine, reference: Where, candidates: Sequence[Where], *, defined: Sequence[str]
 ) -> tuple[int, list[tuple[int, int]]]:
     """How many requests a reference filter and each candidate cover, and both.
 
@@ -55,7 +56,7 @@ def overlap_counts(
 
 
 def slice_counts(
-    db: Database,
+    db: Engine,
     predicate: Mapping[str, Any],
     window: tuple[datetime, datetime | None],
     signals: Sequence[str],
@@ -98,8 +99,9 @@ def slice_counts(
         if signal not in columns:
             raise UnknownNameError.for_name("signal", signal, signal_names(db))
     source = _Source("requests", None, columns)
-    catalog = _catalog(db) if use_cubes and signals else None
-    if catalog is not None and catalog.cubes:
+    # Cubes live beside DuckDB's requests; another engine reads its table itself.
+    catalog = _catalog(db) if use_cubes and signals and isinstance(db, Database) else None
+    if catalog is not None and catalog.cubes and isinstance(db, Database):
         found = _source(
             db,
             set(predicate),
@@ -179,7 +181,7 @@ def _period_sql(
     return f"CASE {' '.join(parts)} ELSE 2 END"
 
 
-def requests_and_users(db: Database, where: Where) -> tuple[int, int | None]:
+def requests_and_users(db: Engine, where: Where) -> tuple[int, int | None]:
     """Requests matching a filter and their distinct users.
 
     0 users without a user_id column; None on counted rows (which name no users).
@@ -196,7 +198,7 @@ def requests_and_users(db: Database, where: Where) -> tuple[int, int | None]:
 
 
 def cover_counts(
-    db: Database,
+    db: Engine,
     slices: Sequence[
         tuple[
             Mapping[str, Any],

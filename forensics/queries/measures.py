@@ -8,19 +8,20 @@ aggregates here hide the difference from every count query.
 
 from __future__ import annotations
 
-from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
+from forensics.queries.engine import Engine
 from forensics.roles import COUNTS_META
 from forensics.schema import quote_identifier
 
 __all__ = ["check_signal", "count_column", "no_users_on_counted_rows", "signal_names"]
 
 
-def signal_names(db: Database) -> list[str]:
+def signal_names(db: Engine) -> list[str]:
     """Signals stored in this database: built-in first, the user's next, ``degraded`` last.
 
     Examples
     --------
+    >>> from forensics.db import Database
     >>> signal_names(Database(":memory:"))
     []
     """
@@ -39,18 +40,19 @@ def signal_names(db: Database) -> list[str]:
     return list(db.memo(("signal_names",), lookup))
 
 
-def count_column(db: Database) -> str | None:
+def count_column(db: Engine) -> str | None:
     """The column saying how many requests a row stands for (counted rows), or None.
 
     Examples
     --------
+    >>> from forensics.db import Database
     >>> count_column(Database(":memory:")) is None
     True
     """
     return db.memo(("count_column",), lambda: db.meta(COUNTS_META))
 
 
-def _requests_sum(db: Database) -> str:
+def _requests_sum(db: Engine) -> str:
     """SQL aggregate of the requests a group of ``requests`` rows stands for."""
     weight = count_column(db)
     if weight is None:
@@ -58,7 +60,7 @@ def _requests_sum(db: Database) -> str:
     return f"CAST(coalesce(sum({quote_identifier(weight)}), 0) AS BIGINT)"
 
 
-def _requests_where(db: Database, condition: str) -> str:
+def _requests_where(db: Engine, condition: str) -> str:
     """SQL aggregate of the requests of the rows meeting ``condition``."""
     weight = count_column(db)
     if weight is None:
@@ -67,7 +69,7 @@ def _requests_where(db: Database, condition: str) -> str:
     return f"CAST(coalesce(sum({w}) FILTER (WHERE {condition}), 0) AS BIGINT)"
 
 
-def _signal_sums(db: Database, signal: str) -> tuple[str, str]:
+def _signal_sums(db: Engine, signal: str) -> tuple[str, str]:
     """SQL aggregates ``n`` (requests where ``signal`` is defined) and ``k`` (showing it).
 
     On counted rows a row weighs its count and the signal holds how many show it.
@@ -83,7 +85,7 @@ def _signal_sums(db: Database, signal: str) -> tuple[str, str]:
     )
 
 
-def _signal_terms(db: Database, signal: str) -> tuple[str, str]:
+def _signal_terms(db: Engine, signal: str) -> tuple[str, str]:
     """Per-row SQL terms whose sums are ``n`` and ``k`` (see ``_signal_sums``)."""
     q = quote_identifier(signal)
     weight = count_column(db)
@@ -93,7 +95,7 @@ def _signal_terms(db: Database, signal: str) -> tuple[str, str]:
     return f"CASE WHEN {q} IS NOT NULL THEN {w} ELSE 0 END", f"coalesce({q}, 0)"
 
 
-def no_users_on_counted_rows(db: Database, what: str) -> None:
+def no_users_on_counted_rows(db: Engine, what: str) -> None:
     """Raise ``QueryError`` when ``requests`` holds counted rows: they name no users."""
     weight = count_column(db)
     if weight is not None:
@@ -104,7 +106,7 @@ def no_users_on_counted_rows(db: Database, what: str) -> None:
         )
 
 
-def check_signal(db: Database, signal: str) -> str:
+def check_signal(db: Engine, signal: str) -> str:
     """Return ``signal`` if the database has it, else raise ``UnknownNameError`` listing them."""
     names = signal_names(db)
     if signal not in names:

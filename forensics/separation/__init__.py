@@ -74,6 +74,7 @@ from forensics import queries
 from forensics.db import Database
 from forensics.errors import QueryError, UnknownNameError
 from forensics.grain import grain_us, search_step
+from forensics.queries.engine import Engine
 from forensics.schema import quote_identifier
 from forensics.separation import workspace
 from forensics.separation.evidence import evidence, joint_effects, tick_of
@@ -98,6 +99,7 @@ def find_signatures(
     params: SeparationParams | None = None,
     progress: Callable[[str], None] | None = None,
     grain: str | None = None,
+    everything: Engine | None = None,
 ) -> list[Signature]:
     """Find the distinct problems in the requests: slice, window, symptoms, confidence.
 
@@ -114,6 +116,11 @@ def find_signatures(
         The finest time grain windows are placed to (``"minute"``, ``"5m"``, ``"hour"``...);
         default: the database's (``queries.data_grain``, chosen from the timestamps).
         A grain finer than the timestamps' own grid is refused.
+    everything
+        Where every request is, when ``db`` holds a sample of them (the cache
+        of a Spark table, ``forensics.spark``): each signature's final counts
+        (its slice inside and outside its window, its requests and users) are
+        read there; the search itself runs on ``db``.
 
     Returns
     -------
@@ -134,7 +141,7 @@ def find_signatures(
     # (and each other's spinning) for the cores, tens of times slower under load.
     tick = queries.checked_grain(db, grain) if grain is not None else queries.data_grain(db)
     with threadpool_limits(limits=1, user_api="blas"):
-        return _find(db, params, chosen, available, say, tick)
+        return _find(db, params, chosen, available, say, tick, everything)
 
 
 def _find(
@@ -144,9 +151,11 @@ def _find(
     available: Sequence[str],
     say: Callable[[str], None],
     grain: str = "hour",
+    everything: Engine | None = None,
 ) -> list[Signature]:
     clock = time.perf_counter()
     search = _prepare(db, params, available, grain)
+    search.everything = everything
     unit = "counted rows" if queries.count_column(db) is not None else "requests"
     sampled = (
         f"a sample of {search.rows:,} of {search.total_rows:,} {unit}"

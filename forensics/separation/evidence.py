@@ -175,7 +175,7 @@ def _counts(
     they are not clearly unaffected, and a value whose traffic begins with the
     problem has nothing else before its window.
     """
-    frame = queries.slice_counts(search.db, predicate, window, signals, settle=settle)
+    frame = queries.slice_counts(search.counts_db, predicate, window, signals, settle=settle)
     return split_counts(frame, predicate, signals)
 
 
@@ -239,7 +239,7 @@ def evidence(
     if not primary.elevated or found.excess < params.min_excess:
         return None
     requests, users = queries.requests_and_users(
-        search.db, Where.parse({**predicate, "ts": (start, end)})
+        search.counts_db, Where.parse({**predicate, "ts": (start, end)})
     )
     return Signature(
         id=f"S{number}",

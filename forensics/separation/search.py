@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from forensics.db import Database
+from forensics.queries.engine import Engine
 from forensics.separation import workspace
 from forensics.separation.moves import FORCED, SCORED, Step
 from forensics.separation.moves.edges import refine_edges
@@ -63,6 +64,13 @@ class Search:
     """(signal, predicate) pairs already refined."""
     tick_us: int = workspace.HOUR_US
     """Microseconds per tick, the workspace's time unit (the grain; an hour by default)."""
+    everything: Engine | None = None
+    """Where a signature's final counts are read when not ``db`` (all requests in Spark)."""
+
+    @property
+    def counts_db(self) -> Engine:
+        """The engine a signature's final counts (slice, requests, users) are read from."""
+        return self.everything if self.everything is not None else self.db
 
     @property
     def columns(self) -> dict[str, str]:

@@ -1,0 +1,151 @@
+"""The local cache of an investigation whose requests live in Spark.
+
+A DuckDB file like any other forensics database, except that ``requests``
+holds a uniform sample of the requests (all of them up to
+``SeparationParams.search_rows``), chosen by ``md5(request_id)`` (see
+``sample_condition``), and ``forensics_meta`` says where the whole table is
+(``spark.table``, ``spark.location``, ``spark.rows``). What must read every
+request was computed by Spark from the same query definitions: the
+dimensions and the cubes (``queries.discover_dimensions``,
+``queries.cube_sql`` through ``SparkEngine``). The registry (files, signals,
+roles, privacy settings) and the rejected rows are copied; change events
+already in the cache are kept. The cubes are recorded as summarising the
+cache's state, so reads use them instead of the sample.
+
+The cache is written to a new file and moved over the old one at the end: a
+failure leaves the previous cache as it was.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from forensics.db import Database
+from forensics.queries import cube as cube_module
+from forensics.queries.dims import discover_dimensions
+from forensics.separation.params import SeparationParams
+from forensics.spark.engine import SparkEngine
+from forensics.spark.ingest import REGISTRY, SparkTable, copy_rows
+
+__all__ = [
+    "SAMPLE_RESOLUTION",
+    "SPARK_LOCATION",
+    "SPARK_ROWS",
+    "SPARK_TABLE",
+    "fill_cache",
+    "sample_condition",
+]
+
+SPARK_TABLE = "spark.table"
+"""``forensics_meta`` key: the name of the Spark table holding every request."""
+SPARK_LOCATION = "spark.location"
+"""``forensics_meta`` key: the folder of that table."""
+SPARK_ROWS = "spark.rows"
+"""``forensics_meta`` key: how many requests it held when the cache was filled."""
+
+SAMPLE_RESOLUTION = 2**32
+"""The sample key is the first 32 bits of ``md5(request_id)``: a request is kept when
+``key < fraction * SAMPLE_RESOLUTION``."""
+
+
+def sample_condition(fraction: float) -> str:
+    """Spark SQL: whether a request is in the uniform sample of ``fraction`` of them.
+
+    The key is the first 8 hex digits of ``md5(request_id)`` read as a number
+    (DuckDB: ``('0x' || left(md5(request_id), 8))::UBIGINT``), so any engine
+    keeps the same requests; a row without an id is keyed by its file and row.
+
+    Examples
+    --------
+    >>> sample_condition(1.0)
+    'true'
+    """
+    if fraction >= 1.0:
+        return "true"
+    threshold = int(fraction * SAMPLE_RESOLUTION)
+    key = "md5(coalesce(request_id, concat_ws('/', _source_file_id, _source_row)))"
+    return f"CAST(conv(substr({key}, 1, 8), 16, 10) AS BIGINT) < {threshold}"
+
+
+def fill_cache(
+    spark: Any,
+    table: SparkTable,
+    cache_path: str | Path,
+    *,
+    search_rows: int = SeparationParams().search_rows,
+) -> dict[str, int]:
+    """Fill (or refill) the cache at ``cache_path`` from the Spark table.
+
+    Returns
+    -------
+    dict[str, int]
+        ``requests`` (in Spark), ``sampled`` (in the cache), ``cube_rows``.
+    """
+    views = table.register(spark)
+    final = Path(cache_path)
+    building = final.with_name(final.name + ".filling")
+    for leftover in (building, building.with_name(building.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    cache = Database(building)
+    try:
+        if final.exists():
+            old = Database(final, read_only=True)
+            try:
+                copy_rows(cache, "events", old.con.sql("SELECT * FROM events").to_arrow_table())
+            finally:
+                old.close()
+        for name in REGISTRY:
+            copy_rows(cache, name, table.registry(spark, name))
+        if "rejected_rows" in views:
+            copy_rows(cache, "rejected_rows", spark.table(views["rejected_rows"]).toArrow())
+        total = int(spark.table(views["requests"]).count())
+        fraction = min(1.0, search_rows / total) if total else 1.0
+        sample = spark.sql(
+            f"SELECT * FROM {views['requests']} WHERE {sample_condition(fraction)}"
+        ).toArrow()
+        cache.con.register("_sample", sample)
+        try:
+            cache.execute("CREATE TABLE requests AS SELECT * FROM _sample")
+        finally:
+            cache.con.unregister("_sample")
+        cache.forget()
+        cache.set_meta(SPARK_TABLE, table.name)
+        cache.set_meta(SPARK_LOCATION, table.location)
+        cache.set_meta(SPARK_ROWS, str(total))
+        cube_rows = _cubes_from_spark(spark, cache, views, table.location, total)
+        cache.execute("CHECKPOINT")
+    finally:
+        cache.close()
+    os.replace(building, final)
+    return {"requests": total, "sampled": sample.num_rows, "cube_rows": cube_rows}
+
+
+def _cubes_from_spark(
+    spark: Any, cache: Database, views: dict[str, str], location: str, total: int
+) -> int:
+    """The dimensions and the default cube, counted by Spark over every request."""
+    engine = SparkEngine(spark, cache, views, location=location)
+    found = discover_dimensions(engine)
+    cube_module._record_dimensions(cache, found)
+    known = {d.name: d for d in found}
+    dims = cube_module._default_cube_dims(engine, list(known.values()), total)
+    sql = cube_module.cube_sql(engine, [known[d] for d in dims], "hour")
+    frame = engine.frame(sql)
+    cache.execute(cube_module._CATALOG)
+    cache.execute(cube_module._CATALOG_STATE)
+    cache.con.register("_cube", frame.to_arrow())
+    try:
+        cache.execute("CREATE OR REPLACE TABLE cube_default AS SELECT * FROM _cube")
+    finally:
+        cache.con.unregister("_cube")
+    cache.forget()
+    state, _ = cube_module._source_state(cache)
+    cache.execute(
+        "INSERT OR REPLACE INTO cube_catalog "
+        "(name, dims, grain, rows, source_rows, auto, built_at, source_state) "
+        "VALUES ('cube_default', $d, 'hour', $r, $s, true, now(), $state)",
+        {"d": list(dims), "r": frame.height, "s": total, "state": state},
+    )
+    return frame.height

@@ -1,0 +1,207 @@
+"""``SparkEngine``: the query layer's ``Engine`` over requests that live in Spark.
+
+The query functions (``forensics.queries``) write DuckDB SQL with ``$name``
+parameters. A statement that reads ``requests`` or ``rejected_rows`` is
+transpiled by SQLGlot to Spark SQL (DuckDB's ``epoch_us`` and
+``make_timestamptz`` become ``unix_micros`` and ``timestamp_micros``) and run
+by Spark on the whole table; any other statement (the signal registry, the
+column roles, ``forensics_meta``) is answered by the local cache, which holds
+those tables. So one definition of every count runs on either engine.
+
+Approximate distinct counts are Spark's (HyperLogLog++, 1% relative error),
+not DuckDB's sketch: a column's recorded cardinality above
+``2 * CUBE_MAX_VALUES`` (where the query layer counts exactly) may differ by
+that much between engines; nothing is decided by it but whether a text column
+with about ``DIMENSION_MAX_VALUES`` values is a dimension.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import polars as pl
+
+from forensics.db import Database
+from forensics.errors import ConfigError
+
+__all__ = ["SPARK_TABLES", "SparkEngine", "duckdb_type", "to_spark_sql"]
+
+T = TypeVar("T")
+
+SPARK_TABLES = ("requests", "rejected_rows")
+"""Tables that live in Spark; every other table is read from the cache."""
+
+APPROX_DISTINCT_RSD = 0.01
+"""Relative standard deviation of Spark's approximate distinct counts."""
+
+
+def duckdb_type(spark_type: str) -> str:
+    """DuckDB's name for a Spark SQL type (``simpleString``), as the query layer expects.
+
+    Examples
+    --------
+    >>> duckdb_type("bigint"), duckdb_type("timestamp"), duckdb_type("array<string>")
+    ('BIGINT', 'TIMESTAMP WITH TIME ZONE', 'VARCHAR[]')
+    """
+    t = spark_type.lower()
+    if t.startswith("array<") and t.endswith(">"):
+        return duckdb_type(t[6:-1]) + "[]"
+    if t.startswith("decimal"):
+        return t.upper()
+    return {
+        "string": "VARCHAR",
+        "bigint": "BIGINT",
+        "int": "INTEGER",
+        "smallint": "SMALLINT",
+        "tinyint": "TINYINT",
+        "double": "DOUBLE",
+        "float": "FLOAT",
+        "boolean": "BOOLEAN",
+        "timestamp": "TIMESTAMP WITH TIME ZONE",
+        "timestamp_ntz": "TIMESTAMP",
+        "date": "DATE",
+        "binary": "BLOB",
+    }.get(t, t.upper())
+
+
+def to_spark_sql(sql: str, views: Mapping[str, str]) -> str:
+    """Transpile one DuckDB statement to Spark SQL, tables renamed to their views.
+
+    Examples
+    --------
+    >>> to_spark_sql("SELECT epoch_us(ts) // 10 AS b, count(*) FILTER (WHERE x) FROM requests "
+    ...     "WHERE list_contains($w0, m) GROUP BY ALL", {"requests": "r"})
+    'SELECT UNIX_MICROS(ts) DIV 10 AS b, COUNT(*) FILTER(WHERE x) FROM r WHERE ARRAY_CONTAINS(:w0, m) GROUP BY ALL'
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(sql, read="duckdb")
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous):
+            name = node.name.lower()
+            if name == "epoch_us":
+                return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
+            if name == "make_timestamptz" and len(node.expressions) == 1:
+                return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=node.expressions)
+        if isinstance(node, exp.ApproxDistinct) and node.args.get("accuracy") is None:
+            node.set("accuracy", exp.Literal.number(APPROX_DISTINCT_RSD))
+        if isinstance(node, exp.Table) and node.name in views and not node.args.get("db"):
+            return exp.to_table(views[node.name])
+        return node
+
+    return tree.transform(rewrite).sql(dialect="spark")
+
+
+def _tables_read(sql: str) -> set[str]:
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        tree = sqlglot.parse_one(sql, read="duckdb")
+    except sqlglot.errors.ParseError:
+        return set()
+    return {t.name for t in tree.find_all(exp.Table)}
+
+
+class SparkEngine:
+    """The query layer's ``Engine``: ``requests`` and ``rejected_rows`` in Spark, the rest local.
+
+    Parameters
+    ----------
+    spark
+        The SparkSession.
+    cache
+        The local cache (a ``Database``) holding the small tables.
+    views
+        Spark view (or table) name for each of ``SPARK_TABLES`` that exists.
+    location
+        Where the table lives (shown in messages).
+    """
+
+    read_only = True
+
+    def __init__(
+        self, spark: Any, cache: Database, views: Mapping[str, str], *, location: str
+    ) -> None:
+        self.spark = spark
+        self.cache = cache
+        self.views = dict(views)
+        self.path = location
+        self._memo: dict[Hashable, Any] = {}
+
+    # -- statements -----------------------------------------------------------------
+
+    def _on_spark(self, sql: str) -> bool:
+        return bool(_tables_read(sql) & set(self.views))
+
+    def _run(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None) -> Any:
+        if params is not None and not isinstance(params, Mapping):
+            raise TypeError("SparkEngine binds named parameters only ($name)")
+        query = to_spark_sql(sql, self.views)
+        return self.spark.sql(query, args=dict(params) if params else None)
+
+    def execute(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one statement and fetch all its rows."""
+        if not self._on_spark(sql):
+            return self.cache.execute(sql, params)
+        return [tuple(row) for row in self._run(sql, params).collect()]
+
+    def frame(self, sql: str, params: Mapping[str, Any] | None = None) -> pl.DataFrame:
+        """Run a query and return its result as a Polars DataFrame."""
+        if not self._on_spark(sql):
+            return self.cache.frame(sql, params)
+        result = pl.from_arrow(self._run(sql, params).toArrow())
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    def scalar(self, sql: str, params: Mapping[str, Any] | Sequence[Any] | None = None) -> Any:
+        """Run a query that returns one value."""
+        rows = self.execute(sql, params)
+        return rows[0][0] if rows else None
+
+    # -- catalog --------------------------------------------------------------------
+
+    def tables(self) -> set[str]:
+        """The cache's tables, with ``requests``/``rejected_rows`` those in Spark."""
+        return (self.cache.tables() - set(SPARK_TABLES)) | set(self.views)
+
+    def columns(self, table: str) -> dict[str, str]:
+        """Column name -> type (DuckDB's names), in table order; {} if none."""
+        if table not in self.views:
+            return {} if table in SPARK_TABLES else self.cache.columns(table)
+
+        def lookup() -> dict[str, str]:
+            schema = self.spark.table(self.views[table]).schema
+            return {f.name: duckdb_type(f.dataType.simpleString()) for f in schema.fields}
+
+        return dict(self.memo(("columns", table), lookup))
+
+    def meta(self, key: str) -> str | None:
+        """A value of the cache's ``forensics_meta``."""
+        return self.cache.meta(key)
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """``compute()``, remembered under ``key`` for this engine's life."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        value: T = self._memo[key]
+        return value
+
+    def forget(self) -> None:
+        """Drop every remembered value."""
+        self._memo.clear()
+
+
+def require_table(spark: Any, name: str, location: str) -> None:
+    """Raise ``ConfigError`` unless Spark can read the table ``name`` (a view over ``location``)."""
+    if not spark.catalog.tableExists(name):
+        raise ConfigError(
+            f"Spark has no table {name!r} (expected at {location}); ingest it with "
+            f"`forensics ingest --engine spark FILES --table {name} --db CACHE`, or point "
+            "--table / FORENSICS_SPARK_WAREHOUSE at where it lives"
+        )

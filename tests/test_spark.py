@@ -1,0 +1,235 @@
+"""The Spark engine against the DuckDB path: same verdicts, cubes and signatures; clear failures.
+
+PySpark in local mode (``local[2]``), one session for the whole test run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+import forensics
+from forensics.cli import main
+from forensics.errors import ConfigError
+from forensics.spark import SparkTable, ingest_with_spark
+from tests.conftest import REPO, same_signatures
+
+pytestmark = pytest.mark.spark
+
+SAMPLE = REPO / "data_samples" / "postmortem-2025"
+BAD = REPO / "tests" / "bad_inputs"
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if shutil.which("java") is None and not os.environ.get("CI"):
+        pytest.skip("no Java runtime: `make test` installs openjdk-17-jre-headless")
+    from forensics.spark import SparkSettings, spark_session
+
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    session = spark_session(
+        SparkSettings(
+            "local[2]",
+            {"spark.sql.shuffle.partitions": "2", "spark.sql.warehouse.dir": str(warehouse)},
+        )
+    )
+    yield session
+    session.stop()
+
+
+def _rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _same_table(a: Path, b: Path, table: str, *, leave_out: tuple[str, ...] = ()) -> None:
+    """Both databases' tables hold the same rows (as multisets), compared by column name."""
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{a}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{b}' AS b (READ_ONLY)")
+        cols_a = [r[0] for r in con.execute(f"DESCRIBE a.{table}").fetchall()]
+        cols_b = [r[0] for r in con.execute(f"DESCRIBE b.{table}").fetchall()]
+        assert sorted(cols_a) == sorted(cols_b)
+        cols = ", ".join(f'"{c}"' for c in sorted(cols_a) if c not in leave_out)
+        for x, y in (("a", "b"), ("b", "a")):
+            only = con.execute(
+                f"SELECT {cols} FROM {x}.{table} EXCEPT ALL SELECT {cols} FROM {y}.{table}"
+            ).fetchall()
+            assert only == [], f"{table}: rows only in {x}: {only[:3]}"
+        n = con.execute(f"SELECT count(*) FROM a.{table}").fetchone()
+        assert n is not None
+        assert n[0] > 0
+    finally:
+        con.close()
+
+
+def _summary(files: Any) -> list[tuple[Any, ...]]:
+    return [
+        (Path(f.path).name, f.status, f.rows_read, f.accepted, dict(f.rejected), f.duplicates)
+        for f in files
+    ]
+
+
+# -- the shipped sample -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sample_pair(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("pair")
+    duck, cache = folder / "duck.duckdb", folder / "cache.duckdb"
+    with forensics.open(duck) as wb:
+        duck_summary = wb.ingest(SAMPLE / "requests.parquet")
+        wb.ingest_events(SAMPLE / "events.csv")
+        duck_signatures = [s.to_dict() for s in wb.signatures()]
+    summary, filled = ingest_with_spark(
+        [SAMPLE / "requests.parquet"], table="sample", cache=cache, spark=spark
+    )
+    with forensics.open(cache) as wb:
+        wb.ingest_events(SAMPLE / "events.csv")
+    with forensics.open(cache, spark=spark) as wb:
+        spark_signatures = [s.to_dict() for s in wb.signatures()]
+    return {
+        "duck": duck,
+        "cache": cache,
+        "duck_summary": duck_summary,
+        "summary": summary,
+        "filled": filled,
+        "duck_signatures": duck_signatures,
+        "spark_signatures": spark_signatures,
+    }
+
+
+def test_the_sample_is_accepted_and_rejected_alike(sample_pair: dict[str, Any]) -> None:
+    assert _summary(sample_pair["summary"].files) == _summary(sample_pair["duck_summary"].files)
+    assert sample_pair["filled"]["requests"] == 400_000
+    # Under search_rows, the cache's sample is every request.
+    assert sample_pair["filled"]["sampled"] == 400_000
+
+
+def test_the_sample_has_the_same_rows_and_signal_values_row_by_row(
+    sample_pair: dict[str, Any],
+) -> None:
+    _same_table(sample_pair["duck"], sample_pair["cache"], "requests")
+    _same_table(sample_pair["duck"], sample_pair["cache"], "signal_definitions")
+    _same_table(sample_pair["duck"], sample_pair["cache"], "column_roles")
+
+
+def test_the_sample_has_the_same_cubes(sample_pair: dict[str, Any]) -> None:
+    duck, cache = sample_pair["duck"], sample_pair["cache"]
+    sql = "SELECT name, dims, grain, rows, source_rows, auto FROM cube_catalog ORDER BY name"
+    assert _rows(cache, sql) == _rows(duck, sql)
+    _same_table(duck, cache, "cube_default")
+    # Cardinalities above 2 * CUBE_MAX_VALUES are approximate, by each engine's own sketch.
+    dims = (
+        "SELECT position, name, kind, cubable, edges, least(cardinality, 129) FROM cube_dimensions"
+    )
+    assert _rows(cache, dims + " ORDER BY position") == _rows(duck, dims + " ORDER BY position")
+
+
+def test_the_sample_gives_the_same_signatures(sample_pair: dict[str, Any]) -> None:
+    duck, spark = sample_pair["duck_signatures"], sample_pair["spark_signatures"]
+    assert len(duck) >= 3
+    assert same_signatures(json.loads(json.dumps(spark)), json.loads(json.dumps(duck)))
+
+
+def test_the_cache_is_read_as_a_database_with_its_cubes(sample_pair: dict[str, Any]) -> None:
+    with forensics.open(sample_pair["cache"], read_only=True) as wb:
+        assert [c.name for c in wb.cubes()] == ["cube_default"]
+        assert wb.db.meta("spark.table") == "sample"
+
+
+# -- bad rows, duplicates, re-ingest ------------------------------------------------------
+
+
+def test_bad_rows_and_duplicates_across_files_are_settled_alike(spark: Any, tmp_path: Path) -> None:
+    # A second file repeating ids of the first: one row equal to its first occurrence
+    # (a duplicate), one different (a conflict).
+    lines = (BAD / "duplicates.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    changed = json.loads(lines[1]) | {"model": "m9"}
+    later = tmp_path / "later.jsonl"
+    later.write_text("\n".join(json.dumps(r) for r in (first, changed)) + "\n")
+    files = [BAD / "row_problems.jsonl", BAD / "duplicates.jsonl", BAD / "timestamps.csv", later]
+    duck, cache = tmp_path / "duck.duckdb", tmp_path / "cache.duckdb"
+    with forensics.open(duck) as wb:
+        expected = wb.ingest(*files, errors="collect")
+    summary, _ = ingest_with_spark(files, table="bad", cache=cache, spark=spark)
+    assert _summary(summary.files) == _summary(expected.files)
+    assert any(f.rejected.get("duplicate_conflict") for f in summary.files)
+    _same_table(duck, cache, "requests")
+    # The raw line of a conflict found across files is not kept yet (see the README).
+    _same_table(duck, cache, "rejected_rows", leave_out=("ingested_at", "raw"))
+    reasons = "SELECT reason, count(*) FROM rejected_rows GROUP BY ALL ORDER BY ALL"
+    assert _rows(cache, reasons) == _rows(duck, reasons)
+
+    # Idempotent: the same files again add nothing.
+    again, filled = ingest_with_spark(files, table="bad", cache=cache, spark=spark)
+    assert {f.status for f in again.files if f.status != "refused"} == {"already ingested"}
+    _same_table(duck, cache, "requests")
+    assert filled["requests"] == _rows(duck, "SELECT count(*) FROM requests")[0][0]
+
+
+# -- failures -------------------------------------------------------------------------------
+
+
+def test_an_unreachable_master_is_a_clear_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            "ingest", str(BAD / "duplicates.jsonl"), "--engine", "spark", "--table", "t",
+            "--db", str(tmp_path / "c.duckdb"), "--spark-master", "spark://127.0.0.1:9",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "not reachable" in result.output
+    assert "FORENSICS_SPARK_MASTER" in result.output
+
+
+def test_no_master_at_all_says_what_to_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORENSICS_SPARK_MASTER", raising=False)
+    monkeypatch.delenv("FORENSICS_SPARK_CONF", raising=False)
+    result = CliRunner().invoke(
+        main,
+        ["ingest", str(BAD / "duplicates.jsonl"), "--engine", "spark", "--table", "t",
+         "--db", str(tmp_path / "c.duckdb")],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "FORENSICS_SPARK_MASTER" in result.output
+
+
+def test_a_missing_table_is_a_clear_error(spark: Any, tmp_path: Path) -> None:
+    cache = tmp_path / "cache.duckdb"
+    ingest_with_spark([BAD / "duplicates.jsonl"], table="gone", cache=cache, spark=spark)
+    table = SparkTable.under(spark, "gone")
+    shutil.rmtree(table.location)
+    with pytest.raises(ConfigError, match="Spark table 'gone' is missing"):
+        forensics.open(cache, spark=spark)
+
+
+def test_counted_rows_are_refused_before_spark_starts(tmp_path: Path) -> None:
+    import tomllib
+
+    from forensics.schema import Mapping
+
+    text = '[counts]\nrequests = "cnt"\n[signals.stalled]\ncount = "value"\n'
+    mapping = Mapping.from_dict(tomllib.loads(text))
+    with pytest.raises(ConfigError, match="counted rows"):
+        ingest_with_spark(
+            [BAD / "duplicates.jsonl"],
+            table="t",
+            cache=tmp_path / "c.duckdb",
+            master="spark://127.0.0.1:9",
+            mapping=mapping,
+        )
