@@ -106,7 +106,7 @@ def problem_key(signal: str, predicate: Mapping[str, Any], onset: datetime) -> s
     Examples
     --------
     >>> problem_key("script_mix", {"model": ["a"]}, datetime(2025, 1, 1, tzinfo=UTC))
-    'P0e7fc1a45d'
+    'P8f9e74d9c2'
     """
     text = json.dumps([signal, dict(sorted(predicate.items())), iso(onset)], sort_keys=True)
     return "P" + hashlib.sha256(text.encode()).hexdigest()[:10]
