@@ -47,13 +47,13 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -m "not browser and not field and not spark"
 
-# The Spark engine's tests (PySpark local[2], a JVM; about 5 minutes): CI runs them after
+# The Spark engine's tests (PySpark local[2], a JVM; 3 minutes in a fresh clone): CI runs them after
 # `make test`, which installs the Java runtime they need.
 spark: $(STAMP) java
 	$(BIN)/pytest -m spark
 
 # The long tier CI runs after `make test`: the separation on the field family (logs
-# written apart from the tuning library), about 20 minutes on 2 cores.
+# written apart from the tuning library), 6 minutes on 2 cores at low load, 48 at load 10-20.
 field: $(STAMP)
 	$(BIN)/pytest -m field
 
