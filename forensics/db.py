@@ -50,6 +50,22 @@ Tracer = Callable[[str, Mapping[str, Any] | Sequence[Any] | None], None]
 
 T = TypeVar("T")
 
+
+def remember(memo: dict[Hashable, Any], key: Hashable, compute: Callable[[], T]) -> T:
+    """``memo[key]``, computed by ``compute()`` the first time (an engine's ``memo``).
+
+    Examples
+    --------
+    >>> seen: dict = {}
+    >>> remember(seen, "answer", lambda: 42), remember(seen, "answer", lambda: 0)
+    (42, 42)
+    """
+    if key not in memo:
+        memo[key] = compute()
+    value: T = memo[key]
+    return value
+
+
 _READ_ONLY = re.compile(r"\s*(SELECT|WITH|SHOW|DESCRIBE|EXPLAIN|SUMMARIZE|FROM)\b", re.IGNORECASE)
 """Statements that cannot change the database (the memo survives them)."""
 
@@ -309,10 +325,7 @@ class Database:
         >>> db.memo("answer", lambda: 42)
         42
         """
-        if key not in self._memo:
-            self._memo[key] = compute()
-        value: T = self._memo[key]
-        return value
+        return remember(self._memo, key, compute)
 
     def forget(self) -> None:
         """Drop every value ``memo`` remembered (another connection changed the database)."""

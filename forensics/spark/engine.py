@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import polars as pl
 
-from forensics.db import Database
+from forensics.db import Database, remember
 from forensics.errors import ConfigError
 
 __all__ = ["SPARK_TABLES", "SparkEngine", "duckdb_type", "to_spark_sql"]
@@ -187,10 +187,7 @@ class SparkEngine:
 
     def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
         """``compute()``, remembered under ``key`` for this engine's life."""
-        if key not in self._memo:
-            self._memo[key] = compute()
-        value: T = self._memo[key]
-        return value
+        return remember(self._memo, key, compute)
 
     def forget(self) -> None:
         """Drop every remembered value."""
