@@ -185,6 +185,26 @@ def test_a_mapping_file_expression_error_names_the_file(tmp_path):
         Mapping.load(path)
 
 
+def test_a_file_without_the_optional_text_column_a_signal_reads_gets_a_null_signal(tmp_path):
+    """Found by fuzzing in CI: a signal reading an absent optional text column
+    (``surface``) as true/false or as a number crashed the per-file value check."""
+    import forensics
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(
+        '{"request_id": "r0", "ts": "2025-08-01T12:00:00Z", "model": "m", '
+        '"platform": "gpu", "routing_pool": "p"}\n'
+    )
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        '[signals.flagged]\ncolumn = "surface"\n[signals.big]\nexpr = "surface > 3"\n'
+    )
+    with forensics.open(tmp_path / "x.duckdb") as wb:
+        (summary,) = wb.ingest(data, mapping=mapping).files
+        assert summary.status == "ingested", summary.message
+        assert wb.sql("SELECT flagged, big FROM requests").rows() == [(None, None)]
+
+
 @pytest.mark.parametrize(
     "expr",
     [

@@ -282,7 +282,8 @@ class _Compiler:
         if wanted == "boolean" and have == "number":
             return f"CAST({sql} AS BOOLEAN)"
         if have == "text" and wanted in ("number", "boolean"):
-            self.coerced.append(Coercion(stored, wanted, node))
+            if stored in self.columns.present:  # an absent column is null: nothing to check
+                self.coerced.append(Coercion(stored, wanted, node))
             return f"TRY_CAST({sql} AS {'DOUBLE' if wanted == 'number' else 'BOOLEAN'})"
         raise self.fail(
             node.pos,
