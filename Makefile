@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test field spark java chromium lint typecheck unit browser bench sample clean
+.PHONY: demo test fuzz field spark java chromium lint typecheck unit browser bench sample clean
 
 demo: $(STAMP)
 	$(BIN)/forensics demo
@@ -56,6 +56,12 @@ spark: $(STAMP) java
 # written apart from the tuning library), 6 minutes on 2 cores at low load, 48 at load 10-20.
 field: $(STAMP)
 	$(BIN)/pytest -m field
+
+# More and new random cases for the property tests (CI draws a fixed sequence; see tests/conftest.py).
+fuzz: $(STAMP)
+	CI= FUZZ_SCALE=$${FUZZ_SCALE:-5} $(BIN)/pytest -m "not browser and not field and not spark" \
+		tests/test_fuzz.py tests/test_expression.py tests/test_readers.py tests/test_queries.py \
+		tests/test_stats.py tests/test_contrast.py tests/test_ingest.py
 
 browser: $(STAMP) chromium
 	$(BIN)/pytest -m browser
