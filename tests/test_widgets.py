@@ -812,3 +812,32 @@ def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
     assert abs((shown.at - onset) / timedelta(minutes=1)) <= 1
     assert list(shown.items[0].elements) == truth["elements"]
     assert "buckets of 1 minute" in dash.explain_panel.view.value
+
+
+def test_minute_counts_offer_the_minute_on_the_timeline_and_brushes_snap_to_it(tmp_path):
+    """Data finer than the hour: the grain control offers it, the timeline draws it,
+    and a dragged window snaps to whole minutes (an hour-only control hid the onset)."""
+    from tests.conftest import REPO
+
+    sample = REPO / "data_samples" / "counted-minutes"
+    truth = json.loads((sample / "truth.json").read_text())
+    db = tmp_path / "counted.duckdb"
+    with forensics.open(db) as wb:
+        wb.ingest(sample / "counts.parquet", mapping=sample / "mapping.toml", progress=False)
+    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    with forensics.open(db, read_only=True) as wb:
+        dash = wb.dashboard(signal="failed", grain="hour")
+        assert list(dash.grain_picker.options) == ["day", "hour", "minute"]
+        dash.grain_picker.value = "minute"
+        assert "per minute" in dash.timeline_view.spec["title"]["text"]
+        series = dash.data.timeline(dash.state())
+        steps = series.rates["ts"].unique().sort().diff().drop_nulls().unique().to_list()
+        assert steps == [timedelta(minutes=1)]
+        dash.brushed((onset + timedelta(seconds=10), onset + timedelta(minutes=3, seconds=5)))
+        state = dash.state()
+        assert (state.incident[0], state.incident[1]) == (onset, onset + timedelta(minutes=4))
+    with (
+        forensics.open(db, read_only=True) as wb,
+        pytest.raises(forensics.errors.QueryError, match="offers day, hour, minute"),
+    ):
+        wb.dashboard(grain="5min")

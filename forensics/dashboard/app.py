@@ -459,7 +459,7 @@ class Dashboard:
 
     @property
     def grain_picker(self) -> widgets.ToggleButtons:
-        """The day/hour control."""
+        """The grain control: day, hour, and the data's own grain when finer."""
         return self.controls.grain
 
     @property

@@ -1,4 +1,4 @@
-"""The toolbar: which signal, grouped by what, per hour or day, over which dates."""
+"""The toolbar: which signal, grouped by what, per day, hour or the data's finer grain, over which dates."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 import ipywidgets as widgets
+
+from forensics.errors import QueryError
+from forensics.grain import parse_grain
 
 from .data import Data
 from .panel import Actions, Panel
@@ -41,7 +44,9 @@ class Controls(Panel):
             layout=widgets.Layout(width="250px"),
         )
         self.grain = widgets.ToggleButtons(
-            options=["day", "hour"], value=grain, style={"button_width": "56px"}
+            options=data.grains,
+            value=_offered(grain, data.grains),
+            style={"button_width": "56px"},
         )
         self.dates = widgets.SelectionRangeSlider(
             options=[(d.strftime("%b %d"), d) for d in data.days],
@@ -80,3 +85,14 @@ class Controls(Panel):
     def all_dates(self) -> None:
         """The whole date range."""
         self.dates.index = (0, len(self.data.days) - 1)
+
+
+def _offered(grain: str, grains: list[str]) -> str:
+    """``grain`` by its stored name, if the timeline offers it; else a clear error."""
+    name = parse_grain(grain)
+    if name not in grains:
+        raise QueryError(
+            f"grain {grain!r}: this database's timeline offers {', '.join(grains)} "
+            "(a grain finer than the hour needs data that fine, see wb.grain)"
+        )
+    return name

@@ -22,11 +22,13 @@ from forensics import analysis, charts
 from forensics.analysis import Timeline
 from forensics.db import Database
 from forensics.errors import ForensicsError
+from forensics.grain import GRAIN_NAMES
 from forensics.queries import (
     Dimension,
     Where,
     bucket_label,
     cubes,
+    data_grain,
     dimension_values,
     dimensions,
     signal_names,
@@ -84,6 +86,11 @@ class Data:
             t += timedelta(days=1)
         self.days = days
         """Every day of data (the date range's positions)."""
+        finest = data_grain(db)
+        self.grains = ["day", "hour"] + (
+            [finest] if GRAIN_NAMES[finest] < GRAIN_NAMES["hour"] else []
+        )
+        """The timeline's grains: day, hour and the data's own when finer (minute counts)."""
         self.signatures: list[Signature] = []
         """The signatures found by the signatures panel (strongest first)."""
         self._timeline: tuple[Any, Timeline] | None = None
@@ -128,7 +135,7 @@ class Data:
                 self.db,
                 state.signal,
                 by=[state.by] if state.by else [],
-                grain="hour" if state.grain == "hour" else "day",
+                grain=state.grain,
                 where=state.where(),
             )
             self._timeline = (key, series)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from forensics import charts
+from forensics.grain import GRAIN_NAMES, grain_us
 from forensics.queries import Where
 
 __all__ = [
@@ -49,7 +50,7 @@ class DashboardState:
     by: str | None
     """Group-by dimension of the timeline, volume and heatmap (None: one overall series)."""
     grain: str
-    """Time bucket: hour or day."""
+    """Time bucket: day, hour, or the data's finer grain (``forensics.grain``)."""
     start: datetime
     """Start of the date range (a UTC midnight)."""
     end: datetime
@@ -219,30 +220,47 @@ def utc(t: Any) -> datetime:
 
 
 def floor(t: datetime, grain: str) -> datetime:
-    """The start of the hour (or day) holding ``t``."""
-    t = t.replace(minute=0, second=0, microsecond=0)
-    return t.replace(hour=0) if grain == "day" else t
+    """The start of the bucket of ``grain`` (``forensics.grain``: day, hour, 15min...) holding ``t``.
+
+    Buckets are whole multiples of the grain since the epoch (UTC midnight for days).
+
+    Examples
+    --------
+    >>> floor(utc("2025-08-01T06:37:10Z"), "5min").isoformat()
+    '2025-08-01T06:35:00+00:00'
+    """
+    step = grain_us(grain if grain in GRAIN_NAMES else "day")
+    since = (t - _EPOCH) // timedelta(microseconds=1)
+    return _EPOCH + timedelta(microseconds=since - since % step)
 
 
 def ceil(t: datetime, grain: str) -> datetime:
-    """The end of the hour (or day) holding ``t``; ``t`` itself when on an edge."""
+    """The end of the bucket of ``grain`` holding ``t``; ``t`` itself when on an edge."""
     down = floor(t, grain)
-    step = timedelta(days=1) if grain == "day" else timedelta(hours=1)
-    return down if down == t else down + step
+    return down if down == t else down + _step(grain)
 
 
 def snap(window: tuple[Any, Any], grain: str) -> tuple[datetime, datetime]:
-    """A window snapped outwards to whole hours (or days), at least one long.
+    """A window snapped outwards to whole buckets of ``grain``, at least one long.
 
     Examples
     --------
     >>> snap(("2025-08-01T06:30:00Z", "2025-08-01T06:40:00Z"), "hour")[1].hour
     7
+    >>> [t.minute for t in snap(("2025-08-01T06:31:00Z", "2025-08-01T06:31:00Z"), "minute")]
+    [31, 32]
     """
     start, end = floor(utc(window[0]), grain), ceil(utc(window[1]), grain)
     if end <= start:
-        end = start + (timedelta(days=1) if grain == "day" else timedelta(hours=1))
+        end = start + _step(grain)
     return start, end
+
+
+def _step(grain: str) -> timedelta:
+    return GRAIN_NAMES.get(grain, GRAIN_NAMES["day"])
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def pct(x: float | None, digits: int = 2) -> str:
