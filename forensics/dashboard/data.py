@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -25,6 +25,7 @@ from forensics.errors import ForensicsError
 from forensics.grain import GRAIN_NAMES
 from forensics.queries import (
     Dimension,
+    Grain,
     Where,
     bucket_label,
     cubes,
@@ -135,7 +136,7 @@ class Data:
                 self.db,
                 state.signal,
                 by=[state.by] if state.by else [],
-                grain=state.grain,
+                grain=cast(Grain, state.grain),
                 where=state.where(),
             )
             self._timeline = (key, series)
