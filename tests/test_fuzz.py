@@ -57,6 +57,10 @@ FUZZ_SCALE = float(os.environ.get("FUZZ_SCALE", "1"))
 INGEST_CASES = max(1, int(1000 * FUZZ_SCALE))
 """Ingests tried (about 0.15 s each on 2 cores)."""
 MAPPING_CASES = max(1, int(3000 * FUZZ_SCALE))
+
+pytestmark = pytest.mark.timeout(max(900, int(900 * FUZZ_SCALE)))
+"""The suite's per-test limit, scaled with the cases: pytest-timeout's alarm would land
+inside a DuckDB statement and read as a bug ("Query interrupted")."""
 """Mapping files read."""
 
 _text = st.text(
