@@ -494,11 +494,15 @@ def _spark_table_line(wb: Workbench) -> str | None:
     if name is None:
         return None
     rows = int(wb.db.meta(SPARK_ROWS) or 0)
-    held = "a sample of them" if holds_sample(wb.db) else "all of them"
+    held = (
+        "a sample of them (the cubes count them all; signatures, explain and report count "
+        "in Spark: --spark-master or FORENSICS_SPARK_MASTER)"
+        if holds_sample(wb.db)
+        else "all of them (no Spark needed)"
+    )
     return (
-        f"\nthe requests live in Spark table {name} ({wb.db.meta(SPARK_LOCATION)}): {rows:,}; "
-        f"this cache holds {held}, and the cubes count them all (signatures, explain and "
-        "report count on Spark: --spark-master or FORENSICS_SPARK_MASTER)"
+        f"\nthe requests live in Spark table {name} ({wb.db.meta(SPARK_LOCATION)}): "
+        f"{rows:,}; this cache holds {held}"
     )
 
 
