@@ -81,6 +81,60 @@ def _db_option(func: F) -> F:
     )(func)
 
 
+def _spark_options(func: F) -> F:
+    """``--spark-master`` and ``--spark-conf`` for a command reading a database.
+
+    When the database is the cache of a Spark table holding a sample of its
+    requests, what must read every request runs in Spark with these settings.
+    They are put in ``FORENSICS_SPARK_MASTER`` / ``FORENSICS_SPARK_CONF`` for the
+    command's run (where ``forensics.open`` reads them, and a notebook kernel
+    started by the command inherits them); no option leaves the environment as is.
+    """
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, spark_master: str | None, spark_conf: Path | None, **kwargs: Any
+    ) -> Any:
+        given = {
+            "FORENSICS_SPARK_MASTER": spark_master,
+            "FORENSICS_SPARK_CONF": str(spark_conf.resolve()) if spark_conf else None,
+        }
+        with _environment({k: v for k, v in given.items() if v}):
+            return func(*args, **kwargs)
+
+    wrapper = click.option(
+        "--spark-conf",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="For the cache of a Spark table: a spark-defaults.conf-style file "
+        "[env: FORENSICS_SPARK_CONF].",
+    )(wrapper)
+    wrapper = click.option(
+        "--spark-master",
+        default=None,
+        help="For the cache of a Spark table: the master that counts every request, e.g. "
+        "local[2] [env: FORENSICS_SPARK_MASTER].",
+    )(wrapper)
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then put back what was there."""
+    import os
+
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _db_path(db: Path | None) -> str:
     return str(db) if db is not None else Config.from_env().db
 
@@ -432,6 +486,26 @@ _SAID_WHY = frozenset({"mapping", "signal input", "name rule"})
 """Rules ``info`` names beside a column (the others are evident from its role)."""
 
 
+def _spark_table_line(wb: Workbench) -> str | None:
+    """Where every request is, for the cache of a Spark table (None for an ordinary database)."""
+    from forensics.spark.cache import SPARK_LOCATION, SPARK_ROWS, SPARK_TABLE, holds_sample
+
+    name = wb.db.meta(SPARK_TABLE)
+    if name is None:
+        return None
+    rows = int(wb.db.meta(SPARK_ROWS) or 0)
+    held = (
+        "a sample of them (the cubes count them all; signatures, explain and report count "
+        "in Spark: --spark-master or FORENSICS_SPARK_MASTER)"
+        if holds_sample(wb.db)
+        else "all of them (no Spark needed)"
+    )
+    return (
+        f"\nthe requests live in Spark table {name} ({wb.db.meta(SPARK_LOCATION)}): "
+        f"{rows:,}; this cache holds {held}"
+    )
+
+
 def _role_lines(wb: Workbench) -> list[str]:
     """One line per role: ``  outcome     output_tokens, latency_ms (name rule)``."""
     columns: dict[str, list[str]] = {}
@@ -443,6 +517,7 @@ def _role_lines(wb: Workbench) -> list[str]:
 
 @main.command()
 @_db_option
+@_spark_options
 @_fail_cleanly
 def info(db: Path | None) -> None:
     """Show what a database holds: tables, column roles, rejected rows by reason."""
@@ -452,6 +527,9 @@ def info(db: Path | None) -> None:
         counts = wb.counts()
         for table, n in counts.items():
             click.echo(f"{table:16} {n:>12,}")
+        spark_line = _spark_table_line(wb)
+        if spark_line:
+            click.echo(spark_line)
         if counts.get("requests"):
             click.echo(f"\ntime grain: {wb.grain} (windows, timeline, change points, cubes)")
         roles = _role_lines(wb)
@@ -481,6 +559,7 @@ def info(db: Path | None) -> None:
 
 @main.command()
 @_db_option
+@_spark_options
 @click.option(
     "--signal", "signals", multiple=True, help="Search only this signal (repeatable) [all]."
 )
@@ -571,6 +650,7 @@ def signatures(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @_db_option
+@_spark_options
 @_fail_cleanly
 def explain(
     at: str | None,
@@ -670,6 +750,7 @@ def evaluate(truth: Path, signatures_path: Path, db: Path | None) -> None:
 
 @main.command()
 @_db_option
+@_spark_options
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -938,6 +1019,7 @@ def demo(sample: Path, out: Path) -> None:
 
 @main.command()
 @_db_option
+@_spark_options
 @click.option(
     "--notebooks",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -960,6 +1042,7 @@ def lab(
     import os
 
     from forensics.demo import demo_database, find_notebooks
+    from forensics.spark import SPARK_VARIABLES
 
     if db is None:
         database = demo_database()
@@ -984,6 +1067,10 @@ def lab(
         command.append("--allow-root")
     env = {**os.environ, "FORENSICS_DB": str(database.resolve())}
     click.echo(f"database: {database}  (FORENSICS_DB)")
+    spark = {k: v for k in SPARK_VARIABLES if (v := os.environ.get(k))}
+    if spark:
+        said = ", ".join(f"{k}={v}" for k, v in spark.items())
+        click.echo(f"spark: {said}  (the kernel counts a cache's requests there)")
     click.echo(f"notebooks: {folder}")
     if dry_run:
         click.echo(" ".join(command))

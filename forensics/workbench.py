@@ -21,7 +21,6 @@ from forensics.analysis import Exposure, Timeline
 from forensics.config import Config
 from forensics.contrast import contrast
 from forensics.db import Database, Tracer
-from forensics.errors import ConfigError
 from forensics.evaluate import Evaluation, evaluate, load_json, simulation_of
 from forensics.explain import ExplainParams, Explanation
 from forensics.explain.database import explain_moment
@@ -34,7 +33,7 @@ from forensics.schema import EventMapping, Mapping
 from forensics.separation import SeparationParams, find_signatures
 from forensics.signals import SignalParams
 from forensics.signature import Signature
-from forensics.spark.cache import SPARK_ROWS, SPARK_TABLE
+from forensics.spark.cache import holds_sample
 
 WhereLike = MappingABC[str, Any] | Where | None
 
@@ -349,17 +348,20 @@ class Workbench:
         )
 
     def _everything(self) -> Engine | None:
-        """The engine holding every request, if ``db`` holds a sample of them (a cache)."""
-        if self.everything is not None or self.db.meta(SPARK_TABLE) is None:
+        """The engine holding every request, if ``db`` holds a sample of them (a cache).
+
+        Without a session given to ``open``, one is built here, when first needed,
+        from ``FORENSICS_SPARK_MASTER`` / ``FORENSICS_SPARK_CONF`` (what the CLI's
+        ``--spark-master`` / ``--spark-conf`` set); with neither, a ``ConfigError``
+        names them. An ordinary database, or a cache holding every request,
+        needs no Spark (and pyspark is not imported).
+        """
+        if self.everything is not None or not holds_sample(self.db):
             return self.everything
-        stored = int(self.db.meta(SPARK_ROWS) or 0)
-        if stored > queries.table_counts(self.db)["requests"]:
-            raise ConfigError(
-                f"{self.db.path} holds a sample of the requests of Spark table "
-                f"{self.db.meta(SPARK_TABLE)!r}: a signature's numbers must be counted on all "
-                "of them; open it with forensics.open(path, spark=session)"
-            )
-        return None
+        from forensics.spark import engine_for_environment
+
+        self.everything = engine_for_environment(self.db)
+        return self.everything
 
     def explain(
         self,
@@ -401,6 +403,7 @@ class Workbench:
             params=params,
             where=where,
             within=within,
+            everything=self._everything(),
         )
 
     def root_causes(
@@ -575,7 +578,10 @@ def open(
     spark
         A SparkSession, for the cache of a Spark table (``forensics ingest --engine
         spark``): what must read every request (a signature's final counts) is
-        counted there.
+        counted there. Without it, a cache holding a sample of the requests builds
+        a session from ``FORENSICS_SPARK_MASTER`` / ``FORENSICS_SPARK_CONF`` when
+        first needed (not at open: reading the cubes needs no Spark), and refuses,
+        naming them, when neither is set.
     """
     config = Config.from_env()
     db = Database(path or config.db, read_only=read_only, trace=trace, config=config)

@@ -560,3 +560,58 @@ def test_events_that_cannot_be_loaded_leave_no_database(tmp_path):
     db = tmp_path / "new.duckdb"
     assert _run("ingest-events", events, "--db", db).exit_code == 2
     assert not db.exists()
+
+
+def test_spark_settings_on_an_ordinary_database_never_import_pyspark(tmp_path):
+    # --spark-master is accepted by the read commands, and used only for the cache of
+    # a Spark table: on an ordinary database nothing of Spark (not even pyspark) loads.
+    from tests.conftest import REPO
+
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(request_row(i)) + "\n" for i in range(50)))
+    db = tmp_path / "x.duckdb"
+    assert _run("ingest", path, "--db", db).exit_code == 0
+    script = f"""
+import sys
+from click.testing import CliRunner
+from forensics.cli import main
+import forensics
+for args in (["info"], ["signatures", "-q"], ["explain"]):
+    done = CliRunner().invoke(main, [*args, "--db", {str(db)!r}, "--spark-master", "local[2]"])
+    assert done.exit_code in (0, 2) and "Spark" not in done.output, (args, done.output)
+    assert "No such option" not in done.output, done.output
+with forensics.open({str(db)!r}, read_only=True) as wb:
+    wb.signatures()
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("pyspark", "py4j")))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO),
+             "FORENSICS_SPARK_MASTER": "local[2]"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_lab_passes_the_spark_settings_to_the_kernel(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.delenv("FORENSICS_SPARK_MASTER", raising=False)
+    monkeypatch.delenv("FORENSICS_SPARK_CONF", raising=False)
+    db = tmp_path / "x.duckdb"
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps(request_row(0)) + "\n")
+    assert _run("ingest", path, "--db", db).exit_code == 0
+    conf = tmp_path / "spark.conf"
+    conf.write_text("spark.sql.shuffle.partitions 4\n")
+    monkeypatch.chdir(tmp_path)
+    result = _run(
+        "lab", "--db", db, "--dry-run", "--notebooks", tmp_path,
+        "--spark-master", "spark://host:7077", "--spark-conf", "spark.conf",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "FORENSICS_SPARK_MASTER=spark://host:7077" in result.output
+    assert f"FORENSICS_SPARK_CONF={conf.resolve()}" in result.output
+    # Set for the command's run only.
+    assert "FORENSICS_SPARK_MASTER" not in os.environ

@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import forensics
 from forensics.cli import main
 from forensics.errors import ConfigError
 from forensics.spark import SparkTable, ingest_with_spark
+from forensics.spark.cache import fill_cache
 from tests.conftest import REPO, same_signatures
 
 pytestmark = pytest.mark.spark
@@ -148,6 +151,163 @@ def test_the_cache_is_read_as_a_database_with_its_cubes(sample_pair: dict[str, A
     with forensics.open(sample_pair["cache"], read_only=True) as wb:
         assert [c.name for c in wb.cubes()] == ["cube_default"]
         assert wb.db.meta("spark.table") == "sample"
+
+
+# -- a cache holding a sample: what reads every request runs in Spark ---------------------
+
+SAMPLED_ROWS = 200_000
+"""search_rows of the sampled cache: half of the sample's 400,000 requests."""
+
+
+@pytest.fixture(scope="module")
+def sampled_cache(
+    spark: Any, sample_pair: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The sample's Spark table cached with half of its requests (the cubes count them all)."""
+    cache = tmp_path_factory.mktemp("sampled") / "sampled.duckdb"
+    filled = fill_cache(spark, SparkTable.under(spark, "sample"), cache, search_rows=SAMPLED_ROWS)
+    assert 0 < filled["sampled"] < filled["requests"] == 400_000
+    with forensics.open(cache) as wb:
+        wb.ingest_events(SAMPLE / "events.csv")
+    return cache
+
+
+def _counted_on_every_request(found: list[dict[str, Any]], duck: Path) -> None:
+    """Each signature's requests and users are the DuckDB database's count of all requests.
+
+    The search on a sampled cache sees half the requests, so it may place a window
+    or choose a slice differently from the search on every request; what must not
+    differ is what a signature says about its slice: counted on every request.
+    """
+    from datetime import datetime
+
+    from forensics.db import Database
+    from forensics.queries import Where, requests_and_users
+
+    def when(text: str | None) -> datetime | None:
+        return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+    assert len(found) >= 3
+    db = Database(duck, read_only=True)
+    try:
+        for sig in found:
+            where = Where.parse({**sig["predicate"], "ts": (when(sig["start"]), when(sig["end"]))})
+            assert (sig["requests"], sig["users"]) == requests_and_users(db, where), sig["id"]
+    finally:
+        db.close()
+
+
+@pytest.fixture
+def no_spark_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FORENSICS_SPARK_MASTER", raising=False)
+    monkeypatch.delenv("FORENSICS_SPARK_CONF", raising=False)
+
+
+@pytest.mark.usefixtures("no_spark_settings")
+def test_a_sampled_cache_without_spark_says_what_to_set(sampled_cache: Path) -> None:
+    with forensics.open(sampled_cache, read_only=True) as wb:
+        assert wb.counts()["requests"] < 400_000  # the cubes and the sample need no Spark
+        with pytest.raises(ConfigError, match=r"set FORENSICS_SPARK_MASTER .*--spark-master"):
+            wb.signatures()
+    result = CliRunner().invoke(main, ["signatures", "--db", str(sampled_cache), "-q"])
+    assert result.exit_code == 2, result.output
+    assert "FORENSICS_SPARK_MASTER" in result.output
+    info = CliRunner().invoke(main, ["info", "--db", str(sampled_cache)])
+    assert info.exit_code == 0, info.output
+    assert "Spark table sample" in info.output
+    assert "400,000; this cache holds a sample of them" in info.output
+
+
+def test_a_cache_holding_every_request_needs_no_spark(
+    sample_pair: dict[str, Any], no_spark_settings: None
+) -> None:
+    with forensics.open(sample_pair["cache"], read_only=True) as wb:
+        found = [s.to_dict() for s in wb.signatures()]
+        assert wb.everything is None
+    assert same_signatures(found, sample_pair["duck_signatures"])
+
+
+def test_a_sampled_cache_counts_on_spark_from_the_environment(
+    sampled_cache: Path, sample_pair: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The settings are the test session's (local[2]), so Spark reuses its session.
+    monkeypatch.setenv("FORENSICS_SPARK_MASTER", "local[2]")
+    with forensics.open(sampled_cache, read_only=True) as wb:
+        assert wb.everything is None  # opening reads no request: no Spark yet
+        found = [s.to_dict() for s in wb.signatures()]
+        assert wb.everything is not None
+    _counted_on_every_request(json.loads(json.dumps(found)), sample_pair["duck"])
+
+
+def test_explain_on_a_sampled_cache_counts_every_request(
+    spark: Any, sampled_cache: Path, sample_pair: dict[str, Any]
+) -> None:
+    with forensics.open(sample_pair["duck"], read_only=True) as wb:
+        expected = json.loads(wb.explain(signal="degraded").to_json())
+    with forensics.open(sampled_cache, read_only=True, spark=spark) as wb:
+        got = json.loads(wb.explain(signal="degraded").to_json())
+    assert got["at"] == expected["at"]
+    assert got == expected
+
+
+def test_the_report_counts_a_sampled_cache_on_spark(
+    spark: Any, sampled_cache: Path, sample_pair: dict[str, Any]
+) -> None:
+    from forensics.report import Investigation
+
+    with forensics.open(sampled_cache, read_only=True, spark=spark) as wb:
+        found = [s.to_dict() for s in Investigation.default(wb).signatures]
+    _counted_on_every_request(json.loads(json.dumps(found)), sample_pair["duck"])
+
+
+def test_cli_signatures_on_a_sampled_cache_run_in_spark(
+    sampled_cache: Path, sample_pair: dict[str, Any], tmp_path: Path
+) -> None:
+    # One fresh process, as a user runs it: the master from the environment.
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "FORENSICS_SPARK_MASTER": "local[1]",
+    }
+    env.pop("FORENSICS_SPARK_CONF", None)
+    out = tmp_path / "sigs.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "forensics.cli", "signatures", "--db", str(sampled_cache),
+         "--json", str(out), "-q"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    found = json.loads(out.read_text())["signatures"]
+    _counted_on_every_request(found, sample_pair["duck"])
+
+
+def test_cli_spark_failures_on_a_cache_exit_2(
+    spark: Any, sampled_cache: Path, tmp_path: Path, no_spark_settings: None
+) -> None:
+    unreachable = CliRunner().invoke(
+        main,
+        ["signatures", "--db", str(sampled_cache), "-q", "--spark-master", "spark://127.0.0.1:9"],
+    )
+    assert unreachable.exit_code == 2, unreachable.output
+    assert "spark://127.0.0.1:9 is not reachable" in unreachable.output
+    assert "FORENSICS_SPARK_MASTER" not in os.environ  # the option's setting was put back
+    moved = tmp_path / "moved.duckdb"
+    shutil.copy(sampled_cache, moved)
+    con = duckdb.connect(str(moved))
+    try:
+        con.execute(
+            "UPDATE forensics_meta SET value = $v WHERE key = 'spark.location'",
+            {"v": str(tmp_path / "nowhere")},
+        )
+    finally:
+        con.close()
+    # local[2], as the test session's: Spark reuses it.
+    for command in (["signatures", "-q"], ["explain"], ["report", "--out", str(tmp_path / "r.md")]):
+        missing = CliRunner().invoke(
+            main, [*command, "--db", str(moved), "--spark-master", "local[2]"]
+        )
+        assert missing.exit_code == 2, (command, missing.output)
+        assert "Spark table 'sample' is missing" in missing.output
 
 
 # -- bad rows, duplicates, re-ingest ------------------------------------------------------

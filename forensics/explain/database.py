@@ -26,6 +26,7 @@ from forensics.errors import QueryError
 from forensics.explain import ExplainParams, Explanation, explain_counts
 from forensics.grain import GRAIN_LADDER, GRAIN_NAMES, choose_grain, parse_grain
 from forensics.queries import (
+    Engine,
     Where,
     as_utc,
     check_signal,
@@ -69,6 +70,7 @@ def explain_moment(
     params: ExplainParams | None = None,
     where: Mapping[str, Any] | Where | None = None,
     within: tuple[str | datetime, str | datetime] | None = None,
+    everything: Engine | None = None,
 ) -> Explanation:
     """Which slices explain the anomaly of ``signal`` at ``at`` (or at the most anomalous moment).
 
@@ -100,6 +102,10 @@ def explain_moment(
     within
         With no ``at``: the most anomalous moment inside this window (start, end),
         e.g. the bucket of a coarser timeline the investigator clicked.
+    everything
+        Where every request is, when ``db`` holds a sample of them (the cache of
+        a Spark table): the time grid and the counts are read there; the
+        dimensions and the signal registry from ``db``.
 
     Raises
     ------
@@ -115,7 +121,8 @@ def explain_moment(
         if baseline < 1:
             raise QueryError(f"baseline={baseline}: give at least 1 bucket of recent past")
         params = ExplainParams(**{**params.__dict__, "baseline": int(baseline)})
-    grid = time_grid(db, units_us=[_us(g) for g in GRAIN_LADDER], weight=weight)
+    counts = everything if everything is not None else db
+    grid = time_grid(counts, units_us=[_us(g) for g in GRAIN_LADDER], weight=weight)
     aligned = timedelta(microseconds=grid.aligned_us) if grid.aligned_us else None
     step = (
         _grain_asked(grain)
@@ -159,7 +166,7 @@ def explain_moment(
             )
         start, end = bucket - params.baseline * step, bucket + params.span * step
     frame = moment_counts(
-        db,
+        counts,
         signal=signal,
         dims=chosen,
         grain_us=_us(step),

@@ -28,6 +28,7 @@ from forensics.queries.cube import (
     groupable_columns,
 )
 from forensics.queries.dims import Dimension, _key_sql
+from forensics.queries.engine import Engine
 from forensics.queries.measures import (
     _signal_sums,
     _signal_terms,
@@ -641,7 +642,7 @@ class TimeGrid:
     """The largest of the ``units_us`` asked that divides every time (0: none does)."""
 
 
-def time_grid(db: Database, *, units_us: Sequence[int], weight: str | None = None) -> TimeGrid:
+def time_grid(db: Engine, *, units_us: Sequence[int], weight: str | None = None) -> TimeGrid:
     """Span, volume and alignment of ``requests.ts`` in one pass.
 
     ``weight`` names a column holding how many requests a row stands for (rows
@@ -666,7 +667,7 @@ def time_grid(db: Database, *, units_us: Sequence[int], weight: str | None = Non
     )
 
 
-def _weight_column(db: Database, weight: str) -> str:
+def _weight_column(db: Engine, weight: str) -> str:
     """The quoted count column, checked to exist and hold numbers."""
     columns = db.columns("requests")
     if weight not in columns:
@@ -680,7 +681,7 @@ def _weight_column(db: Database, weight: str) -> str:
 
 
 def moment_counts(
-    db: Database,
+    db: Engine,
     *,
     signal: str,
     dims: Sequence[Dimension],

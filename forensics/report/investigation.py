@@ -157,7 +157,13 @@ class Investigation:
             say("finding signatures")
             from forensics.separation import find_signatures
 
-            signatures = find_signatures(inv.db, params=params, progress=progress)
+            # A Workbench's own search: on the cache of a Spark table it counts a
+            # signature's numbers on every request in Spark (or says what to set).
+            search = getattr(wb, "signatures", None)
+            if callable(search):
+                signatures = search(params=params, progress=progress)
+            else:
+                signatures = find_signatures(inv.db, params=params, progress=progress)
         inv.add_signatures(signatures, params=params, progress=progress)
         return inv
 

@@ -4,12 +4,16 @@
 the DuckDB ingest itself, run per file in Spark's tasks) and fills the cache
 (``cache``); ``SparkEngine`` (``engine``) answers the query layer's statements
 on the whole table; ``session`` builds the SparkSession from options or
-``FORENSICS_SPARK_*`` variables. Importing this package does not import
+``FORENSICS_SPARK_*`` variables; ``engine_for_environment`` does so for a
+cache opened without a session (the CLI's ``--spark-master`` and
+``--spark-conf`` set those variables). Importing this package does not import
 pyspark: nothing here runs until Spark is asked for.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping as MappingABC
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +22,20 @@ from forensics.errors import ConfigError
 from forensics.ingest import IngestSummary
 from forensics.schema import Mapping
 from forensics.signals import SignalParams
-from forensics.spark.cache import SPARK_LOCATION, SPARK_TABLE, fill_cache
+from forensics.spark.cache import SPARK_LOCATION, SPARK_ROWS, SPARK_TABLE, fill_cache
 from forensics.spark.engine import SparkEngine
 from forensics.spark.ingest import SparkTable, ingest_to_spark
 from forensics.spark.session import SparkSettings, spark_session
 
 __all__ = [
+    "SPARK_VARIABLES",
     "SparkEngine",
     "SparkSettings",
     "SparkTable",
     "engine_for_cache",
+    "engine_for_environment",
     "ingest_with_spark",
+    "spark_needed",
     "spark_session",
 ]
 
@@ -105,10 +112,7 @@ def engine_for_cache(db: Database, spark: Any) -> SparkEngine | None:
         return None
     location = db.meta(SPARK_LOCATION) or ""
     if spark is None:
-        raise ConfigError(
-            f"{db.path} is the cache of Spark table {name!r} ({location}): its requests "
-            "live in Spark; open it with forensics.open(path, spark=session)"
-        )
+        raise spark_needed(db)
     table = SparkTable(name, location)
     if not table.exists(spark):
         raise ConfigError(
@@ -117,3 +121,42 @@ def engine_for_cache(db: Database, spark: Any) -> SparkEngine | None:
             f"{name} --db {db.path}`, or set --spark-location to where it lives"
         )
     return SparkEngine(spark, db, table.register(spark), location=location)
+
+
+SPARK_VARIABLES = ("FORENSICS_SPARK_MASTER", "FORENSICS_SPARK_CONF")
+"""The variables that say where Spark is (``SparkSettings.resolve`` reads them)."""
+
+
+def spark_needed(db: Database) -> ConfigError:
+    """The refusal for a cache whose requests live in Spark when no Spark is given: what to set."""
+    name = db.meta(SPARK_TABLE)
+    location = db.meta(SPARK_LOCATION) or ""
+    rows = int(db.meta(SPARK_ROWS) or 0)
+    return ConfigError(
+        f"{db.path} is the cache of Spark table {name!r} ({location}) and holds a sample of "
+        f"its {rows:,} requests: counting them all needs Spark; set FORENSICS_SPARK_MASTER "
+        "(e.g. local[2], or spark://host:7077 for a cluster) or FORENSICS_SPARK_CONF (a "
+        "spark-defaults.conf-style file with spark.master), give --spark-master/--spark-conf "
+        "to the command, or in Python forensics.open(path, spark=session)"
+    )
+
+
+def engine_for_environment(db: Database, *, env: MappingABC[str, str] | None = None) -> SparkEngine:
+    """The ``SparkEngine`` over a cache's table, the session built from the environment.
+
+    ``FORENSICS_SPARK_MASTER`` and ``FORENSICS_SPARK_CONF`` give the master and
+    configuration (``SparkSettings.resolve``); the active session is reused.
+
+    Raises
+    ------
+    ConfigError
+        Neither variable is set (the message names them), the master is
+        unreachable, or the table is missing.
+    """
+    env = os.environ if env is None else env
+    if not any(env.get(v) for v in SPARK_VARIABLES):
+        raise spark_needed(db)
+    engine = engine_for_cache(db, spark_session(SparkSettings.resolve(env=env)))
+    if engine is None:  # an ordinary database: the caller asks only for a cache's
+        raise ConfigError(f"{db.path} names no Spark table (no {SPARK_TABLE!r} in forensics_meta)")
+    return engine

@@ -35,6 +35,7 @@ __all__ = [
     "SPARK_ROWS",
     "SPARK_TABLE",
     "fill_cache",
+    "holds_sample",
     "sample_condition",
 ]
 
@@ -48,6 +49,19 @@ SPARK_ROWS = "spark.rows"
 SAMPLE_RESOLUTION = 2**32
 """The sample key is the first 32 bits of ``md5(request_id)``: a request is kept when
 ``key < fraction * SAMPLE_RESOLUTION``."""
+
+
+def holds_sample(db: Database) -> bool:
+    """Whether ``db`` is the cache of a Spark table holding fewer requests than the table.
+
+    False for an ordinary database and for a cache holding every request (at
+    most ``search_rows`` of them): those answer every question locally.
+    """
+    stored = db.meta(SPARK_ROWS)
+    if db.meta(SPARK_TABLE) is None or stored is None:
+        return False
+    local = db.scalar("SELECT count(*) FROM requests") if "requests" in db.tables() else 0
+    return int(stored) > int(local or 0)
 
 
 def sample_condition(fraction: float) -> str:

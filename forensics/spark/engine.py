@@ -73,6 +73,8 @@ def to_spark_sql(sql: str, views: Mapping[str, str]) -> str:
     >>> to_spark_sql("SELECT epoch_us(ts) // 10 AS b, count(*) FILTER (WHERE x) FROM requests "
     ...     "WHERE list_contains($w0, m) GROUP BY ALL", {"requests": "r"})
     'SELECT UNIX_MICROS(ts) DIV 10 AS b, COUNT(*) FILTER(WHERE x) FROM r WHERE ARRAY_CONTAINS(:w0, m) GROUP BY ALL'
+    >>> to_spark_sql("SELECT make_timestamptz(epoch_us(ts) // $g * $g) AS t FROM requests", {})
+    'SELECT TIMESTAMP_MICROS(UNIX_MICROS(ts) DIV :g * :g) AS t FROM requests'
     """
     import sqlglot
     from sqlglot import exp
@@ -82,10 +84,12 @@ def to_spark_sql(sql: str, views: Mapping[str, str]) -> str:
     def rewrite(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Anonymous):
             name = node.name.lower()
+            # Renamed in place, not replaced: a new node would not be visited, so an
+            # epoch_us inside make_timestamptz(...) would reach Spark untranslated.
             if name == "epoch_us":
-                return exp.Anonymous(this="UNIX_MICROS", expressions=node.expressions)
-            if name == "make_timestamptz" and len(node.expressions) == 1:
-                return exp.Anonymous(this="TIMESTAMP_MICROS", expressions=node.expressions)
+                node.set("this", "UNIX_MICROS")
+            elif name == "make_timestamptz" and len(node.expressions) == 1:
+                node.set("this", "TIMESTAMP_MICROS")
         if isinstance(node, exp.ApproxDistinct) and node.args.get("accuracy") is None:
             node.set("accuracy", exp.Literal.number(APPROX_DISTINCT_RSD))
         if isinstance(node, exp.Table) and node.name in views and not node.args.get("db"):
