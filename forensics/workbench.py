@@ -494,7 +494,7 @@ class Workbench:
         *,
         signal: str | None = None,
         by: str | None = "",
-        grain: Literal["hour", "day"] = "day",
+        grain: str = "day",
     ) -> Any:
         """The interactive dashboard (ipywidgets + Altair) over this database.
 
@@ -509,7 +509,7 @@ class Workbench:
         """
         from forensics.dashboard import Dashboard
 
-        return Dashboard(self.db, investigation=investigation, signal=signal, by=by, grain=grain)
+        return Dashboard(self, investigation=investigation, signal=signal, by=by, grain=grain)
 
     def report(self, title: str | None = None, **options: Any) -> Any:
         """The default investigation: every signature with its evidence, ready to save.

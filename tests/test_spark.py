@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,23 @@ def test_the_report_counts_a_sampled_cache_on_spark(
     with forensics.open(sampled_cache, read_only=True, spark=spark) as wb:
         found = [s.to_dict() for s in Investigation.default(wb).signatures]
     _counted_on_every_request(json.loads(json.dumps(found)), sample_pair["duck"])
+
+
+def test_the_dashboards_searches_count_a_sampled_cache_on_spark(
+    spark: Any, sampled_cache: Path, sample_pair: dict[str, Any]
+) -> None:
+    """The dashboard's "find signatures" and its click-to-explain, not only ``wb``'s."""
+    with forensics.open(sample_pair["duck"], read_only=True) as wb:
+        expected = json.loads(wb.explain(signal="degraded").to_json())
+    with forensics.open(sampled_cache, read_only=True, spark=spark) as wb:
+        dash = wb.dashboard(signal="degraded", grain="hour", by=None)
+        found = [s.to_dict() for s in dash.signature_panel.find()]
+        at = datetime.fromisoformat(expected["at"].replace("Z", "+00:00"))
+        hour = at.replace(minute=0, second=0, microsecond=0)
+        shown = dash.explain_moment((hour, hour + timedelta(hours=1)))
+    _counted_on_every_request(json.loads(json.dumps(found)), sample_pair["duck"])
+    assert shown is not None
+    assert json.loads(shown.to_json())["candidates"] == expected["candidates"]
 
 
 def test_cli_signatures_on_a_sampled_cache_run_in_spark(

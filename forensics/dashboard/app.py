@@ -61,7 +61,8 @@ class Dashboard:
     ----------
     source
         The database to read: a ``Database``, or anything holding one as ``db``
-        (``forensics.open(path)``).
+        (``forensics.open(path)``); a workbench over a Spark cache also lends its
+        ``_everything``, so the searches count on every request.
     investigation
         Where "add to report" pins views: any object with ``add_view(view)``
         (``report.Investigation``). Pinned views are also kept in ``pinned``.
@@ -71,7 +72,7 @@ class Dashboard:
         Group-by shown first (default ``""``: the first dimension of the
         smallest cube; None for one overall series).
     grain
-        ``"day"`` or ``"hour"``.
+        ``"day"``, ``"hour"``, or the data's grain when finer (``wb.grain``).
 
     Examples
     --------
@@ -88,7 +89,7 @@ class Dashboard:
         grain: str = "day",
     ) -> None:
         db = source if isinstance(source, Database) else source.db
-        self.data = Data(db)
+        self.data = Data(db, everything=getattr(source, "_everything", None))
         """The database as the panels see it."""
         self.investigation = investigation
         self.pinned: list[View] = []

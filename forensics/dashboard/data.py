@@ -12,7 +12,7 @@ from a ``Database``.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -25,6 +25,7 @@ from forensics.errors import ForensicsError
 from forensics.grain import GRAIN_NAMES
 from forensics.queries import (
     Dimension,
+    Engine,
     Grain,
     Where,
     bucket_label,
@@ -50,10 +51,16 @@ class Data:
     ----------
     db
         The open database.
+    everything
+        Gives the engine holding every request when ``db`` is a cache holding a sample
+        of them (``Workbench._everything``), started when first asked.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, *, everything: Callable[[], Engine | None] | None = None
+    ) -> None:
         self.db = db
+        self._everything = everything
         self.signals = signal_names(db)
         """The signals (built-in, the user's, ``degraded``)."""
         if not self.signals:
@@ -95,6 +102,14 @@ class Data:
         self.signatures: list[Signature] = []
         """The signatures found by the signatures panel (strongest first)."""
         self._timeline: tuple[Any, Timeline] | None = None
+
+    def everything(self) -> Engine | None:
+        """The engine holding every request when ``db`` is a cache of a sample (Spark), else None.
+
+        The searches (signatures, explanations) count on it; a ``ConfigError`` names what
+        to set when the cache needs Spark and none is configured.
+        """
+        return self._everything() if self._everything is not None else None
 
     # -- labels and values ----------------------------------------------------------------
 

@@ -181,7 +181,11 @@ class Explain(Panel):
         start = time.perf_counter()
         try:
             found = explain_moment(
-                self.data.db, signal=frame.state.signal, where=scope or None, within=self.bucket
+                self.data.db,
+                signal=frame.state.signal,
+                where=scope or None,
+                within=self.bucket,
+                everything=self.data.everything(),
             )
         except ForensicsError as exc:
             self.view.value = error(f"no explanation for {self.bucket[0]:%Y-%m-%d %H:%M}: {exc}")

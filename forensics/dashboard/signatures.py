@@ -175,7 +175,7 @@ class Signatures(Panel):
         start = time.perf_counter()
         try:
             with _Progress(self.table) as progress:
-                found = find_signatures(db, progress=progress)
+                found = find_signatures(db, progress=progress, everything=self.data.everything())
         except ForensicsError as exc:
             self.table.value = error(str(exc))
             return []
