@@ -89,19 +89,18 @@ def _summary(files: Any) -> list[tuple[Any, ...]]:
 # -- the shipped sample -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def sample_pair(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    folder = tmp_path_factory.mktemp("pair")
+def _both_ways(
+    spark: Any, files: list[Path], events: Path, folder: Path, table: str
+) -> dict[str, Any]:
+    """The files ingested into DuckDB and into Spark (and its cache), each searched."""
     duck, cache = folder / "duck.duckdb", folder / "cache.duckdb"
     with forensics.open(duck) as wb:
-        duck_summary = wb.ingest(SAMPLE / "requests.parquet")
-        wb.ingest_events(SAMPLE / "events.csv")
+        duck_summary = wb.ingest(*files, errors="collect")
+        wb.ingest_events(events)
         duck_signatures = [s.to_dict() for s in wb.signatures()]
-    summary, filled = ingest_with_spark(
-        [SAMPLE / "requests.parquet"], table="sample", cache=cache, spark=spark
-    )
+    summary, filled = ingest_with_spark(files, table=table, cache=cache, spark=spark)
     with forensics.open(cache) as wb:
-        wb.ingest_events(SAMPLE / "events.csv")
+        wb.ingest_events(events)
     with forensics.open(cache, spark=spark) as wb:
         spark_signatures = [s.to_dict() for s in wb.signatures()]
     return {
@@ -113,6 +112,12 @@ def sample_pair(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         "duck_signatures": duck_signatures,
         "spark_signatures": spark_signatures,
     }
+
+
+@pytest.fixture(scope="module")
+def sample_pair(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("pair")
+    return _both_ways(spark, [SAMPLE / "requests.parquet"], SAMPLE / "events.csv", folder, "sample")
 
 
 def test_the_sample_is_accepted_and_rejected_alike(sample_pair: dict[str, Any]) -> None:
@@ -130,8 +135,8 @@ def test_the_sample_has_the_same_rows_and_signal_values_row_by_row(
     _same_table(sample_pair["duck"], sample_pair["cache"], "column_roles")
 
 
-def test_the_sample_has_the_same_cubes(sample_pair: dict[str, Any]) -> None:
-    duck, cache = sample_pair["duck"], sample_pair["cache"]
+def _same_cubes(duck: Path, cache: Path) -> None:
+    """The same cube catalogue, default cube and dimensions in both databases."""
     sql = "SELECT name, dims, grain, rows, source_rows, auto FROM cube_catalog ORDER BY name"
     assert _rows(cache, sql) == _rows(duck, sql)
     _same_table(duck, cache, "cube_default")
@@ -140,6 +145,10 @@ def test_the_sample_has_the_same_cubes(sample_pair: dict[str, Any]) -> None:
         "SELECT position, name, kind, cubable, edges, least(cardinality, 129) FROM cube_dimensions"
     )
     assert _rows(cache, dims + " ORDER BY position") == _rows(duck, dims + " ORDER BY position")
+
+
+def test_the_sample_has_the_same_cubes(sample_pair: dict[str, Any]) -> None:
+    _same_cubes(sample_pair["duck"], sample_pair["cache"])
 
 
 def test_the_sample_gives_the_same_signatures(sample_pair: dict[str, Any]) -> None:
@@ -411,3 +420,268 @@ def test_counted_rows_are_refused_before_spark_starts(tmp_path: Path) -> None:
             master="spark://127.0.0.1:9",
             mapping=mapping,
         )
+
+
+# -- the reference scenario at a few hundred thousand rows -------------------------------
+
+REFERENCE_ROWS = 200_000
+"""Rows simulated of the reference scenario (postmortem-2025, another seed than the sample's)."""
+REFERENCE_SEARCH_ROWS = 80_000
+"""A ``search_rows`` under the scenario's size: the sampled path of the search and the cache."""
+
+
+def _damaged_halves(source: Path, folder: Path) -> list[Path]:
+    """The scenario as two files, with row problems, duplicates and conflicts in and across them.
+
+    First half: every 1000th row has an out-of-range ``eval_score``, the next a null
+    ``ts``. Second half: 400 exact repeats and 200 changed repeats of first-half
+    rows (duplicates and conflicts across files), and 100 exact and 50 changed
+    repeats of its own rows (within the file).
+    """
+    import polars as pl
+
+    frame = pl.read_parquet(source).with_row_index("_i")
+    half = frame.height // 2
+    first = frame.head(half).with_columns(
+        pl.when(pl.col("_i") % 1000 == 0)
+        .then(1.7)
+        .otherwise(pl.col("eval_score"))
+        .alias("eval_score"),
+        pl.when(pl.col("_i") % 1000 == 1).then(None).otherwise(pl.col("ts")).alias("ts"),
+    )
+    good = first.filter(pl.col("_i") % 1000 > 1)
+    second = frame.slice(half)
+    changed = pl.col("temperature") + 0.25
+    second = pl.concat(
+        [
+            second,
+            good.gather_every(300).head(400),
+            good.gather_every(301, offset=7).head(200).with_columns(changed),
+            second.gather_every(700).head(100),
+            second.gather_every(701, offset=3).head(50).with_columns(changed),
+        ]
+    )
+    paths = [folder / "first.parquet", folder / "second.parquet"]
+    for path, part in zip(paths, (first, second), strict=True):
+        part.drop("_i").write_parquet(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def reference_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    from forensics.simulate import simulate
+
+    folder = tmp_path_factory.mktemp("reference")
+    simulate("postmortem-2025", rows=REFERENCE_ROWS, seed=11, out=folder / "sim")
+    files = _damaged_halves(folder / "sim" / "requests.parquet", folder)
+    return {"folder": folder, "files": files, "events": folder / "sim" / "events.csv"}
+
+
+@pytest.fixture(scope="module")
+def reference_pair(spark: Any, reference_files: dict[str, Any]) -> dict[str, Any]:
+    folder, files, events = (reference_files[k] for k in ("folder", "files", "events"))
+    return _both_ways(spark, files, events, folder, "reference")
+
+
+def test_the_reference_is_accepted_and_rejected_alike(reference_pair: dict[str, Any]) -> None:
+    summary, duck = reference_pair["summary"], reference_pair["duck_summary"]
+    assert _summary(summary.files) == _summary(duck.files)
+    reasons = {r for f in summary.files for r in f.rejected}
+    assert {"out_of_range", "missing_required", "duplicate_conflict"} <= reasons
+    assert all(f.duplicates > 0 for f in summary.files[1:])
+    cache = reference_pair["cache"]
+    by_reason = 'SELECT reason, "column", count(*) FROM rejected_rows GROUP BY ALL ORDER BY ALL'
+    assert _rows(cache, by_reason) == _rows(reference_pair["duck"], by_reason)
+    # The raw line of a conflict found across files is not kept yet (see the README).
+    _same_table(reference_pair["duck"], cache, "rejected_rows", leave_out=("ingested_at", "raw"))
+    accepted = sum(f.accepted for f in summary.files)
+    assert reference_pair["filled"]["requests"] == accepted
+    assert reference_pair["filled"]["sampled"] == accepted  # under search_rows: all of them
+
+
+def _signal_names(path: Path) -> list[str]:
+    return [r[0] for r in _rows(path, "SELECT name FROM signal_definitions ORDER BY name")]
+
+
+def test_the_reference_has_the_same_signal_values_row_by_row(
+    reference_pair: dict[str, Any],
+) -> None:
+    duck, cache = reference_pair["duck"], reference_pair["cache"]
+    signals = _signal_names(duck)
+    assert signals == _signal_names(cache)
+    assert len(signals) >= 5
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{duck}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{cache}' AS b (READ_ONLY)")
+        columns = sorted(r[0] for r in con.execute("DESCRIBE a.requests").fetchall())
+        assert columns == sorted(r[0] for r in con.execute("DESCRIBE b.requests").fetchall())
+        # An order-free digest of every row: of its signals, and of all its columns.
+        for chosen in (signals, columns):
+            row = ", ".join(f'"{c}"' for c in ["request_id", *chosen])
+            digest = f"SELECT count(*), sum(hash({row})::HUGEINT) FROM {{}}.requests"
+            a, b = (con.execute(digest.format(x)).fetchone() for x in ("a", "b"))
+            assert a == b
+        # Joined on request_id: no request on one side only, no signal value that differs.
+        differs = " OR ".join(f'x."{s}" IS DISTINCT FROM y."{s}"' for s in signals)
+        mismatches = con.execute(
+            "SELECT count(*) FILTER (WHERE x.request_id IS NULL OR y.request_id IS NULL), "
+            f"count(*) FILTER (WHERE {differs}), count(*) "
+            "FROM a.requests x FULL JOIN b.requests y USING (request_id)"
+        ).fetchone()
+        assert mismatches is not None
+        assert mismatches[:2] == (0, 0)
+        assert mismatches[2] == reference_pair["filled"]["requests"]
+        # Signals fire: the digest compares values, not only nulls.
+        fired = ", ".join(f'count(*) FILTER (WHERE "{s}")' for s in signals)
+        counts = con.execute(f"SELECT {fired} FROM a.requests").fetchone()
+        assert counts is not None
+        assert sum(1 for n in counts if n) >= 5
+    finally:
+        con.close()
+
+
+def test_the_reference_has_the_same_cubes(reference_pair: dict[str, Any]) -> None:
+    _same_cubes(reference_pair["duck"], reference_pair["cache"])
+
+
+def test_the_reference_gives_the_same_signatures(reference_pair: dict[str, Any]) -> None:
+    duck, spark = reference_pair["duck_signatures"], reference_pair["spark_signatures"]
+    assert len(duck) >= 3
+    assert same_signatures(json.loads(json.dumps(spark)), json.loads(json.dumps(duck)))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the two engines sample different requests: DuckDB's workspace keeps "
+    "hash(_source_file_id, _source_row) % 1e6 < fraction (separation/workspace.py create), "
+    "the Spark cache md5(request_id) (spark/cache.py sample_condition), and the cache's "
+    "numeric edges come from the sample's min/max; see the report on issue 20",
+)
+def test_a_sampled_search_gives_the_same_signatures(
+    spark: Any, reference_pair: dict[str, Any], reference_files: dict[str, Any]
+) -> None:
+    # search_rows under the scenario: the cache holds a sample, the search runs on it and
+    # a signature's numbers are counted in Spark on every request; DuckDB samples its own.
+    from forensics.separation import SeparationParams
+    from forensics.spark.cache import fill_cache
+
+    small = SeparationParams(search_rows=REFERENCE_SEARCH_ROWS)
+    with forensics.open(reference_pair["duck"], read_only=True) as wb:
+        duck = [s.to_dict() for s in wb.signatures(params=small)]
+    sampled = reference_files["folder"] / "sampled.duckdb"
+    table = SparkTable.under(spark, "reference")
+    filled = fill_cache(spark, table, sampled, search_rows=small.search_rows)
+    assert filled["sampled"] < filled["requests"]
+    with forensics.open(sampled) as wb:
+        wb.ingest_events(reference_files["events"])
+    with forensics.open(sampled, spark=spark) as wb:
+        found = [s.to_dict() for s in wb.signatures(params=small)]
+    assert len(duck) >= 3
+    assert same_signatures(json.loads(json.dumps(found)), json.loads(json.dumps(duck)))
+
+
+# -- privacy mode ---------------------------------------------------------------------------
+
+ID_MARK = "Ident1ty-Leak"
+"""Marker in every raw user and session id of the privacy test (hashes are hex: never there)."""
+TEXT_MARK = "Zebra-Quokka-Answer"
+"""Marker in every raw response text of the privacy test."""
+
+
+def _private_input(folder: Path) -> Path:
+    """3,000 simulated requests whose ids and texts hold the markers; one row out of range."""
+    import polars as pl
+
+    from forensics.simulate import simulate
+
+    simulate("postmortem-2025", rows=3_000, seed=13, out=folder / "sim")
+    frame = pl.read_parquet(folder / "sim" / "requests.parquet").with_columns(
+        (pl.lit(f"{ID_MARK}-") + pl.col("user_id")).alias("user_id"),
+        (pl.lit(f"{ID_MARK}-") + pl.col("session_id")).alias("session_id"),
+        (pl.col("response_text") + pl.lit(f" {TEXT_MARK}")).alias("response_text"),
+        pl.when(pl.int_range(pl.len()) == 5)
+        .then(1.7)
+        .otherwise(pl.col("eval_score"))
+        .alias("eval_score"),
+    )
+    path = folder / "private.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def _marks_in_table(location: str) -> set[str]:
+    """Markers in the bytes, or in the decoded values, of every file of a Spark table."""
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    files = [p for p in Path(location).rglob("*") if p.is_file()]
+    assert files
+    for path in files:
+        data = path.read_bytes()
+        found |= {m for m in (ID_MARK, TEXT_MARK) if m.encode() in data}
+        if path.suffix == ".parquet":
+            text = str(pq.read_table(path).to_pylist())
+            found |= {m for m in (ID_MARK, TEXT_MARK) if m in text}
+    return found
+
+
+def test_privacy_mode_gives_the_same_rows_and_writes_no_raw_id_or_text(
+    spark: Any, tmp_path: Path
+) -> None:
+    from forensics.privacy import DROPPED_COLUMNS, HASH_CHARS
+    from tests.conftest import SALT
+
+    source = _private_input(tmp_path)
+    duck, cache = tmp_path / "duck.duckdb", tmp_path / "cache.duckdb"
+    with forensics.open(duck) as wb:
+        expected = wb.ingest(source, privacy=True, salt=SALT, errors="collect")
+    # Uncompressed, so the byte scan below reads every value as written.
+    codec = spark.conf.get("spark.sql.parquet.compression.codec")
+    spark.conf.set("spark.sql.parquet.compression.codec", "uncompressed")
+    try:
+        summary, _ = ingest_with_spark(
+            [source], table="private", cache=cache, spark=spark, privacy=True, salt=SALT
+        )
+        ingest_with_spark([source], table="public", cache=tmp_path / "public.duckdb", spark=spark)
+    finally:
+        spark.conf.set("spark.sql.parquet.compression.codec", codec)
+    assert _summary(summary.files) == _summary(expected.files)
+    assert sum(sum(f.rejected.values()) for f in summary.files) == 1
+
+    # The same rows and signals; the ids hashed (each database draws its own nonce, so
+    # the hashes differ between the two, but they pair one to one, as the raw ids do).
+    hashed = ("user_id", "session_id")
+    _same_table(duck, cache, "requests", leave_out=hashed)
+    _same_table(duck, cache, "signal_definitions")
+    texts = ", ".join(f'count("{c}")' for c in DROPPED_COLUMNS)
+    assert _rows(cache, f"SELECT {texts} FROM requests") == [(0,) * len(DROPPED_COLUMNS)]
+    con = duckdb.connect()
+    try:
+        con.execute(f"ATTACH '{duck}' AS a (READ_ONLY)")
+        con.execute(f"ATTACH '{cache}' AS b (READ_ONLY)")
+        con.execute(f"CREATE TABLE raw AS SELECT * FROM read_parquet('{source}')")
+        for c in hashed:
+            pairs = con.execute(
+                f'SELECT count(DISTINCT r."{c}"), count(DISTINCT x."{c}"), '
+                f'count(DISTINCT y."{c}"), count(DISTINCT (r."{c}", x."{c}", y."{c}")), '
+                f'count(*) FILTER (WHERE length(y."{c}") <> {HASH_CHARS}) '
+                "FROM raw r JOIN a.requests x USING (request_id) "
+                "JOIN b.requests y USING (request_id)"
+            ).fetchone()
+            assert pairs is not None
+            assert pairs[0] == pairs[1] == pairs[2] == pairs[3] > 1, (c, pairs)
+            assert pairs[4] == 0
+    finally:
+        con.close()
+
+    # Nothing the Spark table wrote holds a raw id or text; without privacy mode the same
+    # scan finds both (so it is not blind), and no staging folder is left beside them.
+    private, public = (SparkTable.under(spark, t).location for t in ("private", "public"))
+    assert _marks_in_table(private) == set()
+    assert _marks_in_table(public) == {ID_MARK, TEXT_MARK}
+    assert [p.name for p in Path(private).parent.glob("private*")] == ["private"]
+    for path in (cache, Path(f"{cache}.wal")):
+        data = path.read_bytes() if path.exists() else b""
+        assert ID_MARK.encode() not in data
+        assert TEXT_MARK.encode() not in data
