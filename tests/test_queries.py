@@ -946,7 +946,8 @@ def test_dimensions_are_discovered_in_three_scans_whatever_the_columns(tiny):
     engine = _CountingEngine(tiny.db)
     found = {d.name: d for d in queries.discover_dimensions(engine)}
     assert len(engine.scans) == 3, engine.scans
-    assert found["model"].cardinality == 2 and found["model"].cubable
+    assert found["model"].cardinality == 2
+    assert found["model"].cubable
     assert found["batch_size"].edges == (1.0, 4.0, 8.0, 16.0, 32.0, 48.0)  # six values
     assert found["temperature"].edges == (0.0, 0.7)
     assert found["prompt_tokens"].edges == tuple(1000.0 * (i + 1) ** 2 for i in range(12))
