@@ -13,7 +13,11 @@ and prints seconds per phase (Spark's include starting its JVM), rows per
 second per core of ingest + cubes, and the size of the database or cache.
 Usage:
 
-    python bench/spark.py [--rows 1000000] [--parts 8] [--cores 1,2] [--no-duckdb]
+    python bench/spark.py [--rows 1000000] [--parts 8] [--cores 1,2] [--no-duckdb] [--code DIR]
+
+``--code DIR`` imports forensics from another checkout (e.g. ``git archive C forensics``
+unpacked in DIR) for the Spark runs too: each Spark run is then made twice, this
+checkout's and DIR's, alternating, on the same files.
 """
 
 from __future__ import annotations
@@ -107,9 +111,9 @@ def _parts(sim: Path, parts: int) -> list[Path]:
     return files
 
 
-def _run(mode: str, files: list[Path]) -> dict:
+def _run(mode: str, files: list[Path], code: Path = ROOT) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as out:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(code)}
         done = subprocess.run(
             [sys.executable, "-c", CHILD, mode, out, *map(str, files)],
             env=env,
@@ -131,6 +135,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cores", default="1,2")
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--code", type=Path, help="also time the Spark runs with this checkout")
     args = parser.parse_args()
     sim = simulation_dir("postmortem-2025", args.seed, args.rows)
     if not (sim / "requests.parquet").exists():
@@ -140,20 +145,22 @@ def main() -> None:
         simulate("postmortem-2025", rows=args.rows, seed=args.seed, out=sim)
         print(f"generated {args.rows:,} rows in {time.perf_counter() - t:.1f} s -> {sim}")
     files = _parts(sim, args.parts)
-    modes = ([] if args.no_duckdb else ["duckdb"]) + args.cores.split(",")
+    codes = [("", ROOT)] + ([(f" {args.code.name}", args.code.resolve())] if args.code else [])
+    modes = [("duckdb", "", ROOT)] if not args.no_duckdb else []
+    modes += [(c, label, code) for c in args.cores.split(",") for label, code in codes]
     print(f"{args.rows:,} rows in {len(files)} files; load average {os.getloadavg()[0]:.1f}")
     print(
         f"{'engine':10} {'start s':>8} {'ingest s':>9} {'cubes s':>8} {'sigs s':>7} "
         f"{'rows/s/core':>12} {'size MB':>8} sigs"
     )
     results = {}
-    for mode in modes:
-        r = _run(mode, files)
-        results[mode] = r
+    for mode, label, code in modes:
+        r = _run(mode, files, code)
+        results[mode + label] = r
         s = r["seconds"]
         cores = (os.cpu_count() or 1) if mode == "duckdb" else int(mode)  # DuckDB: every core
         rate = args.rows / (s["ingest"] + s["cubes"]) / cores
-        name = "duckdb" if mode == "duckdb" else f"local[{mode}]"
+        name = ("duckdb" if mode == "duckdb" else f"local[{mode}]") + label
         print(
             f"{name:10} {s['start']:8.1f} {s['ingest']:9.1f} {s['cubes']:8.1f} "
             f"{s['signatures']:7.1f} {rate:12,.0f} {r['size'] / 1e6:8.1f} {r['signatures']}"

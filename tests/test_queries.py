@@ -911,3 +911,43 @@ def test_the_package_names_its_functions_not_its_modules():
     # forensics.queries is a package: a module named like a function would shadow it.
     for name in queries.__all__:
         assert not isinstance(getattr(queries, name), type(queries)), name
+
+
+class _CountingEngine:
+    """The database as an engine, counting the statements that read ``requests``."""
+
+    def __init__(self, db):
+        self._db = db
+        self.scans: list[str] = []
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def _seen(self, sql):
+        if "FROM requests" in sql:
+            self.scans.append(sql)
+
+    def execute(self, sql, params=None):
+        self._seen(sql)
+        return self._db.execute(sql, params)
+
+    def scalar(self, sql, params=None):
+        self._seen(sql)
+        return self._db.scalar(sql, params)
+
+    def frame(self, sql, params=None):
+        self._seen(sql)
+        return self._db.frame(sql, params)
+
+
+def test_dimensions_are_discovered_in_three_scans_whatever_the_columns(tiny):
+    # An engine such as Spark pays for each statement: the row count, the
+    # approximate distinct counts, then exact counts, ranges and few values at once.
+    engine = _CountingEngine(tiny.db)
+    found = {d.name: d for d in queries.discover_dimensions(engine)}
+    assert len(engine.scans) == 3, engine.scans
+    assert found["model"].cardinality == 2
+    assert found["model"].cubable
+    assert found["batch_size"].edges == (1.0, 4.0, 8.0, 16.0, 32.0, 48.0)  # six values
+    assert found["temperature"].edges == (0.0, 0.7)
+    assert found["prompt_tokens"].edges == tuple(1000.0 * (i + 1) ** 2 for i in range(12))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from forensics.errors import QueryError, UnknownNameError
 from forensics.queries.engine import Engine
@@ -156,17 +156,16 @@ def bucket_index_sql(column: str, edges: Sequence[float]) -> str:
     )
 
 
-def _numeric_edges(db: Engine, column: str, distinct: int) -> tuple[float, ...]:
+def _numeric_edges(
+    values: Sequence[float] | None, distinct: int, lo: float, hi: float
+) -> tuple[float, ...]:
     """Bucket lower edges: every value when there are few, else powers of two."""
-    q = quote_identifier(column)
-    if distinct <= NUMERIC_DISTINCT_AS_VALUES:
-        values = db.execute(
-            f"SELECT DISTINCT CAST({q} AS DOUBLE) AS v FROM requests WHERE {q} IS NOT NULL "
-            "ORDER BY v"
-        )
-        if len(values) <= NUMERIC_DISTINCT_AS_VALUES:
-            return tuple(float(v[0]) for v in values)
-    lo, hi = db.execute(f"SELECT min({q}), max({q}) FROM requests")[0]
+    if (
+        distinct <= NUMERIC_DISTINCT_AS_VALUES
+        and values is not None
+        and len(values) <= NUMERIC_DISTINCT_AS_VALUES
+    ):
+        return tuple(sorted(float(v) for v in values))
     return power_of_two_edges(float(lo), float(hi))
 
 
@@ -188,19 +187,47 @@ def discover_dimensions(db: Engine) -> list[Dimension]:
 
 
 def _describe(db: Engine, names: Sequence[str], types: Mapping[str, str]) -> list[Dimension | None]:
-    """Describe columns as dimensions (one scan); None for one without values or with too many."""
+    """Describe columns as dimensions; None for one without values or with too many.
+
+    Two scans whatever the number of columns (an engine such as Spark pays for
+    each statement): approximate distinct counts of every column, then, in one
+    statement, the exact count of each column that has at most
+    ``2 * CUBE_MAX_VALUES`` (where the count decides anything), each numeric
+    column's range, and the values of the numeric ones that few.
+    """
     items = ", ".join(f"approx_count_distinct({quote_identifier(n)})" for n in names)
-    counts = db.execute(f"SELECT {items} FROM requests")[0]
+    approx = {
+        n: int(c or 0)
+        for n, c in zip(names, db.execute(f"SELECT {items} FROM requests")[0], strict=True)
+    }
+    present = [n for n in names if approx[n]]
+    exact = [n for n in present if approx[n] <= 2 * CUBE_MAX_VALUES]
+    numeric = [n for n in present if _is_numeric_type(types[n])]
+    listed = [n for n in exact if n in numeric]
+    parts: list[tuple[str, str, str]] = []  # (kind, column, SQL)
+    for n in exact:
+        parts.append(("count", n, f"count(DISTINCT {quote_identifier(n)})"))
+    for n in numeric:
+        q = quote_identifier(n)
+        parts += [("min", n, f"min({q})"), ("max", n, f"max({q})")]
+    for n in listed:
+        q = quote_identifier(n)
+        parts.append(
+            ("values", n, f"list(DISTINCT CAST({q} AS DOUBLE)) FILTER (WHERE {q} IS NOT NULL)")
+        )
+    found: dict[tuple[str, str], Any] = {}
+    if parts:
+        row = db.execute(f"SELECT {', '.join(sql for _, _, sql in parts)} FROM requests")[0]
+        found = {(kind, n): v for (kind, n, _), v in zip(parts, row, strict=True)}
     dims: list[Dimension | None] = []
-    for name, approx in zip(names, counts, strict=True):
-        count = int(approx or 0)
+    for name in names:
+        count = int(found.get(("count", name), approx[name]) or 0)
         if count == 0:
             dims.append(None)
             continue
-        if count <= 2 * CUBE_MAX_VALUES:  # exact where it decides anything
-            count = int(db.scalar(f"SELECT count(DISTINCT {quote_identifier(name)}) FROM requests"))
-        if _is_numeric_type(types[name]):
-            edges = _numeric_edges(db, name, count)
+        if name in numeric:
+            values = found.get(("values", name))
+            edges = _numeric_edges(values, count, found[("min", name)], found[("max", name)])
             dims.append(Dimension(name, "numeric", count, True, edges))
         elif count <= DIMENSION_MAX_VALUES:
             dims.append(Dimension(name, "categorical", count, count <= CUBE_MAX_VALUES))
