@@ -424,8 +424,13 @@ def main() -> None:
     parser.add_argument(
         "--baseline-rounds", type=int, default=0, help="kernel: also without the cubes"
     )
+    parser.add_argument(
+        "--db", type=Path, help="this database instead (e.g. a Spark cache, bench/spark.py --keep)"
+    )
     args = parser.parse_args()
-    if args.rows:
+    if args.db is not None:
+        db_path = args.db
+    elif args.rows:
         db_path = _database(args.rows, args.seed)
     else:
         import forensics

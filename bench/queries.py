@@ -17,7 +17,7 @@ which flattered every ratio against it.
 
 and prints p50/p95 latency of each and the ratios. Usage:
 
-    python bench/queries.py [--rows 10000000] [--repeat 60]
+    python bench/queries.py [--rows 10000000] [--repeat 60] [--db PATH]
 """
 
 from __future__ import annotations
@@ -69,9 +69,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--repeat", type=int, default=60)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--db",
+        type=Path,
+        help="time this database instead (e.g. a Spark cache, bench/spark.py --keep)",
+    )
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
-    db_path = _database(args.rows, args.seed)
+    db_path = args.db if args.db is not None else _database(args.rows, args.seed)
 
     import forensics
 

@@ -14,6 +14,7 @@ second per core of ingest + cubes, and the size of the database or cache.
 Usage:
 
     python bench/spark.py [--rows 1000000] [--parts 8] [--cores 1,2] [--no-duckdb] [--code DIR]
+                          [--keep DIR]   # then bench/queries.py --db DIR/<file> on each
 
 ``--code DIR`` imports forensics from another checkout (e.g. ``git archive C forensics``
 unpacked in DIR) for the Spark runs too: each Spark run is then made twice, this
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,7 +113,7 @@ def _parts(sim: Path, parts: int) -> list[Path]:
     return files
 
 
-def _run(mode: str, files: list[Path], code: Path = ROOT) -> dict:
+def _run(mode: str, files: list[Path], code: Path = ROOT, keep: Path | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-spark-") as out:
         env = {**os.environ, "PYTHONPATH": str(code)}
         done = subprocess.run(
@@ -123,6 +125,11 @@ def _run(mode: str, files: list[Path], code: Path = ROOT) -> dict:
         )
         if done.returncode != 0:
             raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+        if keep is not None:  # the database or cache, for bench/queries.py and dashboard.py --db
+            keep.mkdir(parents=True, exist_ok=True)
+            made = "duck.duckdb" if mode == "duckdb" else "cache.duckdb"
+            name = "duckdb.duckdb" if mode == "duckdb" else f"spark-local{mode}-cache.duckdb"
+            shutil.copy(Path(out) / made, keep / name)
         return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -136,6 +143,9 @@ def main() -> None:
     parser.add_argument("--cores", default="1,2")
     parser.add_argument("--no-duckdb", action="store_true")
     parser.add_argument("--code", type=Path, help="also time the Spark runs with this checkout")
+    parser.add_argument(
+        "--keep", type=Path, help="copy each engine's database (DuckDB) or cache (Spark) here"
+    )
     args = parser.parse_args()
     sim = simulation_dir("postmortem-2025", args.seed, args.rows)
     if not (sim / "requests.parquet").exists():
@@ -155,7 +165,7 @@ def main() -> None:
     )
     results = {}
     for mode, label, code in modes:
-        r = _run(mode, files, code)
+        r = _run(mode, files, code, keep=args.keep if not label else None)
         results[mode + label] = r
         s = r["seconds"]
         cores = (os.cpu_count() or 1) if mode == "duckdb" else int(mode)  # DuckDB: every core
