@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +366,37 @@ def test_bad_rows_and_duplicates_across_files_are_settled_alike(spark: Any, tmp_
     assert {f.status for f in again.files if f.status != "refused"} == {"already ingested"}
     _same_table(duck, cache, "requests")
     assert filled["requests"] == _rows(duck, "SELECT count(*) FROM requests")[0][0]
+
+
+def test_data_finer_than_the_hour_get_the_same_grain_and_cubes(spark: Any, tmp_path: Path) -> None:
+    """30,000 requests in four hours: both engines choose the 5-minute grain from the times.
+
+    The cache fill once built its cube per hour whatever the data, so at 1M rows of the
+    benchmark (15-minute grain) the two engines searched different cubes.
+    """
+    import random
+
+    rng = random.Random(5)
+    start = datetime(2025, 8, 1, 6, tzinfo=UTC)
+    rows = [
+        {
+            "request_id": f"r{i}",
+            "ts": (start + timedelta(seconds=rng.uniform(0, 4 * 3600))).isoformat(),
+            "model": rng.choice(["a", "b", "c"]),
+            "platform": rng.choice(["x", "y"]),
+            "routing_pool": rng.choice(["p", "q"]),
+            "eval_score": rng.random(),
+        }
+        for i in range(30_000)
+    ]
+    data = tmp_path / "dense.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    duck, cache = tmp_path / "duck.duckdb", tmp_path / "cache.duckdb"
+    with forensics.open(duck) as wb:
+        wb.ingest(data)
+        assert wb.grain == "5min"
+    ingest_with_spark([data], table="dense", cache=cache, spark=spark)
+    _same_cubes(duck, cache)
 
 
 # -- failures -------------------------------------------------------------------------------

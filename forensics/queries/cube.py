@@ -598,7 +598,7 @@ def refresh_cubes(db: Database) -> list[Cube]:
     return rebuilt
 
 
-def _chosen_grain(db: Database) -> Grain:
+def _chosen_grain(db: Engine) -> Grain:
     """The grain set by option (``set_grain``), else the data's (``grain.database_grain``)."""
     asked = db.meta(GRAIN_META)
     if asked is not None:

@@ -144,8 +144,10 @@ def _cubes_from_spark(
     found = discover_dimensions(engine)
     cube_module._record_dimensions(cache, found)
     known = {d.name: d for d in found}
-    dims = cube_module._default_cube_dims(engine, list(known.values()), total)
-    sql = cube_module.cube_sql(engine, [known[d] for d in dims], "hour")
+    # The grain as DuckDB chooses it (``queries.data_grain``), from every request's time.
+    grain = cube_module._chosen_grain(engine)
+    dims = cube_module._default_cube_dims(engine, list(known.values()), total, grain)
+    sql = cube_module.cube_sql(engine, [known[d] for d in dims], grain)
     frame = engine.frame(sql)
     cache.execute(cube_module._CATALOG)
     cache.execute(cube_module._CATALOG_STATE)
@@ -159,7 +161,7 @@ def _cubes_from_spark(
     cache.execute(
         "INSERT OR REPLACE INTO cube_catalog "
         "(name, dims, grain, rows, source_rows, auto, built_at, source_state) "
-        "VALUES ('cube_default', $d, 'hour', $r, $s, true, now(), $state)",
-        {"d": list(dims), "r": frame.height, "s": total, "state": state},
+        "VALUES ('cube_default', $d, $g, $r, $s, true, now(), $state)",
+        {"d": list(dims), "g": grain, "r": frame.height, "s": total, "state": state},
     )
     return frame.height
