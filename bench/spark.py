@@ -124,7 +124,10 @@ def _run(mode: str, files: list[Path], code: Path = ROOT, keep: Path | None = No
             check=False,
         )
         if done.returncode != 0:
-            raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+            causes = [
+                line for line in done.stderr.splitlines() if "Error" in line or "Exception" in line
+            ]
+            raise SystemExit(f"{mode} failed:\n" + "\n".join(causes[:20]) + done.stderr[-2000:])
         if keep is not None:  # the database or cache, for bench/queries.py and dashboard.py --db
             keep.mkdir(parents=True, exist_ok=True)
             made = "duck.duckdb" if mode == "duckdb" else "cache.duckdb"
