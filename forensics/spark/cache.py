@@ -27,7 +27,7 @@ from forensics.queries import cube as cube_module
 from forensics.queries.dims import discover_dimensions
 from forensics.separation.params import SeparationParams
 from forensics.spark.engine import SparkEngine
-from forensics.spark.ingest import REGISTRY, SparkTable, copy_rows
+from forensics.spark.ingest import HIDDEN, REGISTRY, SparkTable, copy_rows
 
 __all__ = [
     "SAMPLE_RESOLUTION",
@@ -114,16 +114,7 @@ def fill_cache(
             copy_rows(cache, name, table.registry(spark, name))
         if "rejected_rows" in views:
             copy_rows(cache, "rejected_rows", spark.table(views["rejected_rows"]).toArrow())
-        total = int(spark.table(views["requests"]).count())
-        fraction = min(1.0, search_rows / total) if total else 1.0
-        sample = spark.sql(
-            f"SELECT * FROM {views['requests']} WHERE {sample_condition(fraction)}"
-        ).toArrow()
-        cache.con.register("_sample", sample)
-        try:
-            cache.execute("CREATE TABLE requests AS SELECT * FROM _sample")
-        finally:
-            cache.con.unregister("_sample")
+        total, sampled = _copy_sample(spark, table, cache, search_rows)
         cache.forget()
         cache.set_meta(SPARK_TABLE, table.name)
         cache.set_meta(SPARK_LOCATION, table.location)
@@ -133,7 +124,70 @@ def fill_cache(
     finally:
         cache.close()
     os.replace(building, final)
-    return {"requests": total, "sampled": sample.num_rows, "cube_rows": cube_rows}
+    return {"requests": total, "sampled": sampled, "cube_rows": cube_rows}
+
+
+def _copy_sample(
+    spark: Any, table: SparkTable, cache: Database, search_rows: int
+) -> tuple[int, int]:
+    """Copy the sample into the cache's ``requests``, a few days at a time; (requests, sampled).
+
+    Each piece is brought to the driver as Arrow and appended: collecting the whole
+    sample at once (2M rows with their text) ran the driver out of heap at 3M requests.
+    Days are read by the table's ``_day`` partitions, so each piece reads only its days.
+    """
+    stored = spark.read.parquet(table.part("requests"))
+    per_day = [(r[0], int(r[1])) for r in stored.groupBy("_day").count().orderBy("_day").collect()]
+    total = sum(n for _, n in per_day)
+    fraction = min(1.0, search_rows / total) if total else 1.0
+    cache.con.register(
+        "_columns", stored.drop(*HIDDEN).limit(0).toArrow()
+    )  # the table's, in its order
+    try:
+        cache.execute("CREATE TABLE requests AS SELECT * FROM _columns")
+    finally:
+        cache.con.unregister("_columns")
+    condition = sample_condition(fraction)
+    sampled = 0
+    for days in _pieces(per_day, fraction):
+        day = stored["_day"].isNull() if days == [None] else stored["_day"].isin(days)
+        piece = stored.where(day).where(condition).drop(*HIDDEN).toArrow()
+        cache.con.register("_piece", piece)
+        try:
+            cache.execute("INSERT INTO requests SELECT * FROM _piece")
+        finally:
+            cache.con.unregister("_piece")
+        sampled += piece.num_rows
+    return total, sampled
+
+
+SAMPLE_PIECE_ROWS = 250_000
+"""About how many sampled requests the driver holds at once while the cache is filled."""
+
+
+def _pieces(per_day: list[tuple[Any, int]], fraction: float) -> list[list[Any]]:
+    """Consecutive days grouped so each group's sample holds about ``SAMPLE_PIECE_ROWS``.
+
+    Examples
+    --------
+    >>> _pieces([(1, 200_000), (2, 200_000), (3, 900_000), (None, 5)], 1.0)
+    [[1], [2], [3], [None]]
+    >>> _pieces([(1, 200_000), (2, 200_000), (3, 900_000)], 0.1)
+    [[1, 2, 3]]
+    """
+    pieces: list[list[Any]] = []
+    size = 0.0
+    for day, n in per_day:
+        if day is None:  # a null partition is read on its own (isin never matches null)
+            pieces.append([None])
+            continue
+        if pieces and pieces[-1] != [None] and size + n * fraction <= SAMPLE_PIECE_ROWS:
+            pieces[-1].append(day)
+            size += n * fraction
+        else:
+            pieces.append([day])
+            size = n * fraction
+    return pieces
 
 
 def _cubes_from_spark(
