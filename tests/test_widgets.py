@@ -792,8 +792,8 @@ def test_an_explanation_goes_to_the_report(wb, truth):
     assert dash.explain_panel.report_button.layout.display == "none"
 
 
-def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
-    """The shipped counted sample: the hour clicked holds the onset; the minute and cause are found."""
+def _counted_minutes(tmp_path):
+    """The shipped counted sample ingested: the database, its truth and the incident's onset."""
     from tests.conftest import REPO
 
     sample = REPO / "data_samples" / "counted-minutes"
@@ -801,7 +801,12 @@ def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
     db = tmp_path / "counted.duckdb"
     with forensics.open(db) as wb:
         wb.ingest(sample / "counts.parquet", mapping=sample / "mapping.toml", progress=False)
-    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    return db, truth, datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+
+
+def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
+    """The shipped counted sample: the hour clicked holds the onset; the minute and cause are found."""
+    db, truth, onset = _counted_minutes(tmp_path)
     hour = onset.replace(minute=0)
     with forensics.open(db, read_only=True) as wb:
         dash = wb.dashboard(signal="failed", grain="hour")
@@ -817,14 +822,7 @@ def test_a_clicked_hour_of_counted_minutes_is_explained_at_the_minute(tmp_path):
 def test_minute_counts_offer_the_minute_on_the_timeline_and_brushes_snap_to_it(tmp_path):
     """Data finer than the hour: the grain control offers it, the timeline draws it,
     and a dragged window snaps to whole minutes (an hour-only control hid the onset)."""
-    from tests.conftest import REPO
-
-    sample = REPO / "data_samples" / "counted-minutes"
-    truth = json.loads((sample / "truth.json").read_text())
-    db = tmp_path / "counted.duckdb"
-    with forensics.open(db) as wb:
-        wb.ingest(sample / "counts.parquet", mapping=sample / "mapping.toml", progress=False)
-    onset = datetime.fromisoformat(truth["onset"].replace("Z", "+00:00"))
+    db, _, onset = _counted_minutes(tmp_path)
     with forensics.open(db, read_only=True) as wb:
         dash = wb.dashboard(signal="failed", grain="hour")
         assert list(dash.grain_picker.options) == ["day", "hour", "minute"]
