@@ -95,6 +95,17 @@ class Measured:
     ci: tuple[float, float]
     """Newcombe interval of the primary signal's excess rate."""
 
+    def signature_fields(self) -> dict[str, Any]:
+        """The fields of a ``Signature`` these measurements give (its symptoms and excess)."""
+        return {
+            "signals": tuple(s.signal for s in self.symptoms if s.elevated),
+            "symptoms": self.symptoms,
+            "baseline": self.primary.baseline,
+            "excess_rate": self.primary.rate_inside - self.primary.rate_baseline,
+            "ci": self.ci,
+            "excess_requests": self.excess,
+        }
+
 
 def measure(
     params: SeparationParams,
@@ -247,12 +258,7 @@ def evidence(
         start=start,
         end=end,
         signal=cand.signal,
-        signals=tuple(s.signal for s in found.symptoms if s.elevated),
-        symptoms=found.symptoms,
-        baseline=primary.baseline,
-        excess_rate=primary.rate_inside - primary.rate_baseline,
-        ci=found.ci,
-        excess_requests=found.excess,
+        **found.signature_fields(),
         requests=requests,
         users=users,
         p_value=p_value,

@@ -137,13 +137,7 @@ def _measured(
         cover.counts(cover.outside[i], signals, away),
         {name: cover.counts(rows, signals, away) for name, rows in cover.parents[i].items()},
     )
-    primary = found.primary
     return replace(
         sig,
-        signals=tuple(s.signal for s in found.symptoms if s.elevated),
-        symptoms=found.symptoms,
-        baseline=primary.baseline,
-        excess_rate=primary.rate_inside - primary.rate_baseline,
-        ci=found.ci,
-        excess_requests=found.excess,
+        **found.signature_fields(),
     )
